@@ -1,0 +1,281 @@
+"""`openai_batch_assets`: three assets, ``input_file → batch_job → results``, for one batch pipeline.
+
+Example:
+    >>> import dagster as dg
+    >>> from dagster_openai_batch import RequestTemplate, openai_batch_assets
+    >>> @dg.asset
+    ... def reviews() -> list[dict]:
+    ...     return [{"id": "r1", "text": "Great kettle"}]
+    >>> pipeline = openai_batch_assets(
+    ...     name="review_sentiment",
+    ...     source=reviews,
+    ...     template=RequestTemplate(
+    ...         endpoint="/v1/chat/completions", model="gpt-4o-mini",
+    ...         messages=[{"role": "user", "content": "Sentiment of: {text}"}],
+    ...         custom_id_column="id",
+    ...     ),
+    ... )
+    >>> [key.to_user_string() for key in pipeline.asset_keys]
+    ['review_sentiment/input_file', 'review_sentiment/batch_job', 'review_sentiment/results']
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from ..core.models import BatchEndpoint, as_endpoint
+from ..core.storage import join_uri, safe_segment
+from ..core.templates import RequestTemplate
+from . import stages
+from .checks import check_specs
+
+RESOURCE_KEY = "openai_batch"
+Source = dg.AssetKey | dg.AssetsDefinition | dg.AssetSpec | Callable[..., Any] | os.PathLike | str
+
+
+class BatchJobConfig(dg.Config):
+    """Run config of ``batch_job``."""
+
+    wait: bool | None = None
+    """Block until the batches finish (default: the pipeline's ``wait``). For small jobs."""
+    resubmit_failed: bool = False
+    """Instead of the input file, send the failed/expired/cancelled/missing rows of the latest
+    results as a follow-up batch; ``results`` then merges the answers back by custom_id."""
+
+
+class ResultsConfig(dg.Config):
+    """Run config of ``results`` (the sensor fills it in)."""
+
+    batch_ids: list[str] = []
+    """The batches to collect; empty means those of the latest ``batch_job`` materialization."""
+
+
+@dataclass(frozen=True)
+class OpenAIBatchPipeline:
+    """The definitions of one batch pipeline, ready for `dagster.Definitions`."""
+
+    name: str
+    endpoint: BatchEndpoint
+    input_file: dg.AssetsDefinition
+    batch_job: dg.AssetsDefinition
+    results: dg.AssetsDefinition
+    submit_job: dg.UnresolvedAssetJobDefinition
+    results_job: dg.UnresolvedAssetJobDefinition
+    schedules: list[dg.ScheduleDefinition] = field(default_factory=list)
+    partitions_def: dg.PartitionsDefinition | None = None
+    resource_key: str = RESOURCE_KEY
+
+    @property
+    def asset_keys(self) -> list[dg.AssetKey]:
+        return [self.input_file.key, self.batch_job.key, self.results.key]
+
+    @property
+    def results_op_name(self) -> str:
+        return self.results.op.name
+
+    @property
+    def assets(self) -> list[dg.AssetsDefinition]:
+        return [self.input_file, self.batch_job, self.results]
+
+    @property
+    def jobs(self) -> list[dg.UnresolvedAssetJobDefinition]:
+        return [self.submit_job, self.results_job]
+
+    def definitions(self) -> dg.Definitions:
+        """Assets, checks, jobs and schedules of this pipeline (resources and sensor not included)."""
+        return dg.Definitions(assets=self.assets, jobs=self.jobs, schedules=self.schedules)
+
+
+def _source_key(source: Source) -> dg.AssetKey | None:
+    if isinstance(source, dg.AssetsDefinition):
+        return source.key
+    if isinstance(source, dg.AssetSpec):
+        return source.key
+    if isinstance(source, dg.AssetKey):
+        return source
+    if isinstance(source, str) and not source.endswith(".jsonl"):
+        return dg.AssetKey.from_user_string(source)
+    return None
+
+
+def _call_rows_fn(fn: Callable[..., Any], context: dg.AssetExecutionContext) -> Any:
+    return fn(context) if inspect.signature(fn).parameters else fn()
+
+
+def openai_batch_assets(
+    *,
+    name: str,
+    source: Source,
+    template: RequestTemplate | None = None,
+    endpoint: BatchEndpoint | str | None = None,
+    partitions_def: dg.PartitionsDefinition | None = None,
+    group_name: str | None = None,
+    resource_key: str = RESOURCE_KEY,
+    storage: str | None = None,
+    wait: bool = False,
+    wait_timeout_seconds: float = 3600.0,
+    max_failed_share: float = 0.05,
+    schedule: bool | str = False,
+) -> OpenAIBatchPipeline:
+    """Declare one batch pipeline: ``<name>/input_file → <name>/batch_job → <name>/results``.
+
+    Args:
+        name: Key prefix and group of the three assets (a valid Dagster name).
+        source: Where the rows come from: an upstream asset (key, definition or spec) whose value
+            is a list of dicts, a pandas/polars DataFrame or a pyarrow Table; a function returning
+            such rows (it may take the asset context); or the path of an existing JSONL request file.
+        template: Turns each row into a request (required unless ``source`` is a JSONL file).
+        endpoint: The batch endpoint; defaults to the template's.
+        partitions_def: Any partitions definition: one batch set per partition key.
+        storage: Local directory or URI (``s3://…``) for the input rows and results tables;
+            default ``<Dagster instance storage>/openai_batch``.
+        wait: ``batch_job`` blocks until the batches finish (small jobs, one run).
+        max_failed_share: The ``failed_share`` check fails above this share of failed requests.
+        schedule: ``True`` submits new partitions of a time-partitioned pipeline on the
+            partitions' cadence; a cron string submits on that cron (unpartitioned pipelines).
+    """
+    source_key = _source_key(source)
+    jsonl_path = Path(source) if source_key is None and not callable(source) else None
+    if template is None and jsonl_path is None:
+        raise ValueError(f"openai_batch_assets({name!r}): give a template, or a .jsonl file as source")
+    resolved_endpoint = as_endpoint(endpoint or template.endpoint)  # type: ignore[union-attr]
+    if template is not None and as_endpoint(template.endpoint) != resolved_endpoint:
+        raise ValueError(
+            f"openai_batch_assets({name!r}): endpoint {resolved_endpoint} differs from the "
+            f"template's {template.endpoint}"
+        )
+    group = group_name or name
+    keys = stages.StageKeys(
+        input_file=dg.AssetKey([name, "input_file"]),
+        batch_job=dg.AssetKey([name, "batch_job"]),
+        results=dg.AssetKey([name, "results"]),
+    )
+    common: dict[str, Any] = {
+        "partitions_def": partitions_def,
+        "group_name": group,
+        "kinds": {"openai"},
+        "required_resource_keys": {resource_key},
+    }
+
+    def storage_root(context: dg.AssetExecutionContext) -> str:
+        root = storage or os.environ.get("DAGSTER_OPENAI_BATCH_STORAGE")
+        if root is None:
+            root = os.path.join(context.instance.storage_directory(), "openai_batch")
+        partition = context.partition_key if context.has_partition_key else "all"
+        return join_uri(root, safe_segment(name), safe_segment(partition))
+
+    def stage_context(context: dg.AssetExecutionContext) -> stages.StageContext:
+        return stages.StageContext(
+            context=context,
+            resource=getattr(context.resources, resource_key),
+            keys=keys,
+            pipeline=name,
+            endpoint=resolved_endpoint,
+            storage_root=storage_root(context),
+        )
+
+    input_description = f"JSONL batch input of {name}: built from the rows, validated, split, uploaded."
+    if source_key is not None:
+
+        @dg.asset(
+            key=keys.input_file,
+            ins={"rows": dg.AssetIn(key=source_key)},
+            description=input_description,
+            **common,
+        )
+        def input_file(context: dg.AssetExecutionContext, rows: Any) -> dg.MaterializeResult:
+            return stages.materialize_input_file(stage_context(context), rows=rows, template=template)
+
+    else:
+
+        @dg.asset(key=keys.input_file, description=input_description, **common)
+        def input_file(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+            if jsonl_path is not None:
+                return stages.materialize_input_file(stage_context(context), jsonl_path=jsonl_path)
+            rows = _call_rows_fn(source, context)  # type: ignore[arg-type]
+            return stages.materialize_input_file(stage_context(context), rows=rows, template=template)
+
+    @dg.asset(
+        key=keys.batch_job,
+        deps=[keys.input_file],
+        description=f"OpenAI batches of {name}: created (or adopted, never paid twice); returns at once.",
+        **common,
+    )
+    def batch_job(context: dg.AssetExecutionContext, config: BatchJobConfig) -> dg.MaterializeResult:
+        return stages.materialize_batch_job(
+            stage_context(context),
+            wait=wait if config.wait is None else config.wait,
+            wait_timeout_seconds=wait_timeout_seconds,
+            resubmit_failed=config.resubmit_failed,
+        )
+
+    @dg.asset(
+        key=keys.results,
+        deps=[keys.batch_job],
+        description=f"Answers of {name}: one row per request, joined to the inputs by custom_id.",
+        check_specs=check_specs(keys.results, max_failed_share),
+        **common,
+    )
+    def results(context: dg.AssetExecutionContext, config: ResultsConfig) -> Iterator[Any]:
+        yield from stages.materialize_results(
+            stage_context(context), batch_ids=config.batch_ids, max_failed_share=max_failed_share
+        )
+
+    submit_job = dg.define_asset_job(
+        f"{name}_submit",
+        selection=dg.AssetSelection.assets(keys.input_file, keys.batch_job),
+        partitions_def=partitions_def,
+        description=f"Build, upload and submit the {name} batch (the sensor collects the results).",
+    )
+    results_job = dg.define_asset_job(
+        f"{name}_results",
+        selection=dg.AssetSelection.assets(keys.results),
+        partitions_def=partitions_def,
+        description=f"Download and parse the {name} batch results.",
+    )
+    schedules = _schedules(name, submit_job, partitions_def, schedule)
+    return OpenAIBatchPipeline(
+        name=name,
+        endpoint=resolved_endpoint,
+        input_file=input_file,
+        batch_job=batch_job,
+        results=results,
+        submit_job=submit_job,
+        results_job=results_job,
+        schedules=schedules,
+        partitions_def=partitions_def,
+        resource_key=resource_key,
+    )
+
+
+def _schedules(
+    name: str,
+    submit_job: dg.UnresolvedAssetJobDefinition,
+    partitions_def: dg.PartitionsDefinition | None,
+    schedule: bool | str,
+) -> list[dg.ScheduleDefinition]:
+    if schedule is False:
+        return []
+    if isinstance(schedule, str):
+        return [dg.ScheduleDefinition(name=f"{name}_schedule", job=submit_job, cron_schedule=schedule)]
+    if not isinstance(partitions_def, dg.TimeWindowPartitionsDefinition):
+        raise ValueError(
+            f"openai_batch_assets({name!r}): schedule=True needs time-based partitions; "
+            "pass a cron string instead"
+        )
+    return [dg.build_schedule_from_partitioned_job(submit_job, name=f"{name}_schedule")]
+
+
+def pipelines_definitions(
+    pipelines: Sequence[OpenAIBatchPipeline], **kwargs: Any
+) -> dg.Definitions:
+    """Merge several pipelines' definitions with extra `Definitions` arguments."""
+    return dg.Definitions.merge(*(p.definitions() for p in pipelines), dg.Definitions(**kwargs))

@@ -1,0 +1,132 @@
+"""`OpenAIBatchResource`: `dagster_openai.OpenAIResource` extended for batch work.
+
+It talks to OpenAI, Azure OpenAI, any OpenAI-compatible service (``base_url``) or, with
+``emulator_dir`` set, the offline emulator shipped with this package (no key needed).
+
+Example:
+    >>> from dagster import EnvVar
+    >>> from dagster_openai_batch import OpenAIBatchResource
+    >>> openai_prod = OpenAIBatchResource(api_key=EnvVar("OPENAI_API_KEY"), project="proj_123")
+    >>> offline = OpenAIBatchResource(emulator_dir="/tmp/openai-emulator")
+    >>> offline.backend
+    'emulator'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from contextlib import contextmanager
+from typing import Any, Literal
+
+import openai
+from dagster import InitResourceContext
+from dagster_openai import OpenAIResource
+from pydantic import Field, PrivateAttr
+
+from ..core.client import BatchClient
+
+Backend = Literal["emulator", "openai", "azure", "compatible"]
+OPENAI_API_HOST = "api.openai.com"
+
+
+class OpenAIConfigurationError(ValueError):
+    """The resource cannot reach any backend as configured (raised before any API call)."""
+
+
+class OpenAIBatchResource(OpenAIResource):
+    """OpenAI (or Azure OpenAI, a compatible service, or the offline emulator) for batch pipelines.
+
+    Same fields as `dagster_openai.OpenAIResource` (``api_key`` — use ``EnvVar`` —,
+    ``organization``, ``project``, ``base_url``) plus timeouts, retries, Azure settings and
+    ``emulator_dir``. The API key is never logged, put in metadata or echoed in errors.
+    """
+
+    api_key: str | None = Field(  # type: ignore[assignment]  # optional here: the emulator needs none
+        default=None,
+        description="API key. Use EnvVar('OPENAI_API_KEY'). Not needed with emulator_dir.",
+    )
+    timeout_seconds: float = Field(default=600.0, description="HTTP timeout of one API call.")
+    max_retries: int = Field(
+        default=4, description="Retries of 408/409/429/5xx and connection errors, with backoff."
+    )
+    azure_endpoint: str | None = Field(
+        default=None,
+        description="Azure OpenAI resource endpoint, e.g. https://NAME.openai.azure.com. "
+        "Uses AzureOpenAI with api_version.",
+    )
+    api_version: str | None = Field(
+        default=None, description="Azure OpenAI API version, e.g. 2025-04-01-preview."
+    )
+    emulator_dir: str | None = Field(
+        default=None,
+        description="Use the offline emulator with its state in this directory (shared by every "
+        "Dagster process). No key or network needed.",
+    )
+    emulator_pace: Literal["fast", "realistic"] = Field(
+        default="realistic",
+        description="Emulator only: how fast batches progress (fast: tests; realistic: demos).",
+    )
+
+    _client: openai.OpenAI = PrivateAttr()
+
+    @property
+    def backend(self) -> Backend:
+        """Which kind of service this resource talks to (shown in asset metadata)."""
+        if self.emulator_dir:
+            return "emulator"
+        if self.azure_endpoint:
+            return "azure"
+        if self.base_url and OPENAI_API_HOST not in self.base_url:
+            return "compatible"
+        return "openai"
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        self._client = self.build_openai_client()
+
+    def build_openai_client(self) -> openai.OpenAI:
+        """The `openai.OpenAI` client for the configured backend; fails fast on bad settings."""
+        common: dict[str, Any] = {"timeout": self.timeout_seconds, "max_retries": self.max_retries}
+        backend = self.backend
+        if backend == "emulator":
+            from ..emulator import EmulatorConfig, Emulator, Pace
+
+            pace = Pace.fast() if self.emulator_pace == "fast" else Pace.realistic()
+            emulator = Emulator(self.emulator_dir, EmulatorConfig(pace=pace))  # type: ignore[arg-type]
+            return emulator.openai_client(**common)
+        if not self.api_key:
+            raise OpenAIConfigurationError(
+                f"No API key for the {backend} backend: set the OPENAI_API_KEY environment variable "
+                "(api_key=EnvVar('OPENAI_API_KEY')), or set emulator_dir to run offline."
+            )
+        if backend == "azure":
+            if not self.api_version:
+                raise OpenAIConfigurationError(
+                    "Azure OpenAI needs api_version (e.g. '2025-04-01-preview') beside azure_endpoint."
+                )
+            return openai.AzureOpenAI(
+                api_key=self.api_key,
+                azure_endpoint=self.azure_endpoint,
+                api_version=self.api_version,
+                organization=self.organization,
+                project=self.project,
+                **common,
+            )
+        return openai.OpenAI(
+            api_key=self.api_key,
+            organization=self.organization,
+            project=self.project,
+            base_url=self.base_url,
+            **common,
+        )
+
+    def dashboard_url(self, batch_id: str) -> str | None:
+        """Link to a batch in the OpenAI dashboard (only for the OpenAI backend)."""
+        if self.backend != "openai":
+            return None
+        return f"https://platform.openai.com/batches/{batch_id}"
+
+    @contextmanager
+    def get_batch_client(self) -> Generator[BatchClient, None, None]:
+        """Yield a `BatchClient` over this resource's client (usable in assets and sensors)."""
+        client = getattr(self, "_client", None) or self.build_openai_client()
+        yield BatchClient(client)

@@ -1,0 +1,168 @@
+"""`openai_batch_sensor`: watches in-flight batches and materializes results once per batch set.
+
+Each tick:
+1. reads the ``batch_job`` materializations recorded since the last tick (new batch sets);
+2. looks at every in-flight batch with as few API calls as `BatchClient.retrieve_many` allows
+   (list pages of 100: ≤ 11 calls for 1,000 batches);
+3. records progress as an `AssetObservation` on ``batch_job`` when it changed;
+4. for each batch set whose batches all reached a terminal state, requests exactly one run of
+   ``results`` for its partition (``run_key`` = the batch ids), expired and cancelled included;
+   a set whose batches all failed validation gets no run: its errors go to the observation and log.
+
+The cursor (watermarks + in-flight sets) is saved atomically with the run requests, and run keys
+deduplicate, so restarting the daemon neither loses nor repeats a batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import dagster as dg
+from pydantic import BaseModel
+
+from .handoff import metadata_values
+from .pipeline import OpenAIBatchPipeline
+from .resource import OpenAIBatchResource
+from .stages import TERMINAL, WITH_RESULTS, batch_status_metadata
+
+
+class InFlight(BaseModel):
+    """One batch set (one ``batch_job`` materialization) the sensor still watches."""
+
+    pipeline: str
+    partition: str | None
+    batch_ids: list[str]
+    progress: str = ""
+
+
+class SensorCursor(BaseModel):
+    watermarks: dict[str, int] = {}
+    """Per pipeline: the storage id of the newest batch_job materialization already read."""
+    in_flight: list[InFlight] = []
+
+
+def _run_key(batch_ids: Sequence[str]) -> str:
+    return "+".join(batch_ids)
+
+
+def _read_new_batch_sets(
+    instance: dg.DagsterInstance, pipeline: OpenAIBatchPipeline, cursor: SensorCursor
+) -> list[InFlight]:
+    found = []
+    after = cursor.watermarks.get(pipeline.name)
+    while True:
+        page = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=pipeline.batch_job.key, after_storage_id=after),
+            limit=500,
+            ascending=True,
+        )
+        for record in page.records:
+            after = record.storage_id
+            materialization = record.asset_materialization
+            if materialization is None:
+                continue
+            values = metadata_values(materialization.metadata)
+            found.append(
+                InFlight(
+                    pipeline=pipeline.name,
+                    partition=materialization.partition,
+                    batch_ids=list(values.get("batch_ids") or []),
+                )
+            )
+        if not page.has_more:
+            break
+    if after is not None:
+        cursor.watermarks[pipeline.name] = after
+    return found
+
+
+def openai_batch_sensor(
+    pipelines: Sequence[OpenAIBatchPipeline],
+    *,
+    name: str = "openai_batch_sensor",
+    minimum_interval_seconds: int = 30,
+    default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.RUNNING,
+) -> dg.SensorDefinition:
+    """One sensor watching the batches of ``pipelines`` (which must share one resource key).
+
+    Example:
+        >>> # sensor = openai_batch_sensor([reviews_pipeline, embeddings_pipeline])
+    """
+    if not pipelines:
+        raise ValueError("openai_batch_sensor needs at least one pipeline")
+    resource_keys = {p.resource_key for p in pipelines}
+    if len(resource_keys) != 1:
+        raise ValueError(
+            f"openai_batch_sensor {name!r}: pipelines use resource keys {sorted(resource_keys)}; "
+            "make one sensor per resource key"
+        )
+    (resource_key,) = resource_keys
+    by_name = {p.name: p for p in pipelines}
+
+    @dg.sensor(
+        name=name,
+        jobs=[p.results_job for p in pipelines],
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=default_status,
+        required_resource_keys={resource_key},
+        description="Watches in-flight OpenAI batches; materializes results when they finish.",
+    )
+    def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        resource: OpenAIBatchResource = getattr(context.resources, resource_key)
+        cursor = SensorCursor.model_validate_json(context.cursor) if context.cursor else SensorCursor()
+        for pipeline in pipelines:
+            cursor.in_flight.extend(_read_new_batch_sets(context.instance, pipeline, cursor))
+        if not cursor.in_flight:
+            return dg.SensorResult(skip_reason="No batch in flight.", cursor=cursor.model_dump_json())
+
+        ids = [batch_id for item in cursor.in_flight for batch_id in item.batch_ids]
+        with resource.get_batch_client() as client:
+            batches = client.retrieve_many(ids)
+
+        run_requests: list[dg.RunRequest] = []
+        events: list[dg.AssetObservation] = []
+        still_in_flight: list[InFlight] = []
+        for item in cursor.in_flight:
+            pipeline = by_name.get(item.pipeline)
+            known = [batches[i] for i in item.batch_ids if i in batches]
+            if pipeline is None or len(known) != len(item.batch_ids):
+                context.log.warning(f"Dropping untracked batch set {item.batch_ids}")
+                continue
+            metadata: dict[str, Any] = batch_status_metadata(resource, known)
+            progress = f"{metadata['status']}:{metadata['requests_completed']}:{metadata['requests_failed']}"
+            if progress != item.progress:
+                events.append(
+                    dg.AssetObservation(
+                        asset_key=pipeline.batch_job.key, partition=item.partition, metadata=metadata
+                    )
+                )
+                item.progress = progress
+            if not all(b.status in TERMINAL for b in known):
+                still_in_flight.append(item)
+                continue
+            if any(b.status in WITH_RESULTS for b in known):
+                run_requests.append(
+                    dg.RunRequest(
+                        run_key=_run_key(item.batch_ids),
+                        job_name=pipeline.results_job.name,
+                        partition_key=item.partition,
+                        run_config={
+                            "ops": {
+                                pipeline.results_op_name: {"config": {"batch_ids": item.batch_ids}}
+                            }
+                        },
+                        tags={"openai_batch/batch_ids": ",".join(item.batch_ids)[:1000]},
+                    )
+                )
+            else:
+                context.log.error(
+                    f"{pipeline.name} batches {item.batch_ids} failed validation; no results run. "
+                    f"{getattr(metadata.get('errors'), 'value', '')}"
+                )
+        cursor.in_flight = still_in_flight
+        return dg.SensorResult(
+            run_requests=run_requests, asset_events=events, cursor=cursor.model_dump_json()
+        )
+
+    return _sensor

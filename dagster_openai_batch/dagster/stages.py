@@ -1,0 +1,340 @@
+"""The work of the three assets, kept apart from their declaration in `pipeline.py`."""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pyarrow.compute as pc
+from openai.types import Batch
+
+from ..core.client import BatchClient
+from ..core.models import BatchEndpoint
+from ..core.resubmit import build_resubmission, merge_results
+from ..core.results import collect_results
+from ..core.storage import BatchResults, download_file, join_uri, read_table, upload_file
+from ..core.templates import RequestTemplate
+from ..core.writer import (
+    PreparedInput,
+    prepare_jsonl,
+    prepare_rows,
+    read_jsonl_input,
+    write_batch_input,
+)
+from .checks import evaluate_checks
+from .handoff import latest_metadata
+from .resource import OpenAIBatchResource
+
+TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
+WITH_RESULTS = frozenset({"completed", "expired", "cancelled"})
+
+
+@dataclass(frozen=True)
+class StageKeys:
+    input_file: dg.AssetKey
+    batch_job: dg.AssetKey
+    results: dg.AssetKey
+
+
+@dataclass(frozen=True)
+class StageContext:
+    """What every stage needs: the Dagster context, the resource and where tables go."""
+
+    context: dg.AssetExecutionContext
+    resource: OpenAIBatchResource
+    keys: StageKeys
+    pipeline: str
+    endpoint: BatchEndpoint
+    storage_root: str
+
+    @property
+    def partition_key(self) -> str | None:
+        return self.context.partition_key if self.context.has_partition_key else None
+
+    def upstream(self, key: dg.AssetKey, **matching: Any) -> dict[str, Any]:
+        found = latest_metadata(
+            self.context.instance, key, self.partition_key, matching=matching or None
+        )
+        if found is None:
+            where = f" for partition {self.partition_key!r}" if self.partition_key else ""
+            raise dg.Failure(
+                f"{key.to_user_string()} has no materialization{where}"
+                + (f" with {matching}" if matching else "")
+                + ": materialize it first."
+            )
+        return found
+
+
+def _work_dir() -> tempfile.TemporaryDirectory[str]:
+    return tempfile.TemporaryDirectory(prefix="openai-batch-")
+
+
+# ---------------------------------------------------------------- input_file
+
+
+def materialize_input_file(
+    stage: StageContext,
+    *,
+    rows: Any = None,
+    template: RequestTemplate | None = None,
+    jsonl_path: Path | None = None,
+) -> dg.MaterializeResult:
+    """Build, validate and split the JSONL input, keep a copy in storage, upload every part."""
+    with _work_dir() as tmp:
+        if jsonl_path is not None:
+            prepared = prepare_jsonl(jsonl_path, Path(tmp), endpoint=stage.endpoint)
+        else:
+            assert template is not None
+            prepared = prepare_rows(rows, template, Path(tmp))
+        stored = _store_input(stage, prepared)
+        with stage.resource.get_batch_client() as client:
+            files = [client.upload(part) for part in prepared.parts]
+    stage.context.log.info(
+        f"Uploaded {prepared.requests} requests in {len(files)} part(s) to {stage.resource.backend}"
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "backend": stage.resource.backend,
+            "endpoint": str(stage.endpoint),
+            "model": prepared.model or "",
+            "file_ids": dg.MetadataValue.json([f.id for f in files]),
+            "parts": len(prepared.parts),
+            "requests": prepared.requests,
+            "bytes": prepared.bytes,
+            "content_hash": prepared.content_hash,
+            "storage_uri": stage.storage_root,
+            "part_uris": dg.MetadataValue.json(stored["parts"]),
+            "inputs_uri": stored["inputs"] or "",
+            "preview": dg.MetadataValue.json(prepared.preview),
+        }
+    )
+
+
+def _store_input(stage: StageContext, prepared: PreparedInput) -> dict[str, Any]:
+    """Copy the parts (what was sent) and the input rows to storage for the later stages."""
+    base = join_uri(stage.storage_root, "input", prepared.content_hash[:16])
+    part_uris = []
+    for part in prepared.parts:
+        uri = join_uri(base, f"part-{part.index:03d}.jsonl")
+        upload_file(part.path, uri)
+        part_uris.append(uri)
+    inputs_uri = None
+    if prepared.inputs_path is not None:
+        inputs_uri = join_uri(base, "inputs.parquet")
+        upload_file(prepared.inputs_path, inputs_uri)
+    return {"parts": part_uris, "inputs": inputs_uri}
+
+
+# ---------------------------------------------------------------- batch_job
+
+
+def materialize_batch_job(
+    stage: StageContext, *, wait: bool, wait_timeout_seconds: float, resubmit_failed: bool
+) -> dg.MaterializeResult:
+    """Create (or adopt) one batch per uploaded part; return at once unless ``wait``."""
+    source = stage.upstream(stage.keys.input_file)
+    file_ids: list[str] = list(source["file_ids"])
+    key_base = f"{stage.pipeline}:{stage.partition_key or '-'}:{source['content_hash']}"
+    followup_of = ""
+    if resubmit_failed:
+        followup_of, file_ids, key_base = _upload_resubmission(stage, source, key_base)
+    with stage.resource.get_batch_client() as client:
+        batches: list[Batch] = []
+        adopted = 0
+        for index, file_id in enumerate(file_ids):
+            batch, was_adopted = client.create_or_adopt(
+                input_file_id=file_id,
+                endpoint=stage.endpoint,
+                idempotency_key=_short_key(f"{key_base}:{index}"),
+                metadata=_batch_metadata(stage),
+            )
+            batches.append(batch)
+            adopted += was_adopted
+        if adopted:
+            stage.context.log.info(f"Adopted {adopted} existing batch(es): nothing paid twice")
+        if wait:
+            done = client.wait([b.id for b in batches], timeout=wait_timeout_seconds)
+            batches = [done[b.id] for b in batches]
+    return dg.MaterializeResult(
+        metadata={
+            **batch_status_metadata(stage.resource, batches),
+            "backend": stage.resource.backend,
+            "endpoint": str(stage.endpoint),
+            "adopted": adopted,
+            "content_hash": source["content_hash"],
+            "requests": source["requests"] if not followup_of else sum(
+                b.request_counts.total if b.request_counts else 0 for b in batches
+            ),
+            "inputs_uri": source.get("inputs_uri", ""),
+            "part_uris": dg.MetadataValue.json(source.get("part_uris", [])),
+            "followup_of": followup_of,
+        }
+    )
+
+
+def _short_key(key: str) -> str:
+    """Idempotency keys are metadata values (≤ 512 chars): hash long ones."""
+    return key if len(key) <= 200 else hashlib.sha256(key.encode()).hexdigest()
+
+
+def _batch_metadata(stage: StageContext) -> dict[str, str]:
+    metadata = {"dagster_pipeline": stage.pipeline[:512], "dagster_run_id": stage.context.run_id}
+    if stage.partition_key is not None:
+        metadata["dagster_partition"] = stage.partition_key[:512]
+    return metadata
+
+
+def batch_status_metadata(resource: OpenAIBatchResource, batches: Sequence[Batch]) -> dict[str, Any]:
+    """Metadata describing batches: ids, status, progress, links (batch_job and observations)."""
+    statuses = sorted({b.status for b in batches})
+    totals = {"total": 0, "completed": 0, "failed": 0}
+    for batch in batches:
+        if batch.request_counts:
+            totals["total"] += batch.request_counts.total
+            totals["completed"] += batch.request_counts.completed
+            totals["failed"] += batch.request_counts.failed
+    links = [resource.dashboard_url(b.id) for b in batches]
+    metadata: dict[str, Any] = {
+        "batch_ids": dg.MetadataValue.json([b.id for b in batches]),
+        "status": ",".join(statuses),
+        "requests_total": totals["total"],
+        "requests_completed": totals["completed"],
+        "requests_failed": totals["failed"],
+        "model": next((b.model for b in batches if b.model), "") or "",
+    }
+    if any(links):
+        metadata["dashboard"] = dg.MetadataValue.md(
+            "\n".join(f"- [{b.id}]({link})" for b, link in zip(batches, links) if link)
+        )
+    errors = [
+        f"{b.id} line {e.line}: {e.code} {e.message} (param {e.param})"
+        for b in batches
+        if b.errors and b.errors.data
+        for e in b.errors.data
+    ]
+    if errors:
+        metadata["errors"] = dg.MetadataValue.md("\n".join(f"- {e}" for e in errors[:20]))
+    return metadata
+
+
+def _upload_resubmission(
+    stage: StageContext, source: dict[str, Any], key_base: str
+) -> tuple[str, list[str], str]:
+    previous = stage.upstream(stage.keys.results)
+    results_uri = previous["results_uri"]
+    with _work_dir() as tmp, stage.resource.get_batch_client() as client:
+        local_parts = [
+            download_file(uri, Path(tmp) / f"sent-{i}.jsonl")
+            for i, uri in enumerate(source["part_uris"])
+        ]
+        local_results = download_file(results_uri, Path(tmp) / "results.parquet")
+        requests = build_resubmission(local_results, local_parts)
+        prepared = write_batch_input(requests, Path(tmp) / "followup", endpoint=stage.endpoint)
+        if not prepared.parts:
+            raise dg.Failure(f"Nothing to resubmit: every request of {results_uri} succeeded.")
+        file_ids = [client.upload(part).id for part in prepared.parts]
+    stage.context.log.info(f"Resubmitting {prepared.requests} requests from {results_uri}")
+    return results_uri, file_ids, f"{key_base}:followup:{prepared.content_hash[:16]}"
+
+
+# ---------------------------------------------------------------- results
+
+
+def materialize_results(
+    stage: StageContext, *, batch_ids: list[str], max_failed_share: float
+) -> Iterator[Any]:
+    """Download output and error files, join them to the inputs, write Parquet, run the checks."""
+    job = stage.upstream(stage.keys.batch_job, **({"batch_ids": batch_ids} if batch_ids else {}))
+    ids: list[str] = list(job["batch_ids"])
+    with _work_dir() as tmp_name, stage.resource.get_batch_client() as client:
+        tmp = Path(tmp_name)
+        found = client.retrieve_many(ids)
+        batches = [found[i] for i in ids]
+        unfinished = [f"{b.id} ({b.status})" for b in batches if b.status not in TERMINAL]
+        if unfinished:
+            raise dg.Failure(
+                f"Batches still running: {', '.join(unfinished)}. The openai_batch_sensor "
+                "materializes results when they finish."
+            )
+        outputs, errors = [], []
+        for batch in batches:
+            if batch.output_file_id:
+                outputs.append(client.download(batch.output_file_id, tmp / f"{batch.id}.out.jsonl"))
+            if batch.error_file_id:
+                errors.append(client.download(batch.error_file_id, tmp / f"{batch.id}.err.jsonl"))
+        inputs_local = (
+            download_file(job["inputs_uri"], tmp / "inputs.parquet") if job.get("inputs_uri") else None
+        )
+        sent = [download_file(u, tmp / f"sent-{i}.jsonl") for i, u in enumerate(job["part_uris"])]
+        followup_of = job.get("followup_of") or ""
+        dest = join_uri(stage.storage_root, "results", f"{'-'.join(ids)[:80]}.parquet")
+        summary = collect_results(
+            output_files=outputs,
+            error_files=errors,
+            prepared_inputs_path=None if followup_of else inputs_local,
+            request_ids=_request_ids(sent) if not followup_of else None,
+            batches=batches,
+            endpoint=stage.endpoint,
+            dest=dest if not followup_of else str(tmp / "followup.parquet"),
+        )
+        if followup_of:
+            base = download_file(followup_of, tmp / "base.parquet")
+            summary = merge_results(base, Path(summary.path), dest)
+    table = read_table(summary.path, ["custom_id"])
+    unique = pc.count_distinct(table.column("custom_id")).as_py() if table.num_rows else 0
+    expected = int(job["requests"]) if not followup_of else summary.rows
+    yield dg.Output(
+        BatchResults(uri=summary.path, rows=summary.rows, counts=summary.counts),
+        metadata=results_metadata(stage, summary, batches),
+    )
+    yield from evaluate_checks(
+        results_key=stage.keys.results,
+        expected_requests=expected,
+        rows=summary.rows,
+        unique_custom_ids=unique,
+        counts=summary.counts,
+        max_failed_share=max_failed_share,
+    )
+
+
+def _request_ids(sent_parts: list[Path]) -> Iterator[str]:
+    for part in sent_parts:
+        for line in read_jsonl_input(part):
+            yield line["custom_id"]
+
+
+def results_metadata(stage: StageContext, summary: Any, batches: Sequence[Batch]) -> dict[str, Any]:
+    preview = summary.preview
+    columns = list(preview[0].keys()) if preview else []
+    return {
+        "backend": stage.resource.backend,
+        "results_uri": summary.path,
+        "dagster/row_count": summary.rows,
+        **{f"status_{status}": count for status, count in sorted(summary.counts.items())},
+        "input_tokens": summary.input_tokens,
+        "cached_tokens": summary.cached_tokens,
+        "output_tokens": summary.output_tokens,
+        "reasoning_tokens": summary.reasoning_tokens,
+        "cost_usd": summary.cost_usd if summary.cost_usd is not None else "unknown",
+        "cost_note": summary.cost_note or "",
+        "batch_ids": dg.MetadataValue.json([b.id for b in batches]),
+        "preview": dg.MetadataValue.md(_markdown_table(columns, preview)),
+    }
+
+
+def _markdown_table(columns: list[str], rows: list[dict[str, Any]], width: int = 60) -> str:
+    if not rows:
+        return "(no rows)"
+
+    def cell(value: Any) -> str:
+        text = str(value).replace("|", "\\|").replace("\n", " ")
+        return text if len(text) <= width else text[: width - 1] + "…"
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(r.get(c)) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""The demo pipelines (`definitions.py` at the repository root loads them)."""

@@ -1,0 +1,217 @@
+"""The three assets and the sensor, driven through Dagster's own APIs on a real instance."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import pyarrow.parquet as pq
+import pytest
+
+from dagster_openai_batch import (
+    OpenAIBatchResource,
+    RequestTemplate,
+    openai_batch_assets,
+    openai_batch_sensor,
+)
+from dagster_openai_batch.emulator import Emulator
+
+from .conftest import results_metadata, run_sensor_until_idle
+
+ROWS = [{"id": f"q{i}", "question": f"What is {i} + {i}?"} for i in range(25)]
+
+
+@dg.asset
+def questions() -> list[dict]:
+    return ROWS
+
+
+def chat_pipeline(name: str = "qa", **kwargs) -> object:
+    return openai_batch_assets(
+        name=name,
+        source=questions,
+        template=RequestTemplate(
+            endpoint="/v1/chat/completions",
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": "{question}"}],
+            custom_id_column="id",
+        ),
+        **kwargs,
+    )
+
+
+def build_defs(pipeline, resource: OpenAIBatchResource, extra_assets=(questions,)) -> dg.Definitions:
+    return dg.Definitions.merge(
+        pipeline.definitions(),
+        dg.Definitions(
+            assets=list(extra_assets),
+            sensors=[openai_batch_sensor([pipeline], minimum_interval_seconds=1)],
+            resources={"openai_batch": resource},
+        ),
+    )
+
+
+def submit(pipeline, resource, instance, partition: str | None = None, source=questions):
+    return dg.materialize(
+        [source, pipeline.input_file, pipeline.batch_job],
+        instance=instance,
+        resources={"openai_batch": resource},
+        partition_key=partition,
+    )
+
+
+def test_lineage_keys_group_and_kind(resource):
+    pipeline = chat_pipeline()
+    defs = build_defs(pipeline, resource)
+    graph = defs.resolve_asset_graph()
+    keys = [k.to_user_string() for k in pipeline.asset_keys]
+    assert keys == ["qa/input_file", "qa/batch_job", "qa/results"]
+    assert graph.get(pipeline.batch_job.key).parent_keys == {pipeline.input_file.key}
+    assert graph.get(pipeline.results.key).parent_keys == {pipeline.batch_job.key}
+    assert graph.get(pipeline.input_file.key).parent_keys == {questions.key}
+    assert pipeline.results.specs_by_key[pipeline.results.key].kinds == {"openai"}
+    assert pipeline.input_file.group_names_by_key[pipeline.input_file.key] == "qa"
+
+
+def test_end_to_end_sensor_materializes_results_once(instance, resource):
+    pipeline = chat_pipeline()
+    defs = build_defs(pipeline, resource)
+    result = submit(pipeline, resource, instance)
+    assert result.success
+    input_meta = results_metadata(instance, pipeline.input_file.key)
+    assert input_meta["requests"] == 25 and input_meta["parts"] == 1
+    assert input_meta["file_ids"][0].startswith("file-")
+    assert input_meta["backend"] == "emulator"
+    job_meta = results_metadata(instance, pipeline.batch_job.key)
+    assert job_meta["status"] in {"validating", "in_progress", "finalizing", "completed"}
+
+    cursor, runs = run_sensor_until_idle(defs, instance)
+    assert len(runs) == 1
+    run = instance.get_run_by_id(runs[0])
+    assert run.status == dg.DagsterRunStatus.SUCCESS
+    assert run.tags["dagster/run_key"] == job_meta["batch_ids"][0]
+
+    meta = results_metadata(instance, pipeline.results.key)
+    assert meta["dagster/row_count"] == 25 and meta["status_succeeded"] == 25
+    assert meta["input_tokens"] > 0 and meta["output_tokens"] > 0
+    assert isinstance(meta["cost_usd"], float) and meta["cost_usd"] > 0
+    table = pq.read_table(meta["results_uri"])
+    assert sorted(table.column("custom_id").to_pylist()) == sorted(r["id"] for r in ROWS)
+    assert set(table.column("question").to_pylist()) == {r["question"] for r in ROWS}
+    assert all(table.column("answer").to_pylist())
+
+    checks = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+        [dg.AssetCheckKey(pipeline.results.key, name) for name in (
+            "every_request_accounted_once", "failed_share_below_threshold", "no_expired_requests_left")]
+    )
+    assert len(checks) == 3
+    for execution in checks.values():
+        assert execution.status.value == "SUCCEEDED"
+
+    # Progress was observed on batch_job for the UI.
+    observations = instance.fetch_observations(pipeline.batch_job.key, limit=10).records
+    assert observations and observations[0].asset_observation.metadata["status"].value == "completed"
+
+    # Later ticks, and a sensor whose cursor was lost, never request the same batch twice.
+    cursor, again = run_sensor_until_idle(defs, instance, cursor=cursor)
+    assert again == []
+    _, after_reset = run_sensor_until_idle(defs, instance, cursor=None)
+    assert after_reset == []
+
+
+def test_retried_batch_job_adopts_instead_of_paying_twice(instance, resource, emulator_dir):
+    pipeline = chat_pipeline()
+    submit(pipeline, resource, instance)
+    first = results_metadata(instance, pipeline.batch_job.key)
+    again = dg.materialize(
+        [questions, pipeline.batch_job], instance=instance,
+        resources={"openai_batch": resource}, selection=[pipeline.batch_job],
+    )
+    assert again.success
+    second = results_metadata(instance, pipeline.batch_job.key)
+    assert second["batch_ids"] == first["batch_ids"] and second["adopted"] == 1
+    client = Emulator(emulator_dir).openai_client()
+    assert len(client.batches.list(limit=100).data) == 1
+
+
+def test_bad_rows_fail_before_any_upload(instance, resource, emulator_dir):
+    pipeline = openai_batch_assets(
+        name="qa",
+        source=questions,
+        template=RequestTemplate(
+            endpoint="/v1/chat/completions", model="gpt-4o-mini",
+            messages=[{"role": "user", "content": "{missing_column}"}], custom_id_column="id",
+        ),
+    )
+    result = dg.materialize(
+        [questions, pipeline.input_file], instance=instance,
+        resources={"openai_batch": resource}, raise_on_error=False,
+    )
+    assert not result.success
+    failure = result.get_step_failure_events()[0].event_specific_data.error
+    assert "missing_column" in failure.message and "question" in failure.message
+    client = Emulator(emulator_dir).openai_client()
+    assert client.files.list().data == []
+
+
+def test_wait_true_blocks_until_finished(instance, resource):
+    pipeline = chat_pipeline(wait=True)
+    submit(pipeline, resource, instance)
+    assert results_metadata(instance, pipeline.batch_job.key)["status"] == "completed"
+    result = dg.materialize(
+        [pipeline.results], instance=instance, resources={"openai_batch": resource},
+    )
+    assert result.success
+    handle = result.output_for_node(pipeline.results_op_name)
+    assert handle.rows == 25
+    assert handle.to_pandas()["status"].eq("succeeded").all()
+    assert handle.to_polars().height == 25
+
+
+def test_partitioned_pipeline_one_batch_set_per_partition(instance, resource):
+    daily = dg.DailyPartitionsDefinition(start_date="2026-01-01")
+
+    @dg.asset(partitions_def=daily)
+    def day_rows(context: dg.AssetExecutionContext) -> list[dict]:
+        return [{"id": f"{context.partition_key}-{i}", "question": f"q{i}"} for i in range(5)]
+
+    pipeline = openai_batch_assets(
+        name="daily_qa", source=day_rows, partitions_def=daily, schedule=True,
+        template=RequestTemplate(endpoint="/v1/embeddings", model="text-embedding-3-small",
+                                 prompt="{question}", custom_id_column="id"),
+    )
+    assert pipeline.schedules[0].cron_schedule == "0 0 * * *"
+    defs = build_defs(pipeline, resource, extra_assets=(day_rows,))
+    for day in ("2026-01-01", "2026-01-02"):
+        assert submit(pipeline, resource, instance, partition=day, source=day_rows).success
+    _, runs = run_sensor_until_idle(defs, instance)
+    assert len(runs) == 2
+    for day in ("2026-01-01", "2026-01-02"):
+        meta = results_metadata(instance, pipeline.results.key, day)
+        table = pq.read_table(meta["results_uri"])
+        assert sorted(table.column("custom_id").to_pylist()) == [f"{day}-{i}" for i in range(5)]
+        vectors = table.column("answer").to_pylist()
+        assert len(vectors[0]) == 1536
+
+
+def test_jsonl_file_source(instance, resource, tmp_path: Path):
+    import orjson
+
+    path = tmp_path / "requests.jsonl"
+    path.write_bytes(b"".join(
+        orjson.dumps({"custom_id": f"e{i}", "method": "POST", "url": "/v1/embeddings",
+                      "body": {"model": "text-embedding-3-small", "input": f"text {i}"}}) + b"\n"
+        for i in range(7)
+    ))
+    pipeline = openai_batch_assets(name="from_file", source=path, endpoint="/v1/embeddings", wait=True)
+    result = dg.materialize(pipeline.assets, instance=instance, resources={"openai_batch": resource})
+    assert result.success
+    meta = results_metadata(instance, pipeline.results.key)
+    assert meta["dagster/row_count"] == 7 and meta["status_succeeded"] == 7
+
+
+def test_factory_rejects_inconsistent_arguments():
+    with pytest.raises(ValueError, match="template"):
+        openai_batch_assets(name="x", source=questions)
+    with pytest.raises(ValueError, match="unknown batch endpoint"):
+        openai_batch_assets(name="x", source="x.jsonl", endpoint="/v1/nope")
