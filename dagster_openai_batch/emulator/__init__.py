@@ -1,0 +1,61 @@
+"""Offline emulator of the OpenAI Files + Batches API (WSGI core, served in process or over HTTP).
+
+This package imports nothing from the rest of `dagster_openai_batch`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import openai
+
+from .app import EmulatorApp
+from .config import EmulatorConfig, Faults, Pace
+from .faults import FaultPlan
+from .server import serve
+from .store import Store
+from .transport import EmulatorTransport
+
+EMULATOR_BASE_URL = "http://openai-emulator.local/v1"
+
+__all__ = ["EMULATOR_BASE_URL", "Emulator", "EmulatorConfig", "EmulatorTransport", "Faults", "Pace", "serve"]
+
+
+class Emulator:
+    """One emulator over a data dir; several instances (or processes) may share the same dir."""
+
+    def __init__(
+        self, data_dir: str | Path, config: EmulatorConfig | None = None, *, clock: Callable[[], float] | None = None
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.config = config or EmulatorConfig()
+        self.clock = clock or time.time
+        self.store = Store(self.data_dir)
+        self.faults = FaultPlan(self.config.faults)
+        self._app = EmulatorApp(self.store, self.config, self.clock, self.faults)
+
+    def wsgi_app(self) -> EmulatorApp:
+        """The WSGI callable."""
+        return self._app
+
+    def transport(self) -> EmulatorTransport:
+        """An httpx2 transport (sync and async) that calls the app in process."""
+        return EmulatorTransport(self._app)
+
+    def openai_client(self, api_key: str = "sk-emulator", **kw: Any) -> openai.OpenAI:
+        """An `openai.OpenAI` client wired to this emulator in process."""
+        return openai.OpenAI(api_key=api_key, base_url=EMULATOR_BASE_URL,
+                             http_client=httpx2.Client(transport=self.transport()), **kw)
+
+    def async_openai_client(self, api_key: str = "sk-emulator", **kw: Any) -> openai.AsyncOpenAI:
+        """An `openai.AsyncOpenAI` client wired to this emulator in process."""
+        return openai.AsyncOpenAI(api_key=api_key, base_url=EMULATOR_BASE_URL,
+                                  http_client=httpx2.AsyncClient(transport=self.transport()), **kw)
+
+    def inject(self, status: int = 500, times: int = 1, operation: str | None = None) -> None:
+        """Make the next `times` API calls matching `operation` (e.g. "batches.create"; None: any) answer `status`."""
+        self.faults.inject(status, times, operation)

@@ -1,0 +1,71 @@
+"""`python -m dagster_openai_batch.emulator`: serve the emulator over HTTP until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from types import FrameType
+
+from . import Emulator, EmulatorConfig, Faults, Pace
+from .server import base_url, make_http_server
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m dagster_openai_batch.emulator", description=__doc__)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8089, help="0 picks a free port")
+    p.add_argument("--data-dir", required=True)
+    p.add_argument("--pace", choices=("fast", "realistic"), default="fast")
+    for name in ("validating-seconds", "seconds-per-request", "finalizing-seconds", "cancelling-seconds"):
+        p.add_argument(f"--{name}", type=float, help="override this field of the chosen pace")
+    p.add_argument("--api-key", help="accept only this Bearer token (default: any non-empty one)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--http-error-rate", type=float, default=0.0)
+    p.add_argument("--download-truncate-rate", type=float, default=0.0)
+    p.add_argument("--download-drop-rate", type=float, default=0.0)
+    p.add_argument("--request-error-rate", type=float, default=0.0)
+    p.add_argument("--stuck-finalizing", action="store_true")
+    p.add_argument("--expire-after-seconds", type=float)
+    p.add_argument("--token-limit", action="append", default=[], metavar="MODEL=TOKENS",
+                   help="enqueued-token limit for a model (repeatable)")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
+    """Build the emulator config from parsed CLI arguments."""
+    pace = Pace.fast() if args.pace == "fast" else Pace.realistic()
+    overrides = {k: getattr(args, k) for k in Pace.model_fields if getattr(args, k) is not None}
+    limits = {}
+    for item in args.token_limit:
+        model, _, tokens = item.partition("=")
+        limits[model] = int(tokens)
+    faults = Faults(
+        seed=args.seed, http_error_rate=args.http_error_rate, download_truncate_rate=args.download_truncate_rate,
+        download_drop_rate=args.download_drop_rate, request_error_rate=args.request_error_rate,
+        stuck_finalizing=args.stuck_finalizing, expire_after_seconds=args.expire_after_seconds, token_limits=limits,
+    )
+    return EmulatorConfig(pace=pace.model_copy(update=overrides), faults=faults, api_key=args.api_key)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse arguments, print the base URL, serve until a signal arrives."""
+    args = _parser().parse_args(argv)
+    server = make_http_server(Emulator(args.data_dir, config_from_args(args)), args.host, args.port)
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    print(base_url(server), flush=True)
+    try:
+        server.serve_forever(poll_interval=0.1)
+    finally:
+        server.server_close()
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""Pydantic configuration of the emulator: pacing of the batch lifecycle and injected faults."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Pace(BaseModel):
+    """How long each phase of a batch takes, in (emulated) seconds."""
+
+    model_config = ConfigDict(frozen=True)
+
+    validating_seconds: float = Field(ge=0)
+    seconds_per_request: float = Field(ge=0)
+    finalizing_seconds: float = Field(ge=0)
+    cancelling_seconds: float = Field(ge=0)
+
+    @classmethod
+    def fast(cls) -> Pace:
+        """Tests: a 1,000-request batch completes in about 1 s."""
+        return cls(validating_seconds=0.05, seconds_per_request=0.0008, finalizing_seconds=0.1, cancelling_seconds=0.05)
+
+    @classmethod
+    def realistic(cls) -> Pace:
+        """Demos: ~3 s validating, ~20 requests/s, ~3 s finalizing."""
+        return cls(validating_seconds=3.0, seconds_per_request=0.05, finalizing_seconds=3.0, cancelling_seconds=3.0)
+
+
+class Faults(BaseModel):
+    """Faults to inject; every random decision is deterministic given `seed`."""
+
+    seed: int = 0
+    http_error_rate: float = Field(default=0.0, ge=0, le=1)
+    download_truncate_rate: float = Field(default=0.0, ge=0, le=1)
+    download_drop_rate: float = Field(default=0.0, ge=0, le=1)
+    request_error_rate: float = Field(default=0.0, ge=0, le=1)
+    stuck_finalizing: bool = False
+    expire_after_seconds: float | None = Field(default=None, gt=0)
+    token_limits: dict[str, int] = Field(default_factory=dict)
+
+
+class EmulatorConfig(BaseModel):
+    """Everything that shapes an emulator's behaviour."""
+
+    pace: Pace = Field(default_factory=Pace.fast)
+    faults: Faults = Field(default_factory=Faults)
+    api_key: str | None = None

@@ -1,0 +1,111 @@
+"""Write a finished batch's output and error files (streamed; one pass to index lines, then seeks)."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from array import array
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .lifecycle import processing_order
+from .responder import Usage, failure_body, respond
+from .store import Store
+
+_BUFFER = 1 << 20
+
+
+def _line_offsets(path: Path) -> array[int]:
+    """Byte offset of every non-blank line (the requests, in input order)."""
+    offsets: array[int] = array("q")
+    pos = 0
+    with open(path, "rb", buffering=_BUFFER) as fh:
+        for raw in fh:
+            if raw.strip():
+                offsets.append(pos)
+            pos += len(raw)
+    return offsets
+
+
+def _hid(prefix: str, *parts: str) -> str:
+    return prefix + hashlib.blake2b(":".join(parts).encode(), digest_size=12).hexdigest()
+
+
+def write_results(
+    store: Store, row: dict[str, Any], *, processed: int, expired: bool, finished_at: float
+) -> dict[str, Any]:
+    """Write the result files of a batch whose first `processed` requests (in processing order) ran.
+
+    Returns the stored result: file ids, request counts and usage totals.
+    """
+    batch_id, plan, validation = row["id"], row["plan"], row["validation"]
+    result: dict[str, Any] = {"output_file_id": None, "error_file_id": None, "completed": 0, "failed": 0,
+                              "usage": [0, 0, 0, 0]}
+    input_path = store.blob_path(f"{batch_id}.input")
+    if not validation or validation["errors"]:
+        input_path.unlink(missing_ok=True)
+        return result
+    total = validation["total"]
+    order = processing_order(batch_id, plan["seed"], total)
+    failing = set(validation["failed_positions"])
+    pace_spr, t_v = plan["pace"]["seconds_per_request"], row["created_at"] + plan["pace"]["validating_seconds"]
+    offsets = _line_offsets(input_path)
+    out_tmp, err_tmp = store.temp_path(), store.temp_path()
+    usage = [0, 0, 0, 0]
+    n_out = n_err = 0
+    with (open(input_path, "rb") as src, open(out_tmp, "wb", buffering=_BUFFER) as out,
+          open(err_tmp, "wb", buffering=_BUFFER) as err):
+        for pos, index in enumerate(order):
+            src.seek(offsets[index])
+            req = orjson.loads(src.readline())
+            custom_id = req["custom_id"]
+            line_id = _hid("batch_req_", batch_id, custom_id)
+            request_id = _hid("req_", batch_id, custom_id)
+            if pos >= processed:
+                if not expired:
+                    continue  # cancelled: unprocessed requests appear in neither file
+                line = {"id": line_id, "custom_id": custom_id, "response": None,
+                        "error": {"code": "batch_expired",
+                                  "message": "This request could not be executed before the completion window"
+                                             " expired."}}
+                err.write(orjson.dumps(line) + b"\n")
+                n_err += 1
+            elif pos in failing:
+                kind = 400 if random.Random(request_id).random() < 0.5 else 500
+                status, body = failure_body(kind, req["body"])
+                line = {"id": line_id, "custom_id": custom_id,
+                        "response": {"status_code": status, "request_id": request_id, "body": body}, "error": None}
+                err.write(orjson.dumps(line) + b"\n")
+                n_err += 1
+            else:
+                created = int(t_v + (pos + 1) * pace_spr)
+                body, used = respond(row["endpoint"], req["body"], custom_id=custom_id, created=created)
+                usage = [a + b for a, b in zip(usage, used, strict=True)]
+                line = {"id": line_id, "custom_id": custom_id,
+                        "response": {"status_code": 200, "request_id": request_id, "body": body}, "error": None}
+                out.write(orjson.dumps(line) + b"\n")
+                n_out += 1
+    expires_after = row["output_expires_after"]
+    expires_at = finished_at + expires_after["seconds"] if expires_after else None
+    for tmp, count, kind in ((out_tmp, n_out, "output"), (err_tmp, n_err, "error")):
+        if count:
+            meta = store.add_file(
+                tmp, filename=f"{batch_id}_{kind}.jsonl", purpose="batch_output", size=tmp.stat().st_size,
+                created_at=finished_at, expires_at=expires_at, file_id=_hid("file-", batch_id, kind)[:27],
+            )
+            result[f"{kind}_file_id"] = meta["id"]
+        else:
+            tmp.unlink()
+    n_failed = sum(1 for p in failing if p < processed)
+    result.update(completed=min(processed, total) - n_failed, failed=n_failed, usage=usage)
+    input_path.unlink(missing_ok=True)
+    return result
+
+
+def usage_json(usage: list[int] | Usage) -> dict[str, Any]:
+    """The batch `usage` object from [input, output, cached, reasoning] totals."""
+    inp, outp, cached, reasoning = usage
+    return {"input_tokens": inp, "input_tokens_details": {"cached_tokens": cached}, "output_tokens": outp,
+            "output_tokens_details": {"reasoning_tokens": reasoning}, "total_tokens": inp + outp}
