@@ -1,0 +1,77 @@
+"""Core engine: plain Python over the official ``openai`` SDK (no Dagster here).
+
+Build requests from rows, write validated JSONL parts, run batches with :class:`BatchClient`, and join the
+results back to the inputs as a Parquet table.
+"""
+
+from .client import BatchClient, BatchClientError, DownloadError, check_metadata, upload_filename
+from .models import (
+    MAX_EMBEDDING_INPUTS,
+    MAX_FILE_BYTES,
+    MAX_METADATA_KEY_CHARS,
+    MAX_METADATA_PAIRS,
+    MAX_METADATA_VALUE_CHARS,
+    MAX_REQUESTS_PER_FILE,
+    BatchEndpoint,
+    BatchRequest,
+)
+from .pricing import BATCH_PRICES, Price, cost_usd, price_for
+from .results import STATUSES, ResultsSummary, collect_results, result_schema
+from .resubmit import RETRY_STATUSES, build_resubmission, merge_results
+from .storage import BatchResults, download_file, join_uri, read_table, safe_segment, upload_file
+from .templates import RequestTemplate, build_requests, build_rows, iter_rows
+from .writer import (
+    BatchInputError,
+    InputPart,
+    InputProblem,
+    PreparedInput,
+    prepare_jsonl,
+    prepare_rows,
+    read_jsonl_input,
+    write_batch_input,
+)
+
+__all__ = [
+    "BATCH_PRICES",
+    "MAX_EMBEDDING_INPUTS",
+    "MAX_FILE_BYTES",
+    "MAX_METADATA_KEY_CHARS",
+    "MAX_METADATA_PAIRS",
+    "MAX_METADATA_VALUE_CHARS",
+    "MAX_REQUESTS_PER_FILE",
+    "RETRY_STATUSES",
+    "STATUSES",
+    "BatchClient",
+    "BatchClientError",
+    "BatchEndpoint",
+    "BatchInputError",
+    "BatchRequest",
+    "BatchResults",
+    "DownloadError",
+    "InputPart",
+    "InputProblem",
+    "PreparedInput",
+    "Price",
+    "RequestTemplate",
+    "ResultsSummary",
+    "build_requests",
+    "build_resubmission",
+    "build_rows",
+    "check_metadata",
+    "collect_results",
+    "cost_usd",
+    "download_file",
+    "iter_rows",
+    "join_uri",
+    "merge_results",
+    "prepare_jsonl",
+    "prepare_rows",
+    "price_for",
+    "read_jsonl_input",
+    "read_table",
+    "result_schema",
+    "safe_segment",
+    "upload_file",
+    "upload_filename",
+    "write_batch_input",
+]

@@ -28,7 +28,7 @@ from .storage import open_output
 STATUSES = ("succeeded", "failed", "expired", "cancelled", "missing")
 JOIN_BATCH_ROWS = 4_096
 _BUFFER = 1 << 20
-_TOKENS = ("input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens")
+TOKEN_COLUMNS = ("input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens")
 _OFFSET_BITS = 40
 
 
@@ -55,7 +55,7 @@ def result_schema(endpoint: BatchEndpoint | str) -> pa.Schema:
     return pa.schema([
         ("custom_id", pa.string()), ("status", pa.string()), ("status_code", pa.int32()),
         ("error_code", pa.string()), ("error_message", pa.string()), ("response_body", pa.string()),
-        ("answer", answer), *((name, pa.int64()) for name in _TOKENS), ("batch_id", pa.string()),
+        ("answer", answer), *((name, pa.int64()) for name in TOKEN_COLUMNS), ("batch_id", pa.string()),
         ("request_id", pa.string()),
     ])
 
@@ -160,7 +160,7 @@ class _Rows:
                             ("error_message", err_msg), ("response_body", body_json), ("answer", answer),
                             ("batch_id", batch_id), ("request_id", request_id)):
             c[name].append(value)
-        for name, value in zip(_TOKENS, usage, strict=True):
+        for name, value in zip(TOKEN_COLUMNS, usage, strict=True):
             c[name].append(value)
 
     def table(self) -> pa.Table:
@@ -318,7 +318,7 @@ def collect_results(
 
 
 def _summary(path: str, total: int, rows: _Rows, unmatched: int, preview: list[dict[str, Any]]) -> ResultsSummary:
-    totals = {name: sum(t[i] for t in rows.tokens_by_model.values()) for i, name in enumerate(_TOKENS)}
+    totals = {name: sum(t[i] for t in rows.tokens_by_model.values()) for i, name in enumerate(TOKEN_COLUMNS)}
     cost, note = _cost(rows.tokens_by_model)
     return ResultsSummary(path=path, rows=total, counts=rows.counts, **totals, cost_usd=cost, cost_note=note,
                           unmatched_lines=unmatched, preview=preview)
