@@ -1,0 +1,77 @@
+"""Helpers for the emulator tests: contract validation (OpenAPI + line schemas) and input-file builders."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import openai
+import orjson
+import pytest
+from openapi_core import OpenAPI
+from openapi_core.testing import MockRequest, MockResponse
+
+SPEC_DIR = Path(__file__).resolve().parents[2] / ".." / "shared" / "openai-spec"
+
+
+def _relax(schema: dict[str, Any]) -> None:
+    """Optional properties may be null on the real API (see the spec README)."""
+    required = set(schema.get("required", []))
+    for name, prop in schema.get("properties", {}).items():
+        if name not in required:
+            schema["properties"][name] = {"anyOf": [prop, {"type": "null"}]}
+
+
+@pytest.fixture(scope="session")
+def openapi() -> OpenAPI:
+    spec = json.loads((SPEC_DIR / "files-batches.openapi.json").read_text())
+    schemas = spec["components"]["schemas"]
+    listing = schemas["ListFilesResponse"]
+    listing["required"] = [r for r in listing["required"] if r not in ("first_id", "last_id")]
+    for schema in schemas.values():
+        _relax(schema)
+    return OpenAPI.from_dict(spec)
+
+
+@pytest.fixture(scope="session")
+def line_schemas() -> dict[str, Any]:
+    return json.loads((SPEC_DIR / "batch-lines.2025-06.schemas.json").read_text())
+
+
+@pytest.fixture
+def check(openapi: OpenAPI) -> Callable[[Any], Any]:
+    """Validate a `with_raw_response` result against the OpenAPI spec; returns the raw JSON."""
+
+    def _check(raw: Any) -> Any:
+        http = raw.http_response
+        assert http.headers["x-request-id"].startswith("req_")
+        path = http.request.url.path
+        request = MockRequest("https://api.openai.com", http.request.method.lower(), path,
+                              args=dict(http.request.url.params))
+        response = MockResponse(http.content, status_code=http.status_code,
+                                content_type=http.headers["content-type"])
+        openapi.validate_response(request, response)
+        return http.json()
+
+    return _check
+
+
+@pytest.fixture
+def check_lines(line_schemas: dict[str, Any]) -> Callable[[bytes], list[dict[str, Any]]]:
+    """Parse a result file and validate every line against BatchRequestOutput."""
+    schema = copy.deepcopy(line_schemas["BatchRequestOutput"])
+    schema["properties"]["response"] = {"anyOf": [schema["properties"]["response"], {"type": "null"}]}
+    schema["properties"]["error"] = {"anyOf": [schema["properties"]["error"], {"type": "null"}]}
+    schema["required"] = ["id", "custom_id", "response", "error"]
+
+    def _check(content: bytes) -> list[dict[str, Any]]:
+        lines = [orjson.loads(x) for x in content.splitlines()]
+        for line in lines:
+            jsonschema.validate(line, schema)
+        return lines
+
+    return _check
