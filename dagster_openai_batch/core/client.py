@@ -109,7 +109,8 @@ class BatchClient:
             ) from e
         except openai.APIStatusError as e:
             kind = e.response.headers.get("content-type", "")
-            if "json" not in kind or "/v1/v1/" in str(e.response.url):
+            wrong_path = e.status_code == 404 and str(e.message).find("Invalid URL") >= 0
+            if "json" not in kind or wrong_path or "/v1/v1/" in str(e.response.url):
                 raise BatchClientError(
                     f"{what}: {_public_url(str(e.response.url))} answered {e.status_code} with "
                     f"{kind or 'no content type'}. Check base_url: it should end in a single /v1 "
