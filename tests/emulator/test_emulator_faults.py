@@ -1,0 +1,152 @@
+"""Injected faults: HTTP errors (queue and rate), download cuts, per-request errors, stuck/expired batches."""
+
+from __future__ import annotations
+
+import httpx2
+import openai
+import orjson
+import pytest
+from emu_helpers import chat_line, start
+from openai.types import Batch
+
+from dagster_openai_batch.emulator import Emulator, EmulatorConfig, Faults, Pace, serve
+
+SLOW = Pace(validating_seconds=1, seconds_per_request=1, finalizing_seconds=1, cancelling_seconds=1)
+
+
+def make(tmp_path, clock, **faults) -> Emulator:
+    pace = faults.pop("pace", Pace.fast())
+    return Emulator(tmp_path / "e", EmulatorConfig(pace=pace, faults=Faults(**faults)), clock=clock)
+
+
+def test_inject_queue_and_retry_after_ms(emulator: Emulator) -> None:
+    client = emulator.openai_client(max_retries=0)
+    emulator.inject(status=429, times=1, operation="files.list")
+    client.batches.list()  # other operations are untouched
+    with pytest.raises(openai.RateLimitError) as err:
+        client.files.list()
+    assert err.value.response.headers["retry-after-ms"] == "10"
+    assert err.value.code == "rate_limit_exceeded"
+    assert client.files.list().data == []  # the queue is used up
+
+    emulator.inject(status=503, times=2)
+    retrying = emulator.openai_client(max_retries=2)
+    raw = retrying.files.with_raw_response.list()
+    assert raw.retries_taken == 2 and raw.http_response.status_code == 200
+    emulator.inject(status=500, times=3, operation="batches.create")
+    with pytest.raises(openai.InternalServerError):
+        retrying.batches.create(input_file_id="file-x", endpoint="/v1/embeddings", completion_window="24h")
+
+
+def _failure_pattern(em: Emulator, calls: int = 40) -> list[int]:
+    client = em.openai_client(max_retries=0)
+    pattern = []
+    for _ in range(calls):
+        try:
+            client.batches.list()
+            pattern.append(200)
+        except openai.APIStatusError as err:
+            pattern.append(err.status_code)
+    return pattern
+
+
+def test_http_error_rate_is_deterministic(tmp_path, clock) -> None:
+    first = _failure_pattern(make(tmp_path / "a", clock, seed=7, http_error_rate=0.3))
+    second = _failure_pattern(make(tmp_path / "b", clock, seed=7, http_error_rate=0.3))
+    assert first == second
+    assert 5 <= sum(s != 200 for s in first) <= 20 and set(first) - {200} <= {429, 500, 503}
+    assert first != _failure_pattern(make(tmp_path / "c", clock, seed=8, http_error_rate=0.3))
+    # With its default retries the SDK gets through.
+    client = make(tmp_path / "d", clock, seed=7, http_error_rate=0.3).openai_client(max_retries=10)
+    batch_id = start(client, [chat_line(i) for i in range(3)])
+    clock.advance(5)
+    assert client.batches.retrieve(batch_id).status == "completed"
+
+
+@pytest.mark.parametrize("kind", ["truncate", "drop"])
+@pytest.mark.parametrize("via", ["in_process", "http"])
+def test_download_faults(tmp_path, clock, kind: str, via: str) -> None:
+    em = make(tmp_path, clock, **{f"download_{kind}_rate": 1.0})
+    client = em.openai_client(max_retries=0)
+    file_id = client.files.create(file=("in.jsonl", b"x" * 1_000_000 + b"\n"), purpose="user_data").id
+    if via == "in_process":
+        with pytest.raises((openai.APIConnectionError, httpx2.RemoteProtocolError)):
+            client.files.content(file_id)
+        return
+    with serve(em) as url:
+        remote = openai.OpenAI(api_key="sk-x", base_url=url, max_retries=0)
+        with pytest.raises((openai.APIConnectionError, httpx2.RemoteProtocolError)):
+            remote.files.content(file_id)
+        assert remote.files.retrieve(file_id).bytes == 1_000_001  # the server survives
+
+
+def test_download_fault_rate_lets_retries_through(tmp_path, clock) -> None:
+    em = make(tmp_path, clock, seed=3, download_truncate_rate=0.5)
+    client = em.openai_client(max_retries=0)
+    file_id = client.files.create(file=("in.jsonl", b"y" * 100_000), purpose="user_data").id
+    outcomes = []
+    for _ in range(20):
+        try:
+            outcomes.append(len(client.files.content(file_id).content))
+        except (openai.APIConnectionError, httpx2.RemoteProtocolError):
+            outcomes.append(-1)
+    assert -1 in outcomes and 100_000 in outcomes and set(outcomes) == {-1, 100_000}
+
+
+def test_request_errors_go_to_error_file(tmp_path, clock, check_lines) -> None:
+    client = make(tmp_path, clock, seed=1, request_error_rate=0.3).openai_client(max_retries=0)
+    batch_id = start(client, [chat_line(i) for i in range(200)])
+    clock.advance(5)
+    b = client.batches.retrieve(batch_id)
+    counts = b.request_counts
+    assert b.status == "completed" and counts is not None and 30 < counts.failed < 90
+    assert counts.completed + counts.failed == counts.total == 200
+    errors = check_lines(client.files.content(b.error_file_id or "").content)
+    outputs = check_lines(client.files.content(b.output_file_id or "").content)
+    assert len(errors) == counts.failed and len(outputs) == counts.completed
+    for line in errors:
+        assert line["error"] is None and line["response"]["status_code"] in (400, 500)
+        error = line["response"]["body"]["error"]
+        expected = "context_length_exceeded" if line["response"]["status_code"] == 400 else "server_error"
+        assert error["code"] == expected and error["message"] and error["type"]
+    assert {x["custom_id"] for x in errors} | {x["custom_id"] for x in outputs} == {f"r{i}" for i in range(200)}
+
+
+def test_every_request_failing_means_no_output_file(tmp_path, clock) -> None:
+    client = make(tmp_path, clock, request_error_rate=1.0).openai_client(max_retries=0)
+    batch_id = start(client, [chat_line(i) for i in range(5)])
+    clock.advance(5)
+    b = client.batches.retrieve(batch_id)
+    assert b.status == "completed" and b.output_file_id is None and b.error_file_id
+    assert b.request_counts and b.request_counts.failed == 5
+
+
+def test_expiry_mid_batch(tmp_path, clock, check, check_lines) -> None:
+    t0 = int(clock.now)
+    client = make(tmp_path, clock, pace=SLOW, expire_after_seconds=51).openai_client(max_retries=0)
+    batch_id = start(client, [chat_line(i) for i in range(100)])
+    clock.advance(50)
+    assert client.batches.retrieve(batch_id).status == "in_progress"
+    clock.advance(10)
+    b = Batch.model_validate(check(client.batches.with_raw_response.retrieve(batch_id)))
+    assert (b.status, b.expires_at, b.expired_at, b.finalizing_at) == ("expired", t0 + 51, t0 + 51, None)
+    assert b.request_counts and (b.request_counts.total, b.request_counts.completed, b.request_counts.failed) == (
+        100, 50, 0)
+    assert len(check_lines(client.files.content(b.output_file_id or "").content)) == 50
+    expired = check_lines(client.files.content(b.error_file_id or "").content)
+    assert len(expired) == 50
+    assert all(x["response"] is None and x["error"]["code"] == "batch_expired" for x in expired)
+
+
+def test_stuck_finalizing_then_expired(tmp_path, clock) -> None:
+    client = make(tmp_path, clock, pace=SLOW, stuck_finalizing=True).openai_client(max_retries=0)
+    batch_id = start(client, [chat_line(i) for i in range(10)])
+    clock.advance(3600)
+    b = client.batches.retrieve(batch_id)
+    assert b.status == "finalizing" and b.output_file_id is None
+    clock.advance(86400)
+    b = client.batches.retrieve(batch_id)
+    assert b.status == "expired" and b.output_file_id and b.error_file_id is None
+    assert b.request_counts and b.request_counts.completed == 10
+    lines = client.files.content(b.output_file_id).content.splitlines()
+    assert sorted(orjson.loads(x)["custom_id"] for x in lines) == sorted(f"r{i}" for i in range(10))
