@@ -1,0 +1,85 @@
+"""Real HTTP: `serve()` in a thread, the CLI in a subprocess, and two processes sharing one data dir."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import openai
+from emu_helpers import chat_line, jsonl
+from openai.types import Batch
+
+from dagster_openai_batch.emulator import Emulator, serve
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_sync_flow_over_http(emulator: Emulator, clock, check, check_lines) -> None:
+    with serve(emulator) as url:
+        assert url.startswith("http://127.0.0.1:") and url.endswith("/v1")
+        client = openai.OpenAI(api_key="sk-test", base_url=url, max_retries=0)
+        f = client.files.create(file=("in.jsonl", jsonl(chat_line(i) for i in range(50))), purpose="batch")
+        raw = check(client.batches.with_raw_response.create(input_file_id=f.id, endpoint="/v1/chat/completions",
+                                                            completion_window="24h"))
+        clock.advance(5)
+        b = Batch.model_validate(check(client.batches.with_raw_response.retrieve(raw["id"])))
+        assert b.status == "completed" and b.output_file_id
+        with client.files.with_streaming_response.content(b.output_file_id) as response:
+            assert int(response.headers["content-length"]) == client.files.retrieve(b.output_file_id).bytes
+            body = b"".join(response.iter_bytes())
+        assert len(check_lines(body)) == 50
+        check(client.files.with_raw_response.list())
+        check(client.batches.with_raw_response.list())
+        emulator.inject(status=429, times=1)
+        assert client.with_options(max_retries=1).files.list().data
+
+
+def test_async_flow_over_http(emulator: Emulator, clock) -> None:
+    async def flow(url: str) -> None:
+        client = openai.AsyncOpenAI(api_key="sk-test", base_url=url, max_retries=0)
+        f = await client.files.create(file=("in.jsonl", jsonl(chat_line(i) for i in range(5))), purpose="batch")
+        b = await client.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h")
+        clock.advance(5)
+        b = await client.batches.retrieve(b.id)
+        assert b.status == "completed" and b.output_file_id
+        assert len((await client.files.content(b.output_file_id)).content.splitlines()) == 5
+        await client.close()
+
+    with serve(emulator) as url:
+        asyncio.run(flow(url))
+
+
+def test_two_processes_share_one_data_dir(tmp_path: Path) -> None:
+    data_dir = tmp_path / "shared"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dagster_openai_batch.emulator", "--port", "0", "--data-dir", str(data_dir),
+         "--seconds-per-request", "0.001"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:") and url.endswith("/v1"), proc.stderr.read() if proc.stderr else ""
+        remote = openai.OpenAI(api_key="sk-test", base_url=url, max_retries=0)
+        local = Emulator(data_dir).openai_client(max_retries=0)
+
+        uploaded = remote.files.create(file=("in.jsonl", jsonl(chat_line(i) for i in range(20))), purpose="batch")
+        assert local.files.retrieve(uploaded.id) == uploaded
+        batch = local.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",
+                                     completion_window="24h")
+        assert [b.id for b in remote.batches.list()] == [batch.id]
+        deadline = time.monotonic() + 20
+        while (seen := remote.batches.retrieve(batch.id)).status != "completed":
+            assert time.monotonic() < deadline, seen
+            time.sleep(0.05)
+        assert local.batches.retrieve(batch.id) == seen
+        assert seen.output_file_id
+        assert local.files.content(seen.output_file_id).content == remote.files.content(seen.output_file_id).content
+        assert len(remote.files.list(purpose="batch_output").data) == 1  # written once, not once per process
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
