@@ -118,6 +118,16 @@ class BatchClient:
                 ) from e
             raise
 
+    def _parse_json(self, raw: Any) -> Any:
+        """Parse a raw SDK response, refusing one that is not JSON (the SDK would fail obscurely on a page)."""
+        kind = raw.headers.get("content-type", "no content type")
+        if "json" not in kind:
+            raise BatchClientError(
+                f"{_public_url(str(raw.http_request.url))} answered with {kind} instead of JSON: it is not an "
+                "OpenAI-compatible API. Check base_url (a web page or proxy answered; it should end in /v1)."
+            )
+        return raw.parse()
+
     # ------------------------------------------------------------------ files
 
     def upload(self, part: InputPart, *, reuse: bool = True) -> FileObject:
@@ -138,7 +148,7 @@ class BatchClient:
         """A usable purpose-batch file named ``filename`` of ``size`` bytes among the newest files, or None."""
         now = self._clock()
         with self._api("listing files"):
-            page = self.openai.files.list(purpose="batch", limit=PAGE_SIZE, order="desc")
+            page = self._parse_json(self.openai.files.with_raw_response.list(purpose="batch", limit=PAGE_SIZE, order="desc"))
             for _ in range(max_pages):
                 for f in page.data:
                     if (f.filename == filename and f.bytes == size and f.status != "error"
@@ -236,7 +246,7 @@ class BatchClient:
 
     def _recent_batches(self, max_pages: int) -> Iterator[Batch]:
         with self._api("listing batches"):
-            page = self.openai.batches.list(limit=PAGE_SIZE)
+            page = self._parse_json(self.openai.batches.with_raw_response.list(limit=PAGE_SIZE))
             for n in range(max_pages):
                 yield from page.data
                 if n + 1 == max_pages or not page.has_next_page():

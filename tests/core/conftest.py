@@ -60,3 +60,15 @@ def counting(emu: Emulator) -> Counting:
 @pytest.fixture
 def bc(counting: Counting, clock: FakeClock) -> BatchClient:
     return BatchClient(counting.openai, sleep=clock.sleep, clock=clock, backoff=0.01)
+
+
+@pytest.fixture
+def make_client(make_emu: Callable[..., Emulator], clock: FakeClock) -> Callable[..., tuple[BatchClient, Counting]]:
+    """A fresh emulator with the given faults, and a `BatchClient` (plus its request log) over it."""
+
+    def make(download_retries: int = 5, **faults: object) -> tuple[BatchClient, Counting]:
+        counting = Counting(make_emu(**faults))
+        return BatchClient(counting.openai, sleep=clock.sleep, clock=clock, backoff=0.01,
+                           download_retries=download_retries), counting
+
+    return make

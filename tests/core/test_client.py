@@ -1,0 +1,191 @@
+"""BatchClient and the whole core flow against the emulator (in process, and once over HTTP)."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import openai
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from dagster_openai_batch.core import (
+    BatchClient,
+    BatchClientError,
+    DownloadError,
+    RequestTemplate,
+    build_resubmission,
+    collect_results,
+    merge_results,
+    prepare_rows,
+    write_batch_input,
+)
+from dagster_openai_batch.emulator import serve
+
+CHAT = "/v1/chat/completions"
+KEY = "sk-secret-test-key-123"
+TEMPLATE = RequestTemplate(endpoint=CHAT, model="gpt-4o-mini", prompt="Say {word}", custom_id_column="id")
+
+
+def run(bc: BatchClient, tmp: Path, n: int = 50, key: str = "k") -> tuple[object, object]:
+    prepared = prepare_rows([{"id": f"r{i}", "word": f"w{i}"} for i in range(n)], TEMPLATE, tmp / "in")
+    file = bc.upload(prepared.parts[0])
+    batch, _ = bc.create_or_adopt(input_file_id=file.id, endpoint=CHAT, idempotency_key=key)
+    return prepared, batch
+
+
+def results(bc: BatchClient, tmp: Path, prepared: object, batches: list[object]) -> object:
+    outs, errs = bc.download_results(batches, tmp / "dl")  # type: ignore[arg-type]
+    return collect_results(output_files=outs, error_files=errs, prepared_inputs_path=prepared.inputs_path,  # type: ignore[attr-defined]
+                           request_ids=None, batches=batches, endpoint=CHAT, dest=tmp / "results.parquet")  # type: ignore[arg-type]
+
+
+def test_flow_with_reuse_adoption_and_per_request_errors(make_client, tmp_path: Path) -> None:
+    bc, counting = make_client(request_error_rate=0.2, download_truncate_rate=0.5, download_drop_rate=0.2)
+    prepared, batch = run(bc, tmp_path)
+    again = bc.upload(prepared.parts[0])  # type: ignore[attr-defined]
+    assert again.id == batch.input_file_id  # type: ignore[attr-defined]
+    uploads = [r for r in counting.requests if r == "POST /v1/files"]
+    assert len(uploads) == 1
+    adopted, was = bc.create_or_adopt(input_file_id=again.id, endpoint=CHAT, idempotency_key="k")
+    assert was and adopted.id == batch.id  # type: ignore[attr-defined]
+    assert adopted.metadata["dagster_openai_batch_key"] == "k"
+    done = bc.wait([batch.id], timeout=3600)  # type: ignore[attr-defined]
+    final = done[batch.id]  # type: ignore[attr-defined]
+    assert final.status == "completed" and final.request_counts.failed > 0
+    summary = results(bc, tmp_path, prepared, [final])
+    assert summary.rows == 50 and summary.counts["succeeded"] == final.request_counts.completed
+    assert summary.counts["failed"] == final.request_counts.failed and summary.counts["missing"] == 0
+    table = pq.read_table(summary.path)
+    assert sorted(table.column("custom_id").to_pylist()) == sorted(f"r{i}" for i in range(50))
+    assert set(table.column_names) >= {"id", "word", "answer", "error_code", "batch_id"}
+
+    # follow-up with the failed requests, merged back: the later success wins
+    retry = list(build_resubmission(summary.path, prepared.parts))  # type: ignore[attr-defined]
+    assert {r.custom_id for r in retry} == set(table.filter(pc.not_equal(table["status"], "succeeded"))["custom_id"].to_pylist())
+    follow = write_batch_input(retry, tmp_path / "follow", endpoint=CHAT)
+    clean, _ = make_client()
+    fb, _ = clean.create_or_adopt(input_file_id=clean.upload(follow.parts[0]).id, endpoint=CHAT, idempotency_key="f")
+    fb = clean.wait([fb.id], timeout=3600)[fb.id]
+    outs, errs = clean.download_results([fb], tmp_path / "dl2")
+    fs = collect_results(output_files=outs, error_files=errs, prepared_inputs_path=None, request_ids=None,
+                         batches=[fb], endpoint=CHAT, dest=tmp_path / "follow.parquet")
+    merged = merge_results(summary.path, fs.path, tmp_path / "merged.parquet")
+    assert merged.rows == 50
+    assert merged.counts["succeeded"] == 50 - fs.counts["failed"]
+    assert pq.read_table(merged.path).column_names == table.column_names
+
+
+def test_retrieve_many_is_cheap(bc: BatchClient, counting, tmp_path: Path) -> None:
+    prepared = write_batch_input([{"custom_id": "a", "url": CHAT, "body": {"model": "m", "messages": []}}],
+                                 tmp_path, endpoint=CHAT)
+    file = bc.upload(prepared.parts[0])
+    ids = [bc.openai.batches.create(input_file_id=file.id, endpoint=CHAT, completion_window="24h").id
+           for _ in range(1000)]
+    counting.requests.clear()
+    found = bc.retrieve_many(ids)
+    assert set(found) == set(ids) and len(counting.requests) <= 11
+    counting.requests.clear()
+    assert set(bc.retrieve_many(ids[:3], since=0)) == set(ids[:3]) and len(counting.requests) <= 11
+
+
+def test_429s_are_retried(emu, bc: BatchClient, tmp_path: Path) -> None:
+    emu.inject(status=429, times=2, operation="batches.create")
+    _, batch = run(bc, tmp_path, n=3)
+    assert batch.status == "validating"  # type: ignore[attr-defined]
+
+
+def test_download_gives_up_clearly(make_client, tmp_path: Path) -> None:
+    bc, _ = make_client(download_retries=2, download_truncate_rate=1.0)
+    _, batch = run(bc, tmp_path, n=3)
+    final = bc.wait([batch.id], timeout=3600)[batch.id]  # type: ignore[attr-defined]
+    with pytest.raises(DownloadError, match=r"failed 3 times \(last: .*\)\. Retry later") as e:
+        bc.download(final.output_file_id, tmp_path / "x.jsonl")
+    assert KEY not in str(e.value) and not (tmp_path / "x.jsonl").exists()
+
+
+def test_expiry_and_cancellation(make_client, clock, tmp_path: Path) -> None:
+    bc, _ = make_client(expire_after_seconds=0.3)
+    prepared, batch = run(bc, tmp_path, n=1000)
+    final = bc.wait([batch.id], timeout=3600)[batch.id]  # type: ignore[attr-defined]
+    assert final.status == "expired"
+    summary = results(bc, tmp_path, prepared, [final])
+    assert summary.rows == 1000 and summary.counts["expired"] > 0
+    assert summary.counts["expired"] + summary.counts["succeeded"] + summary.counts["failed"] == 1000
+
+    bc2, _ = make_client()
+    prepared, batch = run(bc2, tmp_path / "c", n=1000, key="c")
+    clock.sleep(0.3)
+    assert bc2.cancel(batch.id).status in ("cancelling", "cancelled")  # type: ignore[attr-defined]
+    final = bc2.wait([batch.id], timeout=3600)[batch.id]  # type: ignore[attr-defined]
+    assert final.status == "cancelled"
+    summary = results(bc2, tmp_path / "c", prepared, [final])
+    assert summary.rows == 1000 and summary.counts["cancelled"] > 0 and summary.counts["missing"] == 0
+    assert bc2.cancel(batch.id).status == "cancelled"  # idempotent
+
+
+def test_cancel_finished_batch_returns_it(bc: BatchClient, tmp_path: Path) -> None:
+    _, batch = run(bc, tmp_path, n=2)
+    final = bc.wait([batch.id], timeout=3600)[batch.id]  # type: ignore[attr-defined]
+    assert bc.cancel(final.id).status == "completed"
+
+
+def test_invalid_input_fails_the_batch_and_every_row_is_missing(bc: BatchClient, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"custom_id": "a", "method": "POST", "url": "/v1/completions", "body": {"model": "m"}}\n')
+    file = bc.openai.files.create(file=bad, purpose="batch")
+    batch, _ = bc.create_or_adopt(input_file_id=file.id, endpoint=CHAT, idempotency_key="bad")
+    final = bc.wait([batch.id], timeout=3600)[batch.id]
+    assert final.status == "failed" and final.errors.data[0].code == "invalid_url"
+    s = collect_results(output_files=[], error_files=[], prepared_inputs_path=None, request_ids=["a"], batches=[final],
+                        endpoint=CHAT, dest=tmp_path / "r.parquet")
+    assert s.counts["missing"] == 1
+    again, adopted = bc.create_or_adopt(input_file_id=file.id, endpoint=CHAT, idempotency_key="bad")
+    assert not adopted and again.id != final.id  # a failed batch is never adopted
+
+
+def test_metadata_limits(bc: BatchClient) -> None:
+    with pytest.raises(ValueError, match=r"17 pairs \(at most 16, including 'dagster_openai_batch_key'\)"):
+        bc.create_or_adopt(input_file_id="f", endpoint=CHAT, idempotency_key="k",
+                           metadata={f"k{i}": "v" for i in range(16)})
+    with pytest.raises(ValueError, match="value of 'x' is 513 characters"):
+        bc.create_or_adopt(input_file_id="f", endpoint=CHAT, idempotency_key="k", metadata={"x": "v" * 513})
+
+
+@pytest.fixture
+def html_server() -> Iterator[str]:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(200)
+            self.send_header("content-type", "text/html")
+            self.end_headers()
+            self.wfile.write(b"<html>login</html>")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://user:pw@127.0.0.1:{server.server_port}/v1"
+    server.shutdown()
+
+
+def test_wrong_base_url_errors_are_clear_over_http(emu, html_server: str) -> None:
+    with serve(emu) as url:
+        good = BatchClient(openai.OpenAI(api_key=KEY, base_url=url, max_retries=0))
+        assert good.retrieve_many([]) == {}
+        ok = good.openai.files.list(purpose="batch")
+        assert ok.data == []
+        cases = {
+            url + "/v1": r"answered 404 .*Check base_url: it should end in a single /v1",
+            "http://127.0.0.1:9/v1": r"cannot reach http://127.0.0.1:9/v1/ \(ConnectError\)\. Check base_url",
+            html_server: r"answered with text/html instead of JSON: it is not an OpenAI-compatible API",
+        }
+        for base, message in cases.items():
+            bc = BatchClient(openai.OpenAI(api_key=KEY, base_url=base, max_retries=0))
+            with pytest.raises(BatchClientError, match=message) as e:
+                bc.find_file("x", 1)
+            assert KEY not in str(e.value) and "pw" not in str(e.value)
