@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import openai
@@ -83,3 +84,24 @@ def test_two_processes_share_one_data_dir(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
+
+
+def test_concurrent_readers_write_results_once(emulator: Emulator, clock) -> None:
+    client = emulator.openai_client(max_retries=0)
+    f = client.files.create(file=("in.jsonl", jsonl(chat_line(i) for i in range(3000))), purpose="batch")
+    batch = client.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h")
+    client.batches.retrieve(batch.id)  # nothing due yet
+    clock.advance(10)
+    with serve(emulator) as url, ThreadPoolExecutor(8) as pool:
+        def poll(_: int) -> tuple[str, str | None]:
+            remote = openai.OpenAI(api_key="sk-test", base_url=url, max_retries=0)
+            b = remote.batches.retrieve(batch.id)
+            return b.status, b.output_file_id
+
+        seen = list(pool.map(poll, range(16)))
+    # Readers that lost a race see the batch still validating or finalizing; the winner (and all later reads) see it completed.
+    assert {status for status, _ in seen} <= {"validating", "finalizing", "completed"}
+    final = client.batches.retrieve(batch.id)
+    assert final.status == "completed"
+    assert {out for status, out in seen if status == "completed"} <= {final.output_file_id}
+    assert len(client.files.list(purpose="batch_output").data) == 1
