@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -23,6 +24,7 @@ from .validation import MAX_UPLOAD_BYTES, UploadSink
 FILE_PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
 BATCH_INPUT_TTL = 30 * 24 * 3600
 _CHUNK = 256 * 1024
+_log = logging.getLogger(__name__)
 _RETRY_AFTER_MS = "10"
 
 _ROUTES = Map([
@@ -84,6 +86,10 @@ class EmulatorApp:
         except ApiError as err:
             response = _json(err.body(), err.status)
             response.headers.update(err.headers)
+        except Exception:  # a bug must still look like an OpenAI 500 to clients, and be visible in the log
+            _log.exception("emulator error on %s %s", request.method, request.path)
+            response = _json(ApiError(500, "The server had an error while processing your request.",
+                                      type="server_error").body(), 500)
         response.headers["x-request-id"] = f"req_{uuid.uuid4().hex}"
         return response(environ, start_response)
 
