@@ -37,6 +37,8 @@ SHOWN_PROBLEMS = 20
 KEPT_PROBLEMS = 1_000
 INPUTS_FILE = "inputs.parquet"
 PARQUET_ROWS = 10_000
+PARQUET_BYTES = 4_000_000
+"""Rows are flushed to ``inputs.parquet`` every PARQUET_ROWS rows or PARQUET_BYTES of request JSON, whichever first."""
 _BUFFER = 1 << 20
 
 
@@ -190,11 +192,13 @@ class _RowsWriter:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._rows: list[dict[str, Any]] = []
+        self._bytes = 0
         self._writer: pq.ParquetWriter | None = None
 
-    def add(self, custom_id: str, row: dict[str, Any]) -> None:
+    def add(self, custom_id: str, row: dict[str, Any], size: int) -> None:
         self._rows.append({"custom_id": custom_id, **{k: v for k, v in row.items() if k != "custom_id"}})
-        if len(self._rows) >= PARQUET_ROWS:
+        self._bytes += size
+        if len(self._rows) >= PARQUET_ROWS or self._bytes >= PARQUET_BYTES:
             self.flush()
 
     def flush(self) -> None:
@@ -208,7 +212,7 @@ class _RowsWriter:
         if self._writer is None:
             self._writer = pq.ParquetWriter(self.path, table.schema)
         self._writer.write_table(table)
-        self._rows = []
+        self._rows, self._bytes = [], 0
 
     def discard(self) -> None:
         if self._writer is not None:
@@ -413,7 +417,7 @@ def _write(
             if total_problems == 0:
                 parts.write(line, inputs)
                 if rows_out is not None and row is not None:
-                    rows_out.add(cid, row)
+                    rows_out.add(cid, row, len(line))
                 if len(preview) < 5:
                     preview.append(orjson.loads(line))
         if count == 0 and total_problems == 0:
