@@ -11,11 +11,16 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    import pandas
+    import polars
 
 
 class BatchResults(BaseModel):
@@ -24,6 +29,18 @@ class BatchResults(BaseModel):
     uri: str
     rows: int
     counts: dict[str, int]
+
+    def to_arrow(self, columns: list[str] | None = None) -> pa.Table:
+        """The table as a pyarrow Table (optionally only ``columns``)."""
+        return read_table(self.uri, columns)
+
+    def to_pandas(self, columns: list[str] | None = None) -> "pandas.DataFrame":
+        return self.to_arrow(columns).to_pandas()
+
+    def to_polars(self, columns: list[str] | None = None) -> "polars.DataFrame":
+        import polars
+
+        return polars.from_arrow(self.to_arrow(columns))  # type: ignore[return-value]
 
 
 def resolve(uri: str | os.PathLike[str]) -> tuple[pafs.FileSystem, str]:

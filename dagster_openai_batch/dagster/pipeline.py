@@ -19,7 +19,6 @@ Example:
     ['review_sentiment/input_file', 'review_sentiment/batch_job', 'review_sentiment/results']
 """
 
-from __future__ import annotations
 
 import inspect
 import os
@@ -27,7 +26,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
@@ -36,6 +35,11 @@ from ..core.storage import join_uri, safe_segment
 from ..core.templates import RequestTemplate
 from . import stages
 from .checks import check_specs
+
+if TYPE_CHECKING:
+    from dagster._core.definitions.unresolved_asset_job_definition import (
+        UnresolvedAssetJobDefinition,
+    )
 
 RESOURCE_KEY = "openai_batch"
 Source = dg.AssetKey | dg.AssetsDefinition | dg.AssetSpec | Callable[..., Any] | os.PathLike | str
@@ -67,8 +71,8 @@ class OpenAIBatchPipeline:
     input_file: dg.AssetsDefinition
     batch_job: dg.AssetsDefinition
     results: dg.AssetsDefinition
-    submit_job: dg.UnresolvedAssetJobDefinition
-    results_job: dg.UnresolvedAssetJobDefinition
+    submit_job: "UnresolvedAssetJobDefinition"
+    results_job: "UnresolvedAssetJobDefinition"
     schedules: list[dg.ScheduleDefinition] = field(default_factory=list)
     partitions_def: dg.PartitionsDefinition | None = None
     resource_key: str = RESOURCE_KEY
@@ -86,7 +90,7 @@ class OpenAIBatchPipeline:
         return [self.input_file, self.batch_job, self.results]
 
     @property
-    def jobs(self) -> list[dg.UnresolvedAssetJobDefinition]:
+    def jobs(self) -> list["UnresolvedAssetJobDefinition"]:
         return [self.submit_job, self.results_job]
 
     def definitions(self) -> dg.Definitions:
@@ -258,7 +262,7 @@ def openai_batch_assets(
 
 def _schedules(
     name: str,
-    submit_job: dg.UnresolvedAssetJobDefinition,
+    submit_job: "UnresolvedAssetJobDefinition",
     partitions_def: dg.PartitionsDefinition | None,
     schedule: bool | str,
 ) -> list[dg.ScheduleDefinition]:

@@ -108,7 +108,8 @@ def openai_batch_sensor(
         required_resource_keys={resource_key},
         description="Watches in-flight OpenAI batches; materializes results when they finish.",
     )
-    def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+    def _sensor(context: dg.SensorEvaluationContext, **_resources: Any) -> dg.SensorResult:
+        # Direct invocation passes required resources as keyword arguments; the daemon does not.
         resource: OpenAIBatchResource = getattr(context.resources, resource_key)
         cursor = SensorCursor.model_validate_json(context.cursor) if context.cursor else SensorCursor()
         for pipeline in pipelines:

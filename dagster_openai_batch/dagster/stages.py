@@ -20,6 +20,7 @@ from ..core.results import collect_results
 from ..core.storage import BatchResults, download_file, join_uri, read_table, upload_file
 from ..core.templates import RequestTemplate
 from ..core.writer import (
+    BatchInputError,
     PreparedInput,
     prepare_jsonl,
     prepare_rows,
@@ -86,11 +87,16 @@ def materialize_input_file(
 ) -> dg.MaterializeResult:
     """Build, validate and split the JSONL input, keep a copy in storage, upload every part."""
     with _work_dir() as tmp:
-        if jsonl_path is not None:
-            prepared = prepare_jsonl(jsonl_path, Path(tmp), endpoint=stage.endpoint)
-        else:
-            assert template is not None
-            prepared = prepare_rows(rows, template, Path(tmp))
+        try:
+            if jsonl_path is not None:
+                prepared = prepare_jsonl(jsonl_path, Path(tmp), endpoint=stage.endpoint)
+            else:
+                assert template is not None
+                prepared = prepare_rows(rows, template, Path(tmp))
+        except (BatchInputError, KeyError, ValueError) as error:
+            # Bad input: one clear message, and nothing uploaded or paid for.
+            message = error.args[0] if isinstance(error, KeyError) else str(error)
+            raise dg.Failure(description=f"Invalid batch input, nothing uploaded: {message}") from None
         stored = _store_input(stage, prepared)
         with stage.resource.get_batch_client() as client:
             files = [client.upload(part) for part in prepared.parts]
@@ -183,7 +189,7 @@ def _short_key(key: str) -> str:
 
 
 def _batch_metadata(stage: StageContext) -> dict[str, str]:
-    metadata = {"dagster_pipeline": stage.pipeline[:512], "dagster_run_id": stage.context.run_id}
+    metadata = {"dagster_pipeline": stage.pipeline[:512], "dagster_run_id": stage.context.run.run_id}
     if stage.partition_key is not None:
         metadata["dagster_partition"] = stage.partition_key[:512]
     return metadata
@@ -261,12 +267,7 @@ def materialize_results(
                 f"Batches still running: {', '.join(unfinished)}. The openai_batch_sensor "
                 "materializes results when they finish."
             )
-        outputs, errors = [], []
-        for batch in batches:
-            if batch.output_file_id:
-                outputs.append(client.download(batch.output_file_id, tmp / f"{batch.id}.out.jsonl"))
-            if batch.error_file_id:
-                errors.append(client.download(batch.error_file_id, tmp / f"{batch.id}.err.jsonl"))
+        outputs, errors = client.download_results(batches, tmp)
         inputs_local = (
             download_file(job["inputs_uri"], tmp / "inputs.parquet") if job.get("inputs_uri") else None
         )

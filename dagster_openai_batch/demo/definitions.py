@@ -4,7 +4,6 @@ Runs on the offline emulator unless ``OPENAI_API_KEY`` is set (then on OpenAI, a
 the backend in use is in every asset's metadata (``backend``).
 """
 
-from __future__ import annotations
 
 import os
 from pathlib import Path

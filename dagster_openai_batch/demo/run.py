@@ -35,8 +35,10 @@ def evaluate_sensor_once(
 ) -> tuple[str | None, list[str]]:
     """One sensor tick, with its effects applied as the daemon applies them; returns the new
     cursor and the run ids launched."""
-    sensor = defs.get_sensor_def(SENSOR_NAME)
-    with dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs) as context:
+    sensor = defs.resolve_sensor_def(SENSOR_NAME)
+    with dg.build_sensor_context(
+        instance=instance, cursor=cursor, definitions=defs, resources=defs.resources
+    ) as context:
         result = sensor(context)
     assert isinstance(result, dg.SensorResult)
     for event in result.asset_events:
@@ -48,7 +50,7 @@ def evaluate_sensor_once(
         )
         if existing:  # the daemon deduplicates run keys the same way
             continue
-        job = defs.get_job_def(request.job_name or "")
+        job = defs.resolve_job_def(request.job_name or "")
         outcome = job.execute_in_process(
             instance=instance,
             run_config=request.run_config,

@@ -1,6 +1,5 @@
 """The three assets and the sensor, driven through Dagster's own APIs on a real instance."""
 
-from __future__ import annotations
 
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from dagster_openai_batch import (
 )
 from dagster_openai_batch.emulator import Emulator
 
-from .conftest import results_metadata, run_sensor_until_idle
+from layer_helpers import results_metadata, run_sensor_until_idle
 
 ROWS = [{"id": f"q{i}", "question": f"What is {i} + {i}?"} for i in range(25)]
 
