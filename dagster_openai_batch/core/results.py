@@ -26,7 +26,7 @@ from .pricing import cost_usd
 from .storage import open_output
 
 STATUSES = ("succeeded", "failed", "expired", "cancelled", "missing")
-JOIN_BATCH_ROWS = 4_096
+JOIN_BATCH_ROWS = 1_024
 _BUFFER = 1 << 20
 TOKEN_COLUMNS = ("input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens")
 _OFFSET_BITS = 40
