@@ -66,6 +66,11 @@ class OpenAIBatchResource(OpenAIResource):
         default="realistic",
         description="Emulator only: how fast batches progress (fast: tests; realistic: demos).",
     )
+    emulator_faults: dict[str, Any] = Field(
+        default={},
+        description="Emulator only: faults to inject, as the fields of "
+        "dagster_openai_batch.emulator.Faults (e.g. {'request_error_rate': 0.1}).",
+    )
 
     _client: openai.OpenAI = PrivateAttr()
 
@@ -88,10 +93,13 @@ class OpenAIBatchResource(OpenAIResource):
         common: dict[str, Any] = {"timeout": self.timeout_seconds, "max_retries": self.max_retries}
         backend = self.backend
         if backend == "emulator":
-            from ..emulator import EmulatorConfig, Emulator, Pace
+            from ..emulator import Emulator, EmulatorConfig, Faults, Pace
 
-            pace = Pace.fast() if self.emulator_pace == "fast" else Pace.realistic()
-            emulator = Emulator(self.emulator_dir, EmulatorConfig(pace=pace))  # type: ignore[arg-type]
+            config = EmulatorConfig(
+                pace=Pace.fast() if self.emulator_pace == "fast" else Pace.realistic(),
+                faults=Faults.model_validate(self.emulator_faults),
+            )
+            emulator = Emulator(self.emulator_dir, config)  # type: ignore[arg-type]
             return emulator.openai_client(**common)
         if not self.api_key:
             raise OpenAIConfigurationError(

@@ -146,9 +146,9 @@ def materialize_batch_job(
     source = stage.upstream(stage.keys.input_file)
     file_ids: list[str] = list(source["file_ids"])
     key_base = f"{stage.pipeline}:{stage.partition_key or '-'}:{source['content_hash']}"
-    followup_of = ""
+    followup_of, requests = "", source["requests"]
     if resubmit_failed:
-        followup_of, file_ids, key_base = _upload_resubmission(stage, source, key_base)
+        followup_of, file_ids, key_base, requests = _upload_resubmission(stage, source, key_base)
     with stage.resource.get_batch_client() as client:
         batches: list[Batch] = []
         adopted = 0
@@ -173,9 +173,7 @@ def materialize_batch_job(
             "endpoint": str(stage.endpoint),
             "adopted": adopted,
             "content_hash": source["content_hash"],
-            "requests": source["requests"] if not followup_of else sum(
-                b.request_counts.total if b.request_counts else 0 for b in batches
-            ),
+            "requests": requests,
             "inputs_uri": source.get("inputs_uri", ""),
             "part_uris": dg.MetadataValue.json(source.get("part_uris", [])),
             "followup_of": followup_of,
@@ -230,7 +228,8 @@ def batch_status_metadata(resource: OpenAIBatchResource, batches: Sequence[Batch
 
 def _upload_resubmission(
     stage: StageContext, source: dict[str, Any], key_base: str
-) -> tuple[str, list[str], str]:
+) -> tuple[str, list[str], str, int]:
+    """Upload the failed/expired/cancelled/missing requests of the latest results as new parts."""
     previous = stage.upstream(stage.keys.results)
     results_uri = previous["results_uri"]
     with _work_dir() as tmp, stage.resource.get_batch_client() as client:
@@ -245,7 +244,8 @@ def _upload_resubmission(
             raise dg.Failure(f"Nothing to resubmit: every request of {results_uri} succeeded.")
         file_ids = [client.upload(part).id for part in prepared.parts]
     stage.context.log.info(f"Resubmitting {prepared.requests} requests from {results_uri}")
-    return results_uri, file_ids, f"{key_base}:followup:{prepared.content_hash[:16]}"
+    key = f"{key_base}:followup:{prepared.content_hash[:16]}"
+    return results_uri, file_ids, key, prepared.requests
 
 
 # ---------------------------------------------------------------- results

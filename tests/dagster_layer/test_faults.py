@@ -1,0 +1,157 @@
+"""The sensor and the assets when batches expire, are cancelled, fail validation or lose requests."""
+
+import time
+
+import dagster as dg
+import pyarrow.parquet as pq
+import pytest
+from layer_helpers import results_metadata, run_sensor_until_idle
+
+from dagster_openai_batch import OpenAIBatchResource, RequestTemplate, openai_batch_assets, openai_batch_sensor
+from dagster_openai_batch.dagster.sensor import SensorCursor
+from dagster_openai_batch.demo.run import evaluate_sensor_once
+from dagster_openai_batch.emulator import Emulator
+
+ROWS = [{"id": f"q{i}", "question": f"Explain {i} in one line."} for i in range(25)]
+
+
+@dg.asset
+def questions() -> list[dict]:
+    return ROWS
+
+
+PIPELINE = openai_batch_assets(
+    name="qa",
+    source=questions,
+    template=RequestTemplate(
+        endpoint="/v1/chat/completions", model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "{question}"}], custom_id_column="id",
+    ),
+)
+
+
+def setup(resource: OpenAIBatchResource, instance: dg.DagsterInstance) -> dg.Definitions:
+    defs = dg.Definitions.merge(
+        PIPELINE.definitions(),
+        dg.Definitions(assets=[questions], sensors=[openai_batch_sensor([PIPELINE])],
+                       resources={"openai_batch": resource}),
+    )
+    result = dg.materialize([questions, PIPELINE.input_file, PIPELINE.batch_job],
+                            instance=instance, resources={"openai_batch": resource})
+    assert result.success
+    return defs
+
+
+def check_results(instance: dg.DagsterInstance) -> dict[str, bool]:
+    keys = [dg.AssetCheckKey(PIPELINE.results.key, name) for name in (
+        "every_request_accounted_once", "failed_share_below_threshold", "no_expired_requests_left")]
+    records = instance.event_log_storage.get_latest_asset_check_execution_by_key(keys)
+    return {
+        key.name: records[key].event.dagster_event.event_specific_data.passed for key in keys
+    }
+
+
+def statuses(meta: dict) -> list[str]:
+    return pq.read_table(meta["results_uri"], columns=["status"]).column("status").to_pylist()
+
+
+def test_expired_batch_gets_results_with_partial_output(instance, emulator_dir):
+    resource = OpenAIBatchResource(emulator_dir=str(emulator_dir), emulator_pace="fast",
+                                   emulator_faults={"expire_after_seconds": 0.06})
+    defs = setup(resource, instance)
+    time.sleep(0.2)
+    _, runs = run_sensor_until_idle(defs, instance)
+    assert len(runs) == 1
+    meta = results_metadata(instance, PIPELINE.results.key)
+    found = statuses(meta)
+    assert len(found) == 25 and set(found) == {"succeeded", "expired"}
+    assert meta["status_expired"] == found.count("expired") > 0
+    checks = check_results(instance)
+    assert checks == {"every_request_accounted_once": True, "failed_share_below_threshold": True,
+                      "no_expired_requests_left": False}
+
+
+def test_cancelled_batch_gets_results_for_the_finished_part(instance, emulator_dir):
+    resource = OpenAIBatchResource(emulator_dir=str(emulator_dir), emulator_pace="realistic")
+    defs = setup(resource, instance)
+    batch_id = results_metadata(instance, PIPELINE.batch_job.key)["batch_ids"][0]
+    Emulator(emulator_dir).openai_client().batches.cancel(batch_id)
+    _, runs = run_sensor_until_idle(defs, instance, timeout=30)
+    assert len(runs) == 1
+    meta = results_metadata(instance, PIPELINE.results.key)
+    assert statuses(meta) == ["cancelled"] * 25
+    observed = instance.fetch_observations(PIPELINE.batch_job.key, limit=1).records[0]
+    assert observed.asset_observation.metadata["status"].value == "cancelled"
+
+
+def test_batch_failing_validation_gets_no_results_run_and_shows_why(instance, emulator_dir):
+    resource = OpenAIBatchResource(emulator_dir=str(emulator_dir), emulator_pace="fast",
+                                   emulator_faults={"token_limits": {"gpt-4o-mini": 50}})
+    defs = setup(resource, instance)
+    cursor, runs = run_sensor_until_idle(defs, instance)
+    assert runs == []
+    assert SensorCursor.model_validate_json(cursor).in_flight == []
+    observed = instance.fetch_observations(PIPELINE.batch_job.key, limit=1).records[0]
+    metadata = observed.asset_observation.metadata
+    assert metadata["status"].value == "failed"
+    assert "token_limit_exceeded" in metadata["errors"].value
+
+
+def test_failed_requests_resubmitted_and_merged_back(instance, emulator_dir):
+    resource = OpenAIBatchResource(emulator_dir=str(emulator_dir), emulator_pace="fast",
+                                   emulator_faults={"request_error_rate": 0.4, "seed": 3})
+    defs = setup(resource, instance)
+    cursor, _ = run_sensor_until_idle(defs, instance)
+    first = results_metadata(instance, PIPELINE.results.key)
+    assert first["status_failed"] > 0
+    assert check_results(instance)["failed_share_below_threshold"] is False
+
+    resubmit = dg.materialize(
+        [questions, PIPELINE.input_file, PIPELINE.batch_job], instance=instance,
+        resources={"openai_batch": resource}, selection=[PIPELINE.batch_job],
+        run_config={"ops": {PIPELINE.batch_job.op.name: {"config": {"resubmit_failed": True}}}},
+    )
+    assert resubmit.success
+    job = results_metadata(instance, PIPELINE.batch_job.key)
+    assert job["followup_of"] == first["results_uri"]
+    assert job["requests"] == first["status_failed"]
+    _, runs = run_sensor_until_idle(defs, instance, cursor=cursor)
+    assert len(runs) == 1
+    merged = results_metadata(instance, PIPELINE.results.key)
+    table = pq.read_table(merged["results_uri"])
+    assert sorted(table.column("custom_id").to_pylist()) == sorted(r["id"] for r in ROWS)
+    assert merged["status_failed"] < first["status_failed"]
+    assert merged["status_succeeded"] + merged["status_failed"] == 25
+    assert "question" in table.column_names
+    assert check_results(instance)["every_request_accounted_once"] is True
+
+
+def test_misconfigured_resource_fails_fast_without_leaking_the_key(instance, monkeypatch):
+    with pytest.raises(Exception, match="OPENAI_API_KEY"):
+        OpenAIBatchResource().build_openai_client()
+    secret = "sk-test-SECRET-0123456789"
+    resource = OpenAIBatchResource(api_key=secret, base_url="http://127.0.0.1:9/v1", max_retries=0,
+                                   timeout_seconds=2)
+    result = dg.materialize([questions, PIPELINE.input_file], instance=instance,
+                            resources={"openai_batch": resource}, raise_on_error=False)
+    assert not result.success
+    error = result.get_step_failure_events()[0].event_specific_data.error
+    text = error.to_string()
+    assert "127.0.0.1:9" in text
+    assert secret not in text
+    for record in instance.get_records_for_run(result.run_id).records:
+        assert secret not in str(record.event_log_entry)
+
+
+def test_sensor_progress_observations_and_restart(instance, emulator_dir):
+    resource = OpenAIBatchResource(emulator_dir=str(emulator_dir), emulator_pace="realistic")
+    defs = setup(resource, instance)
+    cursor, launched = evaluate_sensor_once(defs, instance, None)
+    assert launched == []
+    state = SensorCursor.model_validate_json(cursor)
+    assert len(state.in_flight) == 1 and state.in_flight[0].progress.startswith("validating")
+    # A restarted sensor (same stored cursor) neither re-reads the batch_job event nor loses it.
+    cursor2, _ = evaluate_sensor_once(defs, instance, cursor)
+    assert len(SensorCursor.model_validate_json(cursor2).in_flight) == 1
+    observations = instance.fetch_observations(PIPELINE.batch_job.key, limit=10).records
+    assert len(observations) == 1  # progress unchanged: no new observation
