@@ -17,6 +17,7 @@ from .core.templates import RequestTemplate, build_requests, iter_rows
 from .core.writer import BatchInputError, InputPart, InputProblem, PreparedInput, prepare_jsonl, prepare_rows
 from .dagster import (
     BatchJobConfig,
+    OpenAIBatchComponent,
     OpenAIBatchPipeline,
     OpenAIBatchResource,
     OpenAIConfigurationError,
@@ -38,6 +39,7 @@ __all__ = [
     "BatchResults",
     "InputPart",
     "InputProblem",
+    "OpenAIBatchComponent",
     "OpenAIBatchPipeline",
     "OpenAIBatchResource",
     "OpenAIConfigurationError",

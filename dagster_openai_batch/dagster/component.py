@@ -21,10 +21,13 @@ Example ``defs/review_embeddings/defs.yaml``::
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Literal
 
 import dagster as dg
+from dagster.components.core.component_tree import ComponentTree
 from pydantic import Field, PrivateAttr, ValidationError, model_validator
 
 from ..core.templates import RequestTemplate
@@ -182,3 +185,35 @@ class OpenAIBatchComponent(dg.Component, dg.Resolvable, dg.Model):
             minimum_interval_seconds=self.sensor.minimum_interval_seconds,
         )
         return dg.Definitions.merge(pipeline.definitions(), dg.Definitions(sensors=[sensor]))
+
+
+def load_pipelines_from_defs_folder(
+    defs_module: ModuleType,
+) -> tuple[dg.Definitions, list[OpenAIBatchPipeline]]:
+    """Load every component under ``defs_module`` (a package of ``*/defs.yaml`` folders).
+
+    Returns the folder's definitions and the pipelines of its `OpenAIBatchComponent`s, holding the
+    very assets and jobs of those definitions, so one `openai_batch_sensor` can watch them together
+    with pipelines declared in Python.
+    """
+    package_dir = Path(defs_module.__file__ or "").parent
+    tree = ComponentTree.from_module(defs_module=defs_module, project_root=package_dir.parent)
+    definitions = tree.build_defs()
+    assets = {a.key: a for a in definitions.assets or [] if isinstance(a, dg.AssetsDefinition)}
+    jobs = {j.name: j for j in definitions.jobs or []}
+    schedules = {s.name: s for s in definitions.schedules or []}
+    pipelines = []
+    for component in tree.get_all_components(OpenAIBatchComponent):
+        built = component.build_pipeline(tree.load_context)
+        pipelines.append(
+            replace(
+                built,
+                input_file=assets[built.input_file.key],
+                batch_job=assets[built.batch_job.key],
+                results=assets[built.results.key],
+                submit_job=jobs[built.submit_job.name],
+                results_job=jobs[built.results_job.name],
+                schedules=[schedules[s.name] for s in built.schedules],  # type: ignore[misc]
+            )
+        )
+    return definitions, pipelines

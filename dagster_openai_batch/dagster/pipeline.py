@@ -236,13 +236,11 @@ def openai_batch_assets(
     submit_job = dg.define_asset_job(
         f"{name}_submit",
         selection=dg.AssetSelection.assets(keys.input_file, keys.batch_job),
-        partitions_def=partitions_def,
         description=f"Build, upload and submit the {name} batch (the sensor collects the results).",
     )
     results_job = dg.define_asset_job(
         f"{name}_results",
         selection=dg.AssetSelection.assets(keys.results),
-        partitions_def=partitions_def,
         description=f"Download and parse the {name} batch results.",
     )
     schedules = _schedules(name, submit_job, partitions_def, schedule)

@@ -14,6 +14,8 @@ from pydantic import BaseModel, Field
 
 from ..core.templates import RequestTemplate
 from ..dagster import OpenAIBatchResource, openai_batch_assets, openai_batch_sensor
+from ..dagster.component import load_pipelines_from_defs_folder
+from . import defs as yaml_defs
 from .reviews import make_reviews
 
 DAILY = dg.DailyPartitionsDefinition(start_date="2026-11-01", end_offset=0)
@@ -56,20 +58,8 @@ review_labels = openai_batch_assets(
     ),
 )
 
-review_embeddings = openai_batch_assets(
-    name="review_embeddings",
-    source=daily_reviews,
-    template=RequestTemplate(
-        endpoint="/v1/embeddings",
-        model="text-embedding-3-small",
-        prompt="{text}",
-        body={"dimensions": 256},
-        custom_id_column="review_id",
-    ),
-    partitions_def=DAILY,
-    schedule=True,
-)
 
+YAML_DEFS, (review_embeddings,) = load_pipelines_from_defs_folder(yaml_defs)
 PIPELINES = [review_labels, review_embeddings]
 
 
@@ -90,7 +80,8 @@ def demo_resource() -> OpenAIBatchResource:
 
 
 defs = dg.Definitions.merge(
-    *(p.definitions() for p in PIPELINES),
+    review_labels.definitions(),
+    YAML_DEFS,
     dg.Definitions(
         assets=[product_reviews, daily_reviews],
         sensors=[openai_batch_sensor(PIPELINES, minimum_interval_seconds=5)],
