@@ -73,7 +73,8 @@ class OpenAIBatchPipeline:
     results: dg.AssetsDefinition
     submit_job: "UnresolvedAssetJobDefinition"
     results_job: "UnresolvedAssetJobDefinition"
-    schedules: list[dg.ScheduleDefinition] = field(default_factory=list)
+    schedules: list[Any] = field(default_factory=list)
+    """Schedule definitions (time-partitioned ones resolve when put in `Definitions`)."""
     partitions_def: dg.PartitionsDefinition | None = None
     resource_key: str = RESOURCE_KEY
 
@@ -263,7 +264,7 @@ def _schedules(
     submit_job: "UnresolvedAssetJobDefinition",
     partitions_def: dg.PartitionsDefinition | None,
     schedule: bool | str,
-) -> list[dg.ScheduleDefinition]:
+) -> list[Any]:
     if schedule is False:
         return []
     if isinstance(schedule, str):

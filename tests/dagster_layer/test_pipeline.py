@@ -179,8 +179,8 @@ def test_partitioned_pipeline_one_batch_set_per_partition(instance, resource):
         template=RequestTemplate(endpoint="/v1/embeddings", model="text-embedding-3-small",
                                  prompt="{question}", custom_id_column="id"),
     )
-    assert pipeline.schedules[0].cron_schedule == "0 0 * * *"
     defs = build_defs(pipeline, resource, extra_assets=(day_rows,))
+    assert defs.resolve_schedule_def("daily_qa_schedule").cron_schedule == "0 0 * * *"
     for day in ("2026-01-01", "2026-01-02"):
         assert submit(pipeline, resource, instance, partition=day, source=day_rows).success
     _, runs = run_sensor_until_idle(defs, instance)
