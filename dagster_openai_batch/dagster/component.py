@@ -21,18 +21,23 @@ Example ``defs/review_embeddings/defs.yaml``::
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import dagster as dg
 from dagster.components.core.component_tree import ComponentTree
-from pydantic import Field, PrivateAttr, ValidationError, model_validator
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError, model_validator
 
 from ..core.templates import RequestTemplate
 from .pipeline import RESOURCE_KEY, OpenAIBatchPipeline, openai_batch_assets
 from .sensor import openai_batch_sensor
+
+# `model` (the OpenAI model, as in the API) shadows the inherited classmethod `Resolvable.model`,
+# which dagster only calls on the class, where the classmethod still wins.
+warnings.filterwarnings("ignore", 'Field name "model" in "OpenAIBatchComponent"', UserWarning)
 
 Endpoint = Literal["/v1/responses", "/v1/chat/completions", "/v1/embeddings", "/v1/completions"]
 
@@ -119,8 +124,15 @@ class OpenAIBatchComponent(dg.Component, dg.Resolvable, dg.Model):
 
     _pipeline: OpenAIBatchPipeline | None = PrivateAttr(default=None)
 
+    @classmethod
+    def load(cls, attributes: BaseModel | None, context: dg.ComponentLoadContext) -> Self:
+        try:
+            return super().load(attributes, context)
+        except ValidationError as e:
+            raise _error(context, _problems(e)) from None
+
     def _error(self, context: dg.ComponentLoadContext, field: str, problem: str) -> ValueError:
-        return ValueError(f"{context.path / 'defs.yaml'}: `{field}`: {problem}")
+        return _error(context, f"`{field}`: {problem}")
 
     def _template(self, context: dg.ComponentLoadContext) -> RequestTemplate | None:
         if self.jsonl_path is not None:
@@ -140,8 +152,7 @@ class OpenAIBatchComponent(dg.Component, dg.Resolvable, dg.Model):
                 custom_id_column=self.custom_id_column,
             )
         except ValidationError as e:
-            problems = "; ".join(err["msg"].removeprefix("Value error, ") for err in e.errors())
-            raise self._error(context, "messages/prompt/body", problems) from None
+            raise _error(context, _problems(e)) from None
 
     def build_pipeline(self, context: dg.ComponentLoadContext) -> OpenAIBatchPipeline:
         """The pipeline (built once per component), e.g. to share one sensor with other pipelines."""
@@ -172,7 +183,7 @@ class OpenAIBatchComponent(dg.Component, dg.Resolvable, dg.Model):
                 schedule=self.schedule,
             )
         except (ValueError, dg.DagsterInvalidDefinitionError) as e:
-            raise ValueError(f"{context.path / 'defs.yaml'}: {e}") from None
+            raise _error(context, str(e)) from None
         return self._pipeline
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
@@ -185,6 +196,18 @@ class OpenAIBatchComponent(dg.Component, dg.Resolvable, dg.Model):
             minimum_interval_seconds=self.sensor.minimum_interval_seconds,
         )
         return dg.Definitions.merge(pipeline.definitions(), dg.Definitions(sensors=[sensor]))
+
+
+def _error(context: dg.ComponentLoadContext, problem: str) -> ValueError:
+    return ValueError(f"{context.path / 'defs.yaml'}: {problem}")
+
+
+def _problems(error: ValidationError) -> str:
+    """``field: message`` for each problem of a validation error."""
+    return "; ".join(
+        f"`{'.'.join(map(str, e['loc'])) or 'attributes'}`: {e['msg'].removeprefix('Value error, ')}"
+        for e in error.errors()
+    )
 
 
 def load_pipelines_from_defs_folder(

@@ -1,0 +1,1 @@
+"""The demo's YAML-declared components (loaded by `dagster_openai_batch.demo.definitions`)."""

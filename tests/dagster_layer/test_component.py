@@ -1,0 +1,167 @@
+"""`OpenAIBatchComponent`: the YAML form builds the same graph as `openai_batch_assets`, and bad
+YAML fails at load naming the file and the field."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import textwrap
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import dagster as dg
+import pytest
+
+from dagster_openai_batch import OpenAIBatchPipeline, RequestTemplate, openai_batch_assets
+from dagster_openai_batch.dagster.component import load_pipelines_from_defs_folder
+from dagster_openai_batch.demo import definitions as demo
+
+
+def graph_facts(defs: dg.Definitions, pipeline: OpenAIBatchPipeline) -> dict[str, Any]:
+    """Everything a user sees of one pipeline's graph, in comparable form."""
+    repo = defs.get_repository_def()
+    graph = repo.asset_graph
+    assets = {}
+    for key in pipeline.asset_keys:
+        node = graph.get(key)
+        assets[key.to_user_string()] = {
+            "deps": sorted(k.to_user_string() for k in node.parent_keys),
+            "partitions": repr(node.partitions_def),
+            "checks": sorted(c.to_user_string() for c in node.check_keys),
+            "group": node.group_name,
+            "kinds": sorted(node.kinds),
+            "description": node.description,
+            "resources": sorted(graph.assets_def_for_key(key).required_resource_keys),
+        }
+    jobs = {
+        name: {
+            "assets": sorted(k.to_user_string() for k in repo.get_job(name).asset_layer.executable_asset_keys),
+            "partitions": repr(repo.get_job(name).partitions_def),
+        }
+        for name in (pipeline.submit_job.name, pipeline.results_job.name)
+    }
+    schedules = {s.name: (s.cron_schedule, s.job_name) for s in repo.schedule_defs}
+    return {"assets": assets, "jobs": jobs, "schedules": schedules}
+
+
+def test_yaml_demo_pipeline_matches_the_python_factory(resource):
+    python = openai_batch_assets(
+        name="review_embeddings",
+        source=demo.daily_reviews,
+        template=RequestTemplate(
+            endpoint="/v1/embeddings",
+            model="text-embedding-3-small",
+            prompt="{text}",
+            body={"dimensions": 256},
+            custom_id_column="review_id",
+        ),
+        partitions_def=demo.DAILY,
+        schedule=True,
+    )
+    common = dg.Definitions(assets=[demo.daily_reviews], resources={"openai_batch": resource})
+    from_python = dg.Definitions.merge(python.definitions(), common)
+    from_yaml = dg.Definitions.merge(demo.YAML_DEFS, common)
+
+    facts = graph_facts(from_yaml, demo.review_embeddings)
+    assert facts == graph_facts(from_python, python)
+    assert facts["assets"]["review_embeddings/input_file"]["deps"] == ["daily_reviews"]
+    assert facts["schedules"] == {"review_embeddings_schedule": ("0 0 * * *", "review_embeddings_submit")}
+
+
+def test_demo_has_one_sensor_over_both_pipelines():
+    repo = demo.defs.get_repository_def()
+    assert [s.name for s in repo.sensor_defs] == ["openai_batch_sensor"]
+    (sensor,) = repo.sensor_defs
+    assert sorted(t.job_name for t in sensor.targets) == ["review_embeddings_results", "review_labels_results"]
+    # The YAML file carries a code reference in the UI.
+    input_file = repo.assets_defs_by_key[dg.AssetKey(["review_embeddings", "input_file"])]
+    references = input_file.specs_by_key[input_file.key].metadata["dagster/code_references"]
+    assert any(str(r.file_path).endswith("defs.yaml") for r in references.code_references)
+
+
+_counter = iter(range(10_000))
+
+
+def defs_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, attributes: str, files: dict[str, str] | None = None) -> ModuleType:
+    """A package holding one ``pipeline/defs.yaml`` with ``attributes``; returns the imported package."""
+    package = tmp_path / f"component_defs_{next(_counter)}"
+    (package / "pipeline").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    body = textwrap.indent(textwrap.dedent(attributes).strip(), "  ")
+    (package / "pipeline" / "defs.yaml").write_text(
+        f"type: dagster_openai_batch.OpenAIBatchComponent\nattributes:\n{body}\n"
+    )
+    for name, text in (files or {}).items():
+        (package / "pipeline" / name).write_text(text)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return importlib.import_module(package.name)
+
+
+def load_error(module: ModuleType) -> str:
+    """The messages of the load error and its causes."""
+    with pytest.raises(Exception) as caught:
+        load_pipelines_from_defs_folder(module)
+    messages, error = [], caught.value
+    while error is not None:
+        messages.append(str(error))
+        error = error.__cause__
+    return "\n".join(messages)
+
+
+GOOD = """
+    name: qa
+    source: questions
+    endpoint: /v1/chat/completions
+    model: gpt-4o-mini
+    messages: [{role: user, content: "{question}"}]
+"""
+
+
+@pytest.mark.parametrize(
+    ("attributes", "field", "problem"),
+    [
+        (GOOD + "    colour: red", "colour", "Extra inputs are not permitted"),
+        (GOOD.replace("/v1/chat/completions", "/v1/chat"), "`endpoint`", "Input should be"),
+        (GOOD.replace("/v1/chat/completions", "/v1/embeddings"), "`messages", "only applies to chat"),
+        (GOOD + "    partitions: {daily: {start_date: '2026-01-01'}, static: [a]}", "partitions", "exactly one"),
+        (GOOD + "    partitions: {daily: {start: '2026-01-01'}}", "start", "Extra inputs"),
+        (GOOD + "    schedule: true", "schedule=True needs time-based partitions", ""),
+        (GOOD + "    max_failed_share: 2", "max_failed_share", "less than or equal to 1"),
+        (GOOD.replace("source: questions", "jsonl_path: missing.jsonl"), "`model`", "does not apply"),
+        (GOOD.replace("model: gpt-4o-mini", ""), "`model`", "required unless `jsonl_path`"),
+        (GOOD.replace("source: questions", ""), "`source`", "exactly one of `source` and `jsonl_path`"),
+    ],
+    ids=["unknown-field", "endpoint", "messages-on-embeddings", "two-partitionings", "partition-field",
+         "schedule-unpartitioned", "max-failed-share", "jsonl-with-template", "no-model", "no-source"],
+)
+def test_bad_yaml_fails_at_load_naming_file_and_field(tmp_path, monkeypatch, attributes, field, problem):
+    message = load_error(defs_folder(tmp_path, monkeypatch, attributes))
+    assert "pipeline/defs.yaml" in message
+    assert field in message
+    assert problem in message
+
+
+def test_jsonl_component_with_its_own_sensor(tmp_path, monkeypatch):
+    line = {"custom_id": "a", "method": "POST", "url": "/v1/embeddings", "body": {"model": "m", "input": "hi"}}
+    module = defs_folder(
+        tmp_path,
+        monkeypatch,
+        """
+        name: prepared
+        jsonl_path: requests.jsonl
+        endpoint: /v1/embeddings
+        partitions: {static: [eu, us]}
+        sensor: {name: prepared_sensor, minimum_interval_seconds: 10}
+        max_failed_share: 0.2
+        """,
+        files={"requests.jsonl": json.dumps(line) + "\n"},
+    )
+    defs, (pipeline,) = load_pipelines_from_defs_folder(module)
+    assert [k.to_user_string() for k in pipeline.asset_keys] == [
+        "prepared/input_file", "prepared/batch_job", "prepared/results"
+    ]
+    assert pipeline.partitions_def == dg.StaticPartitionsDefinition(["eu", "us"])
+    (sensor,) = defs.sensors or []
+    assert (sensor.name, sensor.minimum_interval_seconds) == ("prepared_sensor", 10)
+    assert pipeline.results_job in list(defs.jobs or [])
