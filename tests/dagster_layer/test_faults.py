@@ -5,7 +5,7 @@ import time
 import dagster as dg
 import pyarrow.parquet as pq
 import pytest
-from layer_helpers import results_metadata, run_sensor_until_idle
+from pipeline_helpers import results_metadata, run_sensor_until_idle
 
 from dagster_openai_batch import OpenAIBatchResource, RequestTemplate, openai_batch_assets, openai_batch_sensor
 from dagster_openai_batch.dagster.sensor import SensorCursor

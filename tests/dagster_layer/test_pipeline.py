@@ -15,7 +15,7 @@ from dagster_openai_batch import (
 )
 from dagster_openai_batch.emulator import Emulator
 
-from layer_helpers import results_metadata, run_sensor_until_idle
+from pipeline_helpers import results_metadata, run_sensor_until_idle
 
 ROWS = [{"id": f"q{i}", "question": f"What is {i} + {i}?"} for i in range(25)]
 
