@@ -214,3 +214,33 @@ def test_factory_rejects_inconsistent_arguments():
         openai_batch_assets(name="x", source=questions)
     with pytest.raises(ValueError, match="unknown batch endpoint"):
         openai_batch_assets(name="x", source="x.jsonl", endpoint="/v1/nope")
+
+
+def test_storage_uri_works_like_a_local_path(instance, resource, tmp_path: Path):
+    """Tables go through pyarrow.fs, so a URI (here file://, in production s3:// or gs://) works."""
+    storage = f"file://{tmp_path}/bucket/openai"
+    pipeline = chat_pipeline(wait=True, storage=storage)
+    result = dg.materialize(
+        [questions, *pipeline.assets], instance=instance, resources={"openai_batch": resource}
+    )
+    assert result.success
+    meta = results_metadata(instance, pipeline.results.key)
+    assert meta["results_uri"].startswith(storage)
+    handle = result.output_for_node(pipeline.results_op_name)
+    assert handle.to_arrow().num_rows == 25
+    assert list((tmp_path / "bucket" / "openai" / "qa" / "all" / "results").glob("*.parquet"))
+
+
+def test_azure_and_compatible_backends_are_configured_not_guessed():
+    azure = OpenAIBatchResource(
+        api_key="k", azure_endpoint="https://example.openai.azure.com", api_version="2025-04-01-preview"
+    )
+    assert azure.backend == "azure"
+    import openai
+
+    assert isinstance(azure.build_openai_client(), openai.AzureOpenAI)
+    with pytest.raises(Exception, match="api_version"):
+        OpenAIBatchResource(api_key="k", azure_endpoint="https://example.openai.azure.com").build_openai_client()
+    assert OpenAIBatchResource(api_key="k", base_url="http://localhost:8000/v1").backend == "compatible"
+    assert OpenAIBatchResource(api_key="k").backend == "openai"
+    assert OpenAIBatchResource(api_key="k").dashboard_url("batch_1") == "https://platform.openai.com/batches/batch_1"
