@@ -101,14 +101,19 @@ def run_demo(
 
 
 def format_summary(summary: dict[str, dict[str, Any]]) -> str:
+    """One line per pipeline: rows, non-zero status counts, tokens, cost, where the table is."""
     lines = []
     for name, meta in summary.items():
         statuses = ", ".join(
-            f"{key.removeprefix('status_')}={value}" for key, value in meta.items() if key.startswith("status_")
+            f"{key.removeprefix('status_')} {value}"
+            for key, value in meta.items()
+            if key.startswith("status_") and value
         )
+        cost = meta.get("cost_usd")
+        cost_text = f"${cost:.4f}" if isinstance(cost, float) else "unknown"
         lines.append(
-            f"{name}: {meta.get('dagster/row_count', 0)} rows ({statuses}); tokens in/out "
-            f"{meta.get('input_tokens', 0)}/{meta.get('output_tokens', 0)}; cost ${meta.get('cost_usd')}; "
-            f"{meta.get('results_uri', '')}"
+            f"{name}: {meta.get('dagster/row_count', 0)} rows ({statuses or 'none'}); "
+            f"tokens in {meta.get('input_tokens', 0):,} / out {meta.get('output_tokens', 0):,}; "
+            f"cost {cost_text} at batch rates\n  {meta.get('results_uri', '')}"
         )
     return "\n".join(lines)
