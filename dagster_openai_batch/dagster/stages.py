@@ -268,20 +268,24 @@ def materialize_results(
                 "materializes results when they finish."
             )
         outputs, errors = client.download_results(batches, tmp)
-        inputs_local = (
-            download_file(job["inputs_uri"], tmp / "inputs.parquet") if job.get("inputs_uri") else None
-        )
-        sent = [download_file(u, tmp / f"sent-{i}.jsonl") for i, u in enumerate(job["part_uris"])]
         followup_of = job.get("followup_of") or ""
         dest = join_uri(stage.storage_root, "results", f"{'-'.join(ids)[:80]}.parquet")
+        if followup_of:  # rows: the resubmitted requests found in the result files
+            inputs_local, request_ids, target = None, None, str(tmp / "followup.parquet")
+        else:  # rows: every request sent, each with the batch its part went to
+            sent = [download_file(u, tmp / f"sent-{i}.jsonl") for i, u in enumerate(job["part_uris"])]
+            request_ids, target = _request_ids(sent, ids), dest
+            inputs_local = (
+                download_file(job["inputs_uri"], tmp / "inputs.parquet") if job["inputs_uri"] else None
+            )
         summary = collect_results(
             output_files=outputs,
             error_files=errors,
-            prepared_inputs_path=None if followup_of else inputs_local,
-            request_ids=_request_ids(sent) if not followup_of else None,
+            prepared_inputs_path=inputs_local,
+            request_ids=request_ids,
             batches=batches,
             endpoint=stage.endpoint,
-            dest=dest if not followup_of else str(tmp / "followup.parquet"),
+            dest=target,
         )
         if followup_of:
             base = download_file(followup_of, tmp / "base.parquet")
@@ -303,10 +307,11 @@ def materialize_results(
     )
 
 
-def _request_ids(sent_parts: list[Path]) -> Iterator[str]:
-    for part in sent_parts:
+def _request_ids(sent_parts: list[Path], batch_ids: list[str]) -> Iterator[tuple[str, str]]:
+    """(custom_id, batch id) of every request sent: part i went to batch i."""
+    for part, batch_id in zip(sent_parts, batch_ids, strict=True):
         for line in read_jsonl_input(part):
-            yield line["custom_id"]
+            yield line["custom_id"], batch_id
 
 
 def results_metadata(stage: StageContext, summary: Any, batches: Sequence[Batch]) -> dict[str, Any]:
