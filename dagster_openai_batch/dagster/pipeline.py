@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
-from ..core.models import BatchEndpoint, as_endpoint
+from ..core.models import MAX_REQUESTS_PER_FILE, BatchEndpoint, as_endpoint
 from ..core.storage import join_uri, safe_segment
 from ..core.templates import RequestTemplate
 from . import stages
@@ -129,6 +129,7 @@ def openai_batch_assets(
     wait_timeout_seconds: float = 3600.0,
     max_failed_share: float = 0.05,
     schedule: bool | str = False,
+    max_requests_per_file: int = MAX_REQUESTS_PER_FILE,
 ) -> OpenAIBatchPipeline:
     """Declare one batch pipeline: ``<name>/input_file → <name>/batch_job → <name>/results``.
 
@@ -146,7 +147,14 @@ def openai_batch_assets(
         max_failed_share: The ``failed_share`` check fails above this share of failed requests.
         schedule: ``True`` submits new partitions of a time-partitioned pipeline on the
             partitions' cadence; a cron string submits on that cron (unpartitioned pipelines).
+        max_requests_per_file: Split the input into files (one batch each) of at most this many
+            requests (OpenAI's limit is 50,000; smaller batches finish sooner). Files are also
+            split at 200 MB and 50,000 embedding inputs.
     """
+    if not 1 <= max_requests_per_file <= MAX_REQUESTS_PER_FILE:
+        raise ValueError(
+            f"openai_batch_assets({name!r}): max_requests_per_file must be 1..{MAX_REQUESTS_PER_FILE}"
+        )
     source_key = _source_key(source)
     jsonl_path = Path(source) if source_key is None and not callable(source) else None
     if template is None and jsonl_path is None:
@@ -185,6 +193,7 @@ def openai_batch_assets(
             pipeline=name,
             endpoint=resolved_endpoint,
             storage_root=storage_root(context),
+            max_requests_per_file=max_requests_per_file,
         )
 
     input_description = f"JSONL batch input of {name}: built from the rows, validated, split, uploaded."

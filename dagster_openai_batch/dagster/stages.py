@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 from openai.types import Batch
 
 from ..core.client import BatchClient
-from ..core.models import BatchEndpoint
+from ..core.models import MAX_REQUESTS_PER_FILE, BatchEndpoint
 from ..core.resubmit import build_resubmission, merge_results
 from ..core.results import collect_results
 from ..core.storage import BatchResults, download_file, join_uri, read_table, upload_file
@@ -52,6 +52,7 @@ class StageContext:
     pipeline: str
     endpoint: BatchEndpoint
     storage_root: str
+    max_requests_per_file: int = MAX_REQUESTS_PER_FILE
 
     @property
     def partition_key(self) -> str | None:
@@ -89,10 +90,14 @@ def materialize_input_file(
     with _work_dir() as tmp:
         try:
             if jsonl_path is not None:
-                prepared = prepare_jsonl(jsonl_path, Path(tmp), endpoint=stage.endpoint)
+                prepared = prepare_jsonl(
+                    jsonl_path, Path(tmp), endpoint=stage.endpoint, max_requests=stage.max_requests_per_file
+                )
             else:
                 assert template is not None
-                prepared = prepare_rows(rows, template, Path(tmp))
+                prepared = prepare_rows(
+                    rows, template, Path(tmp), max_requests=stage.max_requests_per_file
+                )
         except (BatchInputError, KeyError, ValueError) as error:
             # Bad input: one clear message, and nothing uploaded or paid for.
             message = error.args[0] if isinstance(error, KeyError) else str(error)

@@ -244,3 +244,18 @@ def test_azure_and_compatible_backends_are_configured_not_guessed():
     assert OpenAIBatchResource(api_key="k", base_url="http://localhost:8000/v1").backend == "compatible"
     assert OpenAIBatchResource(api_key="k").backend == "openai"
     assert OpenAIBatchResource(api_key="k").dashboard_url("batch_1") == "https://platform.openai.com/batches/batch_1"
+
+
+def test_input_split_into_several_batches_is_joined_back_whole(instance, resource):
+    pipeline = chat_pipeline(max_requests_per_file=10)
+    defs = build_defs(pipeline, resource)
+    assert submit(pipeline, resource, instance).success
+    assert results_metadata(instance, pipeline.input_file.key)["parts"] == 3
+    batch_ids = results_metadata(instance, pipeline.batch_job.key)["batch_ids"]
+    assert len(batch_ids) == 3
+    _, runs = run_sensor_until_idle(defs, instance)
+    assert len(runs) == 1
+    assert instance.get_run_by_id(runs[0]).tags["dagster/run_key"] == "+".join(batch_ids)
+    table = pq.read_table(results_metadata(instance, pipeline.results.key)["results_uri"])
+    assert sorted(table.column("custom_id").to_pylist()) == sorted(r["id"] for r in ROWS)
+    assert set(table.column("batch_id").to_pylist()) == set(batch_ids)
