@@ -40,6 +40,9 @@ PARQUET_ROWS = 10_000
 PARQUET_BYTES = 4_000_000
 """Rows are flushed to ``inputs.parquet`` every PARQUET_ROWS rows or PARQUET_BYTES of request JSON, whichever first."""
 _BUFFER = 1 << 20
+# Endpoints whose API requires `model` (moderations, images and videos have a default model).
+_MODEL_REQUIRED = frozenset({BatchEndpoint.CHAT_COMPLETIONS, BatchEndpoint.COMPLETIONS, BatchEndpoint.EMBEDDINGS,
+                             BatchEndpoint.RESPONSES})
 
 
 class InputProblem(BaseModel):
@@ -393,7 +396,11 @@ def _write(
             inputs = 0
             if isinstance(body, dict):
                 model = body.get("model")
-                if model_line == 0:
+                if model in (None, "") and endpoint in _MODEL_REQUIRED:
+                    found.append(_problem(lineno, cid, "body.model", "missing_required_parameter",
+                                          f"`body.model` is missing ({url} needs a model)",
+                                          "Give every request a `model` (the same one on every line)"))
+                elif model_line == 0:
                     parts.model, model_line = model, lineno
                 elif model != parts.model:
                     found.append(_problem(lineno, cid, "body.model", "model_mismatch",

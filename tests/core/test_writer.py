@@ -55,6 +55,9 @@ BAD_INPUTS = [
     ([req("a"), req("b", model="gpt-4o")],
      ["line 2 (custom_id 'b'), field 'body.model': model 'gpt-4o' differs from 'gpt-4o-mini' (line 1). "
       "Use one model per batch; split the input by model"]),
+    ([{"custom_id": "a", "url": CHAT, "body": {"messages": []}}, req("b")],
+     ["line 1 (custom_id 'a'), field 'body.model': `body.model` is missing (/v1/chat/completions needs a model). "
+      "Give every request a `model` (the same one on every line)"]),
     ([], ["line 0: the input has no requests. Give at least one row or request"]),
 ]
 
