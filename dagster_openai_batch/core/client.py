@@ -34,6 +34,7 @@ TERMINAL_STATUSES = frozenset({"completed", "failed", "expired", "cancelled"})
 ADOPTABLE_STATUSES = frozenset({"validating", "in_progress", "finalizing", "completed"})
 PAGE_SIZE = 100
 _CHUNK = 1 << 20
+_UPLOAD_PREFIX = "dagster-openai-batch-"
 
 
 class BatchClientError(RuntimeError):
@@ -46,7 +47,7 @@ class DownloadError(BatchClientError):
 
 def upload_filename(part: InputPart) -> str:
     """The name a part is uploaded under; it embeds the content hash so an identical upload can be reused."""
-    return f"dagster-openai-batch-{part.sha256[:32]}.jsonl"
+    return f"{_UPLOAD_PREFIX}{part.sha256[:32]}.jsonl"
 
 
 def _public_url(url: str) -> str:
@@ -142,7 +143,8 @@ class BatchClient:
             if found is not None:
                 return found
         with self._api(f"uploading {part.path.name}"), part.path.open("rb") as f:
-            return self.openai.files.create(file=(name, f, "application/jsonl"), purpose="batch")
+            return self._parse_json(self.openai.files.with_raw_response.create(file=(name, f, "application/jsonl"),
+                                                                               purpose="batch"))
 
     def find_file(self, filename: str, size: int, *, max_pages: int = 5) -> FileObject | None:
         """A usable purpose-batch file named ``filename`` of ``size`` bytes among the newest files, or None."""
@@ -168,8 +170,15 @@ class BatchClient:
         dest.parent.mkdir(parents=True, exist_ok=True)
         if expected_bytes is None:
             with self._api(f"reading file {file_id}"):
-                expected_bytes = self.openai.files.retrieve(file_id).bytes
+                expected_bytes = self._parse_json(self.openai.files.with_raw_response.retrieve(file_id)).bytes
         tmp = dest.with_name(dest.name + ".partial")
+        try:
+            return self._download_attempts(file_id, dest, tmp, expected_bytes)
+        finally:
+            # Whatever happened (retries exhausted, a non-retryable error, an interrupt), no partial file stays.
+            tmp.unlink(missing_ok=True)
+
+    def _download_attempts(self, file_id: str, dest: Path, tmp: Path, expected_bytes: int | None) -> Path:
         problem = ""
         for attempt in range(self.download_retries + 1):
             if attempt:
@@ -195,7 +204,6 @@ class BatchClient:
                 os.replace(tmp, dest)
                 return dest
             problem = f"received {received:,} of {expected_bytes:,} bytes"
-        tmp.unlink(missing_ok=True)
         raise DownloadError(
             f"downloading file {file_id} from {self.base_url} failed {self.download_retries + 1} times "
             f"(last: {problem}). Retry later; the file stays available until it expires."
@@ -225,24 +233,52 @@ class BatchClient:
         """Create a batch, or adopt the live one already created with ``idempotency_key``: ``(batch, adopted)``.
 
         The key is stored in the batch metadata under ``dagster_openai_batch_key``; the newest
-        ``search_pages`` pages of batches are searched first. Failed, expired and cancelled batches are not adopted.
+        ``search_pages`` pages of batches are searched first. Failed, expired and cancelled batches are not adopted,
+        nor is a batch with the same key but another endpoint or other content (its input file is neither
+        ``input_file_id`` nor an upload of the same bytes, see :func:`upload_filename`).
         """
+        ep = as_endpoint(endpoint).value
         meta = {**(metadata or {}), IDEMPOTENCY_KEY: idempotency_key}
         check_metadata(meta)
-        existing = self.find_batch(idempotency_key, max_pages=search_pages)
+        existing = self.find_batch(idempotency_key, max_pages=search_pages, input_file_id=input_file_id, endpoint=ep)
         if existing is not None:
             return existing, True
         with self._api("creating a batch"):
-            batch = self.openai.batches.create(input_file_id=input_file_id, endpoint=as_endpoint(endpoint).value,
-                                               completion_window="24h", metadata=meta)
+            batch = self._parse_json(self.openai.batches.with_raw_response.create(
+                input_file_id=input_file_id, endpoint=ep, completion_window="24h",
+                metadata=meta))
         return batch, False
 
-    def find_batch(self, idempotency_key: str, *, max_pages: int = 5) -> Batch | None:
-        """The newest adoptable batch carrying ``idempotency_key``, or None."""
+    def find_batch(
+        self, idempotency_key: str, *, max_pages: int = 5, input_file_id: str | None = None,
+        endpoint: BatchEndpoint | str | None = None,
+    ) -> Batch | None:
+        """The newest adoptable batch carrying ``idempotency_key`` (and, if given, for ``endpoint`` and the
+        content of ``input_file_id``), or None."""
         for batch in self._recent_batches(max_pages):
-            if (batch.metadata or {}).get(IDEMPOTENCY_KEY) == idempotency_key and batch.status in ADOPTABLE_STATUSES:
-                return batch
+            if (batch.metadata or {}).get(IDEMPOTENCY_KEY) != idempotency_key or batch.status not in ADOPTABLE_STATUSES:
+                continue
+            if endpoint is not None and batch.endpoint != as_endpoint(endpoint).value:
+                continue
+            if input_file_id is not None and not self._same_content(batch.input_file_id, input_file_id):
+                continue
+            return batch
         return None
+
+    def _same_content(self, file_a: str, file_b: str) -> bool:
+        """Whether two uploaded files hold the same bytes: the same id, or two uploads named by the same
+        content hash (:func:`upload_filename`) with the same size."""
+        if file_a == file_b:
+            return True
+        found = []
+        for file_id in (file_a, file_b):
+            with self._api(f"reading file {file_id}"):
+                try:
+                    found.append(self._parse_json(self.openai.files.with_raw_response.retrieve(file_id)))
+                except openai.NotFoundError:  # deleted or expired: its content cannot be compared
+                    return False
+        a, b = found
+        return a.filename == b.filename and a.bytes == b.bytes and a.filename.startswith(_UPLOAD_PREFIX)
 
     def _recent_batches(self, max_pages: int) -> Iterator[Batch]:
         with self._api("listing batches"):
@@ -255,7 +291,7 @@ class BatchClient:
 
     def retrieve(self, batch_id: str) -> Batch:
         with self._api(f"reading batch {batch_id}"):
-            return self.openai.batches.retrieve(batch_id)
+            return self._parse_json(self.openai.batches.with_raw_response.retrieve(batch_id))
 
     def retrieve_many(self, batch_ids: Iterable[str], *, since: int | None = None, max_pages: int = 10) -> dict[str, Batch]:
         """Current state of many batches in few calls.
@@ -282,9 +318,9 @@ class BatchClient:
         """Cancel a batch; a batch already finished (409) is returned as it is."""
         with self._api(f"cancelling batch {batch_id}"):
             try:
-                return self.openai.batches.cancel(batch_id)
+                return self._parse_json(self.openai.batches.with_raw_response.cancel(batch_id))
             except openai.ConflictError:
-                return self.openai.batches.retrieve(batch_id)
+                return self._parse_json(self.openai.batches.with_raw_response.retrieve(batch_id))
 
     def wait(self, batch_ids: Iterable[str], *, timeout: float, poll_interval: float = 30.0) -> dict[str, Batch]:
         """Poll until every batch is terminal or ``timeout`` seconds pass; returns the latest states either way.

@@ -189,3 +189,64 @@ def test_wrong_base_url_errors_are_clear_over_http(emu, html_server: str) -> Non
             with pytest.raises(BatchClientError, match=message) as e:
                 bc.find_file("x", 1)
             assert KEY not in str(e.value) and "pw" not in str(e.value)
+
+
+def test_adoption_never_takes_a_batch_for_other_content_or_endpoint(bc: BatchClient, tmp_path: Path) -> None:
+    a = prepare_rows([{"id": "r1", "word": "a"}], TEMPLATE, tmp_path / "a").parts[0]
+    b = prepare_rows([{"id": "r1", "word": "b"}], TEMPLATE, tmp_path / "b").parts[0]
+    file_a = bc.upload(a)
+    first, adopted = bc.create_or_adopt(input_file_id=file_a.id, endpoint=CHAT, idempotency_key="same-key")
+    assert not adopted
+    # Same key, other content: a new batch, never the one that would answer other requests.
+    other, adopted = bc.create_or_adopt(input_file_id=bc.upload(b).id, endpoint=CHAT, idempotency_key="same-key")
+    assert not adopted and other.id != first.id
+    # Same key, same bytes uploaded again under a new file id: the batch for that content is adopted
+    # (found past the newer batch for other content).
+    file_a2 = bc.upload(a, reuse=False)
+    assert file_a2.id != file_a.id
+    again, adopted = bc.create_or_adopt(input_file_id=file_a2.id, endpoint=CHAT, idempotency_key="same-key")
+    assert adopted and again.id == first.id
+    # Same key and file, other endpoint: not adopted.
+    emb, adopted = bc.create_or_adopt(input_file_id=file_a.id, endpoint="/v1/embeddings", idempotency_key="same-key")
+    assert not adopted and emb.id not in (first.id, other.id)
+
+
+def test_failed_download_never_leaves_a_partial_file(make_emu, clock, tmp_path: Path) -> None:
+    emu = make_emu(download_truncate_rate=1.0)
+    runner = BatchClient(emu.openai_client(api_key=KEY), sleep=clock.sleep, clock=clock)
+    _, batch = run(runner, tmp_path, n=20)
+    final = runner.wait([batch.id], timeout=3600)[batch.id]  # type: ignore[attr-defined]
+    # The first attempt is cut short (a partial file is written); the retry meets a 404, which is not retried.
+    bc = BatchClient(emu.openai_client(api_key=KEY, max_retries=0),
+                     sleep=lambda _: emu.inject(404, operation="files.content"))
+    dest = tmp_path / "dl" / "out.jsonl"
+    with pytest.raises(openai.NotFoundError):
+        bc.download(final.output_file_id, dest)
+    assert list(dest.parent.iterdir()) == []
+
+
+def test_html_page_and_wrong_key_give_clear_errors_on_every_call(emu, html_server: str, tmp_path: Path) -> None:
+    bc = BatchClient(openai.OpenAI(api_key=KEY, base_url=html_server, max_retries=0), sleep=lambda _: None)
+    calls = {
+        "retrieve": lambda: bc.retrieve("batch_x"),
+        "wait": lambda: bc.wait(["batch_x"], timeout=0),
+        "download": lambda: bc.download("file-x", tmp_path / "x.jsonl"),
+    }
+    for name, call in calls.items():
+        with pytest.raises(BatchClientError, match="text/html instead of JSON: it is not an OpenAI-compatible API"):
+            call()
+        assert not (tmp_path / "x.jsonl").exists(), name
+
+    from dagster_openai_batch.emulator import Emulator, EmulatorConfig
+
+    locked = Emulator(tmp_path / "locked", EmulatorConfig(api_key="sk-the-right-key"))
+    wrong = BatchClient(locked.openai_client(api_key=KEY, max_retries=0))
+    for call in (lambda: wrong.retrieve("batch_x"), lambda: wrong.find_file("x", 1),
+                 lambda: wrong.cancel("batch_x")):
+        with pytest.raises(BatchClientError, match=r"rejected the credentials \(401\)") as e:
+            call()
+        chain, err = [], e.value
+        while err is not None:
+            chain.append(f"{err} {err!r}")
+            err = err.__cause__ or err.__context__
+        assert KEY not in " ".join(chain)
