@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import random
 from typing import Any
 
+# Past this nesting depth, optional branches are null and arrays minimal, so recursive schemas terminate.
+_DEEP = 6
 _WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet")
 
 
@@ -31,9 +34,12 @@ def _gen(schema: Any, rng: random.Random, root: dict[str, Any], depth: int) -> A
         return schema["const"]
     if "enum" in schema:
         return rng.choice(schema["enum"])
+    deep = depth >= _DEEP
     for key in ("anyOf", "oneOf"):
         if key in schema:
             options = [o for o in schema[key] if not (isinstance(o, dict) and o.get("type") == "null")]
+            if deep and len(options) < len(schema[key]):
+                return None  # a recursive schema (`child: Node | None`) must end somewhere: null ends it
             return _gen((options or schema[key])[0], rng, root, depth + 1)
     if "allOf" in schema:
         merged: dict[str, Any] = {}
@@ -44,31 +50,40 @@ def _gen(schema: Any, rng: random.Random, root: dict[str, Any], depth: int) -> A
         return _gen(merged, rng, root, depth + 1)
     kind = schema.get("type")
     if isinstance(kind, list):
-        kind = next((k for k in kind if k != "null"), "null")
+        kind = "null" if deep and "null" in kind else next((k for k in kind if k != "null"), "null")
     if kind is None:
         kind = "object" if "properties" in schema else "array" if "items" in schema else "string"
     if kind == "object":
         props: dict[str, Any] = schema.get("properties", {})
         # Strict structured outputs return every property; deep recursion stops at the required ones.
-        keys = list(props) if depth < 8 else schema.get("required", [])
+        keys = list(props) if not deep else schema.get("required", [])
         return {k: _gen(props.get(k, {}), rng, root, depth + 1) for k in keys}
     if kind == "array":
-        lo = schema.get("minItems", 1)
-        hi = max(lo, min(schema.get("maxItems", 3), lo + 2)) if depth < 8 else lo
+        # Deep down, arrays are as short as allowed (empty unless minItems), so recursive schemas terminate.
+        lo = schema.get("minItems", 0 if deep else 1)
+        hi = max(lo, min(schema.get("maxItems", 3), lo + 2)) if not deep else lo
         return [_gen(schema.get("items", {}), rng, root, depth + 1) for _ in range(rng.randint(lo, hi))]
-    if kind == "integer":
-        lo = int(schema.get("minimum", schema.get("exclusiveMinimum", -1) + 1))
-        hi = int(schema.get("maximum", schema.get("exclusiveMaximum", lo + 101) - 1))
-        return rng.randint(lo, max(lo, hi))
-    if kind == "number":
-        lo = float(schema.get("minimum", schema.get("exclusiveMinimum", 0.0)))
-        hi = float(schema.get("maximum", schema.get("exclusiveMaximum", lo + 100.0)))
-        return round(lo + (hi - lo) * (0.1 + 0.8 * rng.random()), 3)
+    if kind in ("integer", "number"):
+        return _number(schema, rng, kind == "integer")
     if kind == "boolean":
         return rng.random() < 0.5
     if kind == "null":
         return None
     return _string(schema, rng)
+
+
+def _number(schema: dict[str, Any], rng: random.Random, integer: bool) -> int | float:
+    """A number within the schema's bounds (either bound may be missing, exclusive or negative)."""
+    step = 1 if integer else 0
+    lo = schema.get("minimum", schema["exclusiveMinimum"] + step if "exclusiveMinimum" in schema else None)
+    hi = schema.get("maximum", schema["exclusiveMaximum"] - step if "exclusiveMaximum" in schema else None)
+    if lo is None:
+        lo = 0 if hi is None else min(0, hi - 100)
+    if hi is None:
+        hi = lo + 100
+    if integer:
+        return rng.randint(int(math.ceil(lo)), max(int(math.ceil(lo)), int(math.floor(hi))))
+    return round(lo + (hi - lo) * (0.1 + 0.8 * rng.random()), 3)
 
 
 def _string(schema: dict[str, Any], rng: random.Random) -> str:

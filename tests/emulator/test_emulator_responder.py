@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import base64
-from typing import Any
+import datetime
+from typing import Any, Literal
 
 import jsonschema
 import openai
@@ -13,6 +14,7 @@ from emu_helpers import start
 from openai.types import Completion, CreateEmbeddingResponse, ModerationCreateResponse
 from openai.types.chat import ChatCompletion
 from openai.types.responses import Response
+from pydantic import BaseModel, Field
 
 SCHEMA = {
     "type": "object",
@@ -115,3 +117,42 @@ def test_completions_and_moderations(client: openai.OpenAI, clock) -> None:
 def test_other_endpoint_generic_body(client: openai.OpenAI, clock) -> None:
     body = run(client, clock, "/v1/images/generations", [{"model": "gpt-image-1", "prompt": "a cat"}])["r0"]
     assert body["model"] == "gpt-image-1" and "usage" in body
+
+
+class _Address(BaseModel):
+    city: str
+    zip_code: str = Field(min_length=5, max_length=5)
+
+
+class _Step(BaseModel):
+    title: str
+    kind: Literal["call", "visit"]
+    below_freezing: float = Field(le=-10)
+    debt: int = Field(lt=0)
+    children: list[_Step]
+    fallback: _Step | None
+
+
+class _Plan(BaseModel):
+    name: str
+    owner: _Address
+    steps: list[_Step] = Field(min_length=1)
+    due: datetime.date | None
+
+
+@pytest.mark.parametrize("endpoint", ["/v1/chat/completions", "/v1/responses"])
+def test_structured_output_of_a_nested_recursive_model_validates(client: openai.OpenAI, clock, endpoint: str) -> None:
+    from dagster_openai_batch.core import RequestTemplate, build_requests
+
+    template = RequestTemplate(endpoint=endpoint, model="gpt-4o-mini", prompt="Plan {topic}", response_model=_Plan)
+    rows = [{"topic": f"t{i}"} for i in range(20)]
+    bodies = run(client, clock, endpoint, [r.body for r in build_requests(rows, template)])
+    schema = template.response_format()
+    schema = (schema["text"]["format"] if endpoint == "/v1/responses" else schema["response_format"]["json_schema"])
+    for body in bodies.values():
+        if endpoint == "/v1/responses":
+            text = Response.model_validate(body).output_text
+        else:
+            text = ChatCompletion.model_validate(body).choices[0].message.content or ""
+        jsonschema.validate(orjson.loads(text), schema["schema"])
+        _Plan.model_validate_json(text)
