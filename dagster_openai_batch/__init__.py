@@ -71,7 +71,33 @@ _MODULES = {
     ],
 }
 _WHERE = {name: module for module, names in _MODULES.items() for name in names}
-__all__ = sorted(_WHERE)
+__all__ = [
+    "MAX_EMBEDDING_INPUTS",
+    "MAX_FILE_BYTES",
+    "MAX_REQUESTS_PER_FILE",
+    "BatchClient",
+    "BatchClientError",
+    "BatchEndpoint",
+    "BatchInputError",
+    "BatchJobConfig",
+    "BatchRequest",
+    "BatchResults",
+    "InputPart",
+    "InputProblem",
+    "OpenAIBatchComponent",
+    "OpenAIBatchPipeline",
+    "OpenAIBatchResource",
+    "OpenAIConfigurationError",
+    "PreparedInput",
+    "RequestTemplate",
+    "ResultsConfig",
+    "build_requests",
+    "iter_rows",
+    "openai_batch_assets",
+    "openai_batch_sensor",
+    "prepare_jsonl",
+    "prepare_rows",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -22,7 +22,6 @@ Example:
 
 import inspect
 import os
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path

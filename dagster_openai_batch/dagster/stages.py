@@ -13,7 +13,6 @@ import dagster as dg
 import pyarrow.compute as pc
 from openai.types import Batch
 
-from ..core.client import BatchClient
 from ..core.models import MAX_REQUESTS_PER_FILE, BatchEndpoint
 from ..core.resubmit import build_resubmission, merge_results
 from ..core.results import collect_results

@@ -57,3 +57,10 @@ def test_definitions_py_validates_with_the_dagster_cli(tmp_path: Path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Validation successful" in result.stdout + result.stderr
+
+
+def test_every_public_name_imports():
+    import dagster_openai_batch
+
+    for name in dagster_openai_batch.__all__:
+        assert getattr(dagster_openai_batch, name) is not None, name
