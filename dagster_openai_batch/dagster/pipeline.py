@@ -155,7 +155,7 @@ def openai_batch_assets(
             f"openai_batch_assets({name!r}): max_requests_per_file must be 1..{MAX_REQUESTS_PER_FILE}"
         )
     source_key = _source_key(source)
-    jsonl_path = Path(source) if source_key is None and not callable(source) else None
+    jsonl_path = Path(source) if isinstance(source, (str, os.PathLike)) and source_key is None else None
     if template is None and jsonl_path is None:
         raise ValueError(f"openai_batch_assets({name!r}): give a template, or a .jsonl file as source")
     resolved_endpoint = as_endpoint(endpoint or template.endpoint)  # type: ignore[union-attr]

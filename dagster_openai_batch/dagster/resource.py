@@ -106,7 +106,7 @@ class OpenAIBatchResource(OpenAIResource):
                 f"No API key for the {backend} backend: set the OPENAI_API_KEY environment variable "
                 "(api_key=EnvVar('OPENAI_API_KEY')), or set emulator_dir to run offline."
             )
-        if backend == "azure":
+        if self.azure_endpoint:
             if not self.api_version:
                 raise OpenAIConfigurationError(
                     "Azure OpenAI needs api_version (e.g. '2025-04-01-preview') beside azure_endpoint."
@@ -116,7 +116,6 @@ class OpenAIBatchResource(OpenAIResource):
                 azure_endpoint=self.azure_endpoint,
                 api_version=self.api_version,
                 organization=self.organization,
-                project=self.project,
                 **common,
             )
         return openai.OpenAI(

@@ -125,11 +125,11 @@ def openai_batch_sensor(
         events: list[dg.AssetObservation] = []
         still_in_flight: list[InFlight] = []
         for item in cursor.in_flight:
-            pipeline = by_name.get(item.pipeline)
             known = [batches[i] for i in item.batch_ids if i in batches]
-            if pipeline is None or len(known) != len(item.batch_ids):
+            if item.pipeline not in by_name or len(known) != len(item.batch_ids):
                 context.log.warning(f"Dropping untracked batch set {item.batch_ids}")
                 continue
+            pipeline = by_name[item.pipeline]
             metadata: dict[str, Any] = batch_status_metadata(resource, known)
             progress = f"{metadata['status']}:{metadata['requests_completed']}:{metadata['requests_failed']}"
             if progress != item.progress:

@@ -69,7 +69,7 @@ def run_demo(
     prepare_home(home)
     from .definitions import DAILY, PIPELINES, daily_reviews, defs, product_reviews, review_labels
 
-    resources = {"openai_batch": defs.resources["openai_batch"]}
+    resources = dict(defs.resources or {})
     instance = dg.DagsterInstance.get()
     day = DAILY.get_last_partition_key()
     echo(f"Dagster home: {home} (backend: {resources['openai_batch'].backend})")
