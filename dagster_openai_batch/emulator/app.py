@@ -56,8 +56,13 @@ def _limit(request: Request, default: int, maximum: int) -> int:
         value = default if raw is None else int(raw)
     except ValueError:
         raise invalid_value("limit", f"Invalid 'limit': expected an integer, got '{raw}'.", "invalid_type") from None
-    if not 1 <= value <= maximum:
-        raise invalid_value("limit", f"Invalid 'limit': expected a value between 1 and {maximum}, got {value}.")
+    # The API's usual wording and codes for integer bounds (seen for `n`, `max_tokens` and list `limit`s).
+    if value < 1:
+        raise invalid_value("limit", "Invalid 'limit': integer below minimum value. Expected a value >= 1, but got"
+                            f" {value} instead.", "integer_below_min_value")
+    if value > maximum:
+        raise invalid_value("limit", f"Invalid 'limit': integer above maximum value. Expected a value <= {maximum},"
+                            f" but got {value} instead.", "integer_above_max_value")
     return value
 
 

@@ -191,3 +191,15 @@ async def _async_flow(emulator, clock) -> None:
     assert len(content.content.splitlines()) == 20
     assert [x.id async for x in client.batches.list()] == [b.id]
     await client.close()
+
+
+@pytest.mark.parametrize(("limit", "code", "message"), [
+    (0, "integer_below_min_value", "Invalid 'limit': integer below minimum value. Expected a value >= 1, but got 0 instead."),
+    (101, "integer_above_max_value",
+     "Invalid 'limit': integer above maximum value. Expected a value <= 100, but got 101 instead."),
+])
+def test_list_limit_out_of_range(client: openai.OpenAI, limit: int, code: str, message: str) -> None:
+    with pytest.raises(openai.BadRequestError) as err:
+        client.batches.list(limit=limit)
+    assert (err.value.code, err.value.param, err.value.body["message"]) == (code, "limit", message)  # type: ignore[index]
+    assert err.value.response.headers["x-request-id"].startswith("req_")
