@@ -11,6 +11,7 @@ import numpy as np
 import orjson
 
 from .schema_instance import instance_for
+from .validation import DEFAULT_MODELS
 
 _WORDS = (
     "the", "batch", "emulator", "answers", "every", "request", "with", "a", "short", "deterministic", "reply",
@@ -54,7 +55,7 @@ def respond(endpoint: str, body: dict[str, Any], *, custom_id: str, created: int
     digest = _digest(body)
     rng = random.Random(digest)
     rid = hashlib.blake2b(digest + custom_id.encode(), digest_size=12).hexdigest()
-    model = str(body.get("model", "unknown"))
+    model = str(body.get("model") or DEFAULT_MODELS.get(endpoint, "unknown"))
     handler = _HANDLERS.get(endpoint, _generic)
     return handler(body, rng, rid=rid, model=model, created=created, digest=digest)
 

@@ -15,6 +15,13 @@ MAX_REQUESTS = 50_000
 MAX_EMBEDDING_INPUTS = 50_000
 # The real service lists several line errors; we stop after this many (the count it shows is not documented).
 MAX_REPORTED_ERRORS = 10
+DEFAULT_MODELS = {
+    # Endpoints whose real API has a default model, so a line may omit body.model.
+    "/v1/moderations": "omni-moderation-latest",
+    "/v1/images/generations": "dall-e-2",
+    "/v1/images/edits": "dall-e-2",
+    "/v1/videos": "sora-2",
+}
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")
 
 
@@ -111,7 +118,7 @@ def _check_line(
     if body.get("stream") is True:
         return LineError(code="streaming_unsupported", message="Streaming is not supported in the Batch API.",
                          param="body.stream", line=lineno)
-    model = body.get("model")
+    model = body.get("model") or DEFAULT_MODELS.get(endpoint)
     if model is None:
         return LineError(code="missing_required_parameter", message="Missing required parameter: 'body.model'.",
                          param="body.model", line=lineno)

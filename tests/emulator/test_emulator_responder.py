@@ -156,3 +156,10 @@ def test_structured_output_of_a_nested_recursive_model_validates(client: openai.
             text = ChatCompletion.model_validate(body).choices[0].message.content or ""
         jsonschema.validate(orjson.loads(text), schema["schema"])
         _Plan.model_validate_json(text)
+
+
+def test_moderations_line_without_model_uses_the_default_model(client: openai.OpenAI, clock) -> None:
+    """The real moderations API defaults `model`; a batch line may omit it."""
+    bodies = run(client, clock, "/v1/moderations", [{"input": "hello"}, {"input": "again"}])
+    parsed = ModerationCreateResponse.model_validate(bodies["r0"])
+    assert parsed.model == "omni-moderation-latest"
