@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import LOCATION, Server
 
 PIPELINES = ["review_labels", "review_embeddings"]
@@ -61,3 +62,99 @@ def test_lineage_shows_each_pipeline(page, server, screenshots):
     shoot(page, screenshots, "lineage")
     for stage in STAGES:
         assert page.get_by_text(stage, exact=True).count() >= 2, stage
+
+
+REPO = f'repositoryLocationName: "{LOCATION}", repositoryName: "__repository__"'
+AUTOMATION = f"""{{
+  sensorOrError(sensorSelector: {{{REPO}, sensorName: "openai_batch_sensor"}}) {{
+    ... on Sensor {{ name minIntervalSeconds sensorState {{ status }} }} }}
+  schedulesOrError(repositorySelector: {{{REPO}}}) {{
+    ... on Schedules {{ results {{ name cronSchedule pipelineName }} }} }} }}"""
+
+
+def test_sensor_and_schedule_are_listed_and_sensor_runs(page, server, screenshots):
+    data = server.graphql(AUTOMATION)
+    assert data["sensorOrError"]["sensorState"]["status"] == "RUNNING"
+    assert data["schedulesOrError"]["results"] == [
+        {"name": "review_embeddings_schedule", "cronSchedule": "0 0 * * *", "pipelineName": "review_embeddings_submit"}
+    ]
+
+    open_page(page, server, "/automation", "openai_batch_sensor", "review_embeddings_schedule")
+    shoot(page, screenshots, "automation")
+    open_page(page, server, f"/locations/{LOCATION}/sensors/openai_batch_sensor", "Running")
+    shoot(page, screenshots, "sensor")
+
+
+RUNS = """query Runs($job: String!) { runsOrError(filter: {pipelineName: $job}) { ... on Runs {
+  results { runId status tags { key value } } } } }"""
+
+
+def runs(server: Server, job: str) -> list[dict[str, Any]]:
+    found = server.graphql(RUNS, {"job": job})["runsOrError"]["results"]
+    return [{**run, "tags": {t["key"]: t["value"] for t in run["tags"]}} for run in found]
+
+
+def wait_for(what: str, probe: Any, timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = probe()
+        if found:
+            return found
+        time.sleep(1)
+    raise TimeoutError(f"{what} after {timeout}s")
+
+
+def succeeded(server: Server, job: str) -> dict[str, Any] | None:
+    """The successful run of ``job``, None while it is not there yet; fails on a failed run."""
+    found = runs(server, job)
+    assert not any(r["status"] in ("FAILURE", "CANCELED") for r in found), found
+    return next((r for r in found if r["status"] == "SUCCESS"), None)
+
+
+def click_materialize(page: Any, server: Server, path: str, button: str, job: str) -> dict[str, Any]:
+    open_page(page, server, path, button)
+    page.get_by_text(button, exact=True).first.click()
+    return wait_for(f"no successful {job} run", lambda: succeeded(server, job), timeout=90)
+
+
+@pytest.fixture(scope="session")
+def labels_collected(server: Server, browser_context: Any, screenshots: Path) -> dict[str, Any]:
+    """Materialize the reviews, then ``review_labels`` input_file + batch_job, by clicking in the UI;
+    returns the results run the daemon's sensor then launches on its own."""
+    page = browser_context.new_page()
+    try:
+        click_materialize(page, server, "/assets/product_reviews", "Materialize", "__ASSET_JOB")
+        submit = click_materialize(
+            page, server, f"/locations/{LOCATION}/jobs/review_labels_submit", "Materialize all",
+            "review_labels_submit",
+        )
+        open_page(page, server, f"/runs/{submit['runId']}", "Success")
+        shoot(page, screenshots, "submit_run")
+        return wait_for(
+            "the sensor never collected the results",
+            lambda: succeeded(server, "review_labels_results"),
+            timeout=90,
+        )
+    finally:
+        page.close()
+
+
+def test_materialize_click_then_sensor_collects_results(server, labels_collected):
+    assert labels_collected["tags"]["dagster/sensor_name"] == "openai_batch_sensor"
+    (latest,) = server.graphql(RESULTS)["assetOrError"]["assetMaterializations"]
+    assert latest["runId"] == labels_collected["runId"]
+
+
+RESULTS = """{ assetOrError(assetKey: {path: ["review_labels", "results"]}) { ... on Asset {
+  assetMaterializations(limit: 1) { runId metadataEntries { label } } } } }"""
+
+
+def test_results_page_shows_counts_tokens_cost_and_preview(page, server, screenshots, labels_collected):
+    (latest,) = server.graphql(RESULTS)["assetOrError"]["assetMaterializations"]
+    labels = {entry["label"] for entry in latest["metadataEntries"]}
+    expected = ["status_succeeded", "status_failed", "input_tokens", "output_tokens", "cost_usd", "preview"]
+    assert set(expected) <= labels
+
+    open_page(page, server, "/assets/review_labels/results", *expected)
+    shoot(page, screenshots, "results")
+
