@@ -165,3 +165,10 @@ def test_jsonl_component_with_its_own_sensor(tmp_path, monkeypatch):
     (sensor,) = defs.sensors or []
     assert (sensor.name, sensor.minimum_interval_seconds) == ("prepared_sensor", 10)
     assert pipeline.results_job in list(defs.jobs or [])
+
+
+def test_readme_yaml_is_the_demo_file():
+    root = Path(__file__).resolve().parents[2]
+    readme = (root / "README.md").read_text()
+    demo_yaml = (root / "dagster_openai_batch/demo/defs/review_embeddings/defs.yaml").read_text()
+    assert f"```yaml\n{demo_yaml}```" in readme
