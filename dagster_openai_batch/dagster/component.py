@@ -39,7 +39,9 @@ from .sensor import openai_batch_sensor
 # which dagster only calls on the class, where the classmethod still wins.
 warnings.filterwarnings("ignore", 'Field name "model" in "OpenAIBatchComponent"', UserWarning)
 
-Endpoint = Literal["/v1/responses", "/v1/chat/completions", "/v1/embeddings", "/v1/completions"]
+Endpoint = Literal[
+    "/v1/responses", "/v1/chat/completions", "/v1/embeddings", "/v1/completions", "/v1/moderations"
+]
 
 
 class TimeWindowPartitions(dg.Resolvable, dg.Model):
