@@ -293,12 +293,15 @@ class BatchClient:
         with self._api(f"reading batch {batch_id}"):
             return self._parse_json(self.openai.batches.with_raw_response.retrieve(batch_id))
 
-    def retrieve_many(self, batch_ids: Iterable[str], *, since: int | None = None, max_pages: int = 10) -> dict[str, Batch]:
+    def retrieve_many(
+        self, batch_ids: Iterable[str], *, since: int | None = None, max_pages: int = 10, missing_ok: bool = False
+    ) -> dict[str, Batch]:
         """Current state of many batches in few calls.
 
         Walks ``batches.list`` (100 per page, newest first) until every id is seen, a page reaches batches
         created before ``since`` (unix seconds), or ``max_pages`` pages were read; ids still unseen are
-        retrieved one by one. 1,000 batches among the 1,000 newest take 10 calls.
+        retrieved one by one (with ``missing_ok``, ids the service answers 404 for are left out).
+        1,000 batches among the 1,000 newest take 10 calls.
         """
         wanted = set(batch_ids)
         found: dict[str, Batch] = {}
@@ -311,7 +314,11 @@ class BatchClient:
                 if since is not None and batch.created_at < since:
                     break
         for batch_id in wanted - found.keys():
-            found[batch_id] = self.retrieve(batch_id)
+            try:
+                found[batch_id] = self.retrieve(batch_id)
+            except openai.NotFoundError:
+                if not missing_ok:  # with missing_ok, a batch the service no longer knows is left out
+                    raise
         return found
 
     def cancel(self, batch_id: str) -> Batch:

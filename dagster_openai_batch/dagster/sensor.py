@@ -119,7 +119,7 @@ def openai_batch_sensor(
 
         ids = [batch_id for item in cursor.in_flight for batch_id in item.batch_ids]
         with resource.get_batch_client() as client:
-            batches = client.retrieve_many(ids)
+            batches = client.retrieve_many(ids, missing_ok=True)
 
         run_requests: list[dg.RunRequest] = []
         events: list[dg.AssetObservation] = []
@@ -127,7 +127,11 @@ def openai_batch_sensor(
         for item in cursor.in_flight:
             known = [batches[i] for i in item.batch_ids if i in batches]
             if item.pipeline not in by_name or len(known) != len(item.batch_ids):
-                context.log.warning(f"Dropping untracked batch set {item.batch_ids}")
+                missing = [i for i in item.batch_ids if i not in batches]
+                context.log.warning(
+                    f"No longer watching batches {item.batch_ids}: "
+                    + (f"the service does not know {missing}" if missing else "their pipeline is gone")
+                )
                 continue
             pipeline = by_name[item.pipeline]
             metadata: dict[str, Any] = batch_status_metadata(resource, known)

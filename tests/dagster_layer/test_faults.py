@@ -155,3 +155,19 @@ def test_sensor_progress_observations_and_restart(instance, emulator_dir):
     assert len(SensorCursor.model_validate_json(cursor2).in_flight) == 1
     observations = instance.fetch_observations(PIPELINE.batch_job.key, limit=10).records
     assert len(observations) == 1  # progress unchanged: no new observation
+
+
+def test_sensor_drops_a_batch_the_service_no_longer_knows(instance, resource):
+    """A batch id that 404s (deleted project, wrong backend) must not wedge the sensor forever."""
+    defs = setup(resource, instance)
+    real = results_metadata(instance, PIPELINE.batch_job.key)["batch_ids"]
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(
+            asset_key=PIPELINE.batch_job.key,
+            metadata={"batch_ids": dg.MetadataValue.json(["batch_doesnotexist"])},
+        )
+    )
+    cursor, runs = run_sensor_until_idle(defs, instance)
+    assert len(runs) == 1
+    assert instance.get_run_by_id(runs[0]).tags["dagster/run_key"] == real[0]
+    assert SensorCursor.model_validate_json(cursor).in_flight == []
