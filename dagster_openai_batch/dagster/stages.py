@@ -11,12 +11,13 @@ from typing import Any
 
 import dagster as dg
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from openai.types import Batch
 
 from ..core.models import MAX_REQUESTS_PER_FILE, BatchEndpoint
 from ..core.resubmit import build_resubmission, merge_results
 from ..core.results import collect_results
-from ..core.storage import BatchResults, download_file, join_uri, read_table, upload_file
+from ..core.storage import BatchResults, download_file, join_uri, read_table, resolve, upload_file
 from ..core.templates import RequestTemplate
 from ..core.writer import (
     BatchInputError,
@@ -334,7 +335,16 @@ def results_metadata(stage: StageContext, summary: Any, batches: Sequence[Batch]
         "cost_note": summary.cost_note or "",
         "batch_ids": dg.MetadataValue.json([b.id for b in batches]),
         "preview": dg.MetadataValue.md(_markdown_table(columns, preview)),
+        "dagster/column_schema": _column_schema(summary.path),
     }
+
+
+def _column_schema(uri: str) -> dg.TableSchema:
+    """The results table's columns, for the asset page's column view."""
+    fs, path = resolve(uri)
+    with fs.open_input_file(path) as f:
+        schema = pq.read_schema(f)
+    return dg.TableSchema(columns=[dg.TableColumn(field.name, str(field.type)) for field in schema])
 
 
 def _markdown_table(columns: list[str], rows: list[dict[str, Any]], width: int = 60) -> str:
