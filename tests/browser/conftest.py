@@ -101,7 +101,7 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The demo in `dagster dev -w workspace.yaml` (webserver and daemon) on a fresh instance."""
     root = tmp_path_factory.mktemp("dagster_dev")
@@ -137,9 +137,13 @@ def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser_context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """Debian's Chromium through Playwright, with a fresh profile."""
+    """Debian's Chromium through Playwright, with a fresh profile.
+
+    Module-scoped: Playwright's sync API keeps an event loop running in this thread while it is
+    alive, which would break later tests in the same worker that call ``asyncio.run``.
+    """
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

@@ -117,7 +117,7 @@ def click_materialize(page: Any, server: Server, path: str, button: str, job: st
     return wait_for(f"no successful {job} run", lambda: succeeded(server, job), timeout=90)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def labels_collected(server: Server, browser_context: Any, screenshots: Path) -> dict[str, Any]:
     """Materialize the reviews, then ``review_labels`` input_file + batch_job, by clicking in the UI;
     returns the results run the daemon's sensor then launches on its own."""
