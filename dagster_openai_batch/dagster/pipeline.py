@@ -52,6 +52,9 @@ class BatchJobConfig(dg.Config):
     resubmit_failed: bool = False
     """Instead of the input file, send the failed/expired/cancelled/missing rows of the latest
     results as a follow-up batch; ``results`` then merges the answers back by custom_id."""
+    cancel: bool = False
+    """Cancel the batches of the latest ``batch_job`` instead of creating any; the sensor then
+    materializes ``results`` with what finished (the rest is ``cancelled``)."""
 
 
 class ResultsConfig(dg.Config):
@@ -223,6 +226,8 @@ def openai_batch_assets(
         **common,
     )
     def batch_job(context: dg.AssetExecutionContext, config: BatchJobConfig) -> dg.MaterializeResult:
+        if config.cancel:
+            return stages.cancel_batch_job(stage_context(context))
         return stages.materialize_batch_job(
             stage_context(context),
             wait=wait if config.wait is None else config.wait,

@@ -171,19 +171,45 @@ def materialize_batch_job(
         if wait:
             done = client.wait([b.id for b in batches], timeout=wait_timeout_seconds)
             batches = [done[b.id] for b in batches]
-    return dg.MaterializeResult(
-        metadata={
-            **batch_status_metadata(stage.resource, batches),
-            "backend": stage.resource.backend,
-            "endpoint": str(stage.endpoint),
-            "adopted": adopted,
-            "content_hash": source["content_hash"],
-            "requests": requests,
-            "inputs_uri": source.get("inputs_uri", ""),
-            "part_uris": dg.MetadataValue.json(source.get("part_uris", [])),
-            "followup_of": followup_of,
-        }
-    )
+            if any(b.status not in TERMINAL for b in batches):
+                stage.context.log.warning(
+                    f"Batches still running after {wait_timeout_seconds:.0f}s; the sensor will collect them."
+                )
+    handoff = {
+        "content_hash": source["content_hash"],
+        "requests": requests,
+        "inputs_uri": source.get("inputs_uri", ""),
+        "part_uris": source.get("part_uris", []),
+        "followup_of": followup_of,
+    }
+    return dg.MaterializeResult(metadata=_job_metadata(stage, batches, adopted=adopted, handoff=handoff))
+
+
+def cancel_batch_job(stage: StageContext) -> dg.MaterializeResult:
+    """Cancel the batches of the latest ``batch_job``; the sensor then collects their partial output."""
+    previous = stage.upstream(stage.keys.batch_job)
+    with stage.resource.get_batch_client() as client:
+        batches = [client.cancel(batch_id) for batch_id in previous["batch_ids"]]
+    stage.context.log.info(f"Cancel requested for {', '.join(b.id for b in batches)}")
+    handoff = {key: previous.get(key, "") for key in HANDED_ON}
+    return dg.MaterializeResult(metadata=_job_metadata(stage, batches, adopted=0, handoff=handoff))
+
+
+HANDED_ON = ("content_hash", "requests", "inputs_uri", "part_uris", "followup_of")
+"""What ``batch_job`` hands ``results`` (besides the batch ids) in its metadata."""
+
+
+def _job_metadata(
+    stage: StageContext, batches: Sequence[Batch], *, adopted: int, handoff: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        **batch_status_metadata(stage.resource, batches),
+        "backend": stage.resource.backend,
+        "endpoint": str(stage.endpoint),
+        "adopted": adopted,
+        **handoff,
+        "part_uris": dg.MetadataValue.json(list(handoff["part_uris"])),
+    }
 
 
 def _short_key(key: str) -> str:

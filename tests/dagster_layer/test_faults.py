@@ -171,3 +171,22 @@ def test_sensor_drops_a_batch_the_service_no_longer_knows(instance, resource):
     assert len(runs) == 1
     assert instance.get_run_by_id(runs[0]).tags["dagster/run_key"] == real[0]
     assert SensorCursor.model_validate_json(cursor).in_flight == []
+
+
+def test_cancel_through_batch_job_config_then_partial_results(instance, emulator_dir):
+    resource = OpenAIBatchResource(emulator_dir=str(emulator_dir), emulator_pace="realistic")
+    defs = setup(resource, instance)
+    submitted = results_metadata(instance, PIPELINE.batch_job.key)
+    cancel = dg.materialize(
+        [questions, PIPELINE.input_file, PIPELINE.batch_job], instance=instance,
+        resources={"openai_batch": resource}, selection=[PIPELINE.batch_job],
+        run_config={"ops": {PIPELINE.batch_job.op.name: {"config": {"cancel": True}}}},
+    )
+    assert cancel.success
+    after = results_metadata(instance, PIPELINE.batch_job.key)
+    assert after["batch_ids"] == submitted["batch_ids"]
+    assert after["status"] == "cancelling"
+    assert after["requests"] == 25 and after["part_uris"] == submitted["part_uris"]
+    _, runs = run_sensor_until_idle(defs, instance, timeout=30)
+    assert len(runs) == 1  # the two batch_job materializations share one run key
+    assert statuses(results_metadata(instance, PIPELINE.results.key)) == ["cancelled"] * 25
