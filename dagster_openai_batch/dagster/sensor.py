@@ -6,11 +6,14 @@ Each tick:
    (list pages of 100: ≤ 11 calls for 1,000 batches);
 3. records progress as an `AssetObservation` on ``batch_job`` when it changed;
 4. for each batch set whose batches all reached a terminal state, requests exactly one run of
-   ``results`` for its partition (``run_key`` = the batch ids), expired and cancelled included;
-   a set whose batches all failed validation gets no run: its errors go to the observation and log.
+   ``results`` for its partition (``run_key`` = the batch ids @ the ``batch_job`` record),
+   expired and cancelled included — unless its results were already materialized (e.g. by a run
+   of all three assets) or a newer ``batch_job`` of the partition superseded it; a set whose
+   batches all failed validation gets no run: its errors go to the observation and the log.
 
 The cursor (watermarks + in-flight sets) is saved atomically with the run requests, and run keys
-deduplicate, so restarting the daemon neither loses nor repeats a batch.
+deduplicate, so restarting the daemon neither loses nor repeats a batch. If a results run fails,
+re-materializing ``batch_job`` (which adopts the same batches) gets a new results run.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any
 import dagster as dg
 from pydantic import BaseModel
 
-from .handoff import metadata_values
+from .handoff import latest_metadata, metadata_values
 from .pipeline import OpenAIBatchPipeline
 from .resource import OpenAIBatchResource
 from .stages import TERMINAL, WITH_RESULTS, batch_status_metadata
@@ -33,6 +36,8 @@ class InFlight(BaseModel):
     pipeline: str
     partition: str | None
     batch_ids: list[str]
+    storage_id: int
+    """Of the ``batch_job`` materialization that recorded the set."""
     progress: str = ""
 
 
@@ -42,8 +47,39 @@ class SensorCursor(BaseModel):
     in_flight: list[InFlight] = []
 
 
-def _run_key(batch_ids: Sequence[str]) -> str:
-    return "+".join(batch_ids)
+def _run_key(item: InFlight) -> str:
+    """One results run per ``batch_job`` materialization of a batch set."""
+    return f"{'+'.join(item.batch_ids)}@{item.storage_id}"
+
+
+def _newest_per_batch_set(items: Sequence[InFlight]) -> list[InFlight]:
+    """Several materializations of the same batches (a retry that adopted them, a cancel): keep the newest."""
+    newest: dict[tuple[str, str | None, tuple[str, ...]], InFlight] = {}
+    for item in items:
+        key = (item.pipeline, item.partition, tuple(item.batch_ids))
+        if key not in newest or newest[key].storage_id < item.storage_id:
+            newest[key] = item
+    return sorted(newest.values(), key=lambda item: item.storage_id)
+
+
+def _why_not_collect(instance: dg.DagsterInstance, pipeline: OpenAIBatchPipeline, item: InFlight) -> str | None:
+    """Why a finished batch set needs no results run (None: it needs one)."""
+    latest = latest_metadata(instance, pipeline.batch_job.key, item.partition)
+    if latest is not None and list(latest.get("batch_ids") or []) != item.batch_ids:
+        return "a newer batch_job superseded it (materialize results with config batch_ids to collect it anyway)"
+    collected = instance.fetch_materializations(
+        dg.AssetRecordsFilter(
+            asset_key=pipeline.results.key,
+            asset_partitions=[item.partition] if item.partition is not None else None,
+            after_storage_id=item.storage_id,
+        ),
+        limit=20,
+    ).records
+    for record in collected:
+        materialization = record.asset_materialization
+        if materialization is not None and metadata_values(materialization.metadata).get("batch_ids") == item.batch_ids:
+            return "its results are already materialized"
+    return None
 
 
 def _read_new_batch_sets(
@@ -63,13 +99,16 @@ def _read_new_batch_sets(
             if materialization is None:
                 continue
             values = metadata_values(materialization.metadata)
-            found.append(
-                InFlight(
-                    pipeline=pipeline.name,
-                    partition=materialization.partition,
-                    batch_ids=list(values.get("batch_ids") or []),
+            batch_ids = list(values.get("batch_ids") or [])
+            if batch_ids:  # an input with no rows submits nothing
+                found.append(
+                    InFlight(
+                        pipeline=pipeline.name,
+                        partition=materialization.partition,
+                        batch_ids=batch_ids,
+                        storage_id=record.storage_id,
+                    )
                 )
-            )
         if not page.has_more:
             break
     if after is not None:
@@ -114,6 +153,7 @@ def openai_batch_sensor(
         cursor = SensorCursor.model_validate_json(context.cursor) if context.cursor else SensorCursor()
         for pipeline in pipelines:
             cursor.in_flight.extend(_read_new_batch_sets(context.instance, pipeline, cursor))
+        cursor.in_flight = _newest_per_batch_set(cursor.in_flight)
         if not cursor.in_flight:
             return dg.SensorResult(skip_reason="No batch in flight.", cursor=cursor.model_dump_json())
 
@@ -146,25 +186,27 @@ def openai_batch_sensor(
             if not all(b.status in TERMINAL for b in known):
                 still_in_flight.append(item)
                 continue
-            if any(b.status in WITH_RESULTS for b in known):
-                run_requests.append(
-                    dg.RunRequest(
-                        run_key=_run_key(item.batch_ids),
-                        job_name=pipeline.results_job.name,
-                        partition_key=item.partition,
-                        run_config={
-                            "ops": {
-                                pipeline.results_op_name: {"config": {"batch_ids": item.batch_ids}}
-                            }
-                        },
-                        tags={"openai_batch/batch_ids": ",".join(item.batch_ids)[:1000]},
-                    )
-                )
-            else:
+            if not any(b.status in WITH_RESULTS for b in known):
                 context.log.error(
                     f"{pipeline.name} batches {item.batch_ids} failed validation; no results run. "
                     f"{getattr(metadata.get('errors'), 'value', '')}"
                 )
+                continue
+            reason = _why_not_collect(context.instance, pipeline, item)
+            if reason is not None:
+                context.log.info(f"{pipeline.name} batches {item.batch_ids} finished; no results run: {reason}")
+                continue
+            run_requests.append(
+                dg.RunRequest(
+                    run_key=_run_key(item),
+                    job_name=pipeline.results_job.name,
+                    partition_key=item.partition,
+                    run_config={
+                        "ops": {pipeline.results_op_name: {"config": {"batch_ids": item.batch_ids}}}
+                    },
+                    tags={"openai_batch/batch_ids": ",".join(item.batch_ids)[:1000]},
+                )
+            )
         cursor.in_flight = still_in_flight
         return dg.SensorResult(
             run_requests=run_requests, asset_events=events, cursor=cursor.model_dump_json()

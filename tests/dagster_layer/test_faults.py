@@ -1,6 +1,7 @@
 """The sensor and the assets when batches expire, are cancelled, fail validation or lose requests."""
 
 import time
+from pathlib import Path
 
 import dagster as dg
 import pyarrow.parquet as pq
@@ -159,17 +160,17 @@ def test_sensor_progress_observations_and_restart(instance, emulator_dir):
 
 def test_sensor_drops_a_batch_the_service_no_longer_knows(instance, resource):
     """A batch id that 404s (deleted project, wrong backend) must not wedge the sensor forever."""
-    defs = setup(resource, instance)
-    real = results_metadata(instance, PIPELINE.batch_job.key)["batch_ids"]
     instance.report_runless_asset_event(
         dg.AssetMaterialization(
             asset_key=PIPELINE.batch_job.key,
             metadata={"batch_ids": dg.MetadataValue.json(["batch_doesnotexist"])},
         )
     )
+    defs = setup(resource, instance)
+    real = results_metadata(instance, PIPELINE.batch_job.key)["batch_ids"]
     cursor, runs = run_sensor_until_idle(defs, instance)
     assert len(runs) == 1
-    assert instance.get_run_by_id(runs[0]).tags["dagster/run_key"] == real[0]
+    assert instance.get_run_by_id(runs[0]).tags["dagster/run_key"].startswith(real[0] + "@")
     assert SensorCursor.model_validate_json(cursor).in_flight == []
 
 
@@ -190,3 +191,48 @@ def test_cancel_through_batch_job_config_then_partial_results(instance, emulator
     _, runs = run_sensor_until_idle(defs, instance, timeout=30)
     assert len(runs) == 1  # the two batch_job materializations share one run key
     assert statuses(results_metadata(instance, PIPELINE.results.key)) == ["cancelled"] * 25
+
+
+def test_superseded_batch_set_is_not_collected_over_newer_results(instance, emulator_dir):
+    """A slow old batch finishing after a newer one must not overwrite the newer results."""
+    slow = OpenAIBatchResource(emulator_dir=str(emulator_dir), emulator_pace="realistic")
+    defs = setup(slow, instance)  # batch A: several seconds
+    cursor, _ = evaluate_sensor_once(defs, instance, None)
+
+    @dg.asset(name="questions")
+    def new_questions() -> list[dict]:
+        return [{"id": f"n{i}", "question": f"New question {i}"} for i in range(5)]
+
+    fast = slow.model_copy(update={"emulator_pace": "fast"})
+    submitted = dg.materialize([new_questions, PIPELINE.input_file, PIPELINE.batch_job],
+                               instance=instance, resources={"openai_batch": fast})
+    assert submitted.success  # batch B: new content, finishes first
+    newer_ids = results_metadata(instance, PIPELINE.batch_job.key)["batch_ids"]
+    _, runs = run_sensor_until_idle(defs, instance, cursor=cursor, timeout=30)
+    assert len(runs) == 1  # only B's results; A finished later and was superseded
+    final = results_metadata(instance, PIPELINE.results.key)
+    assert final["batch_ids"] == newer_ids and final["dagster/row_count"] == 5
+
+
+def test_failed_results_run_is_retried_after_batch_job_rematerializes(instance, resource, tmp_path):
+    defs = setup(resource, instance)
+    job = results_metadata(instance, PIPELINE.batch_job.key)
+    inputs = Path(job["inputs_uri"])
+    hidden = tmp_path / "hidden.parquet"
+    inputs.rename(hidden)  # the results run cannot read the inputs: it fails
+    cursor, runs = run_sensor_until_idle(defs, instance)
+    assert len(runs) == 1 and instance.get_run_by_id(runs[0]).status == dg.DagsterRunStatus.FAILURE
+    hidden.rename(inputs)
+    again = dg.materialize([questions, PIPELINE.input_file, PIPELINE.batch_job], instance=instance,
+                           resources={"openai_batch": resource}, selection=[PIPELINE.batch_job])
+    assert again.success and results_metadata(instance, PIPELINE.batch_job.key)["adopted"] == 1
+    _, runs = run_sensor_until_idle(defs, instance, cursor=cursor)
+    assert len(runs) == 1 and instance.get_run_by_id(runs[0]).status == dg.DagsterRunStatus.SUCCESS
+
+
+def test_results_materialized_in_the_same_run_are_not_collected_again(instance, resource):
+    defs = setup(resource, instance)
+    time.sleep(1.0)
+    assert dg.materialize([PIPELINE.results], instance=instance, resources={"openai_batch": resource}).success
+    _, runs = run_sensor_until_idle(defs, instance)
+    assert runs == []
