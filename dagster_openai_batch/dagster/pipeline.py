@@ -108,7 +108,7 @@ def _source_key(source: Source) -> dg.AssetKey | None:
         return source.key
     if isinstance(source, dg.AssetKey):
         return source
-    if isinstance(source, str) and not source.endswith(".jsonl"):
+    if isinstance(source, str) and not source.lower().endswith(".jsonl"):
         return dg.AssetKey.from_user_string(source)
     return None
 
@@ -161,6 +161,11 @@ def openai_batch_assets(
     jsonl_path = Path(source) if isinstance(source, (str, os.PathLike)) and source_key is None else None
     if template is None and jsonl_path is None:
         raise ValueError(f"openai_batch_assets({name!r}): give a template, or a .jsonl file as source")
+    if template is None and endpoint is None:
+        raise ValueError(
+            f"openai_batch_assets({name!r}): a .jsonl source needs endpoint= (the url of its lines, "
+            "e.g. '/v1/chat/completions')"
+        )
     resolved_endpoint = as_endpoint(endpoint or template.endpoint)  # type: ignore[union-attr]
     if template is not None and as_endpoint(template.endpoint) != resolved_endpoint:
         raise ValueError(
@@ -179,6 +184,9 @@ def openai_batch_assets(
         "kinds": {"openai"},
         "required_resource_keys": {resource_key},
     }
+    # input_file and batch_job may materialize nothing (no rows; nothing to resubmit): what
+    # follows them in the run is then skipped, and the run still succeeds.
+    optional = {**common, "output_required": False}
 
     def storage_root(context: dg.AssetExecutionContext) -> str:
         root = storage or os.environ.get("DAGSTER_OPENAI_BATCH_STORAGE")
@@ -205,30 +213,34 @@ def openai_batch_assets(
             key=keys.input_file,
             ins={"rows": dg.AssetIn(key=source_key)},
             description=input_description,
-            **common,
+            **optional,
         )
-        def input_file(context: dg.AssetExecutionContext, rows: Any) -> dg.MaterializeResult:
-            return stages.materialize_input_file(stage_context(context), rows=rows, template=template)
+        def input_file(context: dg.AssetExecutionContext, rows: Any) -> Iterator[dg.MaterializeResult]:
+            yield from stages.materialize_input_file(stage_context(context), rows=rows, template=template)
 
     else:
 
-        @dg.asset(key=keys.input_file, description=input_description, **common)
-        def input_file(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        @dg.asset(key=keys.input_file, description=input_description, **optional)
+        def input_file(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult]:
             if jsonl_path is not None:
-                return stages.materialize_input_file(stage_context(context), jsonl_path=jsonl_path)
+                yield from stages.materialize_input_file(stage_context(context), jsonl_path=jsonl_path)
+                return
             rows = _call_rows_fn(source, context)  # type: ignore[arg-type]
-            return stages.materialize_input_file(stage_context(context), rows=rows, template=template)
+            yield from stages.materialize_input_file(stage_context(context), rows=rows, template=template)
 
     @dg.asset(
         key=keys.batch_job,
         deps=[keys.input_file],
         description=f"OpenAI batches of {name}: created (or adopted, never paid twice); returns at once.",
-        **common,
+        **optional,
     )
-    def batch_job(context: dg.AssetExecutionContext, config: BatchJobConfig) -> dg.MaterializeResult:
+    def batch_job(
+        context: dg.AssetExecutionContext, config: BatchJobConfig
+    ) -> Iterator[dg.MaterializeResult]:
         if config.cancel:
-            return stages.cancel_batch_job(stage_context(context))
-        return stages.materialize_batch_job(
+            yield from stages.cancel_batch_job(stage_context(context))
+            return
+        yield from stages.materialize_batch_job(
             stage_context(context),
             wait=wait if config.wait is None else config.wait,
             wait_timeout_seconds=wait_timeout_seconds,

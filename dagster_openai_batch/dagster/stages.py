@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -85,8 +86,11 @@ def materialize_input_file(
     rows: Any = None,
     template: RequestTemplate | None = None,
     jsonl_path: Path | None = None,
-) -> dg.MaterializeResult:
-    """Build, validate and split the JSONL input, keep a copy in storage, upload every part."""
+) -> Iterator[dg.MaterializeResult]:
+    """Build, validate and split the JSONL input, keep a copy in storage, upload every part.
+
+    An input without rows materializes nothing (and so submits nothing): quiet days are not errors.
+    """
     with _work_dir() as tmp:
         try:
             if jsonl_path is not None:
@@ -95,20 +99,22 @@ def materialize_input_file(
                 )
             else:
                 assert template is not None
-                prepared = prepare_rows(
-                    rows, template, Path(tmp), max_requests=stage.max_requests_per_file
-                )
-        except (BatchInputError, KeyError, ValueError) as error:
-            # Bad input: one clear message, and nothing uploaded or paid for.
-            message = error.args[0] if isinstance(error, KeyError) else str(error)
-            raise dg.Failure(description=f"Invalid batch input, nothing uploaded: {message}") from None
+                prepared = prepare_rows(rows, template, Path(tmp), max_requests=stage.max_requests_per_file)
+        except BatchInputError as error:
+            if all(problem.code == "empty_file" for problem in error.problems):
+                stage.context.log.info("The input has no rows: nothing to submit, nothing materialized.")
+                return
+            raise _input_failure(str(error)) from None
+        except (KeyError, ValueError) as error:
+            raise _input_failure(error.args[0] if isinstance(error, KeyError) else str(error)) from None
         stored = _store_input(stage, prepared)
         with stage.resource.get_batch_client() as client:
             files = [client.upload(part) for part in prepared.parts]
     stage.context.log.info(
-        f"Uploaded {prepared.requests} requests in {len(files)} part(s) to {stage.resource.backend}"
+        f"{prepared.requests} requests in {len(files)} file(s) on {stage.resource.backend}: "
+        + ", ".join(f.id for f in files)
     )
-    return dg.MaterializeResult(
+    yield dg.MaterializeResult(
         metadata={
             "backend": stage.resource.backend,
             "endpoint": str(stage.endpoint),
@@ -124,6 +130,11 @@ def materialize_input_file(
             "preview": dg.MetadataValue.json(prepared.preview),
         }
     )
+
+
+def _input_failure(message: str) -> dg.Failure:
+    """Bad input: one clear message, and nothing uploaded or paid for."""
+    return dg.Failure(description=f"Invalid batch input, nothing uploaded: {message}")
 
 
 def _store_input(stage: StageContext, prepared: PreparedInput) -> dict[str, Any]:
@@ -146,14 +157,18 @@ def _store_input(stage: StageContext, prepared: PreparedInput) -> dict[str, Any]
 
 def materialize_batch_job(
     stage: StageContext, *, wait: bool, wait_timeout_seconds: float, resubmit_failed: bool
-) -> dg.MaterializeResult:
+) -> Iterator[dg.MaterializeResult]:
     """Create (or adopt) one batch per uploaded part; return at once unless ``wait``."""
     source = stage.upstream(stage.keys.input_file)
     file_ids: list[str] = list(source["file_ids"])
     key_base = f"{stage.pipeline}:{stage.partition_key or '-'}:{source['content_hash']}"
     followup_of, requests = "", source["requests"]
     if resubmit_failed:
-        followup_of, file_ids, key_base, requests = _upload_resubmission(stage, source, key_base)
+        followup = _upload_resubmission(stage, source)
+        if followup is None:
+            return
+        followup_of, file_ids, followup_hash, requests = followup
+        key_base = f"{key_base}:followup:{followup_hash[:16]}"
     with stage.resource.get_batch_client() as client:
         batches: list[Batch] = []
         adopted = 0
@@ -178,24 +193,25 @@ def materialize_batch_job(
     handoff = {
         "content_hash": source["content_hash"],
         "requests": requests,
+        "expected_rows": source["requests"],
         "inputs_uri": source.get("inputs_uri", ""),
         "part_uris": source.get("part_uris", []),
         "followup_of": followup_of,
     }
-    return dg.MaterializeResult(metadata=_job_metadata(stage, batches, adopted=adopted, handoff=handoff))
+    yield dg.MaterializeResult(metadata=_job_metadata(stage, batches, adopted=adopted, handoff=handoff))
 
 
-def cancel_batch_job(stage: StageContext) -> dg.MaterializeResult:
+def cancel_batch_job(stage: StageContext) -> Iterator[dg.MaterializeResult]:
     """Cancel the batches of the latest ``batch_job``; the sensor then collects their partial output."""
     previous = stage.upstream(stage.keys.batch_job)
     with stage.resource.get_batch_client() as client:
         batches = [client.cancel(batch_id) for batch_id in previous["batch_ids"]]
     stage.context.log.info(f"Cancel requested for {', '.join(b.id for b in batches)}")
     handoff = {key: previous.get(key, "") for key in HANDED_ON}
-    return dg.MaterializeResult(metadata=_job_metadata(stage, batches, adopted=0, handoff=handoff))
+    yield dg.MaterializeResult(metadata=_job_metadata(stage, batches, adopted=0, handoff=handoff))
 
 
-HANDED_ON = ("content_hash", "requests", "inputs_uri", "part_uris", "followup_of")
+HANDED_ON = ("content_hash", "requests", "expected_rows", "inputs_uri", "part_uris", "followup_of")
 """What ``batch_job`` hands ``results`` (besides the batch ids) in its metadata."""
 
 
@@ -258,25 +274,30 @@ def batch_status_metadata(resource: OpenAIBatchResource, batches: Sequence[Batch
 
 
 def _upload_resubmission(
-    stage: StageContext, source: dict[str, Any], key_base: str
-) -> tuple[str, list[str], str, int]:
-    """Upload the failed/expired/cancelled/missing requests of the latest results as new parts."""
-    previous = stage.upstream(stage.keys.results)
+    stage: StageContext, source: dict[str, Any]
+) -> tuple[str, list[str], str, int] | None:
+    """Upload, as new files, the requests of the current input's results that can succeed on retry.
+
+    Returns (results uri, file ids, content hash, requests), or None when nothing is to be resent.
+    """
+    previous = stage.upstream(stage.keys.results, content_hash=source["content_hash"])
     results_uri = previous["results_uri"]
     with _work_dir() as tmp, stage.resource.get_batch_client() as client:
         local_parts = [
-            download_file(uri, Path(tmp) / f"sent-{i}.jsonl")
-            for i, uri in enumerate(source["part_uris"])
+            download_file(uri, Path(tmp) / f"sent-{i}.jsonl") for i, uri in enumerate(source["part_uris"])
         ]
         local_results = download_file(results_uri, Path(tmp) / "results.parquet")
-        requests = build_resubmission(local_results, local_parts)
-        prepared = write_batch_input(requests, Path(tmp) / "followup", endpoint=stage.endpoint)
-        if not prepared.parts:
-            raise dg.Failure(f"Nothing to resubmit: every request of {results_uri} succeeded.")
+        requests = iter(build_resubmission(local_results, local_parts))
+        first = next(requests, None)
+        if first is None:
+            stage.context.log.info(f"Nothing to resubmit in {results_uri}: batch_job left as it was.")
+            return None
+        prepared = write_batch_input(
+            itertools.chain([first], requests), Path(tmp) / "followup", endpoint=stage.endpoint
+        )
         file_ids = [client.upload(part).id for part in prepared.parts]
     stage.context.log.info(f"Resubmitting {prepared.requests} requests from {results_uri}")
-    key = f"{key_base}:followup:{prepared.content_hash[:16]}"
-    return results_uri, file_ids, key, prepared.requests
+    return results_uri, file_ids, prepared.content_hash, prepared.requests
 
 
 # ---------------------------------------------------------------- results
@@ -323,10 +344,10 @@ def materialize_results(
             summary = merge_results(base, Path(summary.path), dest)
     table = read_table(summary.path, ["custom_id"])
     unique = pc.count_distinct(table.column("custom_id")).as_py() if table.num_rows else 0
-    expected = int(job["requests"]) if not followup_of else summary.rows
+    expected = int(job.get("expected_rows") or job["requests"])
     yield dg.Output(
         BatchResults(uri=summary.path, rows=summary.rows, counts=summary.counts),
-        metadata=results_metadata(stage, summary, batches),
+        metadata={**results_metadata(stage, summary, batches), "content_hash": job["content_hash"]},
     )
     yield from evaluate_checks(
         results_key=stage.keys.results,

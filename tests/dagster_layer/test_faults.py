@@ -236,3 +236,41 @@ def test_results_materialized_in_the_same_run_are_not_collected_again(instance, 
     assert dg.materialize([PIPELINE.results], instance=instance, resources={"openai_batch": resource}).success
     _, runs = run_sensor_until_idle(defs, instance)
     assert runs == []
+
+
+def resubmit(resource, instance, source=questions) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        [source, PIPELINE.input_file, PIPELINE.batch_job], instance=instance,
+        resources={"openai_batch": resource}, selection=[PIPELINE.batch_job], raise_on_error=False,
+        run_config={"ops": {PIPELINE.batch_job.op.name: {"config": {"resubmit_failed": True}}}},
+    )
+
+
+def test_resubmit_with_nothing_failed_is_a_successful_no_op(instance, resource):
+    defs = setup(resource, instance)
+    run_sensor_until_idle(defs, instance)
+    def latest_run_id() -> str:
+        return instance.get_latest_materialization_event(PIPELINE.batch_job.key).run_id
+
+    before = latest_run_id()
+    result = resubmit(resource, instance)
+    assert result.success
+    assert latest_run_id() == before  # nothing resent: batch_job left as it was
+
+
+def test_resubmit_never_mixes_results_of_other_input_content(instance, emulator_dir):
+    resource = OpenAIBatchResource(emulator_dir=str(emulator_dir), emulator_pace="fast",
+                                   emulator_faults={"request_error_rate": 0.4, "seed": 3})
+    defs = setup(resource, instance)
+    run_sensor_until_idle(defs, instance)  # results of content A, with failures
+
+    @dg.asset(name="questions")
+    def other_questions() -> list[dict]:
+        return [{"id": f"q{i}", "question": f"A different question {i}"} for i in range(25)]
+
+    assert dg.materialize([other_questions, PIPELINE.input_file], instance=instance,
+                          resources={"openai_batch": resource}).success  # content B, no results yet
+    result = resubmit(resource, instance, source=other_questions)
+    assert not result.success
+    error = result.get_step_failure_events()[0].event_specific_data.error.message
+    assert "qa/results has no materialization" in error and "content_hash" in error

@@ -214,6 +214,8 @@ def test_jsonl_file_source(instance, resource, tmp_path: Path):
 def test_factory_rejects_inconsistent_arguments():
     with pytest.raises(ValueError, match="template"):
         openai_batch_assets(name="x", source=questions)
+    with pytest.raises(ValueError, match="needs endpoint="):
+        openai_batch_assets(name="x", source="requests.JSONL")
     with pytest.raises(ValueError, match="unknown batch endpoint"):
         openai_batch_assets(name="x", source="x.jsonl", endpoint="/v1/nope")
 
@@ -261,3 +263,17 @@ def test_input_split_into_several_batches_is_joined_back_whole(instance, resourc
     table = pq.read_table(results_metadata(instance, pipeline.results.key)["results_uri"])
     assert sorted(table.column("custom_id").to_pylist()) == sorted(r["id"] for r in ROWS)
     assert set(table.column("batch_id").to_pylist()) == set(batch_ids)
+
+
+def test_empty_source_materializes_nothing_and_fails_nothing(instance, resource, emulator_dir):
+    @dg.asset(name="questions")
+    def no_questions() -> list[dict]:
+        return []
+
+    pipeline = chat_pipeline()
+    result = dg.materialize([no_questions, pipeline.input_file, pipeline.batch_job],
+                            instance=instance, resources={"openai_batch": resource})
+    assert result.success
+    assert instance.get_latest_materialization_event(pipeline.input_file.key) is None
+    assert instance.get_latest_materialization_event(pipeline.batch_job.key) is None
+    assert Emulator(emulator_dir).openai_client().files.list().data == []
