@@ -17,6 +17,12 @@ def main(argv: list[str] | None = None) -> int:
                       help="emulator speed (ignored when OPENAI_API_KEY is set)")
     args = parser.parse_args(argv)
 
+    import warnings
+
+    import dagster as dg
+
+    for category in (dg.BetaWarning, dg.PreviewWarning):  # Dagster's notes on its own APIs
+        warnings.filterwarnings("ignore", category=category)
     from .demo.run import format_summary, run_demo
 
     os.environ["DAGSTER_OPENAI_BATCH_EMULATOR_PACE"] = args.pace

@@ -249,28 +249,37 @@ def batch_status_metadata(resource: OpenAIBatchResource, batches: Sequence[Batch
             totals["total"] += batch.request_counts.total
             totals["completed"] += batch.request_counts.completed
             totals["failed"] += batch.request_counts.failed
+    done = totals["completed"] + totals["failed"]
+    share = f" ({done / totals['total']:.0%})" if totals["total"] else ""
     links = [resource.dashboard_url(b.id) for b in batches]
     metadata: dict[str, Any] = {
         "batch_ids": dg.MetadataValue.json([b.id for b in batches]),
         "status": ",".join(statuses),
+        "progress": f"{done:,}/{totals['total']:,} requests done{share}" if totals["total"] else "not started",
         "requests_total": totals["total"],
         "requests_completed": totals["completed"],
         "requests_failed": totals["failed"],
         "model": next((b.model for b in batches if b.model), "") or "",
     }
+    expiries = [b.expires_at for b in batches if b.expires_at]
+    if expiries:
+        metadata["expires_at"] = dg.MetadataValue.timestamp(float(min(expiries)))
     if any(links):
         metadata["dashboard"] = dg.MetadataValue.md(
-            "\n".join(f"- [{b.id}]({link})" for b, link in zip(batches, links) if link)
+            "\n".join(f"- [{b.id}]({link})" for b, link in zip(batches, links, strict=True) if link)
         )
-    errors = [
-        f"{b.id} line {e.line}: {e.code} {e.message} (param {e.param})"
-        for b in batches
-        if b.errors and b.errors.data
-        for e in b.errors.data
-    ]
+    errors = [_describe_error(b.id, e) for b in batches if b.errors and b.errors.data for e in b.errors.data]
     if errors:
         metadata["errors"] = dg.MetadataValue.md("\n".join(f"- {e}" for e in errors[:20]))
     return metadata
+
+
+def _describe_error(batch_id: str, error: Any) -> str:
+    """``batch_x line 3 (body.model): model_not_found — message``, leaving out what is unknown."""
+    where = " ".join(
+        part for part in (f"line {error.line}" if error.line else "", f"({error.param})" if error.param else "") if part
+    )
+    return f"{batch_id}{' ' + where if where else ''}: {error.code or 'error'} — {error.message or ''}".rstrip(" —")
 
 
 def _upload_resubmission(
@@ -367,23 +376,38 @@ def _request_ids(sent_parts: list[Path], batch_ids: list[str]) -> Iterator[tuple
 
 
 def results_metadata(stage: StageContext, summary: Any, batches: Sequence[Batch]) -> dict[str, Any]:
-    preview = summary.preview
-    columns = list(preview[0].keys()) if preview else []
-    return {
+    metadata: dict[str, Any] = {
         "backend": stage.resource.backend,
-        "results_uri": summary.path,
+        "results_uri": dg.MetadataValue.path(summary.path),
         "dagster/row_count": summary.rows,
         **{f"status_{status}": count for status, count in sorted(summary.counts.items())},
         "input_tokens": summary.input_tokens,
         "cached_tokens": summary.cached_tokens,
         "output_tokens": summary.output_tokens,
         "reasoning_tokens": summary.reasoning_tokens,
-        "cost_usd": summary.cost_usd if summary.cost_usd is not None else "unknown",
-        "cost_note": summary.cost_note or "",
         "batch_ids": dg.MetadataValue.json([b.id for b in batches]),
-        "preview": dg.MetadataValue.md(_markdown_table(columns, preview)),
+        "preview": dg.MetadataValue.md(_markdown_table(_preview_columns(summary.preview), summary.preview)),
         "dagster/column_schema": _column_schema(summary.path),
     }
+    if summary.cost_usd is not None:  # a number or nothing: the UI plots it over time
+        metadata["cost_usd"] = dg.MetadataValue.float(summary.cost_usd)
+    metadata["cost_note"] = summary.cost_note or "at batch rates"
+    return metadata
+
+
+PREVIEW_RESULT_COLUMNS = ("custom_id", "status", "answer", "error_message")
+RESULT_COLUMNS = {
+    "status_code", "error_code", "response_body", "input_tokens", "cached_tokens", "output_tokens",
+    "reasoning_tokens", "batch_id", "request_id",
+}
+
+
+def _preview_columns(rows: list[dict[str, Any]], input_columns: int = 3) -> list[str]:
+    """What fits on screen: the outcome columns and the first few input columns."""
+    if not rows:
+        return []
+    inputs = [c for c in rows[0] if c not in RESULT_COLUMNS and c not in PREVIEW_RESULT_COLUMNS]
+    return ["custom_id", *inputs[:input_columns], *PREVIEW_RESULT_COLUMNS[1:]]
 
 
 def _column_schema(uri: str) -> dg.TableSchema:

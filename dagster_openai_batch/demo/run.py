@@ -19,6 +19,8 @@ from ..dagster.sensor import SensorCursor
 
 SENSOR_NAME = "openai_batch_sensor"
 INSTANCE_SETTINGS = "telemetry:\n  enabled: false\nnux:\n  enabled: false\n"
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+"""Run config that keeps the runs' DEBUG/INFO lines off the terminal (they stay in the instance)."""
 
 
 def prepare_home(home: Path) -> None:
@@ -31,7 +33,7 @@ def prepare_home(home: Path) -> None:
 
 
 def evaluate_sensor_once(
-    defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None
+    defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None, *, quiet: bool = False
 ) -> tuple[str | None, list[str]]:
     """One sensor tick, with its effects applied as the daemon applies them; returns the new
     cursor and the run ids launched."""
@@ -53,7 +55,7 @@ def evaluate_sensor_once(
         job = defs.resolve_job_def(request.job_name or "")
         outcome = job.execute_in_process(
             instance=instance,
-            run_config=request.run_config,
+            run_config={**request.run_config, **(QUIET if quiet else {})},
             partition_key=request.partition_key,
             tags={**request.tags, "dagster/run_key": request.run_key or ""},
             raise_on_error=False,
@@ -78,15 +80,18 @@ def run_demo(
         ([daily_reviews, *PIPELINES[1].assets[:2]], day),
     ]
     for assets, partition in submissions:
-        dg.materialize(assets, instance=instance, resources=resources, partition_key=partition)
+        dg.materialize(
+            assets, instance=instance, resources=resources, partition_key=partition, run_config=QUIET
+        )
         echo(f"submitted {assets[1].key.path[0]}" + (f" [{partition}]" if partition else ""))
 
     cursor: str | None = None
     deadline = time.monotonic() + timeout_seconds
     while True:
-        cursor, launched = evaluate_sensor_once(defs, instance, cursor)
+        cursor, launched = evaluate_sensor_once(defs, instance, cursor, quiet=True)
         for run_id in launched:
-            echo(f"sensor launched results run {run_id}")
+            run = instance.get_run_by_id(run_id)
+            echo(f"sensor launched {run.job_name if run else 'a results run'} ({run_id[:8]})")
         in_flight = SensorCursor.model_validate_json(cursor).in_flight if cursor else []
         if not in_flight:
             break
@@ -110,7 +115,10 @@ def format_summary(summary: dict[str, dict[str, Any]]) -> str:
             if key.startswith("status_") and value
         )
         cost = meta.get("cost_usd")
-        cost_text = f"${cost:.4f}" if isinstance(cost, float) else "unknown"
+        if not isinstance(cost, float):
+            cost_text = "unknown"
+        else:
+            cost_text = f"${cost:.4f}" if cost >= 0.0001 or cost == 0 else "< $0.0001"
         lines.append(
             f"{name}: {meta.get('dagster/row_count', 0)} rows ({statuses or 'none'}); "
             f"tokens in {meta.get('input_tokens', 0):,} / out {meta.get('output_tokens', 0):,}; "
