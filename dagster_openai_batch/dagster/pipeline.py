@@ -33,7 +33,7 @@ from ..core.models import MAX_REQUESTS_PER_FILE, BatchEndpoint, as_endpoint
 from ..core.storage import join_uri, safe_segment
 from ..core.templates import RequestTemplate
 from . import stages
-from .checks import check_specs
+from .checks import ACCEPTED, ACCEPTED_DESCRIPTION, check_specs
 
 if TYPE_CHECKING:
     from dagster._core.definitions.unresolved_asset_job_definition import (
@@ -75,6 +75,8 @@ class OpenAIBatchPipeline:
     results: dg.AssetsDefinition
     submit_job: "UnresolvedAssetJobDefinition"
     results_job: "UnresolvedAssetJobDefinition"
+    accepted_check: dg.AssetChecksDefinition
+    """``batches_accepted`` on ``batch_job`` (the sensor evaluates it)."""
     schedules: list[Any] = field(default_factory=list)
     """Schedule definitions (time-partitioned ones resolve when put in `Definitions`)."""
     partitions_def: dg.PartitionsDefinition | None = None
@@ -98,7 +100,12 @@ class OpenAIBatchPipeline:
 
     def definitions(self) -> dg.Definitions:
         """Assets, checks, jobs and schedules of this pipeline (resources and sensor not included)."""
-        return dg.Definitions(assets=self.assets, jobs=self.jobs, schedules=self.schedules)
+        return dg.Definitions(
+            assets=self.assets,
+            asset_checks=[self.accepted_check],
+            jobs=self.jobs,
+            schedules=self.schedules,
+        )
 
 
 def _source_key(source: Source) -> dg.AssetKey | None:
@@ -259,6 +266,19 @@ def openai_batch_assets(
             stage_context(context), batch_ids=config.batch_ids, max_failed_share=max_failed_share
         )
 
+    @dg.asset_check(
+        asset=keys.batch_job,
+        name=ACCEPTED,
+        description=ACCEPTED_DESCRIPTION,
+        required_resource_keys={resource_key},
+        partitions_def=partitions_def,
+    )
+    def batches_accepted(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        partition = context.partition_key if context.has_partition_key else None
+        return stages.check_batches_accepted(
+            context.instance, getattr(context.resources, resource_key), keys.batch_job, partition
+        )
+
     submit_job = dg.define_asset_job(
         f"{name}_submit",
         selection=dg.AssetSelection.assets(keys.input_file, keys.batch_job),
@@ -278,6 +298,7 @@ def openai_batch_assets(
         results=results,
         submit_job=submit_job,
         results_job=results_job,
+        accepted_check=batches_accepted,
         schedules=schedules,
         partitions_def=partitions_def,
         resource_key=resource_key,

@@ -24,6 +24,7 @@ from typing import Any
 import dagster as dg
 from pydantic import BaseModel
 
+from .checks import accepted_evaluation
 from .handoff import latest_metadata, metadata_values
 from .pipeline import OpenAIBatchPipeline
 from .resource import OpenAIBatchResource
@@ -163,6 +164,7 @@ def openai_batch_sensor(
 
         run_requests: list[dg.RunRequest] = []
         events: list[dg.AssetObservation] = []
+        checks: list[dg.AssetCheckEvaluation] = []
         still_in_flight: list[InFlight] = []
         for item in cursor.in_flight:
             known = [batches[i] for i in item.batch_ids if i in batches]
@@ -186,6 +188,9 @@ def openai_batch_sensor(
             if not all(b.status in TERMINAL for b in known):
                 still_in_flight.append(item)
                 continue
+            checks.append(
+                accepted_evaluation(pipeline.batch_job.key, item.partition, [b.status for b in known], metadata)
+            )
             if not any(b.status in WITH_RESULTS for b in known):
                 context.log.error(
                     f"{pipeline.name} batches {item.batch_ids} failed validation; no results run. "
@@ -209,7 +214,7 @@ def openai_batch_sensor(
             )
         cursor.in_flight = still_in_flight
         return dg.SensorResult(
-            run_requests=run_requests, asset_events=events, cursor=cursor.model_dump_json()
+            run_requests=run_requests, asset_events=[*events, *checks], cursor=cursor.model_dump_json()
         )
 
     return _sensor

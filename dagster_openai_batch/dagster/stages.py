@@ -282,6 +282,23 @@ def _describe_error(batch_id: str, error: Any) -> str:
     return f"{batch_id}{' ' + where if where else ''}: {error.code or 'error'} — {error.message or ''}".rstrip(" —")
 
 
+def check_batches_accepted(
+    instance: dg.DagsterInstance,
+    resource: OpenAIBatchResource,
+    batch_job_key: dg.AssetKey,
+    partition: str | None,
+) -> dg.AssetCheckResult:
+    """``batches_accepted``, looked up now: did any of the latest batches fail validation?"""
+    latest = latest_metadata(instance, batch_job_key, partition)
+    if latest is None or not latest.get("batch_ids"):
+        return dg.AssetCheckResult(passed=True, metadata={"batches": 0})
+    with resource.get_batch_client() as client:
+        found = client.retrieve_many(latest["batch_ids"])
+    batches = [found[i] for i in latest["batch_ids"]]
+    metadata = batch_status_metadata(resource, batches)
+    return dg.AssetCheckResult(passed=all(b.status != "failed" for b in batches), metadata=metadata)
+
+
 def _upload_resubmission(
     stage: StageContext, source: dict[str, Any]
 ) -> tuple[str, list[str], str, int] | None:

@@ -96,6 +96,15 @@ def test_batch_failing_validation_gets_no_results_run_and_shows_why(instance, em
     metadata = observed.asset_observation.metadata
     assert metadata["status"].value == "failed"
     assert "token_limit_exceeded" in metadata["errors"].value
+    check = dg.AssetCheckKey(PIPELINE.batch_job.key, "batches_accepted")
+    latest = instance.event_log_storage.get_latest_asset_check_execution_by_key([check])[check]
+    assert latest.event.dagster_event.event_specific_data.passed is False
+    looked_up = dg.materialize(
+        [questions, PIPELINE.input_file, PIPELINE.batch_job, PIPELINE.accepted_check], instance=instance,
+        resources={"openai_batch": resource}, selection=dg.AssetSelection.checks(PIPELINE.accepted_check),
+    )
+    evaluation = looked_up.get_asset_check_evaluations()[0]
+    assert evaluation.passed is False and "token_limit_exceeded" in evaluation.metadata["errors"].value
 
 
 def test_failed_requests_resubmitted_and_merged_back(instance, emulator_dir):
