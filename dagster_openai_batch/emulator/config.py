@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 class Pace(BaseModel):
     """How long each phase of a batch takes, in (emulated) seconds."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     validating_seconds: float = Field(ge=0)
     seconds_per_request: float = Field(ge=0)
@@ -27,7 +27,9 @@ class Pace(BaseModel):
 
 
 class Faults(BaseModel):
-    """Faults to inject; every random decision is deterministic given `seed`."""
+    """Faults to inject; every random decision is deterministic given `seed`. Unknown fields are rejected."""
+
+    model_config = ConfigDict(extra="forbid")
 
     seed: int = 0
     http_error_rate: float = Field(default=0.0, ge=0, le=1)
@@ -41,6 +43,8 @@ class Faults(BaseModel):
 
 class EmulatorConfig(BaseModel):
     """Everything that shapes an emulator's behaviour."""
+
+    model_config = ConfigDict(extra="forbid")
 
     pace: Pace = Field(default_factory=Pace.fast)
     faults: Faults = Field(default_factory=Faults)

@@ -8,6 +8,7 @@ import orjson
 import pytest
 from emu_helpers import chat_line, start
 from openai.types import Batch
+from pydantic import ValidationError
 
 from dagster_openai_batch.emulator import Emulator, EmulatorConfig, Faults, Pace, serve
 
@@ -150,3 +151,15 @@ def test_stuck_finalizing_then_expired(tmp_path, clock) -> None:
     assert b.request_counts and b.request_counts.completed == 10
     lines = client.files.content(b.output_file_id).content.splitlines()
     assert sorted(orjson.loads(x)["custom_id"] for x in lines) == sorted(f"r{i}" for i in range(10))
+
+
+@pytest.mark.parametrize("build", [
+    lambda: Faults(request_eror_rate=0.5),
+    lambda: Faults.model_validate({"http_error_rate": 0.1, "download_trunkate_rate": 1.0}),
+    lambda: Pace(validating_seconds=0, seconds_per_request=0, finalizing_seconds=0, cancelling_seconds=0, extra=1),
+    lambda: EmulatorConfig(fault={"seed": 1}),
+])
+def test_config_rejects_unknown_fields(build) -> None:
+    """A typo in a fault or pace name fails loudly instead of silently injecting nothing."""
+    with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
+        build()
