@@ -2,12 +2,15 @@
 
 >>> join_uri("s3://bucket/root/", "results", "a.parquet")
 's3://bucket/root/results/a.parquet'
+>>> safe_segment("2024-01-01")
+'2024-01-01'
 >>> safe_segment("daily/2024-01-01 x")
-'daily_2024-01-01_x'
+'daily_2024-01-01_x-b6c79fba'
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from pathlib import Path
@@ -65,9 +68,27 @@ def join_uri(base: str, *parts: str) -> str:
     return "/".join([base.rstrip("/"), *(p.strip("/") for p in parts)])
 
 
+SEGMENT_CHARS = 80
+"""Longest sanitised text kept by :func:`safe_segment` (before its ``-<hash>`` suffix)."""
+
+
 def safe_segment(text: str) -> str:
-    """``text`` made safe as one path segment (letters, digits, ``._-``)."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "_"
+    """``text`` made safe as one path segment (letters, digits, ``._-``), distinct for distinct texts.
+
+    Text that is already safe and at most :data:`SEGMENT_CHARS` long is returned unchanged. Otherwise the
+    sanitised text, cut to :data:`SEGMENT_CHARS`, gets ``-`` and 8 hex digits of the SHA-256 of the raw text,
+    so ``a/b`` and ``a_b`` get different folders and a long key never makes a file name too long.
+
+    >>> safe_segment("all"), safe_segment("a_b"), safe_segment("a/b")
+    ('all', 'a_b', 'a_b-c14cddc0')
+    >>> len(safe_segment("x" * 300))
+    89
+    """
+    clean = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")
+    if clean and clean == text and len(clean) <= SEGMENT_CHARS and clean not in (".", ".."):
+        return clean
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"{clean[:SEGMENT_CHARS].rstrip('_') or '_'}-{digest}"
 
 
 def upload_file(local: str | os.PathLike[str], uri: str) -> str:

@@ -1,0 +1,35 @@
+"""Storage paths: partition keys become distinct, short, safe folder names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from dagster_openai_batch.core import join_uri, read_table, safe_segment
+from dagster_openai_batch.core.storage import open_output
+
+
+def test_safe_segment_keeps_safe_keys_unchanged() -> None:
+    for key in ("2026-11-01", "all", "eu", "a_b", "v1.2-rc_3"):
+        assert safe_segment(key) == key
+
+
+def test_safe_segment_never_collides_on_changed_keys() -> None:
+    keys = ["a/b", "a_b", "a/b:c d é", "a b", "a//b", "a_b_c_d", "", "_", "x" * 300, "x" * 301]
+    segments = [safe_segment(k) for k in keys]
+    assert len(set(segments)) == len(keys), segments
+    assert safe_segment("a/b") == safe_segment("a/b")  # stable across calls
+    for seg in segments:
+        assert seg and len(seg) <= 89 and "/" not in seg
+
+
+def test_long_partition_key_makes_a_writable_path(tmp_path: Path) -> None:
+    key = "region=eu/customer-" + "0123456789abcdef" * 18  # 307 characters: too long for one file name
+    assert len(key) == 307
+    uri = join_uri(str(tmp_path), safe_segment("my pipeline"), safe_segment(key), "results.parquet")
+    fs, path = open_output(uri)
+    pq.write_table(pa.table({"a": [1]}), path, filesystem=fs)
+    assert read_table(uri).column("a").to_pylist() == [1]
+    assert all(len(part) <= 89 for part in Path(path).relative_to(tmp_path).parts)
