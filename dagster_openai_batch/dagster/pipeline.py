@@ -52,6 +52,9 @@ class BatchJobConfig(dg.Config):
     resubmit_failed: bool = False
     """Instead of the input file, send the failed/expired/cancelled/missing rows of the latest
     results as a follow-up batch; ``results`` then merges the answers back by custom_id."""
+    new_batches: bool = False
+    """Create new batches even if batches for the same input exist (they are paid again); for
+    deliberate re-runs, e.g. sampling with temperature > 0."""
     cancel: bool = False
     """Cancel the batches of the latest ``batch_job`` instead of creating any; the sensor then
     materializes ``results`` with what finished (the rest is ``cancelled``)."""
@@ -252,6 +255,7 @@ def openai_batch_assets(
             wait=wait if config.wait is None else config.wait,
             wait_timeout_seconds=wait_timeout_seconds,
             resubmit_failed=config.resubmit_failed,
+            new_batches=config.new_batches,
         )
 
     @dg.asset(

@@ -156,12 +156,19 @@ def _store_input(stage: StageContext, prepared: PreparedInput) -> dict[str, Any]
 
 
 def materialize_batch_job(
-    stage: StageContext, *, wait: bool, wait_timeout_seconds: float, resubmit_failed: bool
+    stage: StageContext,
+    *,
+    wait: bool,
+    wait_timeout_seconds: float,
+    resubmit_failed: bool,
+    new_batches: bool = False,
 ) -> Iterator[dg.MaterializeResult]:
     """Create (or adopt) one batch per uploaded part; return at once unless ``wait``."""
     source = stage.upstream(stage.keys.input_file)
     file_ids: list[str] = list(source["file_ids"])
     key_base = f"{stage.pipeline}:{stage.partition_key or '-'}:{source['content_hash']}"
+    if new_batches:  # a deliberate re-run (e.g. sampling with temperature > 0): paid again
+        key_base = f"{key_base}:run:{stage.context.run.run_id}"
     followup_of, requests = "", source["requests"]
     if resubmit_failed:
         followup = _upload_resubmission(stage, source)
@@ -432,7 +439,30 @@ def _column_schema(uri: str) -> dg.TableSchema:
     fs, path = resolve(uri)
     with fs.open_input_file(path) as f:
         schema = pq.read_schema(f)
-    return dg.TableSchema(columns=[dg.TableColumn(field.name, str(field.type)) for field in schema])
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(field.name, str(field.type), description=COLUMN_DESCRIPTIONS.get(field.name))
+            for field in schema
+        ]
+    )
+
+
+COLUMN_DESCRIPTIONS = {
+    "custom_id": "The request's id, joining it to its input row.",
+    "status": "succeeded, failed, expired, cancelled or missing.",
+    "status_code": "HTTP status of the request's response (null when it never ran).",
+    "error_code": "Error code of a failed request (e.g. context_length_exceeded, batch_expired).",
+    "error_message": "Error message of a failed request.",
+    "response_body": "The endpoint's full JSON response.",
+    "answer": "Text (chat, completions, responses), JSON text of the structured output, "
+    "embedding vector (float32) or moderation flags.",
+    "input_tokens": "Prompt tokens billed for the request.",
+    "cached_tokens": "Prompt tokens served from cache (billed at the cached rate).",
+    "output_tokens": "Completion tokens billed for the request.",
+    "reasoning_tokens": "Reasoning tokens (part of output_tokens).",
+    "batch_id": "The OpenAI batch the request ran in.",
+    "request_id": "The service's request id, for support tickets.",
+}
 
 
 def _markdown_table(columns: list[str], rows: list[dict[str, Any]], width: int = 60) -> str:

@@ -133,6 +133,14 @@ def test_retried_batch_job_adopts_instead_of_paying_twice(instance, resource, em
     assert second["batch_ids"] == first["batch_ids"] and second["adopted"] == 1
     client = Emulator(emulator_dir).openai_client()
     assert len(client.batches.list(limit=100).data) == 1
+    forced = dg.materialize(
+        [questions, pipeline.batch_job], instance=instance, resources={"openai_batch": resource},
+        selection=[pipeline.batch_job],
+        run_config={"ops": {pipeline.batch_job.op.name: {"config": {"new_batches": True}}}},
+    )
+    assert forced.success
+    assert results_metadata(instance, pipeline.batch_job.key)["batch_ids"] != first["batch_ids"]
+    assert len(client.batches.list(limit=100).data) == 2
 
 
 def test_bad_rows_fail_before_any_upload(instance, resource, emulator_dir):
