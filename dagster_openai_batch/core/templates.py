@@ -9,11 +9,12 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import string
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from openai.lib._pydantic import to_strict_json_schema
@@ -50,7 +51,7 @@ def iter_rows(source: Any) -> Iterator[dict[str, Any]]:
     pd = sys.modules.get("pandas")
     if pd is not None and isinstance(source, pd.DataFrame):
         for start in range(0, len(source), ROW_BATCH_SIZE):
-            yield from source.iloc[start : start + ROW_BATCH_SIZE].to_dict("records")
+            yield from _pandas_records(source.iloc[start : start + ROW_BATCH_SIZE])
         return
     pl = sys.modules.get("polars")
     if pl is not None and isinstance(source, pl.LazyFrame):
@@ -63,6 +64,33 @@ def iter_rows(source: Any) -> Iterator[dict[str, Any]]:
         if not isinstance(row, Mapping):
             raise TypeError(f"rows must be mappings (dicts), got {type(row).__name__}: {row!r:.80}")
         yield row if isinstance(row, dict) else dict(row)
+
+
+def _pandas_records(frame: Any) -> list[dict[str, Any]]:
+    """A DataFrame chunk as dicts, its missing values (NaN, NaT, pd.NA) as None; only columns with gaps are touched."""
+    gaps = frame.isna().any()
+    if gaps.any():
+        frame = frame.copy(deep=False)
+        for i in gaps.to_numpy().nonzero()[0]:
+            column = frame.iloc[:, i]
+            frame.isetitem(i, column.astype(object).where(column.notna(), None))
+    return frame.to_dict("records")
+
+
+def is_missing(value: Any) -> bool:
+    """Whether ``value`` is a missing value: None, a float NaN, pandas NaT or pd.NA.
+
+    >>> [is_missing(v) for v in (None, float("nan"), 0, "", "nan")]
+    [True, True, False, False, False]
+    """
+    if value is None:
+        return True
+    if isinstance(value, float):
+        return math.isnan(value)
+    kind = type(value).__name__
+    if kind in ("NAType", "NaTType"):
+        return True
+    return kind.startswith("float") and hasattr(value, "dtype") and math.isnan(value)  # numpy float16/32
 
 
 @lru_cache(maxsize=1024)
@@ -206,8 +234,19 @@ class _RowIds:
         return base if n == 1 else f"{base}-{n}"
 
 
+class CustomIdError(ValueError):
+    """A row's ``custom_id_column`` value cannot be a custom_id (missing, empty, or a float)."""
+
+    fix = ("Give every row an id, a string or an integer (a pandas integer column with missing values turns "
+           "float: fill or drop those rows, or convert the column with .astype('Int64') or .astype(str))")
+
+
 def custom_ids(template: RequestTemplate) -> Callable[[Mapping[str, Any]], str]:
-    """A function giving each row its custom_id under ``template`` (stateful: call it once per row, in order)."""
+    """A function giving each row its custom_id under ``template`` (stateful: call it once per row, in order).
+
+    A ``custom_id_column`` value must be a non-empty string or an integer: None, NaN, "" and floats (``1.0`` would
+    silently become ``"1.0"``) raise :class:`CustomIdError`.
+    """
     column = template.custom_id_column
     if column is None:
         return _RowIds()
@@ -219,11 +258,19 @@ def custom_ids(template: RequestTemplate) -> Callable[[Mapping[str, Any]], str]:
             raise KeyError(
                 f"custom_id_column {column!r} is not a column of the row; available columns: {', '.join(map(str, row))}"
             ) from None
-        if value is None or value == "":
-            raise ValueError(f"custom_id_column {column!r} is empty in row {dict(row)!r:.200}")
-        return str(value)
+        if isinstance(value, str):
+            if value:
+                return value
+        elif not is_missing(value) and not _is_float(value):  # int, numpy int, UUID…: not bool or float
+            return str(value)
+        what = "empty" if value == "" or is_missing(value) else f"a {type(value).__name__}"
+        raise CustomIdError(f"custom_id_column {column!r} is {what} ({value!r}) in row {dict(row)!r:.200}")
 
     return from_column
+
+
+def _is_float(value: Any) -> bool:
+    return isinstance(value, (float, bool)) or type(value).__name__.startswith("float")
 
 
 def build_requests(rows: Any, template: RequestTemplate) -> Iterator[BatchRequest]:
@@ -233,10 +280,57 @@ def build_requests(rows: Any, template: RequestTemplate) -> Iterator[BatchReques
 
 
 def build_rows(rows: Any, template: RequestTemplate) -> Iterator[tuple[dict[str, Any], BatchRequest]]:
-    """Like :func:`build_requests`, also yielding each source row beside its request."""
+    """Like :func:`build_requests`, also yielding each source row beside its request.
+
+    A row whose id or placeholder value is missing raises :class:`ValueError` (:func:`prepare_rows` lists them all).
+    """
+    for n, (row, request, problems) in enumerate(check_rows(rows, template), 1):
+        if problems:
+            p = problems[0]
+            raise (CustomIdError if p.field == template.custom_id_column else ValueError)(
+                f"row {n}: {p.message}. {p.fix}")
+        yield row, request  # type: ignore[misc]
+
+
+class RowProblem(NamedTuple):
+    """Why one row cannot become a request."""
+
+    custom_id: str | None
+    field: str
+    message: str
+    fix: str
+
+
+MISSING_VALUE_FIX = "Fill or drop these rows, or set the column to an empty string"
+
+
+def check_rows(
+    rows: Any, template: RequestTemplate
+) -> Iterator[tuple[dict[str, Any], BatchRequest | None, list[RowProblem]]]:
+    """Yield each row with its request, or with the problems that keep it from having one.
+
+    A row's id must be valid (see :func:`custom_ids`) and no placeholder may be missing (None, NaN…): it would be
+    sent, and billed, as the text ``None`` or ``nan``.
+    """
     ids = custom_ids(template)
     url = template.endpoint.value
+    names = template.placeholders()
     for row in iter_rows(rows):
-        yield row, BatchRequest.model_construct(custom_id=ids(row), method="POST", url=url,
-                                                body=template.render_body(row))
+        problems = []
+        try:
+            cid: str | None = ids(row)
+        except CustomIdError as e:
+            cid = None
+            problems.append(RowProblem(None, str(template.custom_id_column), str(e).split(" in row ", 1)[0],
+                                       CustomIdError.fix))
+        for name in names:
+            value = row.get(name, "")
+            if is_missing(value):
+                problems.append(RowProblem(cid, name, f"placeholder {{{name}}} has no value ({value!r}); it would be "
+                                                      f"sent as the text {str(value)!r}", MISSING_VALUE_FIX))
+        if problems:
+            yield row, None, problems
+        else:
+            yield row, BatchRequest.model_construct(custom_id=cid, method="POST", url=url,
+                                                    body=template.render_body(row)), []
 
