@@ -110,7 +110,7 @@ class OpenAIBatchComponent(dg.Component, dg.Resolvable, dg.Model):
     endpoint: Endpoint = Field(description="The batch endpoint.")
     source: str | None = Field(default=None, description="Upstream asset key, e.g. `a/b`.")
     jsonl_path: str | None = Field(default=None, description="A JSONL request file instead.")
-    model: str | None = None
+    model: str | None = None  # type: ignore[assignment]  # the OpenAI model (see the filter above)
     messages: list[dict[str, Any]] | None = None
     prompt: str | None = None
     body: dict[str, Any] = Field(default_factory=dict)

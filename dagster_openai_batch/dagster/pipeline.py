@@ -76,8 +76,9 @@ class OpenAIBatchPipeline:
     input_file: dg.AssetsDefinition
     batch_job: dg.AssetsDefinition
     results: dg.AssetsDefinition
-    submit_job: "UnresolvedAssetJobDefinition"
-    results_job: "UnresolvedAssetJobDefinition"
+    submit_job: "UnresolvedAssetJobDefinition | dg.JobDefinition"
+    results_job: "UnresolvedAssetJobDefinition | dg.JobDefinition"
+    """As built, or as `Definitions` resolved them (see `load_pipelines_from_defs_folder`)."""
     accepted_check: dg.AssetChecksDefinition
     """``batches_accepted`` on ``batch_job`` (the sensor evaluates it)."""
     schedules: list[Any] = field(default_factory=list)
@@ -98,7 +99,7 @@ class OpenAIBatchPipeline:
         return [self.input_file, self.batch_job, self.results]
 
     @property
-    def jobs(self) -> list["UnresolvedAssetJobDefinition"]:
+    def jobs(self) -> list["UnresolvedAssetJobDefinition | dg.JobDefinition"]:
         return [self.submit_job, self.results_job]
 
     def definitions(self) -> dg.Definitions:
