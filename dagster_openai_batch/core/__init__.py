@@ -17,7 +17,7 @@ from .models import (
 )
 from .pricing import BATCH_PRICES, Price, cost_usd, price_for
 from .results import STATUSES, ResultsSummary, collect_results, result_schema
-from .resubmit import RETRY_STATUSES, build_resubmission, merge_results
+from .resubmit import RETRY_STATUSES, build_resubmission, count_resubmittable, merge_results
 from .storage import BatchResults, download_file, join_uri, read_table, safe_segment, upload_file
 from .templates import RequestTemplate, build_requests, build_rows, iter_rows
 from .writer import (
@@ -59,6 +59,7 @@ __all__ = [
     "build_rows",
     "check_metadata",
     "collect_results",
+    "count_resubmittable",
     "cost_usd",
     "download_file",
     "iter_rows",

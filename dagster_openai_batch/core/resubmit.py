@@ -1,5 +1,9 @@
 """Run the requests that did not succeed again, and merge the follow-up's answers back.
 
+Only what can succeed on a retry is resent by default: rows that expired, were cancelled or are missing, and
+failures that are not permanent (HTTP 429, 5xx, or an error line with no HTTP status). A permanent HTTP 4xx
+failure (say 400 ``context_length_exceeded``) fails the same way again, so it is resent only on request.
+
 >>> RETRY_STATUSES
 ('failed', 'expired', 'cancelled', 'missing')
 """
@@ -11,38 +15,72 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .models import BatchRequest
-from .results import STATUSES, TOKEN_COLUMNS, ResultsSummary, result_schema
-from .storage import open_output, resolve
+from .results import STATUSES, TOKEN_COLUMNS, ResultsSummary, _cost, result_schema
+from .storage import atomic_output, resolve
 from .writer import InputPart, read_jsonl_input
 
 RETRY_STATUSES = ("failed", "expired", "cancelled", "missing")
+"""Statuses whose requests may be resent; ``failed`` only when not permanent (see :func:`resubmittable`)."""
+UNSENT_STATUSES = ("expired", "cancelled", "missing")
+"""Statuses of requests that never got an answer: always resent."""
 _BATCH_ROWS = 16_384
 
 
-def _ids_to_retry(results_path: str | os.PathLike[str]) -> set[str]:
+def resubmittable(batch: pa.RecordBatch | pa.Table, include_permanent_failures: bool = False) -> pa.Array:
+    """Boolean mask of the rows of a results table to resend.
+
+    ``expired``, ``cancelled`` and ``missing`` rows, and ``failed`` rows whose ``status_code`` is 429, at least 500
+    or absent (an error line without an HTTP response); with ``include_permanent_failures``, every ``failed`` row.
+    """
+    status = batch.column("status")
+    unsent = pc.is_in(status, value_set=pa.array(UNSENT_STATUSES))
+    failed = pc.equal(status, "failed")
+    if not include_permanent_failures and "status_code" in batch.column_names:
+        code = batch.column("status_code")
+        permanent = pc.and_(pc.and_(pc.greater_equal(code, 400), pc.less(code, 500)), pc.not_equal(code, 429))
+        failed = pc.and_(failed, pc.invert(pc.fill_null(permanent, False)))
+    return pc.fill_null(pc.or_(unsent, failed), False)
+
+
+def _ids_to_retry(results_path: str | os.PathLike[str], include_permanent_failures: bool = False) -> set[str]:
     fs, path = resolve(results_path)
     ids: set[str] = set()
     with fs.open_input_file(path) as f:
-        for rb in pq.ParquetFile(f).iter_batches(batch_size=_BATCH_ROWS, columns=["custom_id", "status"]):
-            mask = pc.is_in(rb.column("status"), value_set=pa.array(RETRY_STATUSES))
+        file = pq.ParquetFile(f)
+        columns = [c for c in ("custom_id", "status", "status_code") if c in file.schema_arrow.names]
+        for rb in file.iter_batches(batch_size=_BATCH_ROWS, columns=columns):
+            mask = resubmittable(rb, include_permanent_failures)
             ids.update(pc.filter(rb.column("custom_id"), mask).to_pylist())
     return ids
+
+
+def count_resubmittable(results_path: str | os.PathLike[str], include_permanent_failures: bool = False) -> int:
+    """How many requests :func:`build_resubmission` would resend, so a caller can skip a follow-up early."""
+    return len(_ids_to_retry(results_path, include_permanent_failures))
 
 
 def build_resubmission(
     results_path: str | os.PathLike[str],
     sent: Iterable[InputPart | str | os.PathLike[str]] | Iterable[BatchRequest],
+    *,
+    include_permanent_failures: bool = False,
 ) -> Iterator[BatchRequest]:
-    """Yield the original requests (same custom_id) of every row whose status is failed/expired/cancelled/missing.
+    """Yield the original requests (same custom_id) of every row that can succeed on a retry.
 
-    ``sent`` is what was submitted: the input parts (or their JSONL paths), or the requests themselves.
+    That is every expired, cancelled or missing row, and every failed row that is not a permanent HTTP 4xx
+    failure (429 is retried); ``include_permanent_failures=True`` resends every failed row too. Yields nothing
+    (it does not raise) when there is nothing to resend. ``sent`` is what was submitted: the input parts (or their
+    JSONL paths), or the requests themselves.
     """
-    retry = _ids_to_retry(results_path)
+    retry = _ids_to_retry(results_path, include_permanent_failures)
+    if not retry:
+        return
     for item in sent:
         if isinstance(item, BatchRequest):
             if item.custom_id in retry:
@@ -53,11 +91,31 @@ def build_resubmission(
                 yield BatchRequest(custom_id=line["custom_id"], url=line["url"], body=line["body"])
 
 
+def _add_tokens(table: pa.Table, tokens_by_model: dict[str, list[int]]) -> None:
+    """Add the token counts of the succeeded rows of ``table`` by model (read from each response body)."""
+    mask = pc.and_(pc.equal(table.column("status"), "succeeded"), pc.is_valid(table.column("input_tokens")))
+    done = table.filter(pc.fill_null(mask, False))
+    if not done.num_rows:
+        return
+    columns = [done.column(name).fill_null(0).to_pylist() for name in TOKEN_COLUMNS]
+    for i, body in enumerate(done.column("response_body").to_pylist()):
+        try:
+            model = orjson.loads(body).get("model") if body else None
+        except (orjson.JSONDecodeError, AttributeError):
+            model = None
+        totals = tokens_by_model.setdefault(model if isinstance(model, str) else "(unknown model)", [0, 0, 0, 0])
+        for k, column in enumerate(columns):
+            totals[k] += column[i]
+
+
 def merge_results(
     base_path: str | os.PathLike[str], followup_path: str | os.PathLike[str], dest: str | os.PathLike[str]
 ) -> ResultsSummary:
     """Write ``base_path`` with each row replaced by its follow-up result when that one succeeded, or when the
     base row had not (the later success wins). Input columns of the base are kept.
+
+    ``cost_usd`` is the cost, at batch rates, of the answers in the merged table (each row's tokens priced by the
+    model in its response body). ``dest`` is written whole or not at all, and may be ``base_path`` itself.
     """
     fs, path = resolve(followup_path)
     followup = pq.read_table(path, filesystem=fs)
@@ -66,40 +124,46 @@ def merge_results(
     position = {cid: i for i, cid in enumerate(followup.column("custom_id").to_pylist())}
     ok = followup.column("status").to_pylist()
     base_fs, base = resolve(base_path)
-    out_fs, out = open_output(dest)
     counts = dict.fromkeys(STATUSES, 0)
     totals = dict.fromkeys(TOKEN_COLUMNS, 0)
+    tokens_by_model: dict[str, list[int]] = {}
     rows = 0
     preview: list[dict[str, Any]] = []
     writer: pq.ParquetWriter | None = None
-    with base_fs.open_input_file(base) as f:
-        for rb in pq.ParquetFile(f).iter_batches(batch_size=_BATCH_ROWS):
-            table = pa.Table.from_batches([rb])
-            statuses = table.column("status").to_pylist()
-            take = []
-            for i, cid in enumerate(table.column("custom_id").to_pylist()):
-                j = position.get(cid)
-                use = j is not None and (ok[j] == "succeeded" or statuses[i] != "succeeded")
-                take.append(j if use else None)
-            picked = followup.take(pa.array([j if j is not None else 0 for j in take], pa.int64()))
-            use_mask = pa.array([j is not None for j in take])
-            for name in result_cols:
-                if name == "custom_id":
-                    continue
-                column = pc.if_else(use_mask, picked.column(name), table.column(name).cast(picked.column(name).type))
-                table = table.set_column(table.column_names.index(name), name, column)
-            if writer is None:
-                writer = pq.ParquetWriter(out, table.schema, filesystem=out_fs)
-            writer.write_table(table)
-            rows += table.num_rows
-            for status in table.column("status").to_pylist():
-                counts[status] = counts.get(status, 0) + 1
-            for name in TOKEN_COLUMNS:
-                totals[name] += pc.sum(table.column(name)).as_py() or 0
-            if len(preview) < 5:
-                preview.extend(table.slice(0, 5 - len(preview)).to_pylist())
-    if writer is not None:
-        writer.close()
-    return ResultsSummary(path=os.fspath(dest), rows=rows, counts=counts, **totals, cost_usd=None,
-                          cost_note="not computed for merged results: add the cost of the original run and of the follow-up", preview=preview)
-
+    with atomic_output(dest) as (out_fs, tmp), base_fs.open_input_file(base) as f:
+        try:
+            for rb in pq.ParquetFile(f).iter_batches(batch_size=_BATCH_ROWS):
+                table = pa.Table.from_batches([rb])
+                statuses = table.column("status").to_pylist()
+                take = []
+                for i, cid in enumerate(table.column("custom_id").to_pylist()):
+                    j = position.get(cid)
+                    use = j is not None and (ok[j] == "succeeded" or statuses[i] != "succeeded")
+                    take.append(j if use else None)
+                picked = followup.take(pa.array([j if j is not None else 0 for j in take], pa.int64()))
+                use_mask = pa.array([j is not None for j in take])
+                for name in result_cols:
+                    if name == "custom_id":
+                        continue
+                    column = pc.if_else(use_mask, picked.column(name),
+                                        table.column(name).cast(picked.column(name).type))
+                    table = table.set_column(table.column_names.index(name), name, column)
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp, table.schema, filesystem=out_fs)
+                writer.write_table(table)
+                rows += table.num_rows
+                for status in table.column("status").to_pylist():
+                    counts[status] = counts.get(status, 0) + 1
+                for name in TOKEN_COLUMNS:
+                    totals[name] += pc.sum(table.column(name)).as_py() or 0
+                _add_tokens(table, tokens_by_model)
+                if len(preview) < 5:
+                    preview.extend(table.slice(0, 5 - len(preview)).to_pylist())
+            if writer is None:  # an empty base: keep its schema
+                writer = pq.ParquetWriter(tmp, pq.ParquetFile(f).schema_arrow, filesystem=out_fs)
+        finally:
+            if writer is not None:
+                writer.close()
+    cost, note = _cost(tokens_by_model)
+    return ResultsSummary(path=os.fspath(dest), rows=rows, counts=counts, **totals, cost_usd=cost,
+                          cost_note=f"{note} (the answers in the merged table)" if cost else note, preview=preview)

@@ -23,7 +23,7 @@ from pydantic import BaseModel
 
 from .models import BatchEndpoint, as_endpoint
 from .pricing import cost_usd
-from .storage import open_output
+from .storage import atomic_output, resolve
 
 STATUSES = ("succeeded", "failed", "expired", "cancelled", "missing")
 JOIN_BATCH_ROWS = 1_024
@@ -279,45 +279,48 @@ def collect_results(
     file_batch = [_batch_for_file(p, batches) for p in files]
     by_id = {b.id: b for b in batches}
     index = _index(files)
-    handles: list[IO[bytes]] = [p.open("rb") for p in files]
-    fs, path = open_output(dest)
+    handles: list[IO[bytes]] = []
+    path = resolve(dest)[1]
     rows = _Rows(ep)
     pool = pa.default_memory_pool()
     writer: pq.ParquetWriter | None = None
     total = 0
     preview: list[dict[str, Any]] = []
-    try:
-        for inputs, ids, owners in _input_batches(prepared_inputs_path, request_ids, list(index)):
-            for cid, owner in zip(ids, owners, strict=True):
-                key = index.pop(cid, None)
-                if key is None:
-                    rows.add(cid, None, owner, _absent_status(owner, by_id, batches))
-                    continue
-                f = handles[key >> _OFFSET_BITS]
-                f.seek(key & ((1 << _OFFSET_BITS) - 1))
-                rows.add(cid, orjson.loads(f.readline()), file_batch[key >> _OFFSET_BITS] or owner, "missing")
-            table = rows.table()
-            if inputs is not None:
-                clash = set(inputs.column_names) & set(table.column_names)
-                inputs = inputs.rename_columns([f"input_{c}" if c in clash else c for c in inputs.column_names])
-                table = pa.Table.from_arrays([table.column("custom_id"), *inputs.columns, *table.columns[1:]],
-                                             names=["custom_id", *inputs.column_names, *table.column_names[1:]])
+    with atomic_output(dest) as (fs, tmp):
+        try:
+            handles.extend(p.open("rb") for p in files)
+            for inputs, ids, owners in _input_batches(prepared_inputs_path, request_ids, list(index)):
+                for cid, owner in zip(ids, owners, strict=True):
+                    key = index.pop(cid, None)
+                    if key is None:
+                        rows.add(cid, None, owner, _absent_status(owner, by_id, batches))
+                        continue
+                    f = handles[key >> _OFFSET_BITS]
+                    f.seek(key & ((1 << _OFFSET_BITS) - 1))
+                    rows.add(cid, orjson.loads(f.readline()), file_batch[key >> _OFFSET_BITS] or owner, "missing")
+                table = rows.table()
+                if inputs is not None:
+                    clash = set(inputs.column_names) & set(table.column_names)
+                    inputs = inputs.rename_columns([f"input_{c}" if c in clash else c for c in inputs.column_names])
+                    table = pa.Table.from_arrays([table.column("custom_id"), *inputs.columns, *table.columns[1:]],
+                                                 names=["custom_id", *inputs.column_names, *table.column_names[1:]])
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp, table.schema, filesystem=fs)
+                writer.write_table(table)
+                # Arrow's allocator (mimalloc) keeps freed chunks for reuse; hand them back so the join's memory
+                # stays flat (50k chat results: peak RSS growth ~109 MB without this, see
+                # benchmarks/bench_core_results.py).
+                pool.release_unused()
+                total += table.num_rows
+                if len(preview) < 5:
+                    preview.extend(table.slice(0, 5 - len(preview)).to_pylist())
             if writer is None:
-                writer = pq.ParquetWriter(path, table.schema, filesystem=fs)
-            writer.write_table(table)
-            # Arrow's allocator (mimalloc) keeps freed chunks for reuse; hand them back so the join's memory stays
-            # flat (50k chat results: peak RSS growth ~109 MB without this, see benchmarks/bench_core_results.py).
-            pool.release_unused()
-            total += table.num_rows
-            if len(preview) < 5:
-                preview.extend(table.slice(0, 5 - len(preview)).to_pylist())
-        if writer is None:
-            writer = pq.ParquetWriter(path, result_schema(ep), filesystem=fs)
-    finally:
-        for h in handles:
-            h.close()
-        if writer is not None:
-            writer.close()
+                writer = pq.ParquetWriter(tmp, result_schema(ep), filesystem=fs)
+        finally:
+            for h in handles:
+                h.close()
+            if writer is not None:
+                writer.close()
     return _summary(path if "://" not in os.fspath(dest) else os.fspath(dest), total, rows, len(index), preview)
 
 
@@ -329,6 +332,7 @@ def _summary(path: str, total: int, rows: _Rows, unmatched: int, preview: list[d
 
 
 def _cost(tokens_by_model: dict[str, list[int]]) -> tuple[float | None, str]:
+    """Total cost at batch rates of ``{model: [input, cached, output, reasoning] tokens}``, and a note on it."""
     if not tokens_by_model:
         return 0.0, "no successful requests, so nothing billed"
     total = 0.0

@@ -10,9 +10,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -61,6 +64,31 @@ def open_output(uri: str | os.PathLike[str]) -> tuple[pafs.FileSystem, str]:
     if parent:
         fs.create_dir(parent, recursive=True)
     return fs, path
+
+
+@contextlib.contextmanager
+def atomic_output(uri: str | os.PathLike[str]) -> Iterator[tuple[pafs.FileSystem, str]]:
+    """Yield a filesystem and a temporary path beside ``uri``; on success the file is moved to ``uri``.
+
+    Close the file before the block ends. A reader of ``uri`` sees the old file or the whole new one, never a part
+    (a rename on local disk; on object stores the object appears whole anyway, and ``move`` is used where the
+    filesystem has it, else copy + delete). Each writer has its own temporary name, so two writers never
+    interleave: the last to finish wins. On an error the temporary file is removed and ``uri`` is untouched.
+    """
+    fs, path = open_output(uri)
+    parent, _, name = path.rpartition("/")
+    tmp = f"{parent}/.{name}.{uuid.uuid4().hex[:12]}.tmp"
+    try:
+        yield fs, tmp
+    except BaseException:
+        with contextlib.suppress(Exception):
+            fs.delete_file(tmp)
+        raise
+    try:
+        fs.move(tmp, path)
+    except NotImplementedError:  # e.g. a store without a server-side rename
+        fs.copy_file(tmp, path)
+        fs.delete_file(tmp)
 
 
 def join_uri(base: str, *parts: str) -> str:

@@ -19,6 +19,7 @@ from dagster_openai_batch.core import (
     RequestTemplate,
     build_resubmission,
     collect_results,
+    count_resubmittable,
     merge_results,
     prepare_rows,
     write_batch_input,
@@ -63,9 +64,14 @@ def test_flow_with_reuse_adoption_and_per_request_errors(make_client, tmp_path: 
     assert sorted(table.column("custom_id").to_pylist()) == sorted(f"r{i}" for i in range(50))
     assert set(table.column_names) >= {"id", "word", "answer", "error_code", "batch_id"}
 
-    # follow-up with the failed requests, merged back: the later success wins
+    # follow-up with the failures that can succeed on retry (5xx, not the 400s), merged back: the later success wins
     retry = list(build_resubmission(summary.path, prepared.parts))  # type: ignore[attr-defined]
-    assert {r.custom_id for r in retry} == set(table.filter(pc.not_equal(table["status"], "succeeded"))["custom_id"].to_pylist())
+    failed = table.filter(pc.not_equal(table["status"], "succeeded"))
+    permanent = set(failed.filter(pc.equal(failed["status_code"], 400))["custom_id"].to_pylist())
+    assert permanent and set(failed["status_code"].to_pylist()) == {400, 500}
+    assert {r.custom_id for r in retry} == set(failed["custom_id"].to_pylist()) - permanent
+    assert count_resubmittable(summary.path) == len(retry)
+    assert count_resubmittable(summary.path, include_permanent_failures=True) == failed.num_rows
     follow = write_batch_input(retry, tmp_path / "follow", endpoint=CHAT)
     clean, _ = make_client()
     fb, _ = clean.create_or_adopt(input_file_id=clean.upload(follow.parts[0]).id, endpoint=CHAT, idempotency_key="f")
@@ -75,7 +81,8 @@ def test_flow_with_reuse_adoption_and_per_request_errors(make_client, tmp_path: 
                          batches=[fb], endpoint=CHAT, dest=tmp_path / "follow.parquet")
     merged = merge_results(summary.path, fs.path, tmp_path / "merged.parquet")
     assert merged.rows == 50
-    assert merged.counts["succeeded"] == 50 - fs.counts["failed"]
+    assert merged.counts["succeeded"] == 50 - len(permanent) - fs.counts["failed"]
+    assert isinstance(merged.cost_usd, float) and merged.cost_usd > summary.cost_usd  # type: ignore[attr-defined]
     assert pq.read_table(merged.path).column_names == table.column_names
 
 
