@@ -52,6 +52,9 @@ class BatchJobConfig(dg.Config):
     resubmit_failed: bool = False
     """Instead of the input file, send the failed/expired/cancelled/missing rows of the latest
     results as a follow-up batch; ``results`` then merges the answers back by custom_id."""
+    include_permanent_failures: bool = False
+    """With ``resubmit_failed``: also resend requests that failed with a 4xx other than 429
+    (e.g. context_length_exceeded), which usually fail again."""
     new_batches: bool = False
     """Create new batches even if batches for the same input exist (they are paid again); for
     deliberate re-runs, e.g. sampling with temperature > 0."""
@@ -256,6 +259,7 @@ def openai_batch_assets(
             wait=wait if config.wait is None else config.wait,
             wait_timeout_seconds=wait_timeout_seconds,
             resubmit_failed=config.resubmit_failed,
+            include_permanent_failures=config.include_permanent_failures,
             new_batches=config.new_batches,
         )
 

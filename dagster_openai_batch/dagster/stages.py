@@ -161,6 +161,7 @@ def materialize_batch_job(
     wait: bool,
     wait_timeout_seconds: float,
     resubmit_failed: bool,
+    include_permanent_failures: bool = False,
     new_batches: bool = False,
 ) -> Iterator[dg.MaterializeResult]:
     """Create (or adopt) one batch per uploaded part; return at once unless ``wait``."""
@@ -171,7 +172,7 @@ def materialize_batch_job(
         key_base = f"{key_base}:run:{stage.context.run.run_id}"
     followup_of, requests = "", source["requests"]
     if resubmit_failed:
-        followup = _upload_resubmission(stage, source)
+        followup = _upload_resubmission(stage, source, include_permanent_failures)
         if followup is None:
             return
         followup_of, file_ids, followup_hash, requests = followup
@@ -307,7 +308,7 @@ def check_batches_accepted(
 
 
 def _upload_resubmission(
-    stage: StageContext, source: dict[str, Any]
+    stage: StageContext, source: dict[str, Any], include_permanent_failures: bool
 ) -> tuple[str, list[str], str, int] | None:
     """Upload, as new files, the requests of the current input's results that can succeed on retry.
 
@@ -320,7 +321,11 @@ def _upload_resubmission(
             download_file(uri, Path(tmp) / f"sent-{i}.jsonl") for i, uri in enumerate(source["part_uris"])
         ]
         local_results = download_file(results_uri, Path(tmp) / "results.parquet")
-        requests = iter(build_resubmission(local_results, local_parts))
+        requests = iter(
+            build_resubmission(
+                local_results, local_parts, include_permanent_failures=include_permanent_failures
+            )
+        )
         first = next(requests, None)
         if first is None:
             stage.context.log.info(f"Nothing to resubmit in {results_uri}: batch_job left as it was.")

@@ -9,6 +9,7 @@ import pytest
 from pipeline_helpers import results_metadata, run_sensor_until_idle
 
 from dagster_openai_batch import OpenAIBatchResource, RequestTemplate, openai_batch_assets, openai_batch_sensor
+from dagster_openai_batch.core.resubmit import count_resubmittable
 from dagster_openai_batch.dagster.sensor import SensorCursor
 from dagster_openai_batch.demo.run import evaluate_sensor_once
 from dagster_openai_batch.emulator import Emulator
@@ -124,7 +125,9 @@ def test_failed_requests_resubmitted_and_merged_back(instance, emulator_dir):
     assert resubmit.success
     job = results_metadata(instance, PIPELINE.batch_job.key)
     assert job["followup_of"] == first["results_uri"]
-    assert job["requests"] == first["status_failed"]
+    retryable = count_resubmittable(first["results_uri"])  # 429/5xx only: 400s would fail again
+    assert 0 < retryable < first["status_failed"]
+    assert job["requests"] == retryable
     _, runs = run_sensor_until_idle(defs, instance, cursor=cursor)
     assert len(runs) == 1
     merged = results_metadata(instance, PIPELINE.results.key)
@@ -283,3 +286,19 @@ def test_resubmit_never_mixes_results_of_other_input_content(instance, emulator_
     assert not result.success
     error = result.get_step_failure_events()[0].event_specific_data.error.message
     assert "qa/results has no materialization" in error and "content_hash" in error
+
+
+def test_permanent_failures_resent_only_when_asked(instance, emulator_dir):
+    resource = OpenAIBatchResource(emulator_dir=str(emulator_dir), emulator_pace="fast",
+                                   emulator_faults={"request_error_rate": 0.4, "seed": 3})
+    defs = setup(resource, instance)
+    run_sensor_until_idle(defs, instance)
+    first = results_metadata(instance, PIPELINE.results.key)
+    result = dg.materialize(
+        [questions, PIPELINE.input_file, PIPELINE.batch_job], instance=instance,
+        resources={"openai_batch": resource}, selection=[PIPELINE.batch_job],
+        run_config={"ops": {PIPELINE.batch_job.op.name: {"config": {
+            "resubmit_failed": True, "include_permanent_failures": True}}}},
+    )
+    assert result.success
+    assert results_metadata(instance, PIPELINE.batch_job.key)["requests"] == first["status_failed"]
