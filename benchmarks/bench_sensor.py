@@ -2,12 +2,12 @@
 
 The emulator serves over real HTTP in this process (a WSGI wrapper counts the API calls it
 receives); the sensor runs on a real temporary Dagster instance holding 1,000 ``batch_job``
-materializations, one batch each. Prints API calls and seconds per tick:
+materializations (one per partition, one batch each). Prints API calls and seconds per tick:
 
 - tick 1: reads the 1,000 new batch sets from the event log, looks at every batch, observes progress;
 - tick 2: steady state, nothing changed (no observation);
-- tick 3: every batch has finished (the emulator writes the result files while answering),
-  1,000 results runs requested.
+- tick 3: every batch has finished (the emulator writes the result files while answering):
+  1,000 observations and ``batches_accepted`` check evaluations, 1,000 results runs requested.
 
 Usage: python benchmarks/bench_sensor.py [--batches 1000]
 """
@@ -56,8 +56,10 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=1000)
     args = parser.parse_args()
 
+    partitions = dg.StaticPartitionsDefinition([f"p{i:04d}" for i in range(args.batches)])
     pipeline = openai_batch_assets(
         name="bench",
+        partitions_def=partitions,
         source=lambda: [],
         template=RequestTemplate(endpoint="/v1/embeddings", model="text-embedding-3-small", prompt="{t}"),
     )
@@ -74,13 +76,14 @@ def main() -> None:
             )
             file = client.files.create(file=("in.jsonl", lines), purpose="batch")
             started = time.perf_counter()
-            for _ in range(args.batches):
+            for partition in partitions.get_partition_keys():
                 batch = client.batches.create(
                     input_file_id=file.id, endpoint="/v1/embeddings", completion_window="24h"
                 )
                 instance.report_runless_asset_event(
                     dg.AssetMaterialization(
                         asset_key=pipeline.batch_job.key,
+                        partition=partition,
                         metadata={"batch_ids": dg.MetadataValue.json([batch.id])},
                     )
                 )
@@ -102,7 +105,7 @@ def main() -> None:
                 in_flight = len(SensorCursor.model_validate_json(cursor).in_flight)
                 print(
                     f"tick ({label}): {CountingEmulator.calls} API calls, {seconds:.2f}s, "
-                    f"{len(result.asset_events)} observations, {len(result.run_requests)} runs requested, "
+                    f"{len(result.asset_events)} asset events, {len(result.run_requests)} runs requested, "
                     f"{in_flight} still in flight"
                 )
 

@@ -18,14 +18,14 @@ re-materializing ``batch_job`` (which adopts the same batches) gets a new result
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import dagster as dg
 from pydantic import BaseModel
 
 from .checks import accepted_evaluation
-from .handoff import latest_metadata, metadata_values
+from .handoff import metadata_values
 from .pipeline import OpenAIBatchPipeline
 from .resource import OpenAIBatchResource
 from .stages import TERMINAL, WITH_RESULTS, batch_status_metadata
@@ -63,11 +63,37 @@ def _newest_per_batch_set(items: Sequence[InFlight]) -> list[InFlight]:
     return sorted(newest.values(), key=lambda item: item.storage_id)
 
 
-def _why_not_collect(instance: dg.DagsterInstance, pipeline: OpenAIBatchPipeline, item: InFlight) -> str | None:
+class _LatestRecords:
+    """Storage ids of the newest materialization of an asset per partition, read once per tick."""
+
+    def __init__(self, instance: dg.DagsterInstance) -> None:
+        self.instance = instance
+        self._by_key: dict[dg.AssetKey, Mapping[str | None, int]] = {}
+
+    def storage_id(self, key: dg.AssetKey, partition: str | None) -> int | None:
+        if key not in self._by_key:
+            latest: dict[str | None, int] = dict(
+                self.instance.get_latest_storage_id_by_partition(
+                    key, dg.DagsterEventType.ASSET_MATERIALIZATION
+                )
+            )
+            newest = self.instance.fetch_materializations(key, limit=1).records
+            if newest and newest[0].asset_materialization and newest[0].asset_materialization.partition is None:
+                latest[None] = newest[0].storage_id
+            self._by_key[key] = latest
+        return self._by_key[key].get(partition)
+
+
+def _why_not_collect(
+    instance: dg.DagsterInstance, latest: _LatestRecords, pipeline: OpenAIBatchPipeline, item: InFlight
+) -> str | None:
     """Why a finished batch set needs no results run (None: it needs one)."""
-    latest = latest_metadata(instance, pipeline.batch_job.key, item.partition)
-    if latest is not None and list(latest.get("batch_ids") or []) != item.batch_ids:
+    newest_job = latest.storage_id(pipeline.batch_job.key, item.partition)
+    if newest_job is not None and newest_job > item.storage_id:
         return "a newer batch_job superseded it (materialize results with config batch_ids to collect it anyway)"
+    newest_results = latest.storage_id(pipeline.results.key, item.partition)
+    if newest_results is None or newest_results < item.storage_id:
+        return None
     collected = instance.fetch_materializations(
         dg.AssetRecordsFilter(
             asset_key=pipeline.results.key,
@@ -166,6 +192,7 @@ def openai_batch_sensor(
         events: list[dg.AssetObservation] = []
         checks: list[dg.AssetCheckEvaluation] = []
         still_in_flight: list[InFlight] = []
+        latest = _LatestRecords(context.instance)
         for item in cursor.in_flight:
             known = [batches[i] for i in item.batch_ids if i in batches]
             if item.pipeline not in by_name or len(known) != len(item.batch_ids):
@@ -197,7 +224,7 @@ def openai_batch_sensor(
                     f"{getattr(metadata.get('errors'), 'value', '')}"
                 )
                 continue
-            reason = _why_not_collect(context.instance, pipeline, item)
+            reason = _why_not_collect(context.instance, latest, pipeline, item)
             if reason is not None:
                 context.log.info(f"{pipeline.name} batches {item.batch_ids} finished; no results run: {reason}")
                 continue
