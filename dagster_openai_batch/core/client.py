@@ -245,7 +245,7 @@ class BatchClient:
             return existing, True
         with self._api("creating a batch"):
             batch = self._parse_json(self.openai.batches.with_raw_response.create(
-                input_file_id=input_file_id, endpoint=ep, completion_window="24h",
+                input_file_id=input_file_id, endpoint=ep, completion_window="24h",  # type: ignore[arg-type]
                 metadata=meta))
         return batch, False
 

@@ -123,14 +123,21 @@ class _Rows:
 
     def add(self, custom_id: str, line: dict[str, Any] | None, batch_id: str | None, absent_status: str) -> None:
         c = self.cols
-        status, code, err_code, err_msg, body_json, answer = absent_status, None, None, None, None, None
+        status: str = absent_status
+        code: Any = None
+        err_code: Any = None
+        err_msg: Any = None
+        body_json: str | None = None
+        answer: Any = None
+        body: dict[str, Any]
         usage: tuple[int | None, ...] = (None, None, None, None)
         request_id = None
         if line is not None:
             response, error = line.get("response"), line.get("error")
             if isinstance(response, dict):
                 code, request_id = response.get("status_code"), response.get("request_id")
-                body = response.get("body") if isinstance(response.get("body"), dict) else {}
+                raw_body = response.get("body")
+                body = raw_body if isinstance(raw_body, dict) else {}
                 if code == 200:
                     status = "succeeded"
                     usage = _usage(body)
@@ -147,7 +154,8 @@ class _Rows:
                             totals[i] += value or 0
                 else:
                     status = "failed"
-                    e = body.get("error") if isinstance(body.get("error"), dict) else {}
+                    raw_error = body.get("error")
+                    e: dict[str, Any] = raw_error if isinstance(raw_error, dict) else {}
                     err_code, err_msg = e.get("code") or e.get("type") or f"http_{code}", e.get("message")
                 body_json = orjson.dumps(body).decode()
             elif isinstance(error, dict):
@@ -156,12 +164,12 @@ class _Rows:
             else:
                 status, err_code, err_msg = "failed", "malformed_result_line", "result line has neither response nor error"
         self.counts[status] += 1
-        for name, value in (("custom_id", custom_id), ("status", status), ("status_code", code), ("error_code", err_code),
+        for name, cell in (("custom_id", custom_id), ("status", status), ("status_code", code), ("error_code", err_code),
                             ("error_message", err_msg), ("response_body", body_json), ("answer", answer),
                             ("batch_id", batch_id), ("request_id", request_id)):
-            c[name].append(value)
-        for name, value in zip(TOKEN_COLUMNS, usage, strict=True):
-            c[name].append(value)
+            c[name].append(cell)
+        for name, tokens in zip(TOKEN_COLUMNS, usage, strict=True):
+            c[name].append(tokens)
 
     def table(self) -> pa.Table:
         schema = result_schema(self.endpoint)
@@ -240,8 +248,8 @@ def _input_batches(
             owners = dict([first, *items])  # type: ignore[list-item]
         for rb in pq.ParquetFile(prepared_inputs_path).iter_batches(batch_size=JOIN_BATCH_ROWS):
             table = pa.Table.from_batches([rb])
-            ids = [str(x) for x in table.column("custom_id").to_pylist()]
-            yield table.drop_columns(["custom_id"]), ids, [owners.get(i) for i in ids]
+            chunk = [str(x) for x in table.column("custom_id").to_pylist()]
+            yield table.drop_columns(["custom_id"]), chunk, [owners.get(i) for i in chunk]
         return
     ids: list[str] = []
     own: list[str | None] = []

@@ -192,7 +192,7 @@ class RequestTemplate(BaseModel):
             body[key] = _render(self.messages, row)
         if self.response_model is not None:
             if self._format is None:
-                self._format = self.response_format()
+                self._format = self.response_format() or {}
             body.update(self._format)
         if self.body_fn is not None:
             body.update(self.body_fn(dict(row)))

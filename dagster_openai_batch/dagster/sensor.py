@@ -72,11 +72,12 @@ class _LatestRecords:
 
     def storage_id(self, key: dg.AssetKey, partition: str | None) -> int | None:
         if key not in self._by_key:
-            latest: dict[str | None, int] = dict(
-                self.instance.get_latest_storage_id_by_partition(
+            latest: dict[str | None, int] = {
+                partition: storage_id
+                for partition, storage_id in self.instance.get_latest_storage_id_by_partition(
                     key, dg.DagsterEventType.ASSET_MATERIALIZATION
-                )
-            )
+                ).items()
+            }
             newest = self.instance.fetch_materializations(key, limit=1).records
             if newest and newest[0].asset_materialization and newest[0].asset_materialization.partition is None:
                 latest[None] = newest[0].storage_id
