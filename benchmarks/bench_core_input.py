@@ -11,18 +11,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import socket
 import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import openai
-import psutil
+from harness import emulator_over_http, measure
 
 CHAT = "/v1/chat/completions"
 CASES = {"chat-50k": (50_000, 40), "large-240MB": (60_000, 3_900)}
@@ -81,19 +77,7 @@ def child(args: argparse.Namespace) -> None:
         import pandas  # noqa: F401
 
         import dagster_openai_batch.core  # noqa: F401
-    with tempfile.TemporaryDirectory() as tmp:
-        before = psutil.Process().memory_info().rss
-        start = time.perf_counter()
-        written = fn(args.base_url, n, text_len, Path(tmp))
-        wall = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"wall": wall, "bytes": written, "rss_growth": max(peak - before, 0)}))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    measure(lambda work: fn(args.base_url, n, text_len, work))
 
 
 def main() -> None:
@@ -104,29 +88,15 @@ def main() -> None:
     args = parser.parse_args()
     if args.variant:
         return child(args)
-    port = free_port()
-    with tempfile.TemporaryDirectory() as data:
-        server = subprocess.Popen([sys.executable, "-m", "dagster_openai_batch.emulator", "--port", str(port),
-                                   "--data-dir", data], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            base = f"http://127.0.0.1:{port}/v1"
-            for _ in range(100):
-                try:
-                    openai.OpenAI(api_key="x", base_url=base, max_retries=0).batches.list(limit=1)
-                    break
-                except openai.APIConnectionError:
-                    time.sleep(0.1)
-            print(f"{'case':<12} {'variant':<9} {'wall s':>7} {'MB/s':>7} {'peak RSS +MB':>13}")
-            for case in CASES:
-                for variant in ("baseline", "ours"):
-                    res = subprocess.run([sys.executable, __file__, "--variant", variant, "--case", case, "--base-url", base],
-                                         capture_output=True, text=True, check=True, env={**os.environ})
-                    r = json.loads(res.stdout.strip().splitlines()[-1])
-                    print(f"{case:<12} {variant:<9} {r['wall']:>7.2f} {r['bytes'] / 1e6 / r['wall']:>7.1f} "
-                          f"{r['rss_growth'] / 1e6:>13.1f}", flush=True)
-        finally:
-            server.terminate()
-            server.wait()
+    with emulator_over_http() as (base, _):
+        print(f"{'case':<12} {'variant':<9} {'wall s':>7} {'MB/s':>7} {'peak RSS +MB':>13}")
+        for case in CASES:
+            for variant in ("baseline", "ours"):
+                res = subprocess.run([sys.executable, __file__, "--variant", variant, "--case", case, "--base-url", base],
+                                     capture_output=True, text=True, check=True, env={**os.environ})
+                r = json.loads(res.stdout.strip().splitlines()[-1])
+                print(f"{case:<12} {variant:<9} {r['wall']:>7.2f} {r['bytes'] / 1e6 / r['wall']:>7.1f} "
+                      f"{r['rss_growth'] / 1e6:>13.1f}", flush=True)
 
 
 if __name__ == "__main__":

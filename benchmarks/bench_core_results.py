@@ -10,16 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
-import socket
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import openai
-import psutil
+from harness import emulator_over_http, measure
 
 CHAT = "/v1/chat/completions"
 N = 50_000
@@ -67,19 +63,7 @@ def child(args: argparse.Namespace) -> None:
 
     client = openai.OpenAI(api_key="sk-bench", base_url=args.base_url)
     fn = ours if args.variant == "ours" else baseline
-    with tempfile.TemporaryDirectory() as tmp:
-        before = psutil.Process().memory_info().rss
-        start = time.perf_counter()
-        size = fn(client, args.batch_id, Path(args.inputs), Path(tmp))
-        wall = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"wall": wall, "bytes": size, "rss_growth": max(peak - before, 0)}))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    measure(lambda work: fn(client, args.batch_id, Path(args.inputs), work))
 
 
 def setup(base: str, work: Path) -> tuple[str, Path]:
@@ -104,31 +88,16 @@ def main() -> None:
     args = parser.parse_args()
     if args.variant:
         return child(args)
-    port = free_port()
-    with tempfile.TemporaryDirectory() as data:
-        server = subprocess.Popen([sys.executable, "-m", "dagster_openai_batch.emulator", "--port", str(port),
-                                   "--data-dir", data, "--seconds-per-request", "0.00001"],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            base = f"http://127.0.0.1:{port}/v1"
-            for _ in range(100):
-                try:
-                    openai.OpenAI(api_key="x", base_url=base, max_retries=0).batches.list(limit=1)
-                    break
-                except openai.APIConnectionError:
-                    time.sleep(0.1)
-            batch_id, inputs = setup(base, Path(data) / "work")
-            print(f"{'variant':<9} {'wall s':>7} {'MB/s':>7} {'peak RSS +MB':>13}")
-            for variant in ("baseline", "ours"):
-                res = subprocess.run([sys.executable, __file__, "--variant", variant, "--base-url", base,
-                                      "--batch-id", batch_id, "--inputs", str(inputs)],
-                                     capture_output=True, text=True, check=True)
-                r = json.loads(res.stdout.strip().splitlines()[-1])
-                print(f"{variant:<9} {r['wall']:>7.2f} {r['bytes'] / 1e6 / r['wall']:>7.1f} {r['rss_growth'] / 1e6:>13.1f}",
-                      flush=True)
-        finally:
-            server.terminate()
-            server.wait()
+    with emulator_over_http("--seconds-per-request", "0.00001") as (base, data):
+        batch_id, inputs = setup(base, data / "work")
+        print(f"{'variant':<9} {'wall s':>7} {'MB/s':>7} {'peak RSS +MB':>13}")
+        for variant in ("baseline", "ours"):
+            res = subprocess.run([sys.executable, __file__, "--variant", variant, "--base-url", base,
+                                  "--batch-id", batch_id, "--inputs", str(inputs)],
+                                 capture_output=True, text=True, check=True)
+            r = json.loads(res.stdout.strip().splitlines()[-1])
+            print(f"{variant:<9} {r['wall']:>7.2f} {r['bytes'] / 1e6 / r['wall']:>7.1f} {r['rss_growth'] / 1e6:>13.1f}",
+                  flush=True)
 
 
 if __name__ == "__main__":
