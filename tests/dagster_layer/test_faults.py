@@ -57,6 +57,15 @@ def statuses(meta: dict) -> list[str]:
     return pq.read_table(meta["results_uri"], columns=["status"]).column("status").to_pylist()
 
 
+def resubmit(resource, instance, source=questions, **config) -> dg.ExecuteInProcessResult:
+    """Materialize batch_job with ``resubmit_failed: true`` (and any other config)."""
+    return dg.materialize(
+        [source, PIPELINE.input_file, PIPELINE.batch_job], instance=instance,
+        resources={"openai_batch": resource}, selection=[PIPELINE.batch_job], raise_on_error=False,
+        run_config={"ops": {PIPELINE.batch_job.op.name: {"config": {"resubmit_failed": True, **config}}}},
+    )
+
+
 def test_expired_batch_gets_results_with_partial_output(instance, emulator_dir):
     resource = OpenAIBatchResource(emulator_dir=str(emulator_dir), emulator_pace="fast",
                                    emulator_faults={"expire_after_seconds": 0.06})
@@ -117,12 +126,7 @@ def test_failed_requests_resubmitted_and_merged_back(instance, emulator_dir):
     assert first["status_failed"] > 0
     assert check_results(instance)["failed_share_below_threshold"] is False
 
-    resubmit = dg.materialize(
-        [questions, PIPELINE.input_file, PIPELINE.batch_job], instance=instance,
-        resources={"openai_batch": resource}, selection=[PIPELINE.batch_job],
-        run_config={"ops": {PIPELINE.batch_job.op.name: {"config": {"resubmit_failed": True}}}},
-    )
-    assert resubmit.success
+    assert resubmit(resource, instance).success
     job = results_metadata(instance, PIPELINE.batch_job.key)
     assert job["followup_of"] == first["results_uri"]
     retryable = count_resubmittable(first["results_uri"])  # 429/5xx only: 400s would fail again
@@ -250,14 +254,6 @@ def test_results_materialized_in_the_same_run_are_not_collected_again(instance, 
     assert runs == []
 
 
-def resubmit(resource, instance, source=questions) -> dg.ExecuteInProcessResult:
-    return dg.materialize(
-        [source, PIPELINE.input_file, PIPELINE.batch_job], instance=instance,
-        resources={"openai_batch": resource}, selection=[PIPELINE.batch_job], raise_on_error=False,
-        run_config={"ops": {PIPELINE.batch_job.op.name: {"config": {"resubmit_failed": True}}}},
-    )
-
-
 def test_resubmit_with_nothing_failed_is_a_successful_no_op(instance, resource):
     defs = setup(resource, instance)
     run_sensor_until_idle(defs, instance)
@@ -294,11 +290,5 @@ def test_permanent_failures_resent_only_when_asked(instance, emulator_dir):
     defs = setup(resource, instance)
     run_sensor_until_idle(defs, instance)
     first = results_metadata(instance, PIPELINE.results.key)
-    result = dg.materialize(
-        [questions, PIPELINE.input_file, PIPELINE.batch_job], instance=instance,
-        resources={"openai_batch": resource}, selection=[PIPELINE.batch_job],
-        run_config={"ops": {PIPELINE.batch_job.op.name: {"config": {
-            "resubmit_failed": True, "include_permanent_failures": True}}}},
-    )
-    assert result.success
+    assert resubmit(resource, instance, include_permanent_failures=True).success
     assert results_metadata(instance, PIPELINE.batch_job.key)["requests"] == first["status_failed"]
