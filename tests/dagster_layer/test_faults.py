@@ -292,3 +292,25 @@ def test_permanent_failures_resent_only_when_asked(instance, emulator_dir):
     first = results_metadata(instance, PIPELINE.results.key)
     assert resubmit(resource, instance, include_permanent_failures=True).success
     assert results_metadata(instance, PIPELINE.batch_job.key)["requests"] == first["status_failed"]
+
+
+def test_sensor_misconfiguration_fails_the_tick_with_one_clear_message(instance, resource):
+    secret = "sk-test-SECRET-0123456789"
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(asset_key=PIPELINE.batch_job.key,
+                                metadata={"batch_ids": dg.MetadataValue.json(["batch_1", "batch_2"])})
+    )
+    cases = [
+        (OpenAIBatchResource(api_key=secret, base_url="http://127.0.0.1:9/v1", max_retries=0), "cannot reach"),
+        (OpenAIBatchResource(), "OPENAI_API_KEY"),
+    ]
+    for bad, expected in cases:
+        defs = dg.Definitions.merge(
+            PIPELINE.definitions(),
+            dg.Definitions(assets=[questions], sensors=[openai_batch_sensor([PIPELINE])],
+                           resources={"openai_batch": bad}),
+        )
+        with pytest.raises(Exception) as raised:
+            evaluate_sensor_once(defs, instance, None)
+        text = "".join(str(e) for e in (raised.value, raised.value.__cause__, raised.value.__context__) if e)
+        assert expected in text and secret not in text
