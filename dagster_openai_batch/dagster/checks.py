@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import dagster as dg
 
 ACCOUNTED = "every_request_accounted_once"
@@ -12,22 +10,10 @@ NO_UNRESUBMITTED = "no_expired_requests_left"
 UNFINISHED_STATUSES = ("expired", "cancelled", "missing")
 ACCEPTED = "batches_accepted"
 ACCEPTED_DESCRIPTION = (
-    "The service accepted the latest batches (none failed validation). The sensor evaluates it when "
-    "they finish; run it to look now. When it fails, fix the input and re-materialize input_file."
+    "The service accepted the latest batches (none failed validation). Evaluated by the results run "
+    "the sensor launches when they finish; run it to look now. When it fails, fix the input and "
+    "re-materialize input_file."
 )
-
-
-def accepted_evaluation(
-    batch_job_key: dg.AssetKey, partition: str | None, statuses: list[str], metadata: dict[str, Any]
-) -> dg.AssetCheckEvaluation:
-    """The ``batches_accepted`` evaluation for a set of batches that reached a terminal state."""
-    return dg.AssetCheckEvaluation(
-        asset_key=batch_job_key,
-        check_name=ACCEPTED,
-        passed="failed" not in statuses,
-        metadata=metadata,
-        partition=partition,
-    )
 
 
 def check_specs(results_key: dg.AssetKey, max_failed_share: float) -> list[dg.AssetCheckSpec]:

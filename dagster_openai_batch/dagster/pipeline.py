@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     )
 
 RESOURCE_KEY = "openai_batch"
+DEFAULT_POOL = "openai_batch_submit"
 Source = dg.AssetKey | dg.AssetsDefinition | dg.AssetSpec | Callable[..., Any] | os.PathLike | str
 
 
@@ -68,6 +69,16 @@ class ResultsConfig(dg.Config):
 
     batch_ids: list[str] = []
     """The batches to collect; empty means those of the latest ``batch_job`` materialization."""
+    allow_superseded: bool = False
+    """Collect ``batch_ids`` even though a newer ``batch_job`` submission exists for the partition
+    (by default the newest submission wins and older sets are never collected over it)."""
+
+
+class AcceptedConfig(dg.Config):
+    """Run config of the ``batches_accepted`` check (the sensor fills it in)."""
+
+    batch_ids: list[str] = []
+    """The batches to look at; empty means those of the latest ``batch_job`` materialization."""
 
 
 @dataclass(frozen=True)
@@ -83,7 +94,7 @@ class OpenAIBatchPipeline:
     results_job: "UnresolvedAssetJobDefinition | dg.JobDefinition"
     """As built, or as `Definitions` resolved them (see `load_pipelines_from_defs_folder`)."""
     accepted_check: dg.AssetChecksDefinition
-    """``batches_accepted`` on ``batch_job`` (the sensor evaluates it)."""
+    """``batches_accepted`` on ``batch_job`` (evaluated in the results runs the sensor launches)."""
     schedules: list[Any] = field(default_factory=list)
     """Schedule definitions (time-partitioned ones resolve when put in `Definitions`)."""
     partitions_def: dg.PartitionsDefinition | None = None
@@ -96,6 +107,14 @@ class OpenAIBatchPipeline:
     @property
     def results_op_name(self) -> str:
         return self.results.op.name
+
+    @property
+    def accepted_check_key(self) -> dg.AssetCheckKey:
+        return dg.AssetCheckKey(self.batch_job.key, ACCEPTED)
+
+    @property
+    def accepted_check_op_name(self) -> str:
+        return self.accepted_check.node_def.name
 
     @property
     def assets(self) -> list[dg.AssetsDefinition]:
@@ -146,6 +165,7 @@ def openai_batch_assets(
     max_failed_share: float = 0.05,
     schedule: bool | str = False,
     max_requests_per_file: int = MAX_REQUESTS_PER_FILE,
+    pool: str | None = DEFAULT_POOL,
 ) -> OpenAIBatchPipeline:
     """Declare one batch pipeline: ``<name>/input_file → <name>/batch_job → <name>/results``.
 
@@ -166,6 +186,11 @@ def openai_batch_assets(
         max_requests_per_file: Split the input into files (one batch each) of at most this many
             requests (OpenAI's limit is 50,000; smaller batches finish sooner). Files are also
             split at 200 MB and 50,000 embedding inputs.
+        pool: The Dagster concurrency pool of ``batch_job`` (default ``openai_batch_submit``).
+            With a limit of 1 (``dagster instance concurrency set openai_batch_submit 1``, or
+            ``concurrency: {pools: {default_limit: 1}}`` in ``dagster.yaml``), submissions run one at
+            a time, so two runs launched together never both create a batch; without a limit,
+            ``batch_job`` still settles such a race by cancelling the younger duplicate before it runs.
     """
     if not 1 <= max_requests_per_file <= MAX_REQUESTS_PER_FILE:
         raise ValueError(
@@ -246,6 +271,7 @@ def openai_batch_assets(
         key=keys.batch_job,
         deps=[keys.input_file],
         description=f"OpenAI batches of {name}: created (or adopted, never paid twice); returns at once.",
+        pool=pool,
         **optional,
     )
     def batch_job(
@@ -272,7 +298,10 @@ def openai_batch_assets(
     )
     def results(context: dg.AssetExecutionContext, config: ResultsConfig) -> Iterator[Any]:
         yield from stages.materialize_results(
-            stage_context(context), batch_ids=config.batch_ids, max_failed_share=max_failed_share
+            stage_context(context),
+            batch_ids=config.batch_ids,
+            allow_superseded=config.allow_superseded,
+            max_failed_share=max_failed_share,
         )
 
     @dg.asset_check(
@@ -282,10 +311,11 @@ def openai_batch_assets(
         required_resource_keys={resource_key},
         partitions_def=partitions_def,
     )
-    def batches_accepted(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+    def batches_accepted(context: dg.AssetCheckExecutionContext, config: AcceptedConfig) -> dg.AssetCheckResult:
         partition = context.partition_key if context.has_partition_key else None
         return stages.check_batches_accepted(
-            context.instance, getattr(context.resources, resource_key), keys.batch_job, partition
+            context.instance, getattr(context.resources, resource_key), keys.batch_job, partition,
+            batch_ids=config.batch_ids,
         )
 
     submit_job = dg.define_asset_job(
@@ -295,8 +325,8 @@ def openai_batch_assets(
     )
     results_job = dg.define_asset_job(
         f"{name}_results",
-        selection=dg.AssetSelection.assets(keys.results),
-        description=f"Download and parse the {name} batch results.",
+        selection=dg.AssetSelection.assets(keys.results) | dg.AssetSelection.checks(batches_accepted),
+        description=f"Download and parse the {name} batch results; check the batches were accepted.",
     )
     schedules = _schedules(name, submit_job, partitions_def, schedule)
     return OpenAIBatchPipeline(

@@ -1,19 +1,24 @@
 """`openai_batch_sensor`: watches in-flight batches and materializes results once per batch set.
 
 Each tick:
-1. reads the ``batch_job`` materializations recorded since the last tick (new batch sets);
+1. reads the ``batch_job`` materializations recorded since the last tick (new batch sets); per
+   pipeline and partition only the newest submission is watched: **the newest submission wins**;
 2. looks at every in-flight batch with as few API calls as `BatchClient.retrieve_many` allows
    (list pages of 100: ≤ 11 calls for 1,000 batches);
 3. records progress as an `AssetObservation` on ``batch_job`` when it changed;
-4. for each batch set whose batches all reached a terminal state, requests exactly one run of
-   ``results`` for its partition (``run_key`` = the batch ids @ the ``batch_job`` record),
-   expired and cancelled included — unless its results were already materialized (e.g. by a run
-   of all three assets) or a newer ``batch_job`` of the partition superseded it; a set whose
-   batches all failed validation gets no run: its errors go to the observation and the log.
+4. for each batch set whose batches all reached a terminal state (expired and cancelled included),
+   requests exactly one run of the pipeline's results job (``run_key`` = the batch ids @ the
+   ``batch_job`` record), which materializes ``results`` and evaluates ``batches_accepted`` —
+   unless the latest ``results`` of the partition already hold those batches' answers, or a newer
+   ``batch_job`` superseded the set. A set whose batches all failed validation gets a run of
+   ``batches_accepted`` alone, which turns red with the errors.
 
-The cursor (watermarks + in-flight sets) is saved atomically with the run requests, and run keys
-deduplicate, so restarting the daemon neither loses nor repeats a batch. If a results run fails,
-re-materializing ``batch_job`` (which adopts the same batches) gets a new results run.
+Nothing the sensor records can conflict with an earlier record: it writes observations (which
+Dagster allows any number of) and no runless check evaluation (Dagster allows only one per check
+and partition). The cursor (watermarks + in-flight sets) is saved atomically with the run
+requests, and run keys deduplicate, so restarting the daemon, resetting the cursor or a second
+tick at the same moment neither loses nor repeats a batch. One set that cannot be processed is
+logged and kept for the next tick; it never fails the tick for the others.
 """
 
 from __future__ import annotations
@@ -22,13 +27,15 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import dagster as dg
-from pydantic import BaseModel
+import openai
+from openai.types import Batch
+from pydantic import BaseModel, ValidationError
 
-from .checks import accepted_evaluation
+from ..core.client import BatchClientError
 from .handoff import metadata_values
 from .pipeline import OpenAIBatchPipeline
 from .resource import OpenAIBatchResource
-from .stages import TERMINAL, WITH_RESULTS, batch_status_metadata
+from .stages import TERMINAL, WITH_RESULTS, batch_status_metadata, covered_batch_ids
 
 
 class InFlight(BaseModel):
@@ -48,23 +55,39 @@ class SensorCursor(BaseModel):
     in_flight: list[InFlight] = []
 
 
+class SensorTickError(RuntimeError):
+    """The tick could not look at the batches (service unreachable or refusing); it wrote nothing."""
+
+
 def _run_key(item: InFlight) -> str:
     """One results run per ``batch_job`` materialization of a batch set."""
     return f"{'+'.join(item.batch_ids)}@{item.storage_id}"
 
 
-def _newest_per_batch_set(items: Sequence[InFlight]) -> list[InFlight]:
-    """Several materializations of the same batches (a retry that adopted them, a cancel): keep the newest."""
-    newest: dict[tuple[str, str | None, tuple[str, ...]], InFlight] = {}
+def _where(item: InFlight) -> str:
+    return item.pipeline + (f" [{item.partition}]" if item.partition is not None else "")
+
+
+def _newest_per_partition(items: Sequence[InFlight]) -> tuple[list[InFlight], list[InFlight]]:
+    """(the newest set of each pipeline partition, the older sets it supersedes)."""
+    newest: dict[tuple[str, str | None], InFlight] = {}
     for item in items:
-        key = (item.pipeline, item.partition, tuple(item.batch_ids))
+        key = (item.pipeline, item.partition)
         if key not in newest or newest[key].storage_id < item.storage_id:
             newest[key] = item
-    return sorted(newest.values(), key=lambda item: item.storage_id)
+    kept = sorted(newest.values(), key=lambda item: item.storage_id)
+    return kept, [item for item in items if item not in kept]
+
+
+def _batch_ids(value: Any) -> list[str] | None:
+    """The batch ids of a ``batch_job`` record, or None if its metadata is not a list of ids."""
+    if isinstance(value, list) and all(isinstance(i, str) and i for i in value):
+        return value
+    return None
 
 
 class _LatestRecords:
-    """Storage ids of the newest materialization of an asset per partition, read once per tick."""
+    """Newest materializations of an asset per partition, read at most once per tick."""
 
     def __init__(self, instance: dg.DagsterInstance) -> None:
         self.instance = instance
@@ -72,51 +95,48 @@ class _LatestRecords:
 
     def storage_id(self, key: dg.AssetKey, partition: str | None) -> int | None:
         if key not in self._by_key:
-            latest: dict[str | None, int] = {
-                partition: storage_id
-                for partition, storage_id in self.instance.get_latest_storage_id_by_partition(
-                    key, dg.DagsterEventType.ASSET_MATERIALIZATION
-                ).items()
-            }
+            latest: dict[str | None, int] = dict(
+                self.instance.get_latest_storage_id_by_partition(key, dg.DagsterEventType.ASSET_MATERIALIZATION)
+            )
             newest = self.instance.fetch_materializations(key, limit=1).records
             if newest and newest[0].asset_materialization and newest[0].asset_materialization.partition is None:
                 latest[None] = newest[0].storage_id
             self._by_key[key] = latest
         return self._by_key[key].get(partition)
 
+    def metadata(self, key: dg.AssetKey, partition: str | None) -> dict[str, Any] | None:
+        """Metadata of the newest materialization of ``key`` for ``partition``."""
+        if self.storage_id(key, partition) is None:
+            return None
+        records = self.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition] if partition is not None else None),
+            limit=1,
+        ).records
+        materialization = records[0].asset_materialization if records else None
+        return metadata_values(materialization.metadata) if materialization else None
 
-def _why_not_collect(
-    instance: dg.DagsterInstance, latest: _LatestRecords, pipeline: OpenAIBatchPipeline, item: InFlight
-) -> str | None:
+
+def _why_not_collect(latest: _LatestRecords, pipeline: OpenAIBatchPipeline, item: InFlight) -> str | None:
     """Why a finished batch set needs no results run (None: it needs one)."""
     newest_job = latest.storage_id(pipeline.batch_job.key, item.partition)
     if newest_job is not None and newest_job > item.storage_id:
-        return "a newer batch_job superseded it (materialize results with config batch_ids to collect it anyway)"
-    newest_results = latest.storage_id(pipeline.results.key, item.partition)
-    if newest_results is None or newest_results < item.storage_id:
-        return None
-    collected = instance.fetch_materializations(
-        dg.AssetRecordsFilter(
-            asset_key=pipeline.results.key,
-            asset_partitions=[item.partition] if item.partition is not None else None,
-            after_storage_id=item.storage_id,
-        ),
-        limit=20,
-    ).records
-    for record in collected:
-        materialization = record.asset_materialization
-        if materialization is not None and metadata_values(materialization.metadata).get("batch_ids") == item.batch_ids:
-            return "its results are already materialized"
+        return (
+            "a newer batch_job superseded it (to collect it anyway, materialize results with config "
+            "batch_ids and allow_superseded: true)"
+        )
+    collected = latest.metadata(pipeline.results.key, item.partition)
+    if collected is not None and set(item.batch_ids) <= set(covered_batch_ids(collected)):
+        return "the latest results already hold their answers"
     return None
 
 
 def _read_new_batch_sets(
-    instance: dg.DagsterInstance, pipeline: OpenAIBatchPipeline, cursor: SensorCursor
+    context: dg.SensorEvaluationContext, pipeline: OpenAIBatchPipeline, cursor: SensorCursor
 ) -> list[InFlight]:
     found = []
     after = cursor.watermarks.get(pipeline.name)
     while True:
-        page = instance.fetch_materializations(
+        page = context.instance.fetch_materializations(
             dg.AssetRecordsFilter(asset_key=pipeline.batch_job.key, after_storage_id=after),
             limit=500,
             ascending=True,
@@ -126,8 +146,15 @@ def _read_new_batch_sets(
             materialization = record.asset_materialization
             if materialization is None:
                 continue
-            values = metadata_values(materialization.metadata)
-            batch_ids = list(values.get("batch_ids") or [])
+            raw = metadata_values(materialization.metadata).get("batch_ids")
+            batch_ids = _batch_ids(raw)
+            if batch_ids is None:
+                if raw is not None:
+                    context.log.warning(
+                        f"Skipping {pipeline.batch_job.key.to_user_string()} record {record.storage_id}: "
+                        f"its batch_ids metadata is not a list of batch ids ({str(raw)[:80]})."
+                    )
+                continue
             if batch_ids:  # an input with no rows submits nothing
                 found.append(
                     InFlight(
@@ -142,6 +169,105 @@ def _read_new_batch_sets(
     if after is not None:
         cursor.watermarks[pipeline.name] = after
     return found
+
+
+def _load_cursor(context: dg.SensorEvaluationContext) -> SensorCursor:
+    if not context.cursor:
+        return SensorCursor()
+    try:
+        return SensorCursor.model_validate_json(context.cursor)
+    except ValidationError:
+        # Re-reading every batch_job record is safe (run keys and the collection rule deduplicate).
+        context.log.warning("The sensor cursor is unreadable; starting again from the first batch_job records.")
+        return SensorCursor()
+
+
+def _retrieve(resource: OpenAIBatchResource, items: Sequence[InFlight]) -> dict[str, Batch]:
+    ids = [batch_id for item in items for batch_id in item.batch_ids]
+    try:
+        with resource.get_batch_client() as client:
+            return client.retrieve_many(ids, missing_ok=True)
+    except (BatchClientError, openai.APIError) as error:
+        message = str(error).splitlines()[0][:300]
+        raise SensorTickError(
+            f"Could not look at {len(ids)} in-flight batch(es) on {resource.backend}: {message}. "
+            "Nothing was recorded; the next tick tries again."
+        ) from None
+
+
+class _Tick:
+    """What one tick decides: observations, run requests, and the sets still in flight."""
+
+    def __init__(self, context: dg.SensorEvaluationContext, by_name: Mapping[str, OpenAIBatchPipeline]) -> None:
+        self.context, self.by_name = context, by_name
+        self.latest = _LatestRecords(context.instance)
+        self.observations: list[dg.AssetObservation] = []
+        self.run_requests: list[dg.RunRequest] = []
+        self.in_flight: list[InFlight] = []
+
+    def process(self, resource: OpenAIBatchResource, item: InFlight, batches: Mapping[str, Batch]) -> None:
+        pipeline = self.by_name.get(item.pipeline)
+        missing = [i for i in item.batch_ids if i not in batches]
+        if pipeline is None or missing:
+            why = f"the service does not know {missing}" if missing else "their pipeline is gone"
+            self.context.log.warning(f"No longer watching {_where(item)} batches {item.batch_ids}: {why}.")
+            return
+        known = [batches[i] for i in item.batch_ids]
+        metadata = batch_status_metadata(resource, known)
+        progress = f"{metadata['status']}:{metadata['requests_completed']}:{metadata['requests_failed']}"
+        observation = None
+        if progress != item.progress:
+            observation = dg.AssetObservation(
+                asset_key=pipeline.batch_job.key, partition=item.partition, metadata=metadata
+            )
+        if not all(b.status in TERMINAL for b in known):
+            self._keep(item.model_copy(update={"progress": progress}), observation)
+            return
+        reason = _why_not_collect(self.latest, pipeline, item)
+        if reason is not None:
+            self.context.log.info(f"{_where(item)} batches {item.batch_ids} finished; no results run: {reason}.")
+        else:
+            self.run_requests.append(_run_request(pipeline, item, known))
+        if observation is not None:
+            self.observations.append(observation)
+
+    def _keep(self, item: InFlight, observation: dg.AssetObservation | None) -> None:
+        self.in_flight.append(item)
+        if observation is not None:
+            self.observations.append(observation)
+
+    def summary(self) -> str:
+        if not self.in_flight:
+            return "No batch in flight."
+        shown = "; ".join(f"{_where(item)}: {_progress_words(item.progress)}" for item in self.in_flight[:5])
+        more = f"; and {len(self.in_flight) - 5} more" if len(self.in_flight) > 5 else ""
+        return f"{len(self.in_flight)} batch set(s) in flight: {shown}{more}."
+
+
+def _progress_words(progress: str) -> str:
+    status, completed, failed = (progress.split(":") + ["", "0", "0"])[:3]
+    return f"{status}, {int(completed or 0) + int(failed or 0):,} requests done"
+
+
+def _run_request(pipeline: OpenAIBatchPipeline, item: InFlight, batches: Sequence[Batch]) -> dg.RunRequest:
+    """The results run of a finished set: results + checks, or ``batches_accepted`` alone when no
+    batch produced output (all failed validation)."""
+    check_config = {pipeline.accepted_check_op_name: {"config": {"batch_ids": item.batch_ids}}}
+    common: dict[str, Any] = {
+        "run_key": _run_key(item),
+        "job_name": pipeline.results_job.name,
+        "partition_key": item.partition,
+        "tags": {"openai_batch/batch_ids": ",".join(item.batch_ids)[:1000]},
+    }
+    if not any(b.status in WITH_RESULTS for b in batches):
+        return dg.RunRequest(
+            **common,
+            asset_selection=[],
+            asset_check_keys=[pipeline.accepted_check_key],
+            run_config={"ops": check_config},
+        )
+    results_config = {pipeline.results_op_name: {"config": {"batch_ids": item.batch_ids}}}
+    return dg.RunRequest(**common, run_config={"ops": {**results_config, **check_config}})
 
 
 def openai_batch_sensor(
@@ -178,71 +304,33 @@ def openai_batch_sensor(
     def _sensor(context: dg.SensorEvaluationContext, **_resources: Any) -> dg.SensorResult:
         # Direct invocation passes required resources as keyword arguments; the daemon does not.
         resource: OpenAIBatchResource = getattr(context.resources, resource_key)
-        cursor = SensorCursor.model_validate_json(context.cursor) if context.cursor else SensorCursor()
+        cursor = _load_cursor(context)
         for pipeline in pipelines:
-            cursor.in_flight.extend(_read_new_batch_sets(context.instance, pipeline, cursor))
-        cursor.in_flight = _newest_per_batch_set(cursor.in_flight)
-        if not cursor.in_flight:
+            cursor.in_flight.extend(_read_new_batch_sets(context, pipeline, cursor))
+        watched, superseded = _newest_per_partition(cursor.in_flight)
+        for item in superseded:
+            context.log.info(f"{_where(item)} batches {item.batch_ids}: superseded by a newer batch_job.")
+        if not watched:
+            cursor.in_flight = []
             return dg.SensorResult(skip_reason="No batch in flight.", cursor=cursor.model_dump_json())
 
-        ids = [batch_id for item in cursor.in_flight for batch_id in item.batch_ids]
-        with resource.get_batch_client() as client:
-            batches = client.retrieve_many(ids, missing_ok=True)
-
-        run_requests: list[dg.RunRequest] = []
-        events: list[dg.AssetObservation] = []
-        checks: list[dg.AssetCheckEvaluation] = []
-        still_in_flight: list[InFlight] = []
-        latest = _LatestRecords(context.instance)
-        for item in cursor.in_flight:
-            known = [batches[i] for i in item.batch_ids if i in batches]
-            if item.pipeline not in by_name or len(known) != len(item.batch_ids):
-                missing = [i for i in item.batch_ids if i not in batches]
+        batches = _retrieve(resource, watched)
+        tick = _Tick(context, by_name)
+        for item in watched:
+            try:
+                tick.process(resource, item, batches)
+            except Exception as error:  # one bad set never fails the tick for the others
                 context.log.warning(
-                    f"No longer watching batches {item.batch_ids}: "
-                    + (f"the service does not know {missing}" if missing else "their pipeline is gone")
+                    f"Could not process {_where(item)} batches {item.batch_ids} "
+                    f"({type(error).__name__}: {str(error)[:200]}); trying again at the next tick."
                 )
-                continue
-            pipeline = by_name[item.pipeline]
-            metadata: dict[str, Any] = batch_status_metadata(resource, known)
-            progress = f"{metadata['status']}:{metadata['requests_completed']}:{metadata['requests_failed']}"
-            if progress != item.progress:
-                events.append(
-                    dg.AssetObservation(
-                        asset_key=pipeline.batch_job.key, partition=item.partition, metadata=metadata
-                    )
-                )
-                item.progress = progress
-            if not all(b.status in TERMINAL for b in known):
-                still_in_flight.append(item)
-                continue
-            checks.append(
-                accepted_evaluation(pipeline.batch_job.key, item.partition, [b.status for b in known], metadata)
-            )
-            if not any(b.status in WITH_RESULTS for b in known):
-                context.log.error(
-                    f"{pipeline.name} batches {item.batch_ids} failed validation; no results run. "
-                    f"{getattr(metadata.get('errors'), 'value', '')}"
-                )
-                continue
-            reason = _why_not_collect(context.instance, latest, pipeline, item)
-            if reason is not None:
-                context.log.info(f"{pipeline.name} batches {item.batch_ids} finished; no results run: {reason}")
-                continue
-            run_requests.append(
-                dg.RunRequest(
-                    run_key=_run_key(item),
-                    job_name=pipeline.results_job.name,
-                    partition_key=item.partition,
-                    run_config={
-                        "ops": {pipeline.results_op_name: {"config": {"batch_ids": item.batch_ids}}}
-                    },
-                    tags={"openai_batch/batch_ids": ",".join(item.batch_ids)[:1000]},
-                )
-            )
-        cursor.in_flight = still_in_flight
+                tick.in_flight.append(item)
+        cursor.in_flight = tick.in_flight
         return dg.SensorResult(
-            run_requests=run_requests, asset_events=[*events, *checks], cursor=cursor.model_dump_json()
+            run_requests=tick.run_requests,
+            asset_events=tick.observations,
+            cursor=cursor.model_dump_json(),
+            skip_reason=None if tick.run_requests else tick.summary(),
         )
 
     return _sensor

@@ -168,8 +168,10 @@ def materialize_batch_job(
     source = stage.upstream(stage.keys.input_file)
     file_ids: list[str] = list(source["file_ids"])
     key_base = f"{stage.pipeline}:{stage.partition_key or '-'}:{source['content_hash']}"
-    if new_batches:  # a deliberate re-run (e.g. sampling with temperature > 0): paid again
-        key_base = f"{key_base}:run:{stage.context.run.run_id}"
+    if new_batches:  # a deliberate re-run (e.g. sampling with temperature > 0): paid again, once
+        # Keyed by the root run, so a retry or re-execution of that run adopts what it created.
+        run = stage.context.run
+        key_base = f"{key_base}:run:{run.root_run_id or run.run_id}"
     followup_of, requests = "", source["requests"]
     if resubmit_failed:
         followup = _upload_resubmission(stage, source, include_permanent_failures)
@@ -295,14 +297,19 @@ def check_batches_accepted(
     resource: OpenAIBatchResource,
     batch_job_key: dg.AssetKey,
     partition: str | None,
+    *,
+    batch_ids: Sequence[str] = (),
 ) -> dg.AssetCheckResult:
-    """``batches_accepted``, looked up now: did any of the latest batches fail validation?"""
-    latest = latest_metadata(instance, batch_job_key, partition)
-    if latest is None or not latest.get("batch_ids"):
+    """``batches_accepted``, looked up now: did any of ``batch_ids`` (default: the latest
+    ``batch_job``'s batches) fail validation?"""
+    if not batch_ids:
+        latest = latest_metadata(instance, batch_job_key, partition)
+        batch_ids = list((latest or {}).get("batch_ids") or [])
+    if not batch_ids:
         return dg.AssetCheckResult(passed=True, metadata={"batches": 0})
     with resource.get_batch_client() as client:
-        found = client.retrieve_many(latest["batch_ids"])
-    batches = [found[i] for i in latest["batch_ids"]]
+        found = client.retrieve_many(batch_ids)
+    batches = [found[i] for i in batch_ids]
     metadata = batch_status_metadata(resource, batches)
     return dg.AssetCheckResult(passed=all(b.status != "failed" for b in batches), metadata=metadata)
 
@@ -341,12 +348,31 @@ def _upload_resubmission(
 # ---------------------------------------------------------------- results
 
 
+def covered_batch_ids(results: dict[str, Any]) -> list[str]:
+    """Every batch whose answers a ``results`` materialization holds (a merged follow-up holds its
+    base's too)."""
+    return list(results.get("source_batch_ids") or results.get("batch_ids") or [])
+
+
+def _superseded_by(stage: StageContext, ids: list[str]) -> list[str] | None:
+    """The batch ids of a newer ``batch_job`` submission of the partition, or None if ``ids`` is the newest."""
+    newest = latest_metadata(stage.context.instance, stage.keys.batch_job, stage.partition_key) or {}
+    newest_ids = list(newest.get("batch_ids") or [])
+    return newest_ids if newest_ids and newest_ids != ids else None
+
+
 def materialize_results(
-    stage: StageContext, *, batch_ids: list[str], max_failed_share: float
+    stage: StageContext, *, batch_ids: list[str], max_failed_share: float, allow_superseded: bool = False
 ) -> Iterator[Any]:
-    """Download output and error files, join them to the inputs, write Parquet, run the checks."""
+    """Download output and error files, join them to the inputs, write Parquet, run the checks.
+
+    The newest ``batch_job`` submission of the partition wins: collecting an older set fails
+    before anything is written (and again just before recording, in case a newer submission
+    arrived meanwhile) unless ``allow_superseded``.
+    """
     job = stage.upstream(stage.keys.batch_job, **({"batch_ids": batch_ids} if batch_ids else {}))
     ids: list[str] = list(job["batch_ids"])
+    _refuse_if_superseded(stage, ids, allow_superseded)
     with _work_dir() as tmp_name, stage.resource.get_batch_client() as client:
         tmp = Path(tmp_name)
         found = client.retrieve_many(ids)
@@ -383,9 +409,18 @@ def materialize_results(
     table = read_table(summary.path, ["custom_id"])
     unique = pc.count_distinct(table.column("custom_id")).as_py() if table.num_rows else 0
     expected = int(job.get("expected_rows") or job["requests"])
+    sources = ids
+    if followup_of:
+        base_meta = stage.upstream(stage.keys.results, results_uri=followup_of)
+        sources = [*covered_batch_ids(base_meta), *ids]
+    _refuse_if_superseded(stage, ids, allow_superseded)
     yield dg.Output(
         BatchResults(uri=summary.path, rows=summary.rows, counts=summary.counts),
-        metadata={**results_metadata(stage, summary, batches), "content_hash": job["content_hash"]},
+        metadata={
+            **results_metadata(stage, summary, batches),
+            "source_batch_ids": dg.MetadataValue.json(sources),
+            "content_hash": job["content_hash"],
+        },
     )
     yield from evaluate_checks(
         results_key=stage.keys.results,
@@ -395,6 +430,16 @@ def materialize_results(
         counts=summary.counts,
         max_failed_share=max_failed_share,
     )
+
+
+def _refuse_if_superseded(stage: StageContext, ids: list[str], allow_superseded: bool) -> None:
+    newer = None if allow_superseded else _superseded_by(stage, ids)
+    if newer is not None:
+        raise dg.Failure(
+            f"Not collecting batches {ids}: a newer batch_job submission ({', '.join(newer)}) superseded them, "
+            "and the sensor collects that one. To collect these anyway, set results config "
+            "allow_superseded: true."
+        )
 
 
 def _request_ids(sent_parts: list[Path], batch_ids: list[str]) -> Iterator[tuple[str, str]]:

@@ -53,6 +53,11 @@ def evaluate_sensor_once(
         if existing:  # the daemon deduplicates run keys the same way
             continue
         job = defs.resolve_job_def(request.job_name or "")
+        if request.asset_selection is not None or request.asset_check_keys is not None:
+            job = job.get_subset(
+                asset_selection=set(request.asset_selection or []),
+                asset_check_selection=set(request.asset_check_keys or []),
+            )
         outcome = job.execute_in_process(
             instance=instance,
             run_config={**request.run_config, **(QUIET if quiet else {})},

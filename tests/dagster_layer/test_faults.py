@@ -95,12 +95,13 @@ def test_cancelled_batch_gets_results_for_the_finished_part(instance, emulator_d
     assert observed.asset_observation.metadata["status"].value == "cancelled"
 
 
-def test_batch_failing_validation_gets_no_results_run_and_shows_why(instance, emulator_dir):
+def test_batch_failing_validation_gets_a_red_check_run_and_no_results(instance, emulator_dir):
     resource = OpenAIBatchResource(emulator_dir=str(emulator_dir), emulator_pace="fast",
                                    emulator_faults={"token_limits": {"gpt-4o-mini": 50}})
     defs = setup(resource, instance)
     cursor, runs = run_sensor_until_idle(defs, instance)
-    assert runs == []
+    assert len(runs) == 1  # batches_accepted alone: nothing to download
+    assert instance.get_latest_materialization_event(PIPELINE.results.key) is None
     assert SensorCursor.model_validate_json(cursor).in_flight == []
     observed = instance.fetch_observations(PIPELINE.batch_job.key, limit=1).records[0]
     metadata = observed.asset_observation.metadata
