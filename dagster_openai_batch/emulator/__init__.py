@@ -15,14 +15,16 @@ import openai
 
 from .app import EmulatorApp
 from .config import EmulatorConfig, Faults, Pace
-from .faults import FaultPlan
+from .faults import FaultPlan, LostKind
 from .server import serve
 from .store import Store
 from .transport import EmulatorTransport
 
 EMULATOR_BASE_URL = "http://openai-emulator.local/v1"
 
-__all__ = ["EMULATOR_BASE_URL", "Emulator", "EmulatorConfig", "EmulatorTransport", "Faults", "Pace", "serve"]
+__all__ = [
+    "EMULATOR_BASE_URL", "Emulator", "EmulatorConfig", "EmulatorTransport", "Faults", "LostKind", "Pace", "serve",
+]
 
 
 class Emulator:
@@ -59,3 +61,11 @@ class Emulator:
     def inject(self, status: int = 500, times: int = 1, operation: str | None = None) -> None:
         """Make the next `times` API calls matching `operation` (e.g. "batches.create"; None: any) answer `status`."""
         self.faults.inject(status, times, operation)
+
+    def inject_lost_response(self, operation: str = "batches.create", kind: LostKind = "drop", times: int = 1) -> None:
+        """Carry out the next `times` successful calls of `operation` (a mutating one), then lose each response.
+
+        `kind` "drop": the connection dies without a response (the SDK raises `APIConnectionError`); 502/504: a
+        gateway's HTML error page (`InternalServerError`). The SDK retries both by default: the call happens again.
+        """
+        self.faults.inject_lost_response(operation, kind, times)

@@ -26,6 +26,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--download-truncate-rate", type=float, default=0.0)
     p.add_argument("--download-drop-rate", type=float, default=0.0)
     p.add_argument("--request-error-rate", type=float, default=0.0)
+    p.add_argument("--lost-response-rate", type=float, default=0.0,
+                   help="share of batches.create/cancel and files.create calls carried out whose response is lost")
     p.add_argument("--stuck-finalizing", action="store_true")
     p.add_argument("--expire-after-seconds", type=float)
     p.add_argument("--token-limit", action="append", default=[], metavar="MODEL=TOKENS",
@@ -44,6 +46,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
     faults = Faults(
         seed=args.seed, http_error_rate=args.http_error_rate, download_truncate_rate=args.download_truncate_rate,
         download_drop_rate=args.download_drop_rate, request_error_rate=args.request_error_rate,
+        lost_response_rate=args.lost_response_rate,
         stuck_finalizing=args.stuck_finalizing, expire_after_seconds=args.expire_after_seconds, token_limits=limits,
     )
     return EmulatorConfig(pace=pace.model_copy(update=overrides), faults=faults, api_key=args.api_key)

@@ -17,7 +17,7 @@ from werkzeug.wrappers import Request, Response
 from .batches import Batches, check_expires_after
 from .config import EmulatorConfig
 from .errors import ApiError, invalid_value, not_found
-from .faults import FaultPlan
+from .faults import FaultPlan, LostKind
 from .store import Store
 from .validation import MAX_UPLOAD_BYTES, UploadSink
 
@@ -77,6 +77,32 @@ def _drop_connection(environ: dict[str, Any]) -> None:
     raise ConnectionAbortedError("emulated connection drop")
 
 
+# Lost responses answered by a gateway follow what clients of the real service get from its Cloudflare/nginx front,
+# not the spec (which describes only 200s, and JSON errors elsewhere): an HTML page, no OpenAI error body, no
+# x-request-id. The service behind it has already carried the call out.
+_GATEWAY_TITLES = {502: "502 Bad Gateway", 504: "504 Gateway Time-out"}
+
+
+class _LostResponse(Response):
+    """What the client gets instead of the response of a call the service carried out."""
+
+
+def _lost_response(kind: LostKind, environ: dict[str, Any]) -> Response:
+    """A gateway error page, or (kind "drop") a response whose body drops the connection before anything is sent."""
+    if kind == "drop":
+        def body() -> Iterator[bytes]:
+            _drop_connection(environ)
+            yield b""  # unreachable: makes this a generator, so the drop happens when the body is sent
+
+        return _LostResponse(body(), direct_passthrough=True)
+    title = _GATEWAY_TITLES[kind]
+    page = (f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n<center><h1>{title}</h1></center>\r\n"
+            "<hr><center>cloudflare</center>\r\n</body>\r\n</html>\r\n")
+    response = _LostResponse(page, status=kind, content_type="text/html")
+    response.headers["cf-ray"] = f"{uuid.uuid4().hex[:16]}-SJC"
+    return response
+
+
 class EmulatorApp:
     """WSGI callable serving the OpenAI Files and Batches API from a `Store`."""
 
@@ -95,7 +121,8 @@ class EmulatorApp:
             _log.exception("emulator error on %s %s", request.method, request.path)
             response = _json(ApiError(500, "The server had an error while processing your request.",
                                       type="server_error").body(), 500)
-        response.headers["x-request-id"] = f"req_{uuid.uuid4().hex}"
+        if not isinstance(response, _LostResponse):
+            response.headers["x-request-id"] = f"req_{uuid.uuid4().hex}"
         return response(environ, start_response)
 
     def _dispatch(self, request: Request) -> Response:
@@ -115,7 +142,8 @@ class EmulatorApp:
                            headers={"retry-after-ms": _RETRY_AFTER_MS, "retry-after": "1"})
         handler = getattr(self, "_" + operation.replace(".", "_"))
         result: Response = handler(request, **args)
-        return result
+        lost = self.faults.lost_response(operation)
+        return result if lost is None else _lost_response(lost, request.environ)
 
     def _authenticate(self, request: Request) -> None:
         header = request.headers.get("Authorization", "")

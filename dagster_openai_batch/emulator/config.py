@@ -36,6 +36,8 @@ class Faults(BaseModel):
     download_truncate_rate: float = Field(default=0.0, ge=0, le=1)
     download_drop_rate: float = Field(default=0.0, ge=0, le=1)
     request_error_rate: float = Field(default=0.0, ge=0, le=1)
+    # A mutating call (batches.create/cancel, files.create) is carried out, then its response is lost.
+    lost_response_rate: float = Field(default=0.0, ge=0, le=1)
     stuck_finalizing: bool = False
     expire_after_seconds: float | None = Field(default=None, gt=0)
     token_limits: dict[str, int] = Field(default_factory=dict)

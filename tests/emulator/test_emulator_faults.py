@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import httpx2
 import openai
 import orjson
 import pytest
-from emu_helpers import chat_line, start
+from emu_helpers import chat_line, start, upload
 from openai.types import Batch
 from pydantic import ValidationError
 
 from dagster_openai_batch.emulator import Emulator, EmulatorConfig, Faults, Pace, serve
+from dagster_openai_batch.emulator.__main__ import _parser, config_from_args
 
 SLOW = Pace(validating_seconds=1, seconds_per_request=1, finalizing_seconds=1, cancelling_seconds=1)
 
@@ -163,3 +167,125 @@ def test_config_rejects_unknown_fields(build) -> None:
     """A typo in a fault or pace name fails loudly instead of silently injecting nothing."""
     with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
         build()
+
+
+# -- lost responses: the service acted, the client never got the answer ------------------------------------------
+
+LOST_KINDS = ["drop", 502, 504]
+
+
+def _create(client: openai.OpenAI, file_id: str, tag: str) -> Batch:
+    return client.batches.create(input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h",
+                                 metadata={"tag": tag})
+
+
+def _assert_lost(err: pytest.ExceptionInfo[openai.APIError], kind: str | int) -> None:
+    if kind == "drop":
+        assert type(err.value) is openai.APIConnectionError
+        assert isinstance(err.value.__cause__, httpx2.RemoteProtocolError)
+        return
+    assert isinstance(err.value, openai.InternalServerError) and err.value.status_code == kind
+    headers = err.value.response.headers
+    assert headers["content-type"].startswith("text/html") and "x-request-id" not in headers and "cf-ray" in headers
+    assert f"<title>{kind} " in err.value.response.text and "cloudflare" in err.value.response.text
+
+
+@contextlib.contextmanager
+def _client(em: Emulator, via: str) -> Iterator[openai.OpenAI]:
+    """An SDK client without retries, in process or over real HTTP."""
+    if via == "in_process":
+        yield em.openai_client(max_retries=0)
+        return
+    with serve(em) as url:
+        yield openai.OpenAI(api_key="sk-x", base_url=url, max_retries=0)
+
+
+@pytest.mark.parametrize("kind", LOST_KINDS)
+@pytest.mark.parametrize("via", ["in_process", "http"])
+def test_lost_response_on_create_still_creates(tmp_path, clock, kind: str | int, via: str) -> None:
+    em = make(tmp_path, clock)
+    file_id = upload(em.openai_client(max_retries=0), [chat_line(1)])
+    em.inject_lost_response("batches.create", kind=kind)  # type: ignore[arg-type]
+    with _client(em, via) as client:
+        with pytest.raises(openai.APIError) as err:
+            _create(client, file_id, "lost")
+        _assert_lost(err, kind)
+        batches = client.batches.list().data
+        assert [(b.input_file_id, b.metadata) for b in batches] == [(file_id, {"tag": "lost"})]
+        assert _create(client, file_id, "next").metadata == {"tag": "next"}  # the injection is used up
+
+
+@pytest.mark.parametrize("kind", LOST_KINDS)
+def test_lost_response_with_sdk_retries_pays_twice(tmp_path, clock, kind: str | int) -> None:
+    """The real-world hazard: the SDK retries the lost create by itself, and the service creates a second batch."""
+    em = make(tmp_path, clock)
+    client = em.openai_client()  # the SDK's default max_retries=2
+    file_id = upload(client, [chat_line(1)])
+    em.inject_lost_response(kind=kind)  # type: ignore[arg-type]
+    raw = client.batches.with_raw_response.create(input_file_id=file_id, endpoint="/v1/chat/completions",
+                                                  completion_window="24h", metadata={"tag": "once"})
+    assert raw.retries_taken == 1
+    batches = client.batches.list().data
+    assert len(batches) == 2 and raw.parse().id in {b.id for b in batches}
+    assert all(b.metadata == {"tag": "once"} and b.input_file_id == file_id for b in batches)
+
+
+@pytest.mark.parametrize("via", ["in_process", "http"])
+def test_lost_response_on_upload_and_cancel(tmp_path, clock, via: str) -> None:
+    em = make(tmp_path, clock, pace=SLOW)
+    with _client(em, via) as client:
+        em.inject_lost_response("files.create", kind="drop")
+        with pytest.raises(openai.APIConnectionError):
+            upload(client, [chat_line(i) for i in range(5)], name="kept.jsonl")
+        [kept] = client.files.list(purpose="batch").data
+        assert kept.filename == "kept.jsonl"
+        batch = _create(client, kept.id, "cancel-me")
+        em.inject_lost_response("batches.cancel", kind=504)
+        with pytest.raises(openai.InternalServerError) as err:
+            client.batches.cancel(batch.id)
+        _assert_lost(err, 504)
+        assert client.batches.retrieve(batch.id).status == "cancelling"
+        clock.advance(5)
+        assert client.batches.retrieve(batch.id).status == "cancelled"
+
+
+def _lost_pattern(em: Emulator, calls: int = 30) -> list[str | int]:
+    client = em.openai_client(max_retries=0)
+    with contextlib.suppress(openai.APIError):
+        upload(client, [chat_line(1)])  # its response may be lost too: the file exists all the same
+    file_id = client.files.list().data[0].id
+    pattern: list[str | int] = []
+    for i in range(calls):
+        try:
+            _create(client, file_id, str(i))
+            pattern.append(200)
+        except openai.APIConnectionError:
+            pattern.append("drop")
+        except openai.APIStatusError as err:
+            pattern.append(err.status_code)
+    assert len(client.batches.list(limit=100).data) == calls  # every call was carried out, lost or not
+    return pattern
+
+
+def test_lost_response_rate_is_deterministic(tmp_path, clock) -> None:
+    first = _lost_pattern(make(tmp_path / "a", clock, seed=5, lost_response_rate=0.4))
+    assert first == _lost_pattern(make(tmp_path / "b", clock, seed=5, lost_response_rate=0.4))
+    assert set(first) == {200, "drop", 502, 504} and 5 <= sum(x != 200 for x in first) <= 20
+    assert first != _lost_pattern(make(tmp_path / "c", clock, seed=6, lost_response_rate=0.4))
+    # Non-mutating calls are never lost, and the lost-response draws leave http_error_rate's draws alone.
+    em = make(tmp_path / "d", clock, seed=7, http_error_rate=0.3, lost_response_rate=1.0)
+    assert _failure_pattern(em) == _failure_pattern(make(tmp_path / "e", clock, seed=7, http_error_rate=0.3))
+
+
+def test_inject_lost_response_rejects_bad_arguments(emulator: Emulator) -> None:
+    with pytest.raises(ValueError, match="operation"):
+        emulator.inject_lost_response("batches.list")
+    with pytest.raises(ValueError, match="kind"):
+        emulator.inject_lost_response(kind=500)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="times"):
+        emulator.inject_lost_response(times=0)
+
+
+def test_cli_lost_response_rate() -> None:
+    args = _parser().parse_args(["--data-dir", "d", "--seed", "3", "--lost-response-rate", "0.25"])
+    assert config_from_args(args).faults == Faults(seed=3, lost_response_rate=0.25)
