@@ -33,6 +33,10 @@ IDEMPOTENCY_KEY = "dagster_openai_batch_key"
 TERMINAL_STATUSES = frozenset({"completed", "failed", "expired", "cancelled"})
 ADOPTABLE_STATUSES = frozenset({"validating", "in_progress", "finalizing", "completed"})
 PAGE_SIZE = 100
+MAX_SCAN_PAGES = 50
+"""At most 5,000 batches are scanned for a key (the service creates at most 2,000 an hour per organization)."""
+SETTLE_WINDOW_SECONDS = 600
+"""Batches created this long before a create may be racing duplicates of it (generous for clock skew)."""
 _CHUNK = 1 << 20
 _UPLOAD_PREFIX = "dagster-openai-batch-"
 
@@ -62,7 +66,8 @@ class BatchClient:
     """Batch operations with few API calls, adoption instead of double payment, and robust downloads.
 
     ``sleep`` and ``clock`` are injectable for tests; ``download_retries`` bounds retries of a dropped or
-    truncated download, waiting ``backoff * 2**attempt`` seconds (at most ``max_backoff``) between them.
+    truncated download and ``create_attempts`` the attempts of a create or cancel, waiting
+    ``backoff * 2**attempt`` seconds (at most ``max_backoff``) between them.
     """
 
     def __init__(
@@ -70,6 +75,7 @@ class BatchClient:
         client: openai.OpenAI,
         *,
         download_retries: int = 5,
+        create_attempts: int = 5,
         backoff: float = 1.0,
         max_backoff: float = 60.0,
         sleep: Callable[[float], None] = time.sleep,
@@ -77,6 +83,7 @@ class BatchClient:
     ) -> None:
         self.openai = client
         self.download_retries = download_retries
+        self.create_attempts = create_attempts
         self.backoff, self.max_backoff = backoff, max_backoff
         self._sleep, self._clock = sleep, clock
 
@@ -109,6 +116,8 @@ class BatchClient:
                 "Check base_url (a web page or proxy answered; it should end in /v1)."
             ) from e
         except openai.APIStatusError as e:
+            if e.status_code >= 500:  # a gateway's HTML page is a transient failure, not a wrong base_url
+                raise
             kind = e.response.headers.get("content-type", "")
             wrong_path = e.status_code == 404 and str(e.message).find("Invalid URL") >= 0
             if "json" not in kind or wrong_path or "/v1/v1/" in str(e.response.url):
@@ -232,38 +241,98 @@ class BatchClient:
     ) -> tuple[Batch, bool]:
         """Create a batch, or adopt the live one already created with ``idempotency_key``: ``(batch, adopted)``.
 
-        The key is stored in the batch metadata under ``dagster_openai_batch_key``; the newest
-        ``search_pages`` pages of batches are searched first. Failed, expired and cancelled batches are not adopted,
-        nor is a batch with the same key but another endpoint or other content (its input file is neither
-        ``input_file_id`` nor an upload of the same bytes, see :func:`upload_filename`).
+        Exactly once, although the API has no idempotency key: the key is stored in the batch metadata
+        under ``dagster_openai_batch_key`` and the newest ``search_pages`` pages of batches are searched
+        first (see :meth:`find_batch`). The create itself is never retried blindly: a refusal that
+        proves nothing was created (429, 400 "Cannot find file") is retried after a wait; a failure
+        whose outcome is unknown (dropped connection, timeout, 5xx) is followed by a search for the
+        key, and the create is sent again only if no such batch exists. After creating, a second
+        search settles a race with another process: the oldest live batch of the key wins and a
+        younger duplicate is cancelled before it runs.
         """
         ep = as_endpoint(endpoint).value
         meta = {**(metadata or {}), IDEMPOTENCY_KEY: idempotency_key}
         check_metadata(meta)
-        existing = self.find_batch(idempotency_key, max_pages=search_pages, input_file_id=input_file_id, endpoint=ep)
+        find = {"input_file_id": input_file_id, "endpoint": ep}
+        existing = self.find_batch(idempotency_key, max_pages=search_pages, **find)
         if existing is not None:
             return existing, True
-        with self._api("creating a batch"):
-            batch = self._parse_json(self.openai.batches.with_raw_response.create(
-                input_file_id=input_file_id, endpoint=ep, completion_window="24h",  # type: ignore[arg-type]
-                metadata=meta))
-        return batch, False
+        batch, adopted = self._create_once(input_file_id, ep, idempotency_key, meta)
+        # Only batches created since a little before ours can be racing duplicates: older ones were searched.
+        settled = self.find_batch(idempotency_key, since=batch.created_at - SETTLE_WINDOW_SECONDS, **find)
+        if settled is None or settled.id == batch.id:
+            return batch, adopted
+        return settled, True
+
+    def _create_once(self, input_file_id: str, endpoint: str, key: str, meta: dict[str, str]) -> tuple[Batch, bool]:
+        """Send the create, retrying only when the service certainly created nothing: ``(batch, adopted)``."""
+        create = self.openai.with_options(max_retries=0).batches.with_raw_response.create
+        problem = ""
+        for attempt in range(self.create_attempts):
+            if attempt:
+                self._sleep(min(self.backoff * 2 ** (attempt - 1), self.max_backoff))
+            sent_at = self._clock()
+            try:
+                raw = create(input_file_id=input_file_id, endpoint=endpoint,  # type: ignore[arg-type]
+                             completion_window="24h", metadata=meta)
+            except openai.RateLimitError as e:  # refused before acting (e.g. 2,000 creations per hour)
+                problem = _short(e)
+                continue
+            except openai.BadRequestError as e:
+                if "cannot find file" not in str(e.message).lower():
+                    raise  # a definite refusal: nothing was created, and sending it again would not help
+                problem = _short(e)  # a fresh upload not yet visible to the batch service
+                continue
+            except (openai.APIConnectionError, openai.InternalServerError) as e:
+                problem = _short(e)  # outcome unknown: the service may have created it
+            except openai.APIStatusError as e:
+                if e.status_code not in (408, 409):
+                    raise
+                problem = _short(e)
+            else:
+                with self._api("creating a batch"):
+                    return self._parse_json(raw), False
+            self._sleep(self.backoff)  # let the service's listing catch up before looking
+            found = self.find_batch(key, since=sent_at - SETTLE_WINDOW_SECONDS, input_file_id=input_file_id,
+                                    endpoint=endpoint)
+            if found is not None:
+                return found, True
+        raise BatchClientError(
+            f"creating a batch on {self.base_url} failed {self.create_attempts} times (last: {problem}); no batch "
+            f"with key {key!r} exists, so nothing was paid for. Run again later."
+        )
 
     def find_batch(
         self, idempotency_key: str, *, max_pages: int = 5, input_file_id: str | None = None,
-        endpoint: BatchEndpoint | str | None = None,
+        endpoint: BatchEndpoint | str | None = None, since: float | None = None,
     ) -> Batch | None:
-        """The newest adoptable batch carrying ``idempotency_key`` (and, if given, for ``endpoint`` and the
-        content of ``input_file_id``), or None."""
-        for batch in self._recent_batches(max_pages):
-            if (batch.metadata or {}).get(IDEMPOTENCY_KEY) != idempotency_key or batch.status not in ADOPTABLE_STATUSES:
-                continue
-            if endpoint is not None and batch.endpoint != as_endpoint(endpoint).value:
-                continue
-            if input_file_id is not None and not self._same_content(batch.input_file_id, input_file_id):
-                continue
-            return batch
-        return None
+        """The live batch carrying ``idempotency_key`` (and, if given, for ``endpoint`` and the content of
+        ``input_file_id``), or None.
+
+        Searches the newest ``max_pages`` pages, or with ``since`` (unix seconds) every page until one
+        holds only batches created before it. If several live batches carry the key (a race, or a
+        create whose response was lost), the oldest is the one to use: the younger ones still
+        waiting to run are cancelled, so they cost nothing.
+        """
+        ep = None if endpoint is None else as_endpoint(endpoint).value
+        matches = [
+            (batch.created_at, -position, batch)
+            for position, batch in enumerate(
+                self._recent_batches(max_pages if since is None else MAX_SCAN_PAGES, since=since)
+            )
+            if (batch.metadata or {}).get(IDEMPOTENCY_KEY) == idempotency_key and batch.status in ADOPTABLE_STATUSES
+            and (ep is None or batch.endpoint == ep)
+            and (input_file_id is None or self._same_content(batch.input_file_id, input_file_id))
+        ]
+        if not matches:
+            return None
+        # created_at has a resolution of one second, so racing creates often tie: the listing (newest first)
+        # then tells which came first. Every racer must agree, or one could cancel what another adopted.
+        oldest, *younger = [batch for *_, batch in sorted(matches, key=lambda m: m[:2])]
+        for duplicate in younger:
+            if duplicate.status not in TERMINAL_STATUSES:
+                self._cancel_with_retries(duplicate.id)
+        return oldest
 
     def _same_content(self, file_a: str, file_b: str) -> bool:
         """Whether two uploaded files hold the same bytes: the same id, or two uploads named by the same
@@ -280,11 +349,15 @@ class BatchClient:
         a, b = found
         return a.filename == b.filename and a.bytes == b.bytes and a.filename.startswith(_UPLOAD_PREFIX)
 
-    def _recent_batches(self, max_pages: int) -> Iterator[Batch]:
+    def _recent_batches(self, max_pages: int, *, since: float | None = None) -> Iterator[Batch]:
+        """Batches page by page (newest first on OpenAI), at most ``max_pages`` pages; with ``since``,
+        ending after a page that holds only batches created before it."""
         with self._api("listing batches"):
             page = self._parse_json(self.openai.batches.with_raw_response.list(limit=PAGE_SIZE))
             for n in range(max_pages):
                 yield from page.data
+                if since is not None and all(b.created_at < since for b in page.data):
+                    return
                 if n + 1 == max_pages or not page.has_next_page():
                     return
                 page = page.get_next_page()
@@ -322,12 +395,40 @@ class BatchClient:
         return found
 
     def cancel(self, batch_id: str) -> Batch:
-        """Cancel a batch; a batch already finished (409) is returned as it is."""
-        with self._api(f"cancelling batch {batch_id}"):
+        """Cancel a batch; a batch already finished (409) is returned as it is, at once.
+
+        Cancelling is idempotent, so transient failures (5xx, dropped connections, 429) are retried
+        up to ``create_attempts`` times; the SDK's own retries are off, as it would retry a 409.
+        """
+        return self._cancel_with_retries(batch_id)
+
+    def cancel_many(self, batch_ids: Iterable[str]) -> tuple[list[Batch], dict[str, str]]:
+        """Cancel every batch, whatever happens to the others: ``(batches, {batch id: why it failed})``."""
+        done, failed = [], {}
+        for batch_id in batch_ids:
             try:
-                return self._parse_json(self.openai.batches.with_raw_response.cancel(batch_id))
-            except openai.ConflictError:
-                return self._parse_json(self.openai.batches.with_raw_response.retrieve(batch_id))
+                done.append(self._cancel_with_retries(batch_id))
+            except (BatchClientError, openai.APIError) as e:
+                failed[batch_id] = _short(e)
+        return done, failed
+
+    def _cancel_with_retries(self, batch_id: str) -> Batch:
+        cancel = self.openai.with_options(max_retries=0).batches.with_raw_response.cancel
+        for attempt in range(self.create_attempts):
+            if attempt:
+                self._sleep(min(self.backoff * 2 ** (attempt - 1), self.max_backoff))
+            try:
+                with self._api(f"cancelling batch {batch_id}"):
+                    return self._parse_json(cancel(batch_id))
+            except openai.ConflictError:  # already completed, failed or expired: that is the answer
+                return self.retrieve(batch_id)
+            except (openai.APIConnectionError, openai.InternalServerError, openai.RateLimitError):
+                if attempt + 1 == self.create_attempts:
+                    raise
+            except BatchClientError as e:
+                if not isinstance(e.__cause__, openai.APIConnectionError) or attempt + 1 == self.create_attempts:
+                    raise
+        raise AssertionError("unreachable")
 
     def wait(self, batch_ids: Iterable[str], *, timeout: float, poll_interval: float = 30.0) -> dict[str, Batch]:
         """Poll until every batch is terminal or ``timeout`` seconds pass; returns the latest states either way.
@@ -344,6 +445,15 @@ class BatchClient:
                 return states
             self._sleep(min(delay, remaining))
             delay = min(delay * 2, poll_interval)
+
+
+def _short(error: Exception) -> str:
+    """One line about an SDK error, without its (possibly HTML) body."""
+    status = getattr(error, "status_code", None)
+    text = str(getattr(error, "message", "") or error).splitlines()[0] if str(error) else ""
+    if status is not None and "<html" in text.lower():
+        text = "a gateway error page"
+    return f"{type(error).__name__}{f' {status}' if status else ''}: {text[:200]}"
 
 
 def check_metadata(metadata: dict[str, Any]) -> None:

@@ -215,7 +215,14 @@ def cancel_batch_job(stage: StageContext) -> Iterator[dg.MaterializeResult]:
     """Cancel the batches of the latest ``batch_job``; the sensor then collects their partial output."""
     previous = stage.upstream(stage.keys.batch_job)
     with stage.resource.get_batch_client() as client:
-        batches = [client.cancel(batch_id) for batch_id in previous["batch_ids"]]
+        batches, failed = client.cancel_many(previous["batch_ids"])
+    if failed:
+        # The sensor still watches the set through the previous record, cancelled parts included.
+        raise dg.Failure(
+            f"Cancelled {len(batches)} of {len(previous['batch_ids'])} batches; could not cancel "
+            + "; ".join(f"{batch_id} ({why})" for batch_id, why in failed.items())
+            + ". Run again with cancel: true to retry them; the sensor collects what finished either way."
+        )
     stage.context.log.info(f"Cancel requested for {', '.join(b.id for b in batches)}")
     handoff = {key: previous.get(key, "") for key in HANDED_ON}
     yield dg.MaterializeResult(metadata=_job_metadata(stage, batches, adopted=0, handoff=handoff))
