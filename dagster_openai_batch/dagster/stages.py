@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from openai.types import Batch
 
+from ..core.client import ADOPTABLE_STATUSES
 from ..core.models import MAX_REQUESTS_PER_FILE, BatchEndpoint
 from ..core.resubmit import build_resubmission, merge_results
 from ..core.results import collect_results
@@ -180,9 +181,9 @@ def materialize_batch_job(
         followup_of, file_ids, followup_hash, requests = followup
         key_base = f"{key_base}:followup:{followup_hash[:16]}"
     with stage.resource.get_batch_client() as client:
-        batches: list[Batch] = []
-        adopted = 0
-        for index, file_id in enumerate(file_ids):
+        batches = [] if new_batches or resubmit_failed else _current_set(stage, client, source, len(file_ids))
+        adopted = len(batches)
+        for index, file_id in enumerate(file_ids[len(batches):], start=len(batches)):
             batch, was_adopted = client.create_or_adopt(
                 input_file_id=file_id,
                 endpoint=stage.endpoint,
@@ -209,6 +210,19 @@ def materialize_batch_job(
         "followup_of": followup_of,
     }
     yield dg.MaterializeResult(metadata=_job_metadata(stage, batches, adopted=adopted, handoff=handoff))
+
+
+def _current_set(stage: StageContext, client: Any, source: dict[str, Any], parts: int) -> list[Batch]:
+    """The batches of the partition's latest ``batch_job`` when they were made from this very input and
+    are still usable: a plain re-run keeps the current set (even one made with ``new_batches``)."""
+    latest = latest_metadata(stage.context.instance, stage.keys.batch_job, stage.partition_key) or {}
+    ids = list(latest.get("batch_ids") or [])
+    if latest.get("content_hash") != source["content_hash"] or latest.get("followup_of") or len(ids) != parts:
+        return []
+    found = client.retrieve_many(ids, missing_ok=True)
+    batches = [found[i] for i in ids if i in found]
+    usable = len(batches) == parts and all(b.status in ADOPTABLE_STATUSES for b in batches)
+    return batches if usable else []
 
 
 def cancel_batch_job(stage: StageContext) -> Iterator[dg.MaterializeResult]:
