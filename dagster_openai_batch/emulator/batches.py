@@ -8,7 +8,7 @@ from typing import Any
 
 from .config import EmulatorConfig
 from .errors import ApiError, invalid_value, not_found
-from .lifecycle import CANCELLABLE, View, counts, failed_positions, view
+from .lifecycle import CANCELLABLE, View, counts, draw_key, failed_positions, view
 from .results import usage_json, write_results
 from .store import Store, new_id
 from .validation import validate_batch_input
@@ -95,7 +95,10 @@ class Batches:
         self.store.insert_batch({
             "id": batch_id, "created_at": now, "input_file_id": file["id"], "endpoint": body["endpoint"],
             "completion_window": "24h", "metadata": metadata, "output_expires_after": output_expires_after,
+            # Random draws (failing requests, their kind, processing order) are keyed by the input's identity, not
+            # by the random batch id, so a seeded run is reproducible: the same input fails the same way.
             "plan": {"pace": self.config.pace.model_dump(), "seed": faults.seed,
+                     "draw_key": f"{file['filename']}:{file['bytes']}",
                      "request_error_rate": faults.request_error_rate, "stuck_finalizing": faults.stuck_finalizing,
                      "expires_at": now + window, "token_limits": faults.token_limits},
         })
@@ -118,7 +121,7 @@ class Batches:
                 self.store.release_claim(row["id"], token)
                 raise
             outcome = found.model_dump()
-            outcome["failed_positions"] = failed_positions(row["id"], row["plan"]["seed"],
+            outcome["failed_positions"] = failed_positions(draw_key(row), row["plan"]["seed"],
                                                            row["plan"]["request_error_rate"], found.total)
             self.store.complete_claim(row["id"], token, "validation", outcome)
             row = self._load(row["id"])

@@ -31,18 +31,23 @@ class View:
     terminal_at: float | None = None  # when the batch reached a terminal state (result files are due)
 
 
-def failed_positions(batch_id: str, seed: int, rate: float, total: int) -> list[int]:
+def draw_key(row: dict[str, Any]) -> str:
+    """What a batch's random draws are keyed by: its input's identity (batches made before it: the batch id)."""
+    return str(row["plan"].get("draw_key") or row["id"])
+
+
+def failed_positions(key: str, seed: int, rate: float, total: int) -> list[int]:
     """Processing positions whose request fails individually (Faults.request_error_rate), deterministic."""
     if rate <= 0:
         return []
-    rng = random.Random(f"{seed}:{batch_id}:request-errors")
+    rng = random.Random(f"{seed}:{key}:request-errors")
     return [p for p in range(total) if rng.random() < rate]
 
 
-def processing_order(batch_id: str, seed: int, total: int) -> list[int]:
+def processing_order(key: str, seed: int, total: int) -> list[int]:
     """Input indices in the order the batch processes them; output files follow it (real order is arbitrary)."""
     order = list(range(total))
-    random.Random(f"{seed}:{batch_id}:order").shuffle(order)
+    random.Random(f"{seed}:{key}:order").shuffle(order)
     return order
 
 

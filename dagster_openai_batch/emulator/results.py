@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from .lifecycle import processing_order
+from .lifecycle import draw_key, processing_order
 from .responder import Usage, failure_body, respond
 from .store import Store
 
@@ -48,7 +48,7 @@ def write_results(
         input_path.unlink(missing_ok=True)
         return result
     total = validation["total"]
-    order = processing_order(batch_id, plan["seed"], total)
+    order = processing_order(draw_key(row), plan["seed"], total)
     failing = set(validation["failed_positions"])
     pace_spr, t_v = plan["pace"]["seconds_per_request"], row["created_at"] + plan["pace"]["validating_seconds"]
     offsets = _line_offsets(input_path)
@@ -73,7 +73,7 @@ def write_results(
                 err.write(orjson.dumps(line) + b"\n")
                 n_err += 1
             elif pos in failing:
-                kind = 400 if random.Random(request_id).random() < 0.5 else 500
+                kind = 400 if random.Random(f"{plan['seed']}:{draw_key(row)}:{custom_id}").random() < 0.5 else 500
                 status, body = failure_body(kind, req["body"])
                 line = {"id": line_id, "custom_id": custom_id,
                         "response": {"status_code": status, "request_id": request_id, "body": body}, "error": None}
