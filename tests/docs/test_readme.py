@@ -64,3 +64,27 @@ def test_every_public_name_imports():
 
     for name in dagster_openai_batch.__all__:
         assert getattr(dagster_openai_batch, name) is not None, name
+
+
+def test_readme_pool_command_limits_submissions(tmp_path: Path):
+    """The README's `dagster instance concurrency set ...` line, run as written, limits batch_job's pool."""
+    section = README.split("**Two submissions at the same moment pay once.**", 1)[1]
+    command = re.findall(r"```bash\n\s*(.*?)\n\s*```", section, flags=re.S)[0].split()
+    assert command[:4] == ["dagster", "instance", "concurrency", "set"]
+    (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
+    dagster = Path(sys.executable).parent / "dagster"
+    result = subprocess.run([str(dagster), *command[1:]], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    from dagster_openai_batch.demo.definitions import review_labels
+
+    pool, limit = command[4], int(command[5])
+    assert review_labels.batch_job.op.pool == pool
+    os.environ["DAGSTER_HOME"] = str(tmp_path)
+    try:
+        with dg.DagsterInstance.get() as instance:
+            limits = {p.name: p.limit for p in instance.event_log_storage.get_pool_limits()}
+            assert limits[pool] == limit
+    finally:
+        del os.environ["DAGSTER_HOME"]
