@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import openai
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from openai.types import Batch
 
-from ..core.client import ADOPTABLE_STATUSES
+from ..core.client import ADOPTABLE_STATUSES, BatchClientError
 from ..core.models import MAX_REQUESTS_PER_FILE, BatchEndpoint
 from ..core.resubmit import build_resubmission, merge_results
 from ..core.results import collect_results
@@ -195,12 +196,7 @@ def materialize_batch_job(
         if adopted:
             stage.context.log.info(f"Adopted {adopted} existing batch(es): nothing paid twice")
         if wait:
-            done = client.wait([b.id for b in batches], timeout=wait_timeout_seconds)
-            batches = [done[b.id] for b in batches]
-            if any(b.status not in TERMINAL for b in batches):
-                stage.context.log.warning(
-                    f"Batches still running after {wait_timeout_seconds:.0f}s; the sensor will collect them."
-                )
+            batches = _wait(stage, client, batches, wait_timeout_seconds)
     handoff = {
         "content_hash": source["content_hash"],
         "requests": requests,
@@ -210,6 +206,19 @@ def materialize_batch_job(
         "followup_of": followup_of,
     }
     yield dg.MaterializeResult(metadata=_job_metadata(stage, batches, adopted=adopted, handoff=handoff))
+
+
+def _wait(stage: StageContext, client: Any, batches: list[Batch], timeout: float) -> list[Batch]:
+    """The batches once finished; as they are if waiting fails or times out (they are recorded either way,
+    and the sensor collects them)."""
+    try:
+        done = client.wait([b.id for b in batches], timeout=timeout)
+    except (BatchClientError, openai.APIError) as error:
+        stage.context.log.warning(f"Stopped waiting ({error}); the sensor will collect the batches.")
+        return batches
+    if any(done[b.id].status not in TERMINAL for b in batches):
+        stage.context.log.warning(f"Batches still running after {timeout:.0f}s; the sensor will collect them.")
+    return [done[b.id] for b in batches]
 
 
 def _current_set(stage: StageContext, client: Any, source: dict[str, Any], parts: int) -> list[Batch]:

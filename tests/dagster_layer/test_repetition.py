@@ -191,3 +191,16 @@ def test_a_submission_killed_after_creating_then_rerun_pays_once(instance, resou
     _, runs = run_sensor_until_idle(definitions(resource), instance)
     assert sorted(result_ids(instance, "a")) == sorted(f"a{i}" for i in range(30))
     assert SensorCursor().in_flight == []
+
+
+def test_the_api_key_never_reaches_the_instance(instance, emulator_dir):
+    secret = "sk-proj-SECRET-do-not-store-0123456789"
+    resource = OpenAIBatchResource(api_key=secret, emulator_dir=str(emulator_dir), emulator_pace="fast",
+                                   emulator_faults={"lost_response_rate": 0.3, "http_error_rate": 0.1, "seed": 5})
+    assert submit(instance, resource, "a").success
+    assert submit(instance, resource, "a", cancel=True).success
+    run_sensor_until_idle(definitions(resource), instance)
+    needle = secret.encode()
+    leaks = [path for path in Path(instance.root_directory).rglob("*")
+             if path.is_file() and needle in path.read_bytes()]
+    assert leaks == []
