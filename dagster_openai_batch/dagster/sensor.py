@@ -188,7 +188,7 @@ def _retrieve(resource: OpenAIBatchResource, items: Sequence[InFlight]) -> dict[
         with resource.get_batch_client() as client:
             return client.retrieve_many(ids, missing_ok=True)
     except (BatchClientError, openai.APIError) as error:
-        message = str(error).splitlines()[0][:300]
+        message = str(error).splitlines()[0][:300].rstrip(". ")
         raise SensorTickError(
             f"Could not look at {len(ids)} in-flight batch(es) on {resource.backend}: {message}. "
             "Nothing was recorded; the next tick tries again."

@@ -204,3 +204,19 @@ def test_the_api_key_never_reaches_the_instance(instance, emulator_dir):
     leaks = [path for path in Path(instance.root_directory).rglob("*")
              if path.is_file() and needle in path.read_bytes()]
     assert leaks == []
+
+
+def test_a_tick_that_cannot_reach_the_service_writes_nothing_and_says_so_in_one_sentence(instance, emulator_dir):
+    fine = OpenAIBatchResource(emulator_dir=str(emulator_dir), emulator_pace="fast")
+    assert submit(instance, fine, "a").success
+    down = OpenAIBatchResource(emulator_dir=str(emulator_dir), emulator_pace="fast", max_retries=1,
+                               emulator_faults={"http_error_rate": 1.0})
+    events_before = len(instance.fetch_observations(PIPELINE.batch_job.key, limit=100).records)
+    with pytest.raises(Exception) as raised:
+        evaluate_sensor_once(definitions(down), instance, None)
+    message = str(raised.value)
+    assert "Could not look at 3 in-flight batch(es)" in message and "next tick tries again" in message
+    assert "\n" not in message and ".." not in message and raised.value.__cause__ is None
+    assert len(instance.fetch_observations(PIPELINE.batch_job.key, limit=100).records) == events_before
+    _, runs = run_sensor_until_idle(definitions(fine), instance)  # the service is back: collected as usual
+    assert len(runs) == 1
