@@ -62,7 +62,7 @@ def evaluate_sensor_once(
             instance=instance,
             run_config={**request.run_config, **(QUIET if quiet else {})},
             partition_key=request.partition_key,
-            tags={**request.tags, "dagster/run_key": request.run_key or ""},
+            tags={**request.tags, "dagster/run_key": request.run_key or "", "dagster/sensor_name": sensor.name},
             raise_on_error=False,
         )
         launched.append(outcome.run_id)
