@@ -1,0 +1,1 @@
+"""A randomized, seeded fault campaign over the whole pipeline (see `engine.py`)."""
