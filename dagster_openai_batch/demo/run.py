@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,13 +45,31 @@ def evaluate_sensor_once(
     assert isinstance(result, dg.SensorResult)
     for event in result.asset_events:
         instance.report_runless_asset_event(event)
+    launched = launch_run_requests(defs, instance, result.run_requests or [], sensor_name=sensor.name,
+                                   run_config=QUIET if quiet else None)
+    return result.cursor, launched
+
+
+def launch_run_requests(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    run_requests: Sequence[dg.RunRequest],
+    *,
+    sensor_name: str,
+    run_config: Mapping[str, Any] | None = None,
+    launched_keys: set[str] | None = None,
+) -> list[str]:
+    """Run a sensor's requests in process as the daemon launches them: once per run key (also across
+    ``launched_keys``, updated), as the job's asset/check subset, tagged as the sensor's; returns run ids."""
     launched = []
-    for request in result.run_requests or []:
-        existing = instance.get_runs(
-            dg.RunsFilter(tags={"dagster/run_key": request.run_key or ""}), limit=1
-        )
-        if existing:  # the daemon deduplicates run keys the same way
+    for request in run_requests:
+        run_key = request.run_key or ""
+        if launched_keys is not None and run_key in launched_keys:
             continue
+        if instance.get_runs(dg.RunsFilter(tags={"dagster/run_key": run_key}), limit=1):
+            continue  # the daemon deduplicates run keys the same way
+        if launched_keys is not None:
+            launched_keys.add(run_key)
         job = defs.resolve_job_def(request.job_name or "")
         if request.asset_selection is not None or request.asset_check_keys is not None:
             job = job.get_subset(
@@ -60,13 +78,13 @@ def evaluate_sensor_once(
             )
         outcome = job.execute_in_process(
             instance=instance,
-            run_config={**request.run_config, **(QUIET if quiet else {})},
+            run_config={**request.run_config, **(run_config or {})},
             partition_key=request.partition_key,
-            tags={**request.tags, "dagster/run_key": request.run_key or "", "dagster/sensor_name": sensor.name},
+            tags={**request.tags, "dagster/run_key": run_key, "dagster/sensor_name": sensor_name},
             raise_on_error=False,
         )
         launched.append(outcome.run_id)
-    return result.cursor, launched
+    return launched
 
 
 def run_demo(

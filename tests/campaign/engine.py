@@ -67,7 +67,7 @@ from dagster._core.storage.asset_check_execution_record import AssetCheckExecuti
 
 from dagster_openai_batch import OpenAIBatchResource, RequestTemplate, openai_batch_assets, openai_batch_sensor
 from dagster_openai_batch.dagster.sensor import SensorCursor
-from dagster_openai_batch.demo.run import SENSOR_NAME, evaluate_sensor_once
+from dagster_openai_batch.demo.run import SENSOR_NAME, evaluate_sensor_once, launch_run_requests
 from dagster_openai_batch.emulator import Emulator
 from dagster_openai_batch.emulator.store import Store
 
@@ -626,27 +626,8 @@ class ScenarioRun:
         """Apply one tick's result as the daemon does: events, then run requests deduplicated by run_key."""
         for event in result.asset_events:
             self.instance.report_runless_asset_event(event)
-        launched = []
-        for request in result.run_requests or []:
-            run_key = request.run_key or ""
-            if run_key in launched_keys or self.instance.get_runs(
-                dg.RunsFilter(tags={"dagster/run_key": run_key}), limit=1
-            ):
-                continue
-            launched_keys.add(run_key)
-            job = defs.resolve_job_def(request.job_name or "")
-            if request.asset_selection is not None or request.asset_check_keys is not None:
-                job = job.get_subset(
-                    asset_selection=set(request.asset_selection or []),
-                    asset_check_selection=set(request.asset_check_keys or []),
-                )
-            outcome = job.execute_in_process(
-                instance=self.instance, run_config={**request.run_config, **QUIET},
-                partition_key=request.partition_key, tags={**request.tags, "dagster/run_key": run_key},
-                raise_on_error=False,
-            )
-            launched.append(outcome.run_id)
-        return launched
+        return launch_run_requests(defs, self.instance, result.run_requests or [], sensor_name=SENSOR_NAME,
+                                   run_config=QUIET, launched_keys=launched_keys)
 
     def concurrent_tick(self, defs: dg.Definitions, cursor: str | None) -> tuple[str | None, list[str]]:
         """Two evaluations of the sensor at once (two instance objects, like two daemons), both applied."""
