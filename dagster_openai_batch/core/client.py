@@ -267,28 +267,28 @@ class BatchClient:
     def _create_once(self, input_file_id: str, endpoint: str, key: str, meta: dict[str, str]) -> tuple[Batch, bool]:
         """Send the create, retrying only when the service certainly created nothing: ``(batch, adopted)``."""
         create = self.openai.with_options(max_retries=0).batches.with_raw_response.create
-        problem = ""
+        problem, last = "", None
         for attempt in range(self.create_attempts):
             if attempt:
-                self._sleep(min(self.backoff * 2 ** (attempt - 1), self.max_backoff))
+                self._sleep(self._retry_delay(last, attempt))
             sent_at = self._clock()
             try:
                 raw = create(input_file_id=input_file_id, endpoint=endpoint,  # type: ignore[arg-type]
                              completion_window="24h", metadata=meta)
             except openai.RateLimitError as e:  # refused before acting (e.g. 2,000 creations per hour)
-                problem = _short(e)
+                problem, last = _short(e), e
                 continue
             except openai.BadRequestError as e:
                 if "cannot find file" not in str(e.message).lower():
                     raise  # a definite refusal: nothing was created, and sending it again would not help
-                problem = _short(e)  # a fresh upload not yet visible to the batch service
+                problem, last = _short(e), e  # a fresh upload not yet visible to the batch service
                 continue
             except (openai.APIConnectionError, openai.InternalServerError) as e:
-                problem = _short(e)  # outcome unknown: the service may have created it
+                problem, last = _short(e), e  # outcome unknown: the service may have created it
             except openai.APIStatusError as e:
                 if e.status_code not in (408, 409):
                     raise
-                problem = _short(e)
+                problem, last = _short(e), e
             else:
                 with self._api("creating a batch"):
                     return self._parse_json(raw), False
@@ -301,6 +301,17 @@ class BatchClient:
             f"creating a batch on {self.base_url} failed {self.create_attempts} times (last: {problem}); no batch "
             f"with key {key!r} exists, so nothing was paid for. Run again later."
         )
+
+    def _retry_delay(self, error: Exception | None, attempt: int) -> float:
+        """How long to wait before attempt ``attempt`` (≥ 1): what the service asked for (``retry-after-ms``,
+        ``retry-after`` seconds), else ``backoff * 2**(attempt - 1)``; at most ``max_backoff``."""
+        headers = getattr(getattr(error, "response", None), "headers", None) or {}
+        for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+            try:
+                return min(float(headers[name]) * scale, self.max_backoff)
+            except (KeyError, ValueError):
+                continue
+        return min(self.backoff * 2 ** (attempt - 1), self.max_backoff)
 
     def find_batch(
         self, idempotency_key: str, *, max_pages: int = 5, input_file_id: str | None = None,
@@ -414,20 +425,23 @@ class BatchClient:
 
     def _cancel_with_retries(self, batch_id: str) -> Batch:
         cancel = self.openai.with_options(max_retries=0).batches.with_raw_response.cancel
+        last: Exception | None = None
         for attempt in range(self.create_attempts):
             if attempt:
-                self._sleep(min(self.backoff * 2 ** (attempt - 1), self.max_backoff))
+                self._sleep(self._retry_delay(last, attempt))
             try:
                 with self._api(f"cancelling batch {batch_id}"):
                     return self._parse_json(cancel(batch_id))
             except openai.ConflictError:  # already completed, failed or expired: that is the answer
                 return self.retrieve(batch_id)
-            except (openai.APIConnectionError, openai.InternalServerError, openai.RateLimitError):
+            except (openai.APIConnectionError, openai.InternalServerError, openai.RateLimitError) as e:
                 if attempt + 1 == self.create_attempts:
                     raise
+                last = e
             except BatchClientError as e:
                 if not isinstance(e.__cause__, openai.APIConnectionError) or attempt + 1 == self.create_attempts:
                     raise
+                last = e
         raise AssertionError("unreachable")
 
     def wait(self, batch_ids: Iterable[str], *, timeout: float, poll_interval: float = 30.0) -> dict[str, Batch]:
