@@ -140,9 +140,12 @@ def merge_results(
                     j = position.get(cid)
                     use = j is not None and (ok[j] == "succeeded" or statuses[i] != "succeeded")
                     take.append(j if use else None)
-                picked = followup.take(pa.array([j if j is not None else 0 for j in take], pa.int64()))
                 use_mask = pa.array([j is not None for j in take])
-                for name in result_cols:
+                # take() needs valid indices even where the mask keeps the base row; with no follow-up row
+                # to use (e.g. a follow-up batch that expired before any request ran) the batch stays as it is.
+                used = any(j is not None for j in take)
+                picked = followup.take(pa.array([j or 0 for j in take], pa.int64())) if used else None
+                for name in result_cols if picked is not None else ():
                     if name == "custom_id":
                         continue
                     column = pc.if_else(use_mask, picked.column(name),

@@ -143,3 +143,16 @@ def test_two_writers_do_not_interleave(tmp_path: Path) -> None:
     table = pq.read_table(dest)
     assert table.column("custom_id").to_pylist() == ids
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file-out.jsonl", "results.parquet"]
+
+
+def test_a_follow_up_with_no_answer_at_all_keeps_the_base(tmp_path: Path) -> None:
+    """A follow-up batch that expired before any request ran has empty result files: the base rows stand."""
+    ids = ["a", "b", "c"]
+    base = results(tmp_path, ids, [ok("a", chat_body("A"))],
+                   [status_error("b", 503, "overloaded"), status_error("c", 429, "rate_limit_exceeded")])
+    empty = collect_results(output_files=[], error_files=[], prepared_inputs_path=None, request_ids=None,
+                            batches=[batch("expired")], endpoint=CHAT, dest=tmp_path / "empty.parquet").path
+    merged = merge_results(base, empty, tmp_path / "merged.parquet")
+    table = pq.read_table(merged.path)
+    assert table.column("custom_id").to_pylist() == ids and merged.counts["succeeded"] == 1
+    assert table.column("status").to_pylist() == pq.read_table(base).column("status").to_pylist()

@@ -68,7 +68,7 @@ def resubmit(resource, instance, source=questions, **config) -> dg.ExecuteInProc
 
 def test_expired_batch_gets_results_with_partial_output(instance, emulator_dir):
     resource = OpenAIBatchResource(emulator_dir=str(emulator_dir), emulator_pace="fast",
-                                   emulator_faults={"expire_after_seconds": 0.06})
+                                   emulator_faults={"expire_after_seconds": 0.51})  # mid-processing
     defs = setup(resource, instance)
     time.sleep(0.2)
     _, runs = run_sensor_until_idle(defs, instance)
