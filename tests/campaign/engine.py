@@ -915,6 +915,17 @@ class ScenarioRun:
                     )
         self.note(f"{len(batches)} batch(es) on the service, {len(groups)} key(s), {paid_total} paid")
 
+    def _step_error(self, run_id: str) -> str:
+        """The innermost error of a run's failed step, in one line."""
+        for record in self.instance.get_records_for_run(run_id).records:
+            event = record.event_log_entry.dagster_event
+            if event is not None and event.event_type_value == "STEP_FAILURE":
+                error = event.event_specific_data.error
+                while error is not None and error.cause is not None:
+                    error = error.cause
+                return f"{error.cls_name}: {error.message.strip()[:300]}" if error else "unknown"
+        return "no step failed (run-level failure)"
+
     def check_results_runs(self) -> None:
         successes: Counter[str] = Counter()
         failures: Counter[str] = Counter()
@@ -924,6 +935,7 @@ class ScenarioRun:
                 successes[tag] += 1
             elif run.status == dg.DagsterRunStatus.FAILURE:
                 failures[tag] += 1
+                self.note(f"results run {run.run_id[:8]} failed: {self._step_error(run.run_id)}")
         for tag, count in successes.items():
             if count > 1:
                 self.violation("3_one_results_run", f"{count} successful results runs for batch set {tag}")
