@@ -292,11 +292,14 @@ class BatchClient:
             else:
                 with self._api("creating a batch"):
                     return self._parse_json(raw), False
-            self._sleep(self.backoff)  # let the service's listing catch up before looking
-            found = self.find_batch(key, since=sent_at - SETTLE_WINDOW_SECONDS, input_file_id=input_file_id,
-                                    endpoint=endpoint)
-            if found is not None:
-                return found, True
+            # Look at once (a duplicate must be cancelled while it is still validating), and once more after a
+            # pause in case the listing lags, before sending the create again.
+            for pause in (0.0, self.backoff):
+                self._sleep(pause)
+                found = self.find_batch(key, since=sent_at - SETTLE_WINDOW_SECONDS, input_file_id=input_file_id,
+                                        endpoint=endpoint)
+                if found is not None:
+                    return found, True
         raise BatchClientError(
             f"creating a batch on {self.base_url} failed {self.create_attempts} times (last: {problem}); no batch "
             f"with key {key!r} exists, so nothing was paid for. Run again later."
