@@ -33,9 +33,16 @@ def rows(n: int, text_len: int) -> Iterator[dict[str, Any]]:
 def ours(base_url: str, n: int, text_len: int, out: Path) -> int:
     from dagster_openai_batch.core import BatchClient, RequestTemplate, prepare_rows
 
-    t = RequestTemplate(endpoint=CHAT, model="gpt-4o-mini", custom_id_column="id", body={"max_tokens": 64},
-                        messages=[{"role": "system", "content": "You classify {topic}."},
-                                  {"role": "user", "content": "{text}"}])
+    t = RequestTemplate(
+        endpoint=CHAT,
+        model="gpt-4o-mini",
+        custom_id_column="id",
+        body={"max_tokens": 64},
+        messages=[
+            {"role": "system", "content": "You classify {topic}."},
+            {"role": "user", "content": "{text}"},
+        ],
+    )
     prepared = prepare_rows(rows(n, text_len), t, out)
     bc = BatchClient(openai.OpenAI(api_key="sk-bench", base_url=base_url))
     for part in prepared.parts:
@@ -47,10 +54,23 @@ def baseline(base_url: str, n: int, text_len: int, out: Path) -> int:
     client = openai.OpenAI(api_key="sk-bench", base_url=base_url)
     lines = []
     for row in rows(n, text_len):
-        lines.append(json.dumps({"custom_id": row["id"], "method": "POST", "url": CHAT, "body": {
-            "model": "gpt-4o-mini", "max_tokens": 64,
-            "messages": [{"role": "system", "content": f"You classify {row['topic']}."},
-                         {"role": "user", "content": row["text"]}]}}))
+        lines.append(
+            json.dumps(
+                {
+                    "custom_id": row["id"],
+                    "method": "POST",
+                    "url": CHAT,
+                    "body": {
+                        "model": "gpt-4o-mini",
+                        "max_tokens": 64,
+                        "messages": [
+                            {"role": "system", "content": f"You classify {row['topic']}."},
+                            {"role": "user", "content": row["text"]},
+                        ],
+                    },
+                }
+            )
+        )
     ids = [json.loads(line)["custom_id"] for line in lines]  # the obvious checks: unique ids
     assert len(set(ids)) == len(ids)
     parts, current, size = [], [], 0
@@ -73,7 +93,9 @@ def baseline(base_url: str, n: int, text_len: int, out: Path) -> int:
 def child(args: argparse.Namespace) -> None:
     n, text_len = CASES[args.case]
     fn = ours if args.variant == "ours" else baseline
-    if args.variant == "ours":  # imports (pyarrow pulls in pandas, ~80 MB once) are not part of the measurement
+    if (
+        args.variant == "ours"
+    ):  # imports (pyarrow pulls in pandas, ~80 MB once) are not part of the measurement
         import pandas  # noqa: F401
 
         import dagster_openai_batch.core  # noqa: F401
@@ -92,11 +114,28 @@ def main() -> None:
         print(f"{'case':<12} {'variant':<9} {'wall s':>7} {'MB/s':>7} {'peak RSS +MB':>13}")
         for case in CASES:
             for variant in ("baseline", "ours"):
-                res = subprocess.run([sys.executable, __file__, "--variant", variant, "--case", case, "--base-url", base],
-                                     capture_output=True, text=True, check=True, env={**os.environ})
+                res = subprocess.run(
+                    [
+                        sys.executable,
+                        __file__,
+                        "--variant",
+                        variant,
+                        "--case",
+                        case,
+                        "--base-url",
+                        base,
+                    ],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                    env={**os.environ},
+                )
                 r = json.loads(res.stdout.strip().splitlines()[-1])
-                print(f"{case:<12} {variant:<9} {r['wall']:>7.2f} {r['bytes'] / 1e6 / r['wall']:>7.1f} "
-                      f"{r['rss_growth'] / 1e6:>13.1f}", flush=True)
+                print(
+                    f"{case:<12} {variant:<9} {r['wall']:>7.2f} {r['bytes'] / 1e6 / r['wall']:>7.1f} "
+                    f"{r['rss_growth'] / 1e6:>13.1f}",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

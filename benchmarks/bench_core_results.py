@@ -27,8 +27,15 @@ def ours(client: openai.OpenAI, batch_id: str, inputs: Path, out: Path) -> int:
     bc = BatchClient(client)
     batch = bc.retrieve(batch_id)
     outs, errs = bc.download_results([batch], out)
-    summary = collect_results(output_files=outs, error_files=errs, prepared_inputs_path=inputs, request_ids=None,
-                              batches=[batch], endpoint=CHAT, dest=out / "results.parquet")
+    summary = collect_results(
+        output_files=outs,
+        error_files=errs,
+        prepared_inputs_path=inputs,
+        request_ids=None,
+        batches=[batch],
+        endpoint=CHAT,
+        dest=out / "results.parquet",
+    )
     assert summary.rows == N
     return sum(p.stat().st_size for p in [*outs, *errs])
 
@@ -48,9 +55,16 @@ def baseline(client: openai.OpenAI, batch_id: str, inputs: Path, out: Path) -> i
         item = by_id.get(row["custom_id"])
         body = item["response"]["body"] if item else {}
         usage = body.get("usage", {})
-        rows.append({**row, "status": "succeeded" if item else "missing", "response_body": json.dumps(body),
-                     "answer": body["choices"][0]["message"]["content"] if item else None,
-                     "input_tokens": usage.get("prompt_tokens"), "output_tokens": usage.get("completion_tokens")})
+        rows.append(
+            {
+                **row,
+                "status": "succeeded" if item else "missing",
+                "response_body": json.dumps(body),
+                "answer": body["choices"][0]["message"]["content"] if item else None,
+                "input_tokens": usage.get("prompt_tokens"),
+                "output_tokens": usage.get("completion_tokens"),
+            }
+        )
     pq.write_table(pa.Table.from_pylist(rows), out / "results.parquet")
     return len(data)
 
@@ -69,10 +83,14 @@ def child(args: argparse.Namespace) -> None:
 def setup(base: str, work: Path) -> tuple[str, Path]:
     from dagster_openai_batch.core import BatchClient, RequestTemplate, prepare_rows
 
-    t = RequestTemplate(endpoint=CHAT, model="gpt-4o-mini", prompt="Classify: {text}", custom_id_column="id")
+    t = RequestTemplate(
+        endpoint=CHAT, model="gpt-4o-mini", prompt="Classify: {text}", custom_id_column="id"
+    )
     prepared = prepare_rows(({"id": f"q{i}", "text": f"item {i} " * 20} for i in range(N)), t, work)
     bc = BatchClient(openai.OpenAI(api_key="sk-bench", base_url=base))
-    batch, _ = bc.create_or_adopt(input_file_id=bc.upload(prepared.parts[0]).id, endpoint=CHAT, idempotency_key="bench")
+    batch, _ = bc.create_or_adopt(
+        input_file_id=bc.upload(prepared.parts[0]).id, endpoint=CHAT, idempotency_key="bench"
+    )
     final = bc.wait([batch.id], timeout=600, poll_interval=1)[batch.id]
     assert final.status == "completed", final.status
     assert prepared.inputs_path is not None
@@ -92,12 +110,28 @@ def main() -> None:
         batch_id, inputs = setup(base, data / "work")
         print(f"{'variant':<9} {'wall s':>7} {'MB/s':>7} {'peak RSS +MB':>13}")
         for variant in ("baseline", "ours"):
-            res = subprocess.run([sys.executable, __file__, "--variant", variant, "--base-url", base,
-                                  "--batch-id", batch_id, "--inputs", str(inputs)],
-                                 capture_output=True, text=True, check=True)
+            res = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--variant",
+                    variant,
+                    "--base-url",
+                    base,
+                    "--batch-id",
+                    batch_id,
+                    "--inputs",
+                    str(inputs),
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             r = json.loads(res.stdout.strip().splitlines()[-1])
-            print(f"{variant:<9} {r['wall']:>7.2f} {r['bytes'] / 1e6 / r['wall']:>7.1f} {r['rss_growth'] / 1e6:>13.1f}",
-                  flush=True)
+            print(
+                f"{variant:<9} {r['wall']:>7.2f} {r['bytes'] / 1e6 / r['wall']:>7.1f} {r['rss_growth'] / 1e6:>13.1f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

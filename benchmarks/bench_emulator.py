@@ -18,19 +18,33 @@ import openai
 import orjson
 import psutil
 
-PADDING = "Summarise the following text in one sentence. " * 10  # ~600-byte lines: 50k requests ≈ 30 MB
+PADDING = (
+    "Summarise the following text in one sentence. " * 10
+)  # ~600-byte lines: 50k requests ≈ 30 MB
 
 
 def write_input(path: Path, n: int) -> int:
     """Write an n-request chat batch input file, line by line; its size in bytes."""
     with open(path, "wb") as fh:
         for i in range(n):
-            fh.write(orjson.dumps({
-                "custom_id": f"req-{i}", "method": "POST", "url": "/v1/chat/completions",
-                "body": {"model": "gpt-4o-mini", "max_tokens": 64,
-                         "messages": [{"role": "system", "content": "You are terse."},
-                                      {"role": "user", "content": f"{PADDING} Item {i}."}]},
-            }) + b"\n")
+            fh.write(
+                orjson.dumps(
+                    {
+                        "custom_id": f"req-{i}",
+                        "method": "POST",
+                        "url": "/v1/chat/completions",
+                        "body": {
+                            "model": "gpt-4o-mini",
+                            "max_tokens": 64,
+                            "messages": [
+                                {"role": "system", "content": "You are terse."},
+                                {"role": "user", "content": f"{PADDING} Item {i}."},
+                            ],
+                        },
+                    }
+                )
+                + b"\n"
+            )
     return path.stat().st_size
 
 
@@ -54,9 +68,23 @@ def bench(n: int, work: Path) -> None:
     data_dir, src, dst = work / f"data-{n}", work / f"input-{n}.jsonl", work / f"output-{n}.jsonl"
     size = write_input(src, n)
     server = subprocess.Popen(
-        [sys.executable, "-m", "dagster_openai_batch.emulator", "--port", "0", "--data-dir", str(data_dir),
-         "--validating-seconds", "0.05", "--seconds-per-request", "0.00001", "--finalizing-seconds", "0.1"],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "dagster_openai_batch.emulator",
+            "--port",
+            "0",
+            "--data-dir",
+            str(data_dir),
+            "--validating-seconds",
+            "0.05",
+            "--seconds-per-request",
+            "0.00001",
+            "--finalizing-seconds",
+            "0.1",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert server.stdout is not None
@@ -73,7 +101,9 @@ def bench(n: int, work: Path) -> None:
         stages["upload"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        batch = client.batches.create(input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h")
+        batch = client.batches.create(
+            input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
         stages["create"] = time.perf_counter() - t
 
         t = time.perf_counter()
@@ -84,7 +114,10 @@ def bench(n: int, work: Path) -> None:
         assert batch.status == "completed" and batch.output_file_id, batch
 
         t = time.perf_counter()
-        with client.files.with_streaming_response.content(batch.output_file_id) as response, open(dst, "wb") as out:
+        with (
+            client.files.with_streaming_response.content(batch.output_file_id) as response,
+            open(dst, "wb") as out,
+        ):
             for chunk in response.iter_bytes(1 << 20):
                 out.write(chunk)
         stages["download"] = time.perf_counter() - t
@@ -92,11 +125,15 @@ def bench(n: int, work: Path) -> None:
         sampler.join()
 
         total = sum(stages.values())
-        print(f"\n{n:,} requests, input {size / 1e6:.1f} MB, output {dst.stat().st_size / 1e6:.1f} MB")
+        print(
+            f"\n{n:,} requests, input {size / 1e6:.1f} MB, output {dst.stat().st_size / 1e6:.1f} MB"
+        )
         for name, seconds in stages.items():
             print(f"  {name:<28}{seconds:7.2f} s")
         print(f"  {'total':<28}{total:7.2f} s   ({n / total:,.0f} requests/s end to end)")
-        print(f"  emulator RSS: idle {idle_rss / 2**20:.0f} MiB, peak {sampler.peak / 2**20:.0f} MiB")
+        print(
+            f"  emulator RSS: idle {idle_rss / 2**20:.0f} MiB, peak {sampler.peak / 2**20:.0f} MiB"
+        )
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=10)

@@ -21,8 +21,12 @@ from pathlib import Path
 
 import dagster as dg
 
-from dagster_openai_batch import OpenAIBatchResource, RequestTemplate, openai_batch_assets
-from dagster_openai_batch import openai_batch_sensor
+from dagster_openai_batch import (
+    OpenAIBatchResource,
+    RequestTemplate,
+    openai_batch_assets,
+    openai_batch_sensor,
+)
 from dagster_openai_batch.dagster.sensor import SensorCursor
 from dagster_openai_batch.emulator import Emulator, EmulatorConfig, Pace
 from dagster_openai_batch.emulator.server import serve
@@ -61,11 +65,18 @@ def main() -> None:
         name="bench",
         partitions_def=partitions,
         source=lambda: [],
-        template=RequestTemplate(endpoint="/v1/embeddings", model="text-embedding-3-small", prompt="{t}"),
+        template=RequestTemplate(
+            endpoint="/v1/embeddings", model="text-embedding-3-small", prompt="{t}"
+        ),
     )
     with tempfile.TemporaryDirectory() as tmp, dg.instance_for_test(temp_dir=tmp) as instance:
         clock = Clock()
-        pace = Pace(validating_seconds=60, seconds_per_request=0.01, finalizing_seconds=1, cancelling_seconds=1)
+        pace = Pace(
+            validating_seconds=60,
+            seconds_per_request=0.01,
+            finalizing_seconds=1,
+            cancelling_seconds=1,
+        )
         emulator = CountingEmulator(Path(tmp) / "emulator", EmulatorConfig(pace=pace), clock=clock)
         with serve(emulator) as url:
             client = emulator.openai_client()
@@ -87,12 +98,18 @@ def main() -> None:
                         metadata={"batch_ids": dg.MetadataValue.json([batch.id])},
                     )
                 )
-            print(f"setup: {args.batches} batches created and recorded in {time.perf_counter() - started:.1f}s")
+            print(
+                f"setup: {args.batches} batches created and recorded in {time.perf_counter() - started:.1f}s"
+            )
 
             resource = OpenAIBatchResource(api_key="sk-bench", base_url=url)
             sensor = openai_batch_sensor([pipeline])
             cursor = None
-            for label, advance in (("new batch sets", 0), ("steady state", 1), ("all finished", 120)):
+            for label, advance in (
+                ("new batch sets", 0),
+                ("steady state", 1),
+                ("all finished", 120),
+            ):
                 clock.now += advance
                 CountingEmulator.calls = 0
                 started = time.perf_counter()

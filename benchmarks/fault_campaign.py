@@ -55,13 +55,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=100, help="scenarios to run (default 100)")
     parser.add_argument("--start-seed", type=int, default=0)
-    parser.add_argument("--seeds", help="comma-separated seeds to run instead of --count/--start-seed")
+    parser.add_argument(
+        "--seeds", help="comma-separated seeds to run instead of --count/--start-seed"
+    )
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--verbose", action="store_true", help="describe every scenario, not only failing ones")
-    parser.add_argument("--keep", action="store_true", help="keep the directories of failing scenarios")
+    parser.add_argument(
+        "--verbose", action="store_true", help="describe every scenario, not only failing ones"
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the directories of failing scenarios"
+    )
     args = parser.parse_args(argv)
-    seeds = ([int(s) for s in args.seeds.split(",") if s.strip()] if args.seeds
-             else list(range(args.start_seed, args.start_seed + args.count)))
+    seeds = (
+        [int(s) for s in args.seeds.split(",") if s.strip()]
+        if args.seeds
+        else list(range(args.start_seed, args.start_seed + args.count))
+    )
 
     from tests.campaign.engine import summarize
 
@@ -69,8 +78,13 @@ def main(argv: list[str] | None = None) -> int:
     context.set_forkserver_preload([ENGINE])
     reports = []
     started = time.monotonic()
-    print(f"{len(seeds)} scenario(s), seeds {seeds[0]}..{seeds[-1]}, {args.workers} worker(s)", flush=True)
-    with ProcessPoolExecutor(max_workers=args.workers, mp_context=context, max_tasks_per_child=1) as pool:
+    print(
+        f"{len(seeds)} scenario(s), seeds {seeds[0]}..{seeds[-1]}, {args.workers} worker(s)",
+        flush=True,
+    )
+    with ProcessPoolExecutor(
+        max_workers=args.workers, mp_context=context, max_tasks_per_child=1
+    ) as pool:
         futures = {pool.submit(play, seed, args.keep): seed for seed in seeds}
         for done, future in enumerate(as_completed(futures), start=1):
             seed = futures[future]

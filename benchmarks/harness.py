@@ -25,8 +25,18 @@ def emulator_over_http(*args: str) -> Iterator[tuple[str, Path]]:
         port = s.getsockname()[1]
     with tempfile.TemporaryDirectory() as data:
         server = subprocess.Popen(
-            [sys.executable, "-m", "dagster_openai_batch.emulator", "--port", str(port), "--data-dir", data, *args],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "dagster_openai_batch.emulator",
+                "--port",
+                str(port),
+                "--data-dir",
+                data,
+                *args,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         try:
             base = f"http://127.0.0.1:{port}/v1"

@@ -10,11 +10,21 @@ from pathlib import Path
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dagster-openai-batch")
     commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="run the demo pipelines end to end on a Dagster instance")
-    demo.add_argument("--home", type=Path, default=Path(".dagster_openai_batch"),
-                      help="DAGSTER_HOME to use (default: ./.dagster_openai_batch)")
-    demo.add_argument("--pace", choices=["fast", "realistic"], default="fast",
-                      help="emulator speed (ignored when OPENAI_API_KEY is set)")
+    demo = commands.add_parser(
+        "demo", help="run the demo pipelines end to end on a Dagster instance"
+    )
+    demo.add_argument(
+        "--home",
+        type=Path,
+        default=Path(".dagster_openai_batch"),
+        help="DAGSTER_HOME to use (default: ./.dagster_openai_batch)",
+    )
+    demo.add_argument(
+        "--pace",
+        choices=["fast", "realistic"],
+        default="fast",
+        help="emulator speed (ignored when OPENAI_API_KEY is set)",
+    )
     args = parser.parse_args(argv)
 
     import warnings

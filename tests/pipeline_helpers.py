@@ -13,7 +13,11 @@ from dagster_openai_batch.demo.run import evaluate_sensor_once
 
 
 def run_sensor_until_idle(
-    defs: dg.Definitions, instance: dg.DagsterInstance, *, cursor: str | None = None, timeout: float = 60
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    *,
+    cursor: str | None = None,
+    timeout: float = 60,
 ) -> tuple[str | None, list[str]]:
     """Tick the sensor (applying its effects like the daemon) until no batch is in flight."""
     launched: list[str] = []
@@ -27,7 +31,9 @@ def run_sensor_until_idle(
         time.sleep(0.2)
 
 
-def results_metadata(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str | None = None) -> dict[str, Any]:
+def results_metadata(
+    instance: dg.DagsterInstance, key: dg.AssetKey, partition: str | None = None
+) -> dict[str, Any]:
     found = latest_metadata(instance, key, partition)
     assert found is not None, f"{key.to_user_string()} was never materialized"
     return found

@@ -16,8 +16,8 @@ from .models import (
     BatchRequest,
 )
 from .pricing import BATCH_PRICES, Price, cost_usd, price_for
-from .results import STATUSES, ResultsSummary, collect_results, result_schema
 from .resubmit import RETRY_STATUSES, build_resubmission, count_resubmittable, merge_results
+from .results import STATUSES, ResultsSummary, collect_results, result_schema
 from .storage import BatchResults, download_file, join_uri, read_table, safe_segment, upload_file
 from .templates import RequestTemplate, build_requests, build_rows, iter_rows
 from .writer import (
@@ -59,8 +59,8 @@ __all__ = [
     "build_rows",
     "check_metadata",
     "collect_results",
-    "count_resubmittable",
     "cost_usd",
+    "count_resubmittable",
     "download_file",
     "iter_rows",
     "join_uri",

@@ -116,7 +116,9 @@ class BatchClient:
                 "Check base_url (a web page or proxy answered; it should end in /v1)."
             ) from e
         except openai.APIStatusError as e:
-            if e.status_code >= 500:  # a gateway's HTML page is a transient failure, not a wrong base_url
+            if (
+                e.status_code >= 500
+            ):  # a gateway's HTML page is a transient failure, not a wrong base_url
                 raise
             kind = e.response.headers.get("content-type", "")
             wrong_path = e.status_code == 404 and str(e.message).find("Invalid URL") >= 0
@@ -152,18 +154,29 @@ class BatchClient:
             if found is not None:
                 return found
         with self._api(f"uploading {part.path.name}"), part.path.open("rb") as f:
-            return self._parse_json(self.openai.files.with_raw_response.create(file=(name, f, "application/jsonl"),
-                                                                               purpose="batch"))
+            return self._parse_json(
+                self.openai.files.with_raw_response.create(
+                    file=(name, f, "application/jsonl"), purpose="batch"
+                )
+            )
 
     def find_file(self, filename: str, size: int, *, max_pages: int = 5) -> FileObject | None:
         """A usable purpose-batch file named ``filename`` of ``size`` bytes among the newest files, or None."""
         now = self._clock()
         with self._api("listing files"):
-            page = self._parse_json(self.openai.files.with_raw_response.list(purpose="batch", limit=PAGE_SIZE, order="desc"))
+            page = self._parse_json(
+                self.openai.files.with_raw_response.list(
+                    purpose="batch", limit=PAGE_SIZE, order="desc"
+                )
+            )
             for _ in range(max_pages):
                 for f in page.data:
-                    if (f.filename == filename and f.bytes == size and f.status != "error"
-                            and (f.expires_at is None or f.expires_at > now + 3600)):
+                    if (
+                        f.filename == filename
+                        and f.bytes == size
+                        and f.status != "error"
+                        and (f.expires_at is None or f.expires_at > now + 3600)
+                    ):
                         return f
                 if not page.has_next_page():
                     break
@@ -179,7 +192,9 @@ class BatchClient:
         dest.parent.mkdir(parents=True, exist_ok=True)
         if expected_bytes is None:
             with self._api(f"reading file {file_id}"):
-                expected_bytes = self._parse_json(self.openai.files.with_raw_response.retrieve(file_id)).bytes
+                expected_bytes = self._parse_json(
+                    self.openai.files.with_raw_response.retrieve(file_id)
+                ).bytes
         tmp = dest.with_name(dest.name + ".partial")
         try:
             return self._download_attempts(file_id, dest, tmp, expected_bytes)
@@ -187,21 +202,29 @@ class BatchClient:
             # Whatever happened (retries exhausted, a non-retryable error, an interrupt), no partial file stays.
             tmp.unlink(missing_ok=True)
 
-    def _download_attempts(self, file_id: str, dest: Path, tmp: Path, expected_bytes: int | None) -> Path:
+    def _download_attempts(
+        self, file_id: str, dest: Path, tmp: Path, expected_bytes: int | None
+    ) -> Path:
         problem = ""
         for attempt in range(self.download_retries + 1):
             if attempt:
                 self._sleep(min(self.backoff * 2 ** (attempt - 1), self.max_backoff))
             try:
-                with self._api(f"downloading file {file_id}"), \
-                        self.openai.files.with_streaming_response.content(file_id) as response, \
-                        tmp.open("wb") as out:
+                with (
+                    self._api(f"downloading file {file_id}"),
+                    self.openai.files.with_streaming_response.content(file_id) as response,
+                    tmp.open("wb") as out,
+                ):
                     received = 0
                     for chunk in response.iter_bytes(_CHUNK):
                         out.write(chunk)
                         received += len(chunk)
-            except (httpx2.TransportError, openai.APIConnectionError, openai.InternalServerError,
-                    openai.RateLimitError) as e:
+            except (
+                httpx2.TransportError,
+                openai.APIConnectionError,
+                openai.InternalServerError,
+                openai.RateLimitError,
+            ) as e:
                 problem = f"{type(e).__name__}: {e}"
                 continue
             except BatchClientError as e:
@@ -218,14 +241,24 @@ class BatchClient:
             f"(last: {problem}). Retry later; the file stays available until it expires."
         )
 
-    def download_results(self, batches: Iterable[Batch], dest_dir: Path) -> tuple[list[Path], list[Path]]:
+    def download_results(
+        self, batches: Iterable[Batch], dest_dir: Path
+    ) -> tuple[list[Path], list[Path]]:
         """Download every output and error file of ``batches`` as ``<dest_dir>/<file_id>.jsonl``."""
         outputs, errors = [], []
         for batch in batches:
             if batch.output_file_id:
-                outputs.append(self.download(batch.output_file_id, Path(dest_dir) / f"{batch.output_file_id}.jsonl"))
+                outputs.append(
+                    self.download(
+                        batch.output_file_id, Path(dest_dir) / f"{batch.output_file_id}.jsonl"
+                    )
+                )
             if batch.error_file_id:
-                errors.append(self.download(batch.error_file_id, Path(dest_dir) / f"{batch.error_file_id}.jsonl"))
+                errors.append(
+                    self.download(
+                        batch.error_file_id, Path(dest_dir) / f"{batch.error_file_id}.jsonl"
+                    )
+                )
         return outputs, errors
 
     # ------------------------------------------------------------------ batches
@@ -259,12 +292,16 @@ class BatchClient:
             return existing, True
         batch, adopted = self._create_once(input_file_id, ep, idempotency_key, meta)
         # Only batches created since a little before ours can be racing duplicates: older ones were searched.
-        settled = self.find_batch(idempotency_key, since=batch.created_at - SETTLE_WINDOW_SECONDS, **find)
+        settled = self.find_batch(
+            idempotency_key, since=batch.created_at - SETTLE_WINDOW_SECONDS, **find
+        )
         if settled is None or settled.id == batch.id:
             return batch, adopted
         return settled, True
 
-    def _create_once(self, input_file_id: str, endpoint: str, key: str, meta: dict[str, str]) -> tuple[Batch, bool]:
+    def _create_once(
+        self, input_file_id: str, endpoint: str, key: str, meta: dict[str, str]
+    ) -> tuple[Batch, bool]:
         """Send the create, retrying only when the service certainly created nothing: ``(batch, adopted)``."""
         create = self.openai.with_options(max_retries=0).batches.with_raw_response.create
         problem, last = "", None
@@ -273,9 +310,15 @@ class BatchClient:
                 self._sleep(self._retry_delay(last, attempt))
             sent_at = self._clock()
             try:
-                raw = create(input_file_id=input_file_id, endpoint=endpoint,  # type: ignore[arg-type]
-                             completion_window="24h", metadata=meta)
-            except openai.RateLimitError as e:  # refused before acting (e.g. 2,000 creations per hour)
+                raw = create(
+                    input_file_id=input_file_id,
+                    endpoint=endpoint,  # type: ignore[arg-type]
+                    completion_window="24h",
+                    metadata=meta,
+                )
+            except (
+                openai.RateLimitError
+            ) as e:  # refused before acting (e.g. 2,000 creations per hour)
                 problem, last = _short(e), e
                 continue
             except openai.BadRequestError as e:
@@ -296,8 +339,12 @@ class BatchClient:
             # pause in case the listing lags, before sending the create again.
             for pause in (0.0, self.backoff):
                 self._sleep(pause)
-                found = self.find_batch(key, since=sent_at - SETTLE_WINDOW_SECONDS, input_file_id=input_file_id,
-                                        endpoint=endpoint)
+                found = self.find_batch(
+                    key,
+                    since=sent_at - SETTLE_WINDOW_SECONDS,
+                    input_file_id=input_file_id,
+                    endpoint=endpoint,
+                )
                 if found is not None:
                     return found, True
         raise BatchClientError(
@@ -317,8 +364,13 @@ class BatchClient:
         return min(self.backoff * 2 ** (attempt - 1), self.max_backoff)
 
     def find_batch(
-        self, idempotency_key: str, *, max_pages: int = 5, input_file_id: str | None = None,
-        endpoint: BatchEndpoint | str | None = None, since: float | None = None,
+        self,
+        idempotency_key: str,
+        *,
+        max_pages: int = 5,
+        input_file_id: str | None = None,
+        endpoint: BatchEndpoint | str | None = None,
+        since: float | None = None,
     ) -> Batch | None:
         """The live batch carrying ``idempotency_key`` (and, if given, for ``endpoint`` and the content of
         ``input_file_id``), or None.
@@ -334,7 +386,8 @@ class BatchClient:
             for position, batch in enumerate(
                 self._recent_batches(max_pages if since is None else MAX_SCAN_PAGES, since=since)
             )
-            if (batch.metadata or {}).get(IDEMPOTENCY_KEY) == idempotency_key and batch.status in ADOPTABLE_STATUSES
+            if (batch.metadata or {}).get(IDEMPOTENCY_KEY) == idempotency_key
+            and batch.status in ADOPTABLE_STATUSES
             and (ep is None or batch.endpoint == ep)
             and (input_file_id is None or self._same_content(batch.input_file_id, input_file_id))
         ]
@@ -357,11 +410,17 @@ class BatchClient:
         for file_id in (file_a, file_b):
             with self._api(f"reading file {file_id}"):
                 try:
-                    found.append(self._parse_json(self.openai.files.with_raw_response.retrieve(file_id)))
+                    found.append(
+                        self._parse_json(self.openai.files.with_raw_response.retrieve(file_id))
+                    )
                 except openai.NotFoundError:  # deleted or expired: its content cannot be compared
                     return False
         a, b = found
-        return a.filename == b.filename and a.bytes == b.bytes and a.filename.startswith(_UPLOAD_PREFIX)
+        return (
+            a.filename == b.filename
+            and a.bytes == b.bytes
+            and a.filename.startswith(_UPLOAD_PREFIX)
+        )
 
     def _recent_batches(self, max_pages: int, *, since: float | None = None) -> Iterator[Batch]:
         """Batches page by page (newest first on OpenAI), at most ``max_pages`` pages; with ``since``,
@@ -381,7 +440,12 @@ class BatchClient:
             return self._parse_json(self.openai.batches.with_raw_response.retrieve(batch_id))
 
     def retrieve_many(
-        self, batch_ids: Iterable[str], *, since: int | None = None, max_pages: int = 10, missing_ok: bool = False
+        self,
+        batch_ids: Iterable[str],
+        *,
+        since: int | None = None,
+        max_pages: int = 10,
+        missing_ok: bool = False,
     ) -> dict[str, Batch]:
         """Current state of many batches in few calls.
 
@@ -404,7 +468,9 @@ class BatchClient:
             try:
                 found[batch_id] = self.retrieve(batch_id)
             except openai.NotFoundError:
-                if not missing_ok:  # with missing_ok, a batch the service no longer knows is left out
+                if (
+                    not missing_ok
+                ):  # with missing_ok, a batch the service no longer knows is left out
                     raise
         return found
 
@@ -437,17 +503,26 @@ class BatchClient:
                     return self._parse_json(cancel(batch_id))
             except openai.ConflictError:  # already completed, failed or expired: that is the answer
                 return self.retrieve(batch_id)
-            except (openai.APIConnectionError, openai.InternalServerError, openai.RateLimitError) as e:
+            except (
+                openai.APIConnectionError,
+                openai.InternalServerError,
+                openai.RateLimitError,
+            ) as e:
                 if attempt + 1 == self.create_attempts:
                     raise
                 last = e
             except BatchClientError as e:
-                if not isinstance(e.__cause__, openai.APIConnectionError) or attempt + 1 == self.create_attempts:
+                if (
+                    not isinstance(e.__cause__, openai.APIConnectionError)
+                    or attempt + 1 == self.create_attempts
+                ):
                     raise
                 last = e
         raise AssertionError("unreachable")
 
-    def wait(self, batch_ids: Iterable[str], *, timeout: float, poll_interval: float = 30.0) -> dict[str, Batch]:
+    def wait(
+        self, batch_ids: Iterable[str], *, timeout: float, poll_interval: float = 30.0
+    ) -> dict[str, Batch]:
         """Poll until every batch is terminal or ``timeout`` seconds pass; returns the latest states either way.
 
         Polls start at 1 s and double up to ``poll_interval``, so small jobs return quickly.
@@ -477,13 +552,21 @@ def check_metadata(metadata: dict[str, Any]) -> None:
     """Raise ``ValueError`` if ``metadata`` breaks the service limits (16 pairs, keys ≤ 64, string values ≤ 512)."""
     problems = []
     if len(metadata) > MAX_METADATA_PAIRS:
-        problems.append(f"{len(metadata)} pairs (at most {MAX_METADATA_PAIRS}, including {IDEMPOTENCY_KEY!r})")
+        problems.append(
+            f"{len(metadata)} pairs (at most {MAX_METADATA_PAIRS}, including {IDEMPOTENCY_KEY!r})"
+        )
     for key, value in metadata.items():
         if len(key) > MAX_METADATA_KEY_CHARS:
-            problems.append(f"key {key[:20]!r}… is {len(key)} characters (at most {MAX_METADATA_KEY_CHARS})")
+            problems.append(
+                f"key {key[:20]!r}… is {len(key)} characters (at most {MAX_METADATA_KEY_CHARS})"
+            )
         if not isinstance(value, str):
             problems.append(f"value of {key!r} is a {type(value).__name__}; values must be strings")
         elif len(value) > MAX_METADATA_VALUE_CHARS:
-            problems.append(f"value of {key!r} is {len(value)} characters (at most {MAX_METADATA_VALUE_CHARS})")
+            problems.append(
+                f"value of {key!r} is {len(value)} characters (at most {MAX_METADATA_VALUE_CHARS})"
+            )
     if problems:
-        raise ValueError("batch metadata is invalid: " + "; ".join(problems) + ". Shorten or drop those entries.")
+        raise ValueError(
+            "batch metadata is invalid: " + "; ".join(problems) + ". Shorten or drop those entries."
+        )

@@ -25,7 +25,9 @@ class Price(BaseModel):
 
 
 def _p(standard_input: float, standard_cached: float, standard_output: float) -> Price:
-    return Price(input=standard_input / 2, cached_input=standard_cached / 2, output=standard_output / 2)
+    return Price(
+        input=standard_input / 2, cached_input=standard_cached / 2, output=standard_output / 2
+    )
 
 
 # Standard (non-batch) list prices, halved by _p. Dated 2025-10.
@@ -64,10 +66,14 @@ def price_for(model: str) -> Price | None:
     return BATCH_PRICES.get(_SNAPSHOT.sub("", name))
 
 
-def cost_usd(model: str, *, input_tokens: int, cached_tokens: int, output_tokens: int) -> float | None:
+def cost_usd(
+    model: str, *, input_tokens: int, cached_tokens: int, output_tokens: int
+) -> float | None:
     """Cost in USD of the given usage for ``model`` at batch rates; None when the model is not in the table."""
     price = price_for(model)
     if price is None:
         return None
     uncached = max(input_tokens - cached_tokens, 0)
-    return (uncached * price.input + cached_tokens * price.cached_input + output_tokens * price.output) / 1_000_000
+    return (
+        uncached * price.input + cached_tokens * price.cached_input + output_tokens * price.output
+    ) / 1_000_000

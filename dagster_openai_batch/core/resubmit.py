@@ -32,7 +32,9 @@ UNSENT_STATUSES = ("expired", "cancelled", "missing")
 _BATCH_ROWS = 16_384
 
 
-def resubmittable(batch: pa.RecordBatch | pa.Table, include_permanent_failures: bool = False) -> pa.Array:
+def resubmittable(
+    batch: pa.RecordBatch | pa.Table, include_permanent_failures: bool = False
+) -> pa.Array:
     """Boolean mask of the rows of a results table to resend.
 
     ``expired``, ``cancelled`` and ``missing`` rows, and ``failed`` rows whose ``status_code`` is 429, at least 500
@@ -43,24 +45,32 @@ def resubmittable(batch: pa.RecordBatch | pa.Table, include_permanent_failures: 
     failed = pc.equal(status, "failed")
     if not include_permanent_failures and "status_code" in batch.column_names:
         code = batch.column("status_code")
-        permanent = pc.and_(pc.and_(pc.greater_equal(code, 400), pc.less(code, 500)), pc.not_equal(code, 429))
+        permanent = pc.and_(
+            pc.and_(pc.greater_equal(code, 400), pc.less(code, 500)), pc.not_equal(code, 429)
+        )
         failed = pc.and_(failed, pc.invert(pc.fill_null(permanent, False)))
     return pc.fill_null(pc.or_(unsent, failed), False)
 
 
-def _ids_to_retry(results_path: str | os.PathLike[str], include_permanent_failures: bool = False) -> set[str]:
+def _ids_to_retry(
+    results_path: str | os.PathLike[str], include_permanent_failures: bool = False
+) -> set[str]:
     fs, path = resolve(results_path)
     ids: set[str] = set()
     with fs.open_input_file(path) as f:
         file = pq.ParquetFile(f)
-        columns = [c for c in ("custom_id", "status", "status_code") if c in file.schema_arrow.names]
+        columns = [
+            c for c in ("custom_id", "status", "status_code") if c in file.schema_arrow.names
+        ]
         for rb in file.iter_batches(batch_size=_BATCH_ROWS, columns=columns):
             mask = resubmittable(rb, include_permanent_failures)
             ids.update(pc.filter(rb.column("custom_id"), mask).to_pylist())
     return ids
 
 
-def count_resubmittable(results_path: str | os.PathLike[str], include_permanent_failures: bool = False) -> int:
+def count_resubmittable(
+    results_path: str | os.PathLike[str], include_permanent_failures: bool = False
+) -> int:
     """How many requests :func:`build_resubmission` would resend, so a caller can skip a follow-up early."""
     return len(_ids_to_retry(results_path, include_permanent_failures))
 
@@ -93,7 +103,9 @@ def build_resubmission(
 
 def _add_tokens(table: pa.Table, tokens_by_model: dict[str, list[int]]) -> None:
     """Add the token counts of the succeeded rows of ``table`` by model (read from each response body)."""
-    mask = pc.and_(pc.equal(table.column("status"), "succeeded"), pc.is_valid(table.column("input_tokens")))
+    mask = pc.and_(
+        pc.equal(table.column("status"), "succeeded"), pc.is_valid(table.column("input_tokens"))
+    )
     done = table.filter(pc.fill_null(mask, False))
     if not done.num_rows:
         return
@@ -103,13 +115,17 @@ def _add_tokens(table: pa.Table, tokens_by_model: dict[str, list[int]]) -> None:
             model = orjson.loads(body).get("model") if body else None
         except (orjson.JSONDecodeError, AttributeError):
             model = None
-        totals = tokens_by_model.setdefault(model if isinstance(model, str) else "(unknown model)", [0, 0, 0, 0])
+        totals = tokens_by_model.setdefault(
+            model if isinstance(model, str) else "(unknown model)", [0, 0, 0, 0]
+        )
         for k, column in enumerate(columns):
             totals[k] += column[i]
 
 
 def merge_results(
-    base_path: str | os.PathLike[str], followup_path: str | os.PathLike[str], dest: str | os.PathLike[str]
+    base_path: str | os.PathLike[str],
+    followup_path: str | os.PathLike[str],
+    dest: str | os.PathLike[str],
 ) -> ResultsSummary:
     """Write ``base_path`` with each row replaced by its follow-up result when that one succeeded, or when the
     base row had not (the later success wins). Input columns of the base are kept.
@@ -144,12 +160,17 @@ def merge_results(
                 # take() needs valid indices even where the mask keeps the base row; with no follow-up row
                 # to use (e.g. a follow-up batch that expired before any request ran) the batch stays as it is.
                 used = any(j is not None for j in take)
-                picked = followup.take(pa.array([j or 0 for j in take], pa.int64())) if used else None
+                picked = (
+                    followup.take(pa.array([j or 0 for j in take], pa.int64())) if used else None
+                )
                 for name in result_cols if picked is not None else ():
                     if name == "custom_id":
                         continue
-                    column = pc.if_else(use_mask, picked.column(name),
-                                        table.column(name).cast(picked.column(name).type))
+                    column = pc.if_else(
+                        use_mask,
+                        picked.column(name),
+                        table.column(name).cast(picked.column(name).type),
+                    )
                     table = table.set_column(table.column_names.index(name), name, column)
                 if writer is None:
                     writer = pq.ParquetWriter(tmp, table.schema, filesystem=out_fs)
@@ -168,5 +189,12 @@ def merge_results(
             if writer is not None:
                 writer.close()
     cost, note = _cost(tokens_by_model)
-    return ResultsSummary(path=os.fspath(dest), rows=rows, counts=counts, **totals, cost_usd=cost,
-                          cost_note=f"{note} (the answers in the merged table)" if cost else note, preview=preview)
+    return ResultsSummary(
+        path=os.fspath(dest),
+        rows=rows,
+        counts=counts,
+        **totals,
+        cost_usd=cost,
+        cost_note=f"{note} (the answers in the merged table)" if cost else note,
+        preview=preview,
+    )

@@ -51,13 +51,23 @@ class ResultsSummary(BaseModel):
 
 def result_schema(endpoint: BatchEndpoint | str) -> pa.Schema:
     """The columns :func:`collect_results` adds to the input columns."""
-    answer = pa.list_(pa.float32()) if as_endpoint(endpoint) == BatchEndpoint.EMBEDDINGS else pa.string()
-    return pa.schema([
-        ("custom_id", pa.string()), ("status", pa.string()), ("status_code", pa.int32()),
-        ("error_code", pa.string()), ("error_message", pa.string()), ("response_body", pa.string()),
-        ("answer", answer), *((name, pa.int64()) for name in TOKEN_COLUMNS), ("batch_id", pa.string()),
-        ("request_id", pa.string()),
-    ])
+    answer = (
+        pa.list_(pa.float32()) if as_endpoint(endpoint) == BatchEndpoint.EMBEDDINGS else pa.string()
+    )
+    return pa.schema(
+        [
+            ("custom_id", pa.string()),
+            ("status", pa.string()),
+            ("status_code", pa.int32()),
+            ("error_code", pa.string()),
+            ("error_message", pa.string()),
+            ("response_body", pa.string()),
+            ("answer", answer),
+            *((name, pa.int64()) for name in TOKEN_COLUMNS),
+            ("batch_id", pa.string()),
+            ("request_id", pa.string()),
+        ]
+    )
 
 
 def _text_answer(endpoint: BatchEndpoint, body: dict[str, Any]) -> str | None:
@@ -74,8 +84,13 @@ def _text_answer(endpoint: BatchEndpoint, body: dict[str, Any]) -> str | None:
     if endpoint == BatchEndpoint.RESPONSES:
         if body.get("output_text") is not None:
             return body["output_text"]
-        texts = [c.get("text", "") for item in body.get("output") or [] if item.get("type") == "message"
-                 for c in item.get("content") or [] if c.get("type") == "output_text"]
+        texts = [
+            c.get("text", "")
+            for item in body.get("output") or []
+            if item.get("type") == "message"
+            for c in item.get("content") or []
+            if c.get("type") == "output_text"
+        ]
         return "".join(texts) if texts else None
     if endpoint == BatchEndpoint.MODERATIONS:
         first = (body.get("results") or [{}])[0]
@@ -102,9 +117,18 @@ def _usage(body: dict[str, Any]) -> tuple[int | None, int | None, int | None, in
     out = u.get("completion_tokens", u.get("output_tokens"))
     if out is None and inp is not None:
         out = 0
-    cached = (u.get("prompt_tokens_details") or u.get("input_tokens_details") or {}).get("cached_tokens")
-    reasoning = (u.get("completion_tokens_details") or u.get("output_tokens_details") or {}).get("reasoning_tokens")
-    return inp, cached or (0 if inp is not None else None), out, reasoning or (0 if out is not None else None)
+    cached = (u.get("prompt_tokens_details") or u.get("input_tokens_details") or {}).get(
+        "cached_tokens"
+    )
+    reasoning = (u.get("completion_tokens_details") or u.get("output_tokens_details") or {}).get(
+        "reasoning_tokens"
+    )
+    return (
+        inp,
+        cached or (0 if inp is not None else None),
+        out,
+        reasoning or (0 if out is not None else None),
+    )
 
 
 def _is_success(line: dict[str, Any]) -> bool:
@@ -121,7 +145,9 @@ class _Rows:
         self.counts = dict.fromkeys(STATUSES, 0)
         self.tokens_by_model: dict[str, list[int]] = {}
 
-    def add(self, custom_id: str, line: dict[str, Any] | None, batch_id: str | None, absent_status: str) -> None:
+    def add(
+        self, custom_id: str, line: dict[str, Any] | None, batch_id: str | None, absent_status: str
+    ) -> None:
         c = self.cols
         status: str = absent_status
         code: Any = None
@@ -144,7 +170,12 @@ class _Rows:
                     if self.endpoint == BatchEndpoint.EMBEDDINGS:
                         answer = _embedding(body)
                         if answer is not None:
-                            body = {**body, "data": [{k: v for k, v in body["data"][0].items() if k != "embedding"}]}
+                            body = {
+                                **body,
+                                "data": [
+                                    {k: v for k, v in body["data"][0].items() if k != "embedding"}
+                                ],
+                            }
                     else:
                         answer = _text_answer(self.endpoint, body)
                     model = body.get("model")
@@ -156,17 +187,34 @@ class _Rows:
                     status = "failed"
                     raw_error = body.get("error")
                     e: dict[str, Any] = raw_error if isinstance(raw_error, dict) else {}
-                    err_code, err_msg = e.get("code") or e.get("type") or f"http_{code}", e.get("message")
+                    err_code, err_msg = (
+                        e.get("code") or e.get("type") or f"http_{code}",
+                        e.get("message"),
+                    )
                 body_json = orjson.dumps(body).decode()
             elif isinstance(error, dict):
                 err_code, err_msg = error.get("code"), error.get("message")
-                status = {"batch_expired": "expired", "batch_cancelled": "cancelled"}.get(err_code or "", "failed")
+                status = {"batch_expired": "expired", "batch_cancelled": "cancelled"}.get(
+                    err_code or "", "failed"
+                )
             else:
-                status, err_code, err_msg = "failed", "malformed_result_line", "result line has neither response nor error"
+                status, err_code, err_msg = (
+                    "failed",
+                    "malformed_result_line",
+                    "result line has neither response nor error",
+                )
         self.counts[status] += 1
-        for name, cell in (("custom_id", custom_id), ("status", status), ("status_code", code), ("error_code", err_code),
-                            ("error_message", err_msg), ("response_body", body_json), ("answer", answer),
-                            ("batch_id", batch_id), ("request_id", request_id)):
+        for name, cell in (
+            ("custom_id", custom_id),
+            ("status", status),
+            ("status_code", code),
+            ("error_code", err_code),
+            ("error_message", err_msg),
+            ("response_body", body_json),
+            ("answer", answer),
+            ("batch_id", batch_id),
+            ("request_id", request_id),
+        ):
             c[name].append(cell)
         for name, tokens in zip(TOKEN_COLUMNS, usage, strict=True):
             c[name].append(tokens)
@@ -187,7 +235,11 @@ class _Rows:
 def _vectors(values: list[np.ndarray | None]) -> pa.Array:
     lengths = np.array([0 if v is None else len(v) for v in values], dtype=np.int32)
     offsets = np.concatenate([[0], np.cumsum(lengths, dtype=np.int32)]).astype(np.int32)
-    flat = np.concatenate([v for v in values if v is not None]) if any(v is not None for v in values) else np.array([], np.float32)
+    flat = (
+        np.concatenate([v for v in values if v is not None])
+        if any(v is not None for v in values)
+        else np.array([], np.float32)
+    )
     mask = pa.array([v is None for v in values])
     return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, pa.float32()), mask=mask)
 
@@ -211,8 +263,10 @@ def _index(files: list[Path]) -> dict[str, int]:
                         line = orjson.loads(raw)
                         cid = line["custom_id"]
                     except (orjson.JSONDecodeError, KeyError, TypeError) as e:
-                        raise ValueError(f"{path}: byte {offset}: not a batch result line ({e}); "
-                                         "is the file complete? Download it again") from None
+                        raise ValueError(
+                            f"{path}: byte {offset}: not a batch result line ({e}); "
+                            "is the file complete? Download it again"
+                        ) from None
                     key = (n << _OFFSET_BITS) | offset
                     if cid not in index or (_is_success(line) and not _line_ok(index[cid], files)):
                         index[cid] = key
@@ -237,7 +291,9 @@ def _absent_status(batch_id: str | None, by_id: dict[str, Batch], batches: list[
 
 
 def _input_batches(
-    prepared_inputs_path: Path | None, request_ids: Iterable[str | tuple[str, str]] | None, known: list[str]
+    prepared_inputs_path: Path | None,
+    request_ids: Iterable[str | tuple[str, str]] | None,
+    known: list[str],
 ) -> Iterator[tuple[pa.Table | None, list[str], list[str | None]]]:
     """Yield (input columns or None, custom_ids, owning batch ids) in chunks."""
     owners: dict[str, str] = {}
@@ -297,7 +353,9 @@ def collect_results(
     with atomic_output(dest) as (fs, tmp):
         try:
             handles.extend(p.open("rb") for p in files)
-            for inputs, ids, owners in _input_batches(prepared_inputs_path, request_ids, list(index)):
+            for inputs, ids, owners in _input_batches(
+                prepared_inputs_path, request_ids, list(index)
+            ):
                 for cid, owner in zip(ids, owners, strict=True):
                     key = index.pop(cid, None)
                     if key is None:
@@ -305,13 +363,22 @@ def collect_results(
                         continue
                     f = handles[key >> _OFFSET_BITS]
                     f.seek(key & ((1 << _OFFSET_BITS) - 1))
-                    rows.add(cid, orjson.loads(f.readline()), file_batch[key >> _OFFSET_BITS] or owner, "missing")
+                    rows.add(
+                        cid,
+                        orjson.loads(f.readline()),
+                        file_batch[key >> _OFFSET_BITS] or owner,
+                        "missing",
+                    )
                 table = rows.table()
                 if inputs is not None:
                     clash = set(inputs.column_names) & set(table.column_names)
-                    inputs = inputs.rename_columns([f"input_{c}" if c in clash else c for c in inputs.column_names])
-                    table = pa.Table.from_arrays([table.column("custom_id"), *inputs.columns, *table.columns[1:]],
-                                                 names=["custom_id", *inputs.column_names, *table.column_names[1:]])
+                    inputs = inputs.rename_columns(
+                        [f"input_{c}" if c in clash else c for c in inputs.column_names]
+                    )
+                    table = pa.Table.from_arrays(
+                        [table.column("custom_id"), *inputs.columns, *table.columns[1:]],
+                        names=["custom_id", *inputs.column_names, *table.column_names[1:]],
+                    )
                 if writer is None:
                     writer = pq.ParquetWriter(tmp, table.schema, filesystem=fs)
                 writer.write_table(table)
@@ -329,14 +396,29 @@ def collect_results(
                 h.close()
             if writer is not None:
                 writer.close()
-    return _summary(path if "://" not in os.fspath(dest) else os.fspath(dest), total, rows, len(index), preview)
+    return _summary(
+        path if "://" not in os.fspath(dest) else os.fspath(dest), total, rows, len(index), preview
+    )
 
 
-def _summary(path: str, total: int, rows: _Rows, unmatched: int, preview: list[dict[str, Any]]) -> ResultsSummary:
-    totals = {name: sum(t[i] for t in rows.tokens_by_model.values()) for i, name in enumerate(TOKEN_COLUMNS)}
+def _summary(
+    path: str, total: int, rows: _Rows, unmatched: int, preview: list[dict[str, Any]]
+) -> ResultsSummary:
+    totals = {
+        name: sum(t[i] for t in rows.tokens_by_model.values())
+        for i, name in enumerate(TOKEN_COLUMNS)
+    }
     cost, note = _cost(rows.tokens_by_model)
-    return ResultsSummary(path=path, rows=total, counts=rows.counts, **totals, cost_usd=cost, cost_note=note,
-                          unmatched_lines=unmatched, preview=preview)
+    return ResultsSummary(
+        path=path,
+        rows=total,
+        counts=rows.counts,
+        **totals,
+        cost_usd=cost,
+        cost_note=note,
+        unmatched_lines=unmatched,
+        preview=preview,
+    )
 
 
 def _cost(tokens_by_model: dict[str, list[int]]) -> tuple[float | None, str]:
@@ -349,4 +431,6 @@ def _cost(tokens_by_model: dict[str, list[int]]) -> tuple[float | None, str]:
         if cost is None:
             return None, f"unknown model {model!r}: not in the price table, so no cost is given"
         total += cost
-    return round(total, 6), f"batch rates (pricing table dated 2025-10) for {', '.join(sorted(tokens_by_model))}"
+    return round(
+        total, 6
+    ), f"batch rates (pricing table dated 2025-10) for {', '.join(sorted(tokens_by_model))}"

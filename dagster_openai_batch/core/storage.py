@@ -40,10 +40,10 @@ class BatchResults(BaseModel):
         """The table as a pyarrow Table (optionally only ``columns``)."""
         return read_table(self.uri, columns)
 
-    def to_pandas(self, columns: list[str] | None = None) -> "pandas.DataFrame":
+    def to_pandas(self, columns: list[str] | None = None) -> pandas.DataFrame:
         return self.to_arrow(columns).to_pandas()
 
-    def to_polars(self, columns: list[str] | None = None) -> "polars.DataFrame":
+    def to_polars(self, columns: list[str] | None = None) -> polars.DataFrame:
         import polars
 
         return polars.from_arrow(self.to_arrow(columns))  # type: ignore[return-value]
@@ -122,7 +122,12 @@ def safe_segment(text: str) -> str:
 def upload_file(local: str | os.PathLike[str], uri: str) -> str:
     """Copy a local file to ``uri`` (streamed); returns ``uri``."""
     fs, path = open_output(uri)
-    pafs.copy_files(os.path.abspath(local), path, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
+    pafs.copy_files(
+        os.path.abspath(local),
+        path,
+        source_filesystem=pafs.LocalFileSystem(),
+        destination_filesystem=fs,
+    )
     return uri
 
 
@@ -131,7 +136,12 @@ def download_file(uri: str, local: str | os.PathLike[str]) -> Path:
     fs, path = resolve(uri)
     local = Path(local)
     local.parent.mkdir(parents=True, exist_ok=True)
-    pafs.copy_files(path, str(local.absolute()), source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
+    pafs.copy_files(
+        path,
+        str(local.absolute()),
+        source_filesystem=fs,
+        destination_filesystem=pafs.LocalFileSystem(),
+    )
     return local
 
 

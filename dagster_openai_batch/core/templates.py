@@ -90,7 +90,9 @@ def is_missing(value: Any) -> bool:
     kind = type(value).__name__
     if kind in ("NAType", "NaTType"):
         return True
-    return kind.startswith("float") and hasattr(value, "dtype") and math.isnan(value)  # numpy float16/32
+    return (
+        kind.startswith("float") and hasattr(value, "dtype") and math.isnan(value)
+    )  # numpy float16/32
 
 
 @lru_cache(maxsize=1024)
@@ -102,7 +104,9 @@ def _fields(template: str) -> tuple[str, ...]:
             continue
         root = field.split(".", 1)[0].split("[", 1)[0]
         if not root:
-            raise ValueError(f"template {template!r} has an empty or positional placeholder '{{}}'; name a column")
+            raise ValueError(
+                f"template {template!r} has an empty or positional placeholder '{{}}'; name a column"
+            )
         names.append(root)
     return tuple(names)
 
@@ -146,20 +150,29 @@ class RequestTemplate(BaseModel):
             raise ValueError("a RequestTemplate needs `messages`, `prompt`, `body` or `body_fn`")
         if self.messages is not None and self.prompt is not None:
             raise ValueError("give either `messages` or `prompt`, not both")
-        if self.messages is not None and self.endpoint not in (BatchEndpoint.CHAT_COMPLETIONS, BatchEndpoint.RESPONSES):
-            raise ValueError(f"`messages` only applies to chat completions and responses, not {self.endpoint.value}")
+        if self.messages is not None and self.endpoint not in (
+            BatchEndpoint.CHAT_COMPLETIONS,
+            BatchEndpoint.RESPONSES,
+        ):
+            raise ValueError(
+                f"`messages` only applies to chat completions and responses, not {self.endpoint.value}"
+            )
         if self.response_model is not None and self.endpoint not in (
             BatchEndpoint.CHAT_COMPLETIONS,
             BatchEndpoint.RESPONSES,
         ):
-            raise ValueError(f"`response_model` only applies to chat completions and responses, not {self.endpoint.value}")
+            raise ValueError(
+                f"`response_model` only applies to chat completions and responses, not {self.endpoint.value}"
+            )
         for s in _walk_strings([self.messages, self.prompt, self.body]):
             _fields(s)  # fail early on malformed templates
         return self
 
     def placeholders(self) -> list[str]:
         """Sorted column names used by the template's placeholders."""
-        return sorted({f for s in _walk_strings([self.messages, self.prompt, self.body]) for f in _fields(s)})
+        return sorted(
+            {f for s in _walk_strings([self.messages, self.prompt, self.body]) for f in _fields(s)}
+        )
 
     def response_format(self) -> dict[str, Any] | None:
         """The structured-output body fields for ``response_model`` (strict JSON schema), or None."""
@@ -168,8 +181,22 @@ class RequestTemplate(BaseModel):
         schema = to_strict_json_schema(self.response_model)
         name = self.response_model.__name__
         if self.endpoint == BatchEndpoint.RESPONSES:
-            return {"text": {"format": {"type": "json_schema", "name": name, "schema": schema, "strict": True}}}
-        return {"response_format": {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": True}}}
+            return {
+                "text": {
+                    "format": {
+                        "type": "json_schema",
+                        "name": name,
+                        "schema": schema,
+                        "strict": True,
+                    }
+                }
+            }
+        return {
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": name, "schema": schema, "strict": True},
+            }
+        }
 
     def render_body(self, row: Mapping[str, Any]) -> dict[str, Any]:
         """The request body for one row.
@@ -183,7 +210,11 @@ class RequestTemplate(BaseModel):
             text = _render(self.prompt, row)
             if self.endpoint == BatchEndpoint.CHAT_COMPLETIONS:
                 body["messages"] = [{"role": "user", "content": text}]
-            elif self.endpoint in (BatchEndpoint.EMBEDDINGS, BatchEndpoint.MODERATIONS, BatchEndpoint.RESPONSES):
+            elif self.endpoint in (
+                BatchEndpoint.EMBEDDINGS,
+                BatchEndpoint.MODERATIONS,
+                BatchEndpoint.RESPONSES,
+            ):
                 body["input"] = text
             else:
                 body["prompt"] = text
@@ -226,8 +257,11 @@ class _RowIds:
         self._seen: dict[str, int] = {}
 
     def __call__(self, row: Mapping[str, Any]) -> str:
-        data = orjson.dumps(row, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY,
-                            default=str)
+        data = orjson.dumps(
+            row,
+            option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY,
+            default=str,
+        )
         base = "row-" + hashlib.blake2b(data, digest_size=8).hexdigest()
         n = self._seen.get(base, 0) + 1
         self._seen[base] = n
@@ -237,8 +271,10 @@ class _RowIds:
 class CustomIdError(ValueError):
     """A row's ``custom_id_column`` value cannot be a custom_id (missing, empty, or a float)."""
 
-    fix = ("Give every row an id, a string or an integer (a pandas integer column with missing values turns "
-           "float: fill or drop those rows, or convert the column with .astype('Int64') or .astype(str))")
+    fix = (
+        "Give every row an id, a string or an integer (a pandas integer column with missing values turns "
+        "float: fill or drop those rows, or convert the column with .astype('Int64') or .astype(str))"
+    )
 
 
 def custom_ids(template: RequestTemplate) -> Callable[[Mapping[str, Any]], str]:
@@ -261,10 +297,14 @@ def custom_ids(template: RequestTemplate) -> Callable[[Mapping[str, Any]], str]:
         if isinstance(value, str):
             if value:
                 return value
-        elif not is_missing(value) and not _is_float(value):  # int, numpy int, UUID…: not bool or float
+        elif not is_missing(value) and not _is_float(
+            value
+        ):  # int, numpy int, UUID…: not bool or float
             return str(value)
         what = "empty" if value == "" or is_missing(value) else f"a {type(value).__name__}"
-        raise CustomIdError(f"custom_id_column {column!r} is {what} ({value!r}) in row {dict(row)!r:.200}")
+        raise CustomIdError(
+            f"custom_id_column {column!r} is {what} ({value!r}) in row {dict(row)!r:.200}"
+        )
 
     return from_column
 
@@ -279,7 +319,9 @@ def build_requests(rows: Any, template: RequestTemplate) -> Iterator[BatchReques
         yield request
 
 
-def build_rows(rows: Any, template: RequestTemplate) -> Iterator[tuple[dict[str, Any], BatchRequest]]:
+def build_rows(
+    rows: Any, template: RequestTemplate
+) -> Iterator[tuple[dict[str, Any], BatchRequest]]:
     """Like :func:`build_requests`, also yielding each source row beside its request.
 
     A row whose id or placeholder value is missing raises :class:`ValueError` (:func:`prepare_rows` lists them all).
@@ -288,7 +330,8 @@ def build_rows(rows: Any, template: RequestTemplate) -> Iterator[tuple[dict[str,
         if problems:
             p = problems[0]
             raise (CustomIdError if p.field == template.custom_id_column else ValueError)(
-                f"row {n}: {p.message}. {p.fix}")
+                f"row {n}: {p.message}. {p.fix}"
+            )
         yield row, request  # type: ignore[misc]
 
 
@@ -321,16 +364,33 @@ def check_rows(
             cid: str | None = ids(row)
         except CustomIdError as e:
             cid = None
-            problems.append(RowProblem(None, str(template.custom_id_column), str(e).split(" in row ", 1)[0],
-                                       CustomIdError.fix))
+            problems.append(
+                RowProblem(
+                    None,
+                    str(template.custom_id_column),
+                    str(e).split(" in row ", 1)[0],
+                    CustomIdError.fix,
+                )
+            )
         for name in names:
             value = row.get(name, "")
             if is_missing(value):
-                problems.append(RowProblem(cid, name, f"placeholder {{{name}}} has no value ({value!r}); it would be "
-                                                      f"sent as the text {str(value)!r}", MISSING_VALUE_FIX))
+                problems.append(
+                    RowProblem(
+                        cid,
+                        name,
+                        f"placeholder {{{name}}} has no value ({value!r}); it would be "
+                        f"sent as the text {str(value)!r}",
+                        MISSING_VALUE_FIX,
+                    )
+                )
         if problems:
             yield row, None, problems
         else:
-            yield row, BatchRequest.model_construct(custom_id=cid, method="POST", url=url,
-                                                    body=template.render_body(row)), []
-
+            yield (
+                row,
+                BatchRequest.model_construct(
+                    custom_id=cid, method="POST", url=url, body=template.render_body(row)
+                ),
+                [],
+            )

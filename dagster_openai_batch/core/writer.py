@@ -41,8 +41,14 @@ PARQUET_BYTES = 4_000_000
 """Rows are flushed to ``inputs.parquet`` every PARQUET_ROWS rows or PARQUET_BYTES of request JSON, whichever first."""
 _BUFFER = 1 << 20
 # Endpoints whose API requires `model` (moderations, images and videos have a default model).
-_MODEL_REQUIRED = frozenset({BatchEndpoint.CHAT_COMPLETIONS, BatchEndpoint.COMPLETIONS, BatchEndpoint.EMBEDDINGS,
-                             BatchEndpoint.RESPONSES})
+_MODEL_REQUIRED = frozenset(
+    {
+        BatchEndpoint.CHAT_COMPLETIONS,
+        BatchEndpoint.COMPLETIONS,
+        BatchEndpoint.EMBEDDINGS,
+        BatchEndpoint.RESPONSES,
+    }
+)
 
 
 class InputProblem(BaseModel):
@@ -56,7 +62,9 @@ class InputProblem(BaseModel):
     fix: str
 
     def __str__(self) -> str:
-        where = f"line {self.line}" + (f" (custom_id {self.custom_id!r})" if self.custom_id is not None else "")
+        where = f"line {self.line}" + (
+            f" (custom_id {self.custom_id!r})" if self.custom_id is not None else ""
+        )
         field = f", field {self.field!r}" if self.field else ""
         return f"{where}{field}: {self.message}. {self.fix}"
 
@@ -70,7 +78,9 @@ class BatchInputError(ValueError):
         shown = "\n".join(f"  - {p}" for p in problems[:SHOWN_PROBLEMS])
         rest = self.total - min(len(problems), SHOWN_PROBLEMS)
         more = f"\n  … and {rest} more problem(s)" if rest > 0 else ""
-        super().__init__(f"batch input is invalid ({self.total} problem(s)); nothing was uploaded:\n{shown}{more}")
+        super().__init__(
+            f"batch input is invalid ({self.total} problem(s)); nothing was uploaded:\n{shown}{more}"
+        )
 
 
 class InputPart(BaseModel):
@@ -120,13 +130,26 @@ def _parse_lines(path: Path) -> Iterator[tuple[int, dict[str, Any] | InputProble
             try:
                 obj = orjson.loads(raw)
             except orjson.JSONDecodeError as e:
-                yield lineno, InputProblem(line=lineno, code="invalid_json_line", message=f"not valid JSON ({e})",
-                                           fix="Write one JSON object per line (JSONL)")
+                yield (
+                    lineno,
+                    InputProblem(
+                        line=lineno,
+                        code="invalid_json_line",
+                        message=f"not valid JSON ({e})",
+                        fix="Write one JSON object per line (JSONL)",
+                    ),
+                )
                 continue
             if not isinstance(obj, dict):
-                yield lineno, InputProblem(line=lineno, code="invalid_json_line",
-                                           message=f"a line must be a JSON object, got {type(obj).__name__}",
-                                           fix="Write one JSON object per line (JSONL)")
+                yield (
+                    lineno,
+                    InputProblem(
+                        line=lineno,
+                        code="invalid_json_line",
+                        message=f"a line must be a JSON object, got {type(obj).__name__}",
+                        fix="Write one JSON object per line (JSONL)",
+                    ),
+                )
                 continue
             yield lineno, obj
 
@@ -147,7 +170,12 @@ class _PartWriter:
     """Writes lines into numbered parts, rolling over before a limit would be passed."""
 
     def __init__(self, out_dir: Path, max_requests: int, max_bytes: int, max_inputs: int) -> None:
-        self.out_dir, self.max_requests, self.max_bytes, self.max_inputs = out_dir, max_requests, max_bytes, max_inputs
+        self.out_dir, self.max_requests, self.max_bytes, self.max_inputs = (
+            out_dir,
+            max_requests,
+            max_bytes,
+            max_inputs,
+        )
         self.parts: list[InputPart] = []
         self._file: IO[bytes] | None = None
         self._hash = hashlib.sha256()
@@ -174,9 +202,17 @@ class _PartWriter:
         if self._file is None:
             return
         self._file.close()
-        self.parts.append(InputPart(index=len(self.parts), path=Path(self._file.name), requests=self._requests,
-                                    bytes=self._bytes, sha256=self._hash.hexdigest(), model=self.model,
-                                    embedding_inputs=self._inputs))
+        self.parts.append(
+            InputPart(
+                index=len(self.parts),
+                path=Path(self._file.name),
+                requests=self._requests,
+                bytes=self._bytes,
+                sha256=self._hash.hexdigest(),
+                model=self.model,
+                embedding_inputs=self._inputs,
+            )
+        )
         self._file, self._hash = None, hashlib.sha256()
         self._requests = self._bytes = self._inputs = 0
 
@@ -215,7 +251,11 @@ class _RowsWriter:
     def add(self, custom_id: str, row: dict[str, Any], size: int, line: int = 0) -> None:
         if "custom_id" in row:
             keep = self.id_column != "custom_id"
-            row = {("input_custom_id" if k == "custom_id" else k): v for k, v in row.items() if keep or k != "custom_id"}
+            row = {
+                ("input_custom_id" if k == "custom_id" else k): v
+                for k, v in row.items()
+                if keep or k != "custom_id"
+            }
         self._ids.append(custom_id)
         self._rows.append(row)
         self._lines.append(line or len(self._lines) + 1)
@@ -296,7 +336,9 @@ def _column(name: str, values: list[Any], lines: list[int]) -> pa.Array:
         error = e
     present = [(i, v) for i, v in enumerate(values) if not is_missing(v)]
     if not present:
-        raise ValueError(f"input rows do not fit one table schema: column {name!r} ({error})") from error
+        raise ValueError(
+            f"input rows do not fit one table schema: column {name!r} ({error})"
+        ) from error
     i0, v0 = present[0]
     bad = next(((i, v) for i, v in present if type(v) is not type(v0)), present[-1])
     raise ValueError(
@@ -319,8 +361,14 @@ def _fit(table: pa.Table, schema: pa.Schema) -> pa.Table | None:
         if column.type != field.type:
             if not pa.types.is_null(column.type):
                 try:
-                    wider = pa.unify_schemas([pa.schema([field]), pa.schema([(field.name, column.type)])],
-                                             promote_options="permissive").field(0).type
+                    wider = (
+                        pa.unify_schemas(
+                            [pa.schema([field]), pa.schema([(field.name, column.type)])],
+                            promote_options="permissive",
+                        )
+                        .field(0)
+                        .type
+                    )
                 except (pa.ArrowInvalid, pa.ArrowTypeError):
                     return None
                 if wider != field.type:
@@ -338,8 +386,10 @@ def _unify(schema: pa.Schema, table: pa.Table, lines: list[int]) -> pa.Schema:
         for field in table.schema:
             if field.name in schema.names:
                 try:
-                    pa.unify_schemas([pa.schema([schema.field(field.name)]), pa.schema([field])],
-                                     promote_options="permissive")
+                    pa.unify_schemas(
+                        [pa.schema([schema.field(field.name)]), pa.schema([field])],
+                        promote_options="permissive",
+                    )
                 except (pa.ArrowInvalid, pa.ArrowTypeError):
                     valid = table.column(field.name).is_valid().to_pylist()
                     line = lines[valid.index(True)] if True in valid else lines[0]
@@ -347,12 +397,22 @@ def _unify(schema: pa.Schema, table: pa.Table, lines: list[int]) -> pa.Schema:
                         f"input rows do not fit one table schema: column {field.name!r} is {schema.field(field.name).type} "
                         f"in earlier rows but {field.type} on line {line}; give every row the same column types"
                     ) from e
-        raise ValueError(f"input rows do not fit one table schema ({e}); give every row the same column types") from e
+        raise ValueError(
+            f"input rows do not fit one table schema ({e}); give every row the same column types"
+        ) from e
 
 
-def _problem(lineno: int, cid: Any, field: str | None, code: str, message: str, fix: str) -> InputProblem:
-    return InputProblem(line=lineno, custom_id=cid if isinstance(cid, str) else None, field=field, code=code,
-                        message=message, fix=fix)
+def _problem(
+    lineno: int, cid: Any, field: str | None, code: str, message: str, fix: str
+) -> InputProblem:
+    return InputProblem(
+        line=lineno,
+        custom_id=cid if isinstance(cid, str) else None,
+        field=field,
+        code=code,
+        message=message,
+        fix=fix,
+    )
 
 
 def _check(lineno: int, req: dict[str, Any], endpoint: str) -> list[InputProblem]:
@@ -361,26 +421,73 @@ def _check(lineno: int, req: dict[str, Any], endpoint: str) -> list[InputProblem
     cid = req.get("custom_id")
     for field in ("custom_id", "url", "body"):
         if req.get(field) in (None, ""):
-            problems.append(_problem(lineno, cid, field, "missing_required_parameter", f"`{field}` is missing",
-                                     f"Give every line a `{field}`"))
+            problems.append(
+                _problem(
+                    lineno,
+                    cid,
+                    field,
+                    "missing_required_parameter",
+                    f"`{field}` is missing",
+                    f"Give every line a `{field}`",
+                )
+            )
     if cid is not None and not isinstance(cid, str):
-        problems.append(_problem(lineno, None, "custom_id", "invalid_request",
-                                 f"custom_id must be a string, got {type(cid).__name__} {cid!r}",
-                                 "Convert custom_id to a string"))
+        problems.append(
+            _problem(
+                lineno,
+                None,
+                "custom_id",
+                "invalid_request",
+                f"custom_id must be a string, got {type(cid).__name__} {cid!r}",
+                "Convert custom_id to a string",
+            )
+        )
     if req.get("method", "POST") != "POST":
-        problems.append(_problem(lineno, cid, "method", "invalid_request", f"method is {req.get('method')!r}",
-                                 'Use "method": "POST"'))
+        problems.append(
+            _problem(
+                lineno,
+                cid,
+                "method",
+                "invalid_request",
+                f"method is {req.get('method')!r}",
+                'Use "method": "POST"',
+            )
+        )
     url = req.get("url")
     if url not in (None, "") and url != endpoint:
-        problems.append(_problem(lineno, cid, "url", "invalid_url", f"url {url!r} differs from the batch endpoint {endpoint!r}",
-                                 "Send every line of a batch to the same endpoint"))
+        problems.append(
+            _problem(
+                lineno,
+                cid,
+                "url",
+                "invalid_url",
+                f"url {url!r} differs from the batch endpoint {endpoint!r}",
+                "Send every line of a batch to the same endpoint",
+            )
+        )
     body = req.get("body")
     if body not in (None, "") and not isinstance(body, dict):
-        problems.append(_problem(lineno, cid, "body", "invalid_request",
-                                 f"body must be a JSON object, got {type(body).__name__}", "Put the request parameters in an object"))
+        problems.append(
+            _problem(
+                lineno,
+                cid,
+                "body",
+                "invalid_request",
+                f"body must be a JSON object, got {type(body).__name__}",
+                "Put the request parameters in an object",
+            )
+        )
     elif isinstance(body, dict) and body.get("stream"):
-        problems.append(_problem(lineno, cid, "body.stream", "streaming_unsupported", "streaming is not supported in a batch",
-                                 "Remove `stream` from the body"))
+        problems.append(
+            _problem(
+                lineno,
+                cid,
+                "body.stream",
+                "streaming_unsupported",
+                "streaming is not supported in a batch",
+                "Remove `stream` from the body",
+            )
+        )
     return problems
 
 
@@ -400,20 +507,33 @@ def write_batch_input(
     Raises :class:`BatchInputError` listing every problem; no part is left behind then.
     """
     if rows is None:
-        items: Iterable[tuple[int, Any, dict[str, Any] | None]] = ((i, r, None) for i, r in enumerate(requests, 1))
+        items: Iterable[tuple[int, Any, dict[str, Any] | None]] = (
+            (i, r, None) for i, r in enumerate(requests, 1)
+        )
     else:
         items = ((i, r, row) for i, (r, row) in enumerate(_zip_rows(requests, rows), 1))
-    return _write(items, Path(out_dir), as_endpoint(endpoint), rows is not None, max_requests, max_bytes,
-                  max_embedding_inputs)
+    return _write(
+        items,
+        Path(out_dir),
+        as_endpoint(endpoint),
+        rows is not None,
+        max_requests,
+        max_bytes,
+        max_embedding_inputs,
+    )
 
 
-def _zip_rows(requests: Iterable[Any], rows: Iterable[dict[str, Any]]) -> Iterator[tuple[Any, dict[str, Any]]]:
+def _zip_rows(
+    requests: Iterable[Any], rows: Iterable[dict[str, Any]]
+) -> Iterator[tuple[Any, dict[str, Any]]]:
     try:
         yield from zip(requests, rows, strict=True)
     except ValueError as e:
         if "zip()" not in str(e):
             raise
-        raise ValueError("`rows` and `requests` differ in length; give exactly one row per request") from None
+        raise ValueError(
+            "`rows` and `requests` differ in length; give exactly one row per request"
+        ) from None
 
 
 def prepare_rows(
@@ -432,8 +552,16 @@ def prepare_rows(
     >>> prepare_rows([{"text": "hi"}], t, pathlib.Path(tempfile.mkdtemp())).requests
     1
     """
-    return _write(_template_items(rows, template), Path(out_dir), template.endpoint, True, max_requests, max_bytes,
-                  max_embedding_inputs, id_column=template.custom_id_column)
+    return _write(
+        _template_items(rows, template),
+        Path(out_dir),
+        template.endpoint,
+        True,
+        max_requests,
+        max_bytes,
+        max_embedding_inputs,
+        id_column=template.custom_id_column,
+    )
 
 
 def _template_items(
@@ -443,8 +571,18 @@ def _template_items(
         if request is not None:
             yield i, request, row
         for p in problems:
-            yield i, InputProblem(line=i, custom_id=p.custom_id, field=p.field, code="missing_value",
-                                  message=p.message, fix=p.fix), row
+            yield (
+                i,
+                InputProblem(
+                    line=i,
+                    custom_id=p.custom_id,
+                    field=p.field,
+                    code="missing_value",
+                    message=p.message,
+                    fix=p.fix,
+                ),
+                row,
+            )
 
 
 def prepare_jsonl(
@@ -464,21 +602,40 @@ def prepare_jsonl(
     if endpoint is None:
         first = next((obj for _, obj in _parse_lines(path) if isinstance(obj, dict)), None)
         if first is None or not isinstance(first.get("url"), str):
-            raise BatchInputError([InputProblem(line=1, field="url", code="empty_file" if first is None else "missing_required_parameter",
-                                                message=f"{path} has no request with a url",
-                                                fix="Pass `endpoint=` or add requests to the file")])
+            raise BatchInputError(
+                [
+                    InputProblem(
+                        line=1,
+                        field="url",
+                        code="empty_file" if first is None else "missing_required_parameter",
+                        message=f"{path} has no request with a url",
+                        fix="Pass `endpoint=` or add requests to the file",
+                    )
+                ]
+            )
         endpoint = first["url"]
     try:
         ep = as_endpoint(endpoint)
     except ValueError as e:
-        raise BatchInputError([InputProblem(line=1, field="url", code="invalid_url", message=str(e),
-                                            fix="Use a batch endpoint")]) from None
+        raise BatchInputError(
+            [
+                InputProblem(
+                    line=1,
+                    field="url",
+                    code="invalid_url",
+                    message=str(e),
+                    fix="Use a batch endpoint",
+                )
+            ]
+        ) from None
     items = ((i, obj, None) for i, obj in _parse_lines(path))
     return _write(items, Path(out_dir), ep, False, max_requests, max_bytes, max_embedding_inputs)
 
 
 def _write(
-    items: Iterable[tuple[int, BatchRequest | dict[str, Any] | InputProblem, dict[str, Any] | None]],
+    items: Iterable[
+        tuple[int, BatchRequest | dict[str, Any] | InputProblem, dict[str, Any] | None]
+    ],
     out_dir: Path,
     endpoint: BatchEndpoint,
     with_rows: bool,
@@ -492,7 +649,9 @@ def _write(
     is_embeddings = endpoint == BatchEndpoint.EMBEDDINGS
     parts = _PartWriter(out_dir, max_requests, max_bytes, max_inputs if is_embeddings else 1 << 62)
     rows_out = _RowsWriter(out_dir / INPUTS_FILE, id_column) if with_rows else None
-    seen: dict[int, int] = {}  # hash(custom_id) -> first line; ids are not kept, so memory stays small
+    seen: dict[
+        int, int
+    ] = {}  # hash(custom_id) -> first line; ids are not kept, so memory stays small
     problems: list[InputProblem] = []
     total_problems = 0
     model_line = 0
@@ -510,7 +669,12 @@ def _write(
                 report([item])
                 continue
             req = (
-                {"custom_id": item.custom_id, "method": item.method, "url": item.url, "body": item.body}
+                {
+                    "custom_id": item.custom_id,
+                    "method": item.method,
+                    "url": item.url,
+                    "body": item.body,
+                }
                 if isinstance(item, BatchRequest)
                 else item
             )
@@ -520,34 +684,74 @@ def _write(
                 key = hash(cid)
                 first = seen.setdefault(key, lineno)
                 if first != lineno:
-                    found.append(_problem(lineno, cid, "custom_id", "duplicate_custom_id",
-                                          f"custom_id {cid!r} is already used on line {first}",
-                                          "Give every request a unique custom_id"))
+                    found.append(
+                        _problem(
+                            lineno,
+                            cid,
+                            "custom_id",
+                            "duplicate_custom_id",
+                            f"custom_id {cid!r} is already used on line {first}",
+                            "Give every request a unique custom_id",
+                        )
+                    )
             body = req.get("body")
             inputs = 0
             if isinstance(body, dict):
                 model = body.get("model")
                 if model in (None, "") and endpoint in _MODEL_REQUIRED:
-                    found.append(_problem(lineno, cid, "body.model", "missing_required_parameter",
-                                          f"`body.model` is missing ({url} needs a model)",
-                                          "Give every request a `model` (the same one on every line)"))
+                    found.append(
+                        _problem(
+                            lineno,
+                            cid,
+                            "body.model",
+                            "missing_required_parameter",
+                            f"`body.model` is missing ({url} needs a model)",
+                            "Give every request a `model` (the same one on every line)",
+                        )
+                    )
                 elif model_line == 0:
                     parts.model, model_line = model, lineno
                 elif model != parts.model:
-                    found.append(_problem(lineno, cid, "body.model", "model_mismatch",
-                                          f"model {model!r} differs from {parts.model!r} (line {model_line})",
-                                          "Use one model per batch; split the input by model"))
+                    found.append(
+                        _problem(
+                            lineno,
+                            cid,
+                            "body.model",
+                            "model_mismatch",
+                            f"model {model!r} differs from {parts.model!r} (line {model_line})",
+                            "Use one model per batch; split the input by model",
+                        )
+                    )
                 if is_embeddings:
                     inputs = count_embedding_inputs(body)
                     if inputs > max_inputs:
-                        found.append(_problem(lineno, cid, "body.input", "too_many_inputs",
-                                              f"{inputs} embedding inputs in one request; the limit is {max_inputs}",
-                                              "Split this request into smaller ones"))
-            line = orjson.dumps({"custom_id": cid, "method": "POST", "url": req.get("url"), "body": body}) + b"\n"
+                        found.append(
+                            _problem(
+                                lineno,
+                                cid,
+                                "body.input",
+                                "too_many_inputs",
+                                f"{inputs} embedding inputs in one request; the limit is {max_inputs}",
+                                "Split this request into smaller ones",
+                            )
+                        )
+            line = (
+                orjson.dumps(
+                    {"custom_id": cid, "method": "POST", "url": req.get("url"), "body": body}
+                )
+                + b"\n"
+            )
             if len(line) > max_bytes:
-                found.append(_problem(lineno, cid, None, "line_too_large",
-                                      f"the request is {len(line):,} bytes; a file holds at most {max_bytes:,}",
-                                      "Shorten this request"))
+                found.append(
+                    _problem(
+                        lineno,
+                        cid,
+                        None,
+                        "line_too_large",
+                        f"the request is {len(line):,} bytes; a file holds at most {max_bytes:,}",
+                        "Shorten this request",
+                    )
+                )
             if found:
                 report(found)
                 continue
@@ -559,8 +763,16 @@ def _write(
                 if len(preview) < 5:
                     preview.append(orjson.loads(line))
         if count == 0 and total_problems == 0:
-            report([InputProblem(line=0, code="empty_file", message="the input has no requests",
-                                 fix="Give at least one row or request")])
+            report(
+                [
+                    InputProblem(
+                        line=0,
+                        code="empty_file",
+                        message="the input has no requests",
+                        fix="Give at least one row or request",
+                    )
+                ]
+            )
         if total_problems:
             raise BatchInputError(problems, total_problems)
         parts.close()
@@ -570,7 +782,16 @@ def _write(
         if rows_out is not None:
             rows_out.discard()
         raise
-    content = hashlib.sha256(url.encode() + b"".join(p.sha256.encode() for p in parts.parts)).hexdigest()
-    return PreparedInput(endpoint=endpoint, model=parts.model, parts=parts.parts, requests=count,
-                         bytes=sum(p.bytes for p in parts.parts), content_hash=content, inputs_path=inputs_path,
-                         preview=preview)
+    content = hashlib.sha256(
+        url.encode() + b"".join(p.sha256.encode() for p in parts.parts)
+    ).hexdigest()
+    return PreparedInput(
+        endpoint=endpoint,
+        model=parts.model,
+        parts=parts.parts,
+        requests=count,
+        bytes=sum(p.bytes for p in parts.parts),
+        content_hash=content,
+        inputs_path=inputs_path,
+        preview=preview,
+    )

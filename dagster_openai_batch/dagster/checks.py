@@ -65,7 +65,11 @@ def evaluate_checks(
             asset_key=results_key,
             check_name=FAILED_SHARE,
             passed=share <= max_failed_share,
-            metadata={"failed": failed, "failed_share": share, "max_failed_share": max_failed_share},
+            metadata={
+                "failed": failed,
+                "failed_share": share,
+                "max_failed_share": max_failed_share,
+            },
         ),
         dg.AssetCheckResult(
             asset_key=results_key,

@@ -19,7 +19,6 @@ Example:
     ['review_sentiment/input_file', 'review_sentiment/batch_job', 'review_sentiment/results']
 """
 
-
 import inspect
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -197,9 +196,13 @@ def openai_batch_assets(
             f"openai_batch_assets({name!r}): max_requests_per_file must be 1..{MAX_REQUESTS_PER_FILE}"
         )
     source_key = _source_key(source)
-    jsonl_path = Path(source) if isinstance(source, (str, os.PathLike)) and source_key is None else None
+    jsonl_path = (
+        Path(source) if isinstance(source, (str, os.PathLike)) and source_key is None else None
+    )
     if template is None and jsonl_path is None:
-        raise ValueError(f"openai_batch_assets({name!r}): give a template, or a .jsonl file as source")
+        raise ValueError(
+            f"openai_batch_assets({name!r}): give a template, or a .jsonl file as source"
+        )
     if template is None and endpoint is None:
         raise ValueError(
             f"openai_batch_assets({name!r}): a .jsonl source needs endpoint= (the url of its lines, "
@@ -245,7 +248,9 @@ def openai_batch_assets(
             max_requests_per_file=max_requests_per_file,
         )
 
-    input_description = f"JSONL batch input of {name}: built from the rows, validated, split, uploaded."
+    input_description = (
+        f"JSONL batch input of {name}: built from the rows, validated, split, uploaded."
+    )
     if source_key is not None:
 
         @dg.asset(
@@ -254,18 +259,26 @@ def openai_batch_assets(
             description=input_description,
             **optional,
         )
-        def input_file(context: dg.AssetExecutionContext, rows: Any) -> Iterator[dg.MaterializeResult]:
-            yield from stages.materialize_input_file(stage_context(context), rows=rows, template=template)
+        def input_file(
+            context: dg.AssetExecutionContext, rows: Any
+        ) -> Iterator[dg.MaterializeResult]:
+            yield from stages.materialize_input_file(
+                stage_context(context), rows=rows, template=template
+            )
 
     else:
 
         @dg.asset(key=keys.input_file, description=input_description, **optional)
         def input_file(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult]:
             if jsonl_path is not None:
-                yield from stages.materialize_input_file(stage_context(context), jsonl_path=jsonl_path)
+                yield from stages.materialize_input_file(
+                    stage_context(context), jsonl_path=jsonl_path
+                )
                 return
             rows = _call_rows_fn(source, context)  # type: ignore[arg-type]
-            yield from stages.materialize_input_file(stage_context(context), rows=rows, template=template)
+            yield from stages.materialize_input_file(
+                stage_context(context), rows=rows, template=template
+            )
 
     @dg.asset(
         key=keys.batch_job,
@@ -311,10 +324,15 @@ def openai_batch_assets(
         required_resource_keys={resource_key},
         partitions_def=partitions_def,
     )
-    def batches_accepted(context: dg.AssetCheckExecutionContext, config: AcceptedConfig) -> dg.AssetCheckResult:
+    def batches_accepted(
+        context: dg.AssetCheckExecutionContext, config: AcceptedConfig
+    ) -> dg.AssetCheckResult:
         partition = context.partition_key if context.has_partition_key else None
         return stages.check_batches_accepted(
-            context.instance, getattr(context.resources, resource_key), keys.batch_job, partition,
+            context.instance,
+            getattr(context.resources, resource_key),
+            keys.batch_job,
+            partition,
             batch_ids=config.batch_ids,
         )
 
@@ -325,7 +343,8 @@ def openai_batch_assets(
     )
     results_job = dg.define_asset_job(
         f"{name}_results",
-        selection=dg.AssetSelection.assets(keys.results) | dg.AssetSelection.checks(batches_accepted),
+        selection=dg.AssetSelection.assets(keys.results)
+        | dg.AssetSelection.checks(batches_accepted),
         description=f"Download and parse the {name} batch results; check the batches were accepted.",
     )
     schedules = _schedules(name, submit_job, partitions_def, schedule)
@@ -353,7 +372,9 @@ def _schedules(
     if schedule is False:
         return []
     if isinstance(schedule, str):
-        return [dg.ScheduleDefinition(name=f"{name}_schedule", job=submit_job, cron_schedule=schedule)]
+        return [
+            dg.ScheduleDefinition(name=f"{name}_schedule", job=submit_job, cron_schedule=schedule)
+        ]
     if not isinstance(partitions_def, dg.TimeWindowPartitionsDefinition):
         raise ValueError(
             f"openai_batch_assets({name!r}): schedule=True needs time-based partitions; "

@@ -101,7 +101,9 @@ class OpenAIBatchResource(OpenAIResource):
             )
             emulator = Emulator(self.emulator_dir, config)  # type: ignore[arg-type]
             # A configured key travels as it would to OpenAI (the emulator accepts any key).
-            return emulator.openai_client(**({"api_key": self.api_key} if self.api_key else {}), **common)
+            return emulator.openai_client(
+                **({"api_key": self.api_key} if self.api_key else {}), **common
+            )
         if not self.api_key:
             raise OpenAIConfigurationError(
                 f"No API key for the {backend} backend: set the OPENAI_API_KEY environment variable "

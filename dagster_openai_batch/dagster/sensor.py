@@ -96,10 +96,16 @@ class _LatestRecords:
     def storage_id(self, key: dg.AssetKey, partition: str | None) -> int | None:
         if key not in self._by_key:
             latest: dict[str | None, int] = dict(
-                self.instance.get_latest_storage_id_by_partition(key, dg.DagsterEventType.ASSET_MATERIALIZATION)
+                self.instance.get_latest_storage_id_by_partition(
+                    key, dg.DagsterEventType.ASSET_MATERIALIZATION
+                )
             )
             newest = self.instance.fetch_materializations(key, limit=1).records
-            if newest and newest[0].asset_materialization and newest[0].asset_materialization.partition is None:
+            if (
+                newest
+                and newest[0].asset_materialization
+                and newest[0].asset_materialization.partition is None
+            ):
                 latest[None] = newest[0].storage_id
             self._by_key[key] = latest
         return self._by_key[key].get(partition)
@@ -109,14 +115,18 @@ class _LatestRecords:
         if self.storage_id(key, partition) is None:
             return None
         records = self.instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition] if partition is not None else None),
+            dg.AssetRecordsFilter(
+                asset_key=key, asset_partitions=[partition] if partition is not None else None
+            ),
             limit=1,
         ).records
         materialization = records[0].asset_materialization if records else None
         return metadata_values(materialization.metadata) if materialization else None
 
 
-def _why_not_collect(latest: _LatestRecords, pipeline: OpenAIBatchPipeline, item: InFlight) -> str | None:
+def _why_not_collect(
+    latest: _LatestRecords, pipeline: OpenAIBatchPipeline, item: InFlight
+) -> str | None:
     """Why a finished batch set needs no results run (None: it needs one)."""
     newest_job = latest.storage_id(pipeline.batch_job.key, item.partition)
     if newest_job is not None and newest_job > item.storage_id:
@@ -178,7 +188,9 @@ def _load_cursor(context: dg.SensorEvaluationContext) -> SensorCursor:
         return SensorCursor.model_validate_json(context.cursor)
     except ValidationError:
         # Re-reading every batch_job record is safe (run keys and the collection rule deduplicate).
-        context.log.warning("The sensor cursor is unreadable; starting again from the first batch_job records.")
+        context.log.warning(
+            "The sensor cursor is unreadable; starting again from the first batch_job records."
+        )
         return SensorCursor()
 
 
@@ -198,23 +210,31 @@ def _retrieve(resource: OpenAIBatchResource, items: Sequence[InFlight]) -> dict[
 class _Tick:
     """What one tick decides: observations, run requests, and the sets still in flight."""
 
-    def __init__(self, context: dg.SensorEvaluationContext, by_name: Mapping[str, OpenAIBatchPipeline]) -> None:
+    def __init__(
+        self, context: dg.SensorEvaluationContext, by_name: Mapping[str, OpenAIBatchPipeline]
+    ) -> None:
         self.context, self.by_name = context, by_name
         self.latest = _LatestRecords(context.instance)
         self.observations: list[dg.AssetObservation] = []
         self.run_requests: list[dg.RunRequest] = []
         self.in_flight: list[InFlight] = []
 
-    def process(self, resource: OpenAIBatchResource, item: InFlight, batches: Mapping[str, Batch]) -> None:
+    def process(
+        self, resource: OpenAIBatchResource, item: InFlight, batches: Mapping[str, Batch]
+    ) -> None:
         pipeline = self.by_name.get(item.pipeline)
         missing = [i for i in item.batch_ids if i not in batches]
         if pipeline is None or missing:
             why = f"the service does not know {missing}" if missing else "their pipeline is gone"
-            self.context.log.warning(f"No longer watching {_where(item)} batches {item.batch_ids}: {why}.")
+            self.context.log.warning(
+                f"No longer watching {_where(item)} batches {item.batch_ids}: {why}."
+            )
             return
         known = [batches[i] for i in item.batch_ids]
         metadata = batch_status_metadata(resource, known)
-        progress = f"{metadata['status']}:{metadata['requests_completed']}:{metadata['requests_failed']}"
+        progress = (
+            f"{metadata['status']}:{metadata['requests_completed']}:{metadata['requests_failed']}"
+        )
         observation = None
         if progress != item.progress:
             observation = dg.AssetObservation(
@@ -225,7 +245,9 @@ class _Tick:
             return
         reason = _why_not_collect(self.latest, pipeline, item)
         if reason is not None:
-            self.context.log.info(f"{_where(item)} batches {item.batch_ids} finished; no results run: {reason}.")
+            self.context.log.info(
+                f"{_where(item)} batches {item.batch_ids} finished; no results run: {reason}."
+            )
         else:
             self.run_requests.append(_run_request(pipeline, item, known))
         if observation is not None:
@@ -239,7 +261,9 @@ class _Tick:
     def summary(self) -> str:
         if not self.in_flight:
             return "No batch in flight."
-        shown = "; ".join(f"{_where(item)}: {_progress_words(item.progress)}" for item in self.in_flight[:5])
+        shown = "; ".join(
+            f"{_where(item)}: {_progress_words(item.progress)}" for item in self.in_flight[:5]
+        )
         more = f"; and {len(self.in_flight) - 5} more" if len(self.in_flight) > 5 else ""
         return f"{len(self.in_flight)} batch set(s) in flight: {shown}{more}."
 
@@ -249,7 +273,9 @@ def _progress_words(progress: str) -> str:
     return f"{status}, {int(completed or 0) + int(failed or 0):,} requests done"
 
 
-def _run_request(pipeline: OpenAIBatchPipeline, item: InFlight, batches: Sequence[Batch]) -> dg.RunRequest:
+def _run_request(
+    pipeline: OpenAIBatchPipeline, item: InFlight, batches: Sequence[Batch]
+) -> dg.RunRequest:
     """The results run of a finished set: results + checks, or ``batches_accepted`` alone when no
     batch produced output (all failed validation)."""
     check_config = {pipeline.accepted_check_op_name: {"config": {"batch_ids": item.batch_ids}}}
@@ -309,10 +335,14 @@ def openai_batch_sensor(
             cursor.in_flight.extend(_read_new_batch_sets(context, pipeline, cursor))
         watched, superseded = _newest_per_partition(cursor.in_flight)
         for item in superseded:
-            context.log.info(f"{_where(item)} batches {item.batch_ids}: superseded by a newer batch_job.")
+            context.log.info(
+                f"{_where(item)} batches {item.batch_ids}: superseded by a newer batch_job."
+            )
         if not watched:
             cursor.in_flight = []
-            return dg.SensorResult(skip_reason="No batch in flight.", cursor=cursor.model_dump_json())
+            return dg.SensorResult(
+                skip_reason="No batch in flight.", cursor=cursor.model_dump_json()
+            )
 
         batches = _retrieve(resource, watched)
         tick = _Tick(context, by_name)

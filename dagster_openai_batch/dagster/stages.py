@@ -97,18 +97,27 @@ def materialize_input_file(
         try:
             if jsonl_path is not None:
                 prepared = prepare_jsonl(
-                    jsonl_path, Path(tmp), endpoint=stage.endpoint, max_requests=stage.max_requests_per_file
+                    jsonl_path,
+                    Path(tmp),
+                    endpoint=stage.endpoint,
+                    max_requests=stage.max_requests_per_file,
                 )
             else:
                 assert template is not None
-                prepared = prepare_rows(rows, template, Path(tmp), max_requests=stage.max_requests_per_file)
+                prepared = prepare_rows(
+                    rows, template, Path(tmp), max_requests=stage.max_requests_per_file
+                )
         except BatchInputError as error:
             if all(problem.code == "empty_file" for problem in error.problems):
-                stage.context.log.info("The input has no rows: nothing to submit, nothing materialized.")
+                stage.context.log.info(
+                    "The input has no rows: nothing to submit, nothing materialized."
+                )
                 return
             raise _input_failure(str(error)) from None
         except (KeyError, ValueError) as error:
-            raise _input_failure(error.args[0] if isinstance(error, KeyError) else str(error)) from None
+            raise _input_failure(
+                error.args[0] if isinstance(error, KeyError) else str(error)
+            ) from None
         stored = _store_input(stage, prepared)
         with stage.resource.get_batch_client() as client:
             files = [client.upload(part) for part in prepared.parts]
@@ -182,9 +191,13 @@ def materialize_batch_job(
         followup_of, file_ids, followup_hash, requests = followup
         key_base = f"{key_base}:followup:{followup_hash[:16]}"
     with stage.resource.get_batch_client() as client:
-        batches = [] if new_batches or resubmit_failed else _current_set(stage, client, source, len(file_ids))
+        batches = (
+            []
+            if new_batches or resubmit_failed
+            else _current_set(stage, client, source, len(file_ids))
+        )
         adopted = len(batches)
-        for index, file_id in enumerate(file_ids[len(batches):], start=len(batches)):
+        for index, file_id in enumerate(file_ids[len(batches) :], start=len(batches)):
             batch, was_adopted = client.create_or_adopt(
                 input_file_id=file_id,
                 endpoint=stage.endpoint,
@@ -205,7 +218,9 @@ def materialize_batch_job(
         "part_uris": source.get("part_uris", []),
         "followup_of": followup_of,
     }
-    yield dg.MaterializeResult(metadata=_job_metadata(stage, batches, adopted=adopted, handoff=handoff))
+    yield dg.MaterializeResult(
+        metadata=_job_metadata(stage, batches, adopted=adopted, handoff=handoff)
+    )
 
 
 def _wait(stage: StageContext, client: Any, batches: list[Batch], timeout: float) -> list[Batch]:
@@ -214,19 +229,31 @@ def _wait(stage: StageContext, client: Any, batches: list[Batch], timeout: float
     try:
         done = client.wait([b.id for b in batches], timeout=timeout)
     except (BatchClientError, openai.APIError) as error:
-        stage.context.log.warning(f"Stopped waiting ({error}); the sensor will collect the batches.")
+        stage.context.log.warning(
+            f"Stopped waiting ({error}); the sensor will collect the batches."
+        )
         return batches
     if any(done[b.id].status not in TERMINAL for b in batches):
-        stage.context.log.warning(f"Batches still running after {timeout:.0f}s; the sensor will collect them.")
+        stage.context.log.warning(
+            f"Batches still running after {timeout:.0f}s; the sensor will collect them."
+        )
     return [done[b.id] for b in batches]
 
 
-def _current_set(stage: StageContext, client: Any, source: dict[str, Any], parts: int) -> list[Batch]:
+def _current_set(
+    stage: StageContext, client: Any, source: dict[str, Any], parts: int
+) -> list[Batch]:
     """The batches of the partition's latest ``batch_job`` when they were made from this very input and
     are still usable: a plain re-run keeps the current set (even one made with ``new_batches``)."""
-    latest = latest_metadata(stage.context.instance, stage.keys.batch_job, stage.partition_key) or {}
+    latest = (
+        latest_metadata(stage.context.instance, stage.keys.batch_job, stage.partition_key) or {}
+    )
     ids = list(latest.get("batch_ids") or [])
-    if latest.get("content_hash") != source["content_hash"] or latest.get("followup_of") or len(ids) != parts:
+    if (
+        latest.get("content_hash") != source["content_hash"]
+        or latest.get("followup_of")
+        or len(ids) != parts
+    ):
         return []
     found = client.retrieve_many(ids, missing_ok=True)
     batches = [found[i] for i in ids if i in found]
@@ -274,13 +301,18 @@ def _short_key(key: str) -> str:
 
 
 def _batch_metadata(stage: StageContext) -> dict[str, str]:
-    metadata = {"dagster_pipeline": stage.pipeline[:512], "dagster_run_id": stage.context.run.run_id}
+    metadata = {
+        "dagster_pipeline": stage.pipeline[:512],
+        "dagster_run_id": stage.context.run.run_id,
+    }
     if stage.partition_key is not None:
         metadata["dagster_partition"] = stage.partition_key[:512]
     return metadata
 
 
-def batch_status_metadata(resource: OpenAIBatchResource, batches: Sequence[Batch]) -> dict[str, Any]:
+def batch_status_metadata(
+    resource: OpenAIBatchResource, batches: Sequence[Batch]
+) -> dict[str, Any]:
     """Metadata describing batches: ids, status, progress, links (batch_job and observations)."""
     statuses = sorted({b.status for b in batches})
     totals = {"total": 0, "completed": 0, "failed": 0}
@@ -295,7 +327,9 @@ def batch_status_metadata(resource: OpenAIBatchResource, batches: Sequence[Batch
     metadata: dict[str, Any] = {
         "batch_ids": dg.MetadataValue.json([b.id for b in batches]),
         "status": ",".join(statuses),
-        "progress": f"{done:,}/{totals['total']:,} requests done{share}" if totals["total"] else "not started",
+        "progress": f"{done:,}/{totals['total']:,} requests done{share}"
+        if totals["total"]
+        else "not started",
         "requests_total": totals["total"],
         "requests_completed": totals["completed"],
         "requests_failed": totals["failed"],
@@ -308,7 +342,12 @@ def batch_status_metadata(resource: OpenAIBatchResource, batches: Sequence[Batch
         metadata["dashboard"] = dg.MetadataValue.md(
             "\n".join(f"- [{b.id}]({link})" for b, link in zip(batches, links, strict=True) if link)
         )
-    errors = [_describe_error(b.id, e) for b in batches if b.errors and b.errors.data for e in b.errors.data]
+    errors = [
+        _describe_error(b.id, e)
+        for b in batches
+        if b.errors and b.errors.data
+        for e in b.errors.data
+    ]
     if errors:
         metadata["errors"] = dg.MetadataValue.md("\n".join(f"- {e}" for e in errors[:20]))
     return metadata
@@ -317,9 +356,16 @@ def batch_status_metadata(resource: OpenAIBatchResource, batches: Sequence[Batch
 def _describe_error(batch_id: str, error: Any) -> str:
     """``batch_x line 3 (body.model): model_not_found — message``, leaving out what is unknown."""
     where = " ".join(
-        part for part in (f"line {error.line}" if error.line else "", f"({error.param})" if error.param else "") if part
+        part
+        for part in (
+            f"line {error.line}" if error.line else "",
+            f"({error.param})" if error.param else "",
+        )
+        if part
     )
-    return f"{batch_id}{' ' + where if where else ''}: {error.code or 'error'} — {error.message or ''}".rstrip(" —")
+    return f"{batch_id}{' ' + where if where else ''}: {error.code or 'error'} — {error.message or ''}".rstrip(
+        " —"
+    )
 
 
 def check_batches_accepted(
@@ -355,7 +401,8 @@ def _upload_resubmission(
     results_uri = previous["results_uri"]
     with _work_dir() as tmp, stage.resource.get_batch_client() as client:
         local_parts = [
-            download_file(uri, Path(tmp) / f"sent-{i}.jsonl") for i, uri in enumerate(source["part_uris"])
+            download_file(uri, Path(tmp) / f"sent-{i}.jsonl")
+            for i, uri in enumerate(source["part_uris"])
         ]
         local_results = download_file(results_uri, Path(tmp) / "results.parquet")
         requests = iter(
@@ -365,7 +412,9 @@ def _upload_resubmission(
         )
         first = next(requests, None)
         if first is None:
-            stage.context.log.info(f"Nothing to resubmit in {results_uri}: batch_job left as it was.")
+            stage.context.log.info(
+                f"Nothing to resubmit in {results_uri}: batch_job left as it was."
+            )
             return None
         prepared = write_batch_input(
             itertools.chain([first], requests), Path(tmp) / "followup", endpoint=stage.endpoint
@@ -386,13 +435,19 @@ def covered_batch_ids(results: dict[str, Any]) -> list[str]:
 
 def _superseded_by(stage: StageContext, ids: list[str]) -> list[str] | None:
     """The batch ids of a newer ``batch_job`` submission of the partition, or None if ``ids`` is the newest."""
-    newest = latest_metadata(stage.context.instance, stage.keys.batch_job, stage.partition_key) or {}
+    newest = (
+        latest_metadata(stage.context.instance, stage.keys.batch_job, stage.partition_key) or {}
+    )
     newest_ids = list(newest.get("batch_ids") or [])
     return newest_ids if newest_ids and newest_ids != ids else None
 
 
 def materialize_results(
-    stage: StageContext, *, batch_ids: list[str], max_failed_share: float, allow_superseded: bool = False
+    stage: StageContext,
+    *,
+    batch_ids: list[str],
+    max_failed_share: float,
+    allow_superseded: bool = False,
 ) -> Iterator[Any]:
     """Download output and error files, join them to the inputs, write Parquet, run the checks.
 
@@ -419,10 +474,14 @@ def materialize_results(
         if followup_of:  # rows: the resubmitted requests found in the result files
             inputs_local, request_ids, target = None, None, str(tmp / "followup.parquet")
         else:  # rows: every request sent, each with the batch its part went to
-            sent = [download_file(u, tmp / f"sent-{i}.jsonl") for i, u in enumerate(job["part_uris"])]
+            sent = [
+                download_file(u, tmp / f"sent-{i}.jsonl") for i, u in enumerate(job["part_uris"])
+            ]
             request_ids, target = _request_ids(sent, ids), dest
             inputs_local = (
-                download_file(job["inputs_uri"], tmp / "inputs.parquet") if job["inputs_uri"] else None
+                download_file(job["inputs_uri"], tmp / "inputs.parquet")
+                if job["inputs_uri"]
+                else None
             )
         summary = collect_results(
             output_files=outputs,
@@ -490,7 +549,9 @@ def results_metadata(stage: StageContext, summary: Any, batches: Sequence[Batch]
         "output_tokens": summary.output_tokens,
         "reasoning_tokens": summary.reasoning_tokens,
         "batch_ids": dg.MetadataValue.json([b.id for b in batches]),
-        "preview": dg.MetadataValue.md(_markdown_table(_preview_columns(summary.preview), summary.preview)),
+        "preview": dg.MetadataValue.md(
+            _markdown_table(_preview_columns(summary.preview), summary.preview)
+        ),
         "dagster/column_schema": _column_schema(summary.path),
     }
     if summary.cost_usd is not None:  # a number or nothing: the UI plots it over time
@@ -501,8 +562,15 @@ def results_metadata(stage: StageContext, summary: Any, batches: Sequence[Batch]
 
 PREVIEW_RESULT_COLUMNS = ("custom_id", "status", "answer", "error_message")
 RESULT_COLUMNS = {
-    "status_code", "error_code", "response_body", "input_tokens", "cached_tokens", "output_tokens",
-    "reasoning_tokens", "batch_id", "request_id",
+    "status_code",
+    "error_code",
+    "response_body",
+    "input_tokens",
+    "cached_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "batch_id",
+    "request_id",
 }
 
 
@@ -521,7 +589,9 @@ def _column_schema(uri: str) -> dg.TableSchema:
         schema = pq.read_schema(f)
     return dg.TableSchema(
         columns=[
-            dg.TableColumn(field.name, str(field.type), description=COLUMN_DESCRIPTIONS.get(field.name))
+            dg.TableColumn(
+                field.name, str(field.type), description=COLUMN_DESCRIPTIONS.get(field.name)
+            )
             for field in schema
         ]
     )

@@ -4,7 +4,6 @@ Runs on the offline emulator unless ``OPENAI_API_KEY`` is set (then on OpenAI, a
 the backend in use is in every asset's metadata (``backend``).
 """
 
-
 import os
 from pathlib import Path
 from typing import Literal
@@ -75,7 +74,8 @@ def demo_resource() -> OpenAIBatchResource:
         return OpenAIBatchResource(api_key=dg.EnvVar("OPENAI_API_KEY"))
     pace = os.environ.get("DAGSTER_OPENAI_BATCH_EMULATOR_PACE", "realistic")
     return OpenAIBatchResource(
-        emulator_dir=str(demo_home() / "openai-emulator"), emulator_pace=pace  # type: ignore[arg-type]
+        emulator_dir=str(demo_home() / "openai-emulator"),
+        emulator_pace=pace,  # type: ignore[arg-type]
     )
 
 

@@ -10,18 +10,39 @@ from __future__ import annotations
 import random
 
 PRODUCTS = [
-    "Aurora kettle", "Nimbus headphones", "Trail backpack", "Pixel desk lamp", "Brew coffee grinder",
-    "Orbit robot vacuum", "Summit hiking boots", "Echo smart speaker", "Zen yoga mat", "Volt power bank",
+    "Aurora kettle",
+    "Nimbus headphones",
+    "Trail backpack",
+    "Pixel desk lamp",
+    "Brew coffee grinder",
+    "Orbit robot vacuum",
+    "Summit hiking boots",
+    "Echo smart speaker",
+    "Zen yoga mat",
+    "Volt power bank",
 ]
 PRAISE = [
-    "works exactly as described", "feels solid and well made", "arrived a day early",
-    "is quiet and easy to use", "battery lasts for days", "looks great on my desk",
+    "works exactly as described",
+    "feels solid and well made",
+    "arrived a day early",
+    "is quiet and easy to use",
+    "battery lasts for days",
+    "looks great on my desk",
 ]
 COMPLAINTS = [
-    "stopped working after a week", "the lid is flimsy", "customer support never answered",
-    "is much louder than advertised", "the strap broke on day two", "instructions were useless",
+    "stopped working after a week",
+    "the lid is flimsy",
+    "customer support never answered",
+    "is much louder than advertised",
+    "the strap broke on day two",
+    "instructions were useless",
 ]
-NEUTRAL = ["does the job", "is fine for the price", "is okay, nothing special", "matches the photos"]
+NEUTRAL = [
+    "does the job",
+    "is fine for the price",
+    "is okay, nothing special",
+    "matches the photos",
+]
 
 
 def make_reviews(count: int, *, seed: int = 0, prefix: str = "rev") -> list[dict[str, object]]:
@@ -37,5 +58,12 @@ def make_reviews(count: int, *, seed: int = 0, prefix: str = "rev") -> list[dict
             text = f"The {product} {rng.choice(COMPLAINTS)}; also it {rng.choice(COMPLAINTS)}."
         else:
             text = f"The {product} {rng.choice(NEUTRAL)}, but it {rng.choice(COMPLAINTS)}."
-        rows.append({"review_id": f"{prefix}-{seed}-{i:05d}", "product": product, "rating": rating, "text": text})
+        rows.append(
+            {
+                "review_id": f"{prefix}-{seed}-{i:05d}",
+                "product": product,
+                "rating": rating,
+                "text": text,
+            }
+        )
     return rows

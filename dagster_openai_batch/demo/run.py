@@ -45,8 +45,13 @@ def evaluate_sensor_once(
     assert isinstance(result, dg.SensorResult)
     for event in result.asset_events:
         instance.report_runless_asset_event(event)
-    launched = launch_run_requests(defs, instance, result.run_requests or [], sensor_name=sensor.name,
-                                   run_config=QUIET if quiet else None)
+    launched = launch_run_requests(
+        defs,
+        instance,
+        result.run_requests or [],
+        sensor_name=sensor.name,
+        run_config=QUIET if quiet else None,
+    )
     return result.cursor, launched
 
 
@@ -104,7 +109,11 @@ def run_demo(
     ]
     for assets, partition in submissions:
         dg.materialize(
-            assets, instance=instance, resources=resources, partition_key=partition, run_config=QUIET
+            assets,
+            instance=instance,
+            resources=resources,
+            partition_key=partition,
+            run_config=QUIET,
         )
         echo(f"submitted {assets[1].key.path[0]}" + (f" [{partition}]" if partition else ""))
 

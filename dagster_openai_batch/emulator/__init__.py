@@ -23,7 +23,14 @@ from .transport import EmulatorTransport
 EMULATOR_BASE_URL = "http://openai-emulator.local/v1"
 
 __all__ = [
-    "EMULATOR_BASE_URL", "Emulator", "EmulatorConfig", "EmulatorTransport", "Faults", "LostKind", "Pace", "serve",
+    "EMULATOR_BASE_URL",
+    "Emulator",
+    "EmulatorConfig",
+    "EmulatorTransport",
+    "Faults",
+    "LostKind",
+    "Pace",
+    "serve",
 ]
 
 
@@ -31,7 +38,11 @@ class Emulator:
     """One emulator over a data dir; several instances (or processes) may share the same dir."""
 
     def __init__(
-        self, data_dir: str | Path, config: EmulatorConfig | None = None, *, clock: Callable[[], float] | None = None
+        self,
+        data_dir: str | Path,
+        config: EmulatorConfig | None = None,
+        *,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.config = config or EmulatorConfig()
@@ -50,19 +61,29 @@ class Emulator:
 
     def openai_client(self, api_key: str = "sk-emulator", **kw: Any) -> openai.OpenAI:
         """An `openai.OpenAI` client wired to this emulator in process."""
-        return openai.OpenAI(api_key=api_key, base_url=EMULATOR_BASE_URL,
-                             http_client=httpx2.Client(transport=self.transport()), **kw)
+        return openai.OpenAI(
+            api_key=api_key,
+            base_url=EMULATOR_BASE_URL,
+            http_client=httpx2.Client(transport=self.transport()),
+            **kw,
+        )
 
     def async_openai_client(self, api_key: str = "sk-emulator", **kw: Any) -> openai.AsyncOpenAI:
         """An `openai.AsyncOpenAI` client wired to this emulator in process."""
-        return openai.AsyncOpenAI(api_key=api_key, base_url=EMULATOR_BASE_URL,
-                                  http_client=httpx2.AsyncClient(transport=self.transport()), **kw)
+        return openai.AsyncOpenAI(
+            api_key=api_key,
+            base_url=EMULATOR_BASE_URL,
+            http_client=httpx2.AsyncClient(transport=self.transport()),
+            **kw,
+        )
 
     def inject(self, status: int = 500, times: int = 1, operation: str | None = None) -> None:
         """Make the next `times` API calls matching `operation` (e.g. "batches.create"; None: any) answer `status`."""
         self.faults.inject(status, times, operation)
 
-    def inject_lost_response(self, operation: str = "batches.create", kind: LostKind = "drop", times: int = 1) -> None:
+    def inject_lost_response(
+        self, operation: str = "batches.create", kind: LostKind = "drop", times: int = 1
+    ) -> None:
         """Carry out the next `times` successful calls of `operation` (a mutating one), then lose each response.
 
         `kind` "drop": the connection dies without a response (the SDK raises `APIConnectionError`); 502/504: a

@@ -18,7 +18,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8089, help="0 picks a free port")
     p.add_argument("--data-dir", required=True)
     p.add_argument("--pace", choices=("fast", "realistic"), default="fast")
-    for name in ("validating-seconds", "seconds-per-request", "finalizing-seconds", "cancelling-seconds"):
+    for name in (
+        "validating-seconds",
+        "seconds-per-request",
+        "finalizing-seconds",
+        "cancelling-seconds",
+    ):
         p.add_argument(f"--{name}", type=float, help="override this field of the chosen pace")
     p.add_argument("--api-key", help="accept only this Bearer token (default: any non-empty one)")
     p.add_argument("--seed", type=int, default=0)
@@ -26,12 +31,21 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--download-truncate-rate", type=float, default=0.0)
     p.add_argument("--download-drop-rate", type=float, default=0.0)
     p.add_argument("--request-error-rate", type=float, default=0.0)
-    p.add_argument("--lost-response-rate", type=float, default=0.0,
-                   help="share of batches.create/cancel and files.create calls carried out whose response is lost")
+    p.add_argument(
+        "--lost-response-rate",
+        type=float,
+        default=0.0,
+        help="share of batches.create/cancel and files.create calls carried out whose response is lost",
+    )
     p.add_argument("--stuck-finalizing", action="store_true")
     p.add_argument("--expire-after-seconds", type=float)
-    p.add_argument("--token-limit", action="append", default=[], metavar="MODEL=TOKENS",
-                   help="enqueued-token limit for a model (repeatable)")
+    p.add_argument(
+        "--token-limit",
+        action="append",
+        default=[],
+        metavar="MODEL=TOKENS",
+        help="enqueued-token limit for a model (repeatable)",
+    )
     return p
 
 
@@ -44,12 +58,19 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         model, _, tokens = item.partition("=")
         limits[model] = int(tokens)
     faults = Faults(
-        seed=args.seed, http_error_rate=args.http_error_rate, download_truncate_rate=args.download_truncate_rate,
-        download_drop_rate=args.download_drop_rate, request_error_rate=args.request_error_rate,
+        seed=args.seed,
+        http_error_rate=args.http_error_rate,
+        download_truncate_rate=args.download_truncate_rate,
+        download_drop_rate=args.download_drop_rate,
+        request_error_rate=args.request_error_rate,
         lost_response_rate=args.lost_response_rate,
-        stuck_finalizing=args.stuck_finalizing, expire_after_seconds=args.expire_after_seconds, token_limits=limits,
+        stuck_finalizing=args.stuck_finalizing,
+        expire_after_seconds=args.expire_after_seconds,
+        token_limits=limits,
     )
-    return EmulatorConfig(pace=pace.model_copy(update=overrides), faults=faults, api_key=args.api_key)
+    return EmulatorConfig(
+        pace=pace.model_copy(update=overrides), faults=faults, api_key=args.api_key
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

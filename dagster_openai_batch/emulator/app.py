@@ -27,21 +27,32 @@ _CHUNK = 256 * 1024
 _log = logging.getLogger(__name__)
 _RETRY_AFTER_MS = "10"
 
-_ROUTES = Map([
-    Rule("/v1/files", methods=["POST"], endpoint="files.create"),
-    Rule("/v1/files", methods=["GET"], endpoint="files.list"),
-    Rule("/v1/files/<file_id>", methods=["GET"], endpoint="files.retrieve"),
-    Rule("/v1/files/<file_id>", methods=["DELETE"], endpoint="files.delete"),
-    Rule("/v1/files/<file_id>/content", methods=["GET"], endpoint="files.content"),
-    Rule("/v1/batches", methods=["POST"], endpoint="batches.create"),
-    Rule("/v1/batches", methods=["GET"], endpoint="batches.list"),
-    Rule("/v1/batches/<batch_id>", methods=["GET"], endpoint="batches.retrieve"),
-    Rule("/v1/batches/<batch_id>/cancel", methods=["POST"], endpoint="batches.cancel"),
-], strict_slashes=False)
+_ROUTES = Map(
+    [
+        Rule("/v1/files", methods=["POST"], endpoint="files.create"),
+        Rule("/v1/files", methods=["GET"], endpoint="files.list"),
+        Rule("/v1/files/<file_id>", methods=["GET"], endpoint="files.retrieve"),
+        Rule("/v1/files/<file_id>", methods=["DELETE"], endpoint="files.delete"),
+        Rule("/v1/files/<file_id>/content", methods=["GET"], endpoint="files.content"),
+        Rule("/v1/batches", methods=["POST"], endpoint="batches.create"),
+        Rule("/v1/batches", methods=["GET"], endpoint="batches.list"),
+        Rule("/v1/batches/<batch_id>", methods=["GET"], endpoint="batches.retrieve"),
+        Rule("/v1/batches/<batch_id>/cancel", methods=["POST"], endpoint="batches.cancel"),
+    ],
+    strict_slashes=False,
+)
 
 _FAULT_ERRORS = {
-    429: ("Rate limit reached for requests. Please try again shortly.", "requests", "rate_limit_exceeded"),
-    500: ("The server had an error while processing your request. Sorry about that!", "server_error", None),
+    429: (
+        "Rate limit reached for requests. Please try again shortly.",
+        "requests",
+        "rate_limit_exceeded",
+    ),
+    500: (
+        "The server had an error while processing your request. Sorry about that!",
+        "server_error",
+        None,
+    ),
     503: ("The server is overloaded or not ready yet.", "server_error", None),
 }
 
@@ -55,14 +66,24 @@ def _limit(request: Request, default: int, maximum: int) -> int:
     try:
         value = default if raw is None else int(raw)
     except ValueError:
-        raise invalid_value("limit", f"Invalid 'limit': expected an integer, got '{raw}'.", "invalid_type") from None
+        raise invalid_value(
+            "limit", f"Invalid 'limit': expected an integer, got '{raw}'.", "invalid_type"
+        ) from None
     # The API's usual wording and codes for integer bounds (seen for `n`, `max_tokens` and list `limit`s).
     if value < 1:
-        raise invalid_value("limit", "Invalid 'limit': integer below minimum value. Expected a value >= 1, but got"
-                            f" {value} instead.", "integer_below_min_value")
+        raise invalid_value(
+            "limit",
+            "Invalid 'limit': integer below minimum value. Expected a value >= 1, but got"
+            f" {value} instead.",
+            "integer_below_min_value",
+        )
     if value > maximum:
-        raise invalid_value("limit", f"Invalid 'limit': integer above maximum value. Expected a value <= {maximum},"
-                            f" but got {value} instead.", "integer_above_max_value")
+        raise invalid_value(
+            "limit",
+            f"Invalid 'limit': integer above maximum value. Expected a value <= {maximum},"
+            f" but got {value} instead.",
+            "integer_above_max_value",
+        )
     return value
 
 
@@ -90,14 +111,17 @@ class _LostResponse(Response):
 def _lost_response(kind: LostKind, environ: dict[str, Any]) -> Response:
     """A gateway error page, or (kind "drop") a response whose body drops the connection before anything is sent."""
     if kind == "drop":
+
         def body() -> Iterator[bytes]:
             _drop_connection(environ)
             yield b""  # unreachable: makes this a generator, so the drop happens when the body is sent
 
         return _LostResponse(body(), direct_passthrough=True)
     title = _GATEWAY_TITLES[kind]
-    page = (f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n<center><h1>{title}</h1></center>\r\n"
-            "<hr><center>cloudflare</center>\r\n</body>\r\n</html>\r\n")
+    page = (
+        f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n<center><h1>{title}</h1></center>\r\n"
+        "<hr><center>cloudflare</center>\r\n</body>\r\n</html>\r\n"
+    )
     response = _LostResponse(page, status=kind, content_type="text/html")
     response.headers["cf-ray"] = f"{uuid.uuid4().hex[:16]}-SJC"
     return response
@@ -106,21 +130,33 @@ def _lost_response(kind: LostKind, environ: dict[str, Any]) -> Response:
 class EmulatorApp:
     """WSGI callable serving the OpenAI Files and Batches API from a `Store`."""
 
-    def __init__(self, store: Store, config: EmulatorConfig, clock: Callable[[], float], faults: FaultPlan) -> None:
+    def __init__(
+        self, store: Store, config: EmulatorConfig, clock: Callable[[], float], faults: FaultPlan
+    ) -> None:
         self.store, self.config, self.clock, self.faults = store, config, clock, faults
         self.batches = Batches(store, config, clock)
 
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
         request = Request(environ)
         try:
             response = self._dispatch(request)
         except ApiError as err:
             response = _json(err.body(), err.status)
             response.headers.update(err.headers)
-        except Exception:  # a bug must still look like an OpenAI 500 to clients, and be visible in the log
+        except (
+            Exception
+        ):  # a bug must still look like an OpenAI 500 to clients, and be visible in the log
             _log.exception("emulator error on %s %s", request.method, request.path)
-            response = _json(ApiError(500, "The server had an error while processing your request.",
-                                      type="server_error").body(), 500)
+            response = _json(
+                ApiError(
+                    500,
+                    "The server had an error while processing your request.",
+                    type="server_error",
+                ).body(),
+                500,
+            )
         if not isinstance(response, _LostResponse):
             response.headers["x-request-id"] = f"req_{uuid.uuid4().hex}"
         return response(environ, start_response)
@@ -138,8 +174,13 @@ class EmulatorApp:
         if status is not None:
             message, kind, code = _FAULT_ERRORS.get(status, _FAULT_ERRORS[500])
             # retry-after-ms is sent on every injected error (not only 429) so SDK retries stay fast in tests.
-            raise ApiError(status, message, type=kind, code=code,
-                           headers={"retry-after-ms": _RETRY_AFTER_MS, "retry-after": "1"})
+            raise ApiError(
+                status,
+                message,
+                type=kind,
+                code=code,
+                headers={"retry-after-ms": _RETRY_AFTER_MS, "retry-after": "1"},
+            )
         handler = getattr(self, "_" + operation.replace(".", "_"))
         result: Response = handler(request, **args)
         lost = self.faults.lost_response(operation)
@@ -149,20 +190,35 @@ class EmulatorApp:
         header = request.headers.get("Authorization", "")
         token = header[7:].strip() if header.lower().startswith("bearer ") else ""
         if not token:
-            raise ApiError(401, "You didn't provide an API key. You need to provide your API key in an Authorization"
-                                " header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).")
+            raise ApiError(
+                401,
+                "You didn't provide an API key. You need to provide your API key in an Authorization"
+                " header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+            )
         if self.config.api_key is not None and token != self.config.api_key:
             shown = token[:3] + "*" * 4 + token[-4:] if len(token) > 8 else "*" * len(token)
-            raise ApiError(401, f"Incorrect API key provided: {shown}. You can find your API key at"
-                                " https://platform.openai.com/account/api-keys.", code="invalid_api_key")
+            raise ApiError(
+                401,
+                f"Incorrect API key provided: {shown}. You can find your API key at"
+                " https://platform.openai.com/account/api-keys.",
+                code="invalid_api_key",
+            )
 
     # -- files ------------------------------------------------------------------------------------------------
 
     def _file_json(self, row: dict[str, Any]) -> dict[str, Any]:
         expires = row["expires_at"]
-        return {"id": row["id"], "object": "file", "bytes": row["bytes"], "created_at": int(row["created_at"]),
-                "expires_at": None if expires is None else int(expires), "filename": row["filename"],
-                "purpose": row["purpose"], "status": "processed", "status_details": None}
+        return {
+            "id": row["id"],
+            "object": "file",
+            "bytes": row["bytes"],
+            "created_at": int(row["created_at"]),
+            "expires_at": None if expires is None else int(expires),
+            "filename": row["filename"],
+            "purpose": row["purpose"],
+            "status": "processed",
+            "status_details": None,
+        }
 
     def _files_create(self, request: Request) -> Response:
         sinks: list[UploadSink] = []
@@ -172,14 +228,22 @@ class EmulatorApp:
             return sinks[-1]
 
         try:
-            _, form, files = parse_form_data(request.environ, stream_factory=factory,  # type: ignore[arg-type]
-                                             max_form_memory_size=1 << 20, silent=False)
+            _, form, files = parse_form_data(
+                request.environ,
+                stream_factory=factory,  # type: ignore[arg-type]
+                max_form_memory_size=1 << 20,
+                silent=False,
+            )
             for sink in sinks:
                 sink.finish()
             upload = files.get("file")
             if upload is None:
-                raise ApiError(400, "Missing required parameter: 'file'.", param="file",
-                               code="missing_required_parameter")
+                raise ApiError(
+                    400,
+                    "Missing required parameter: 'file'.",
+                    param="file",
+                    code="missing_required_parameter",
+                )
             sink = next(s for s in sinks if s is upload.stream)
             return self._store_upload(form, upload.filename or "file", sink)
         finally:
@@ -190,42 +254,87 @@ class EmulatorApp:
     def _store_upload(self, form: Any, filename: str, sink: UploadSink) -> Response:
         purpose = form.get("purpose")
         if purpose is None:
-            raise ApiError(400, "Missing required parameter: 'purpose'.", param="purpose",
-                           code="missing_required_parameter")
+            raise ApiError(
+                400,
+                "Missing required parameter: 'purpose'.",
+                param="purpose",
+                code="missing_required_parameter",
+            )
         if purpose not in FILE_PURPOSES:
-            raise invalid_value("purpose", f"Invalid value for 'purpose': '{purpose}'. Supported values are: "
-                                + ", ".join(f"'{p}'" for p in FILE_PURPOSES) + ".")
+            raise invalid_value(
+                "purpose",
+                f"Invalid value for 'purpose': '{purpose}'. Supported values are: "
+                + ", ".join(f"'{p}'" for p in FILE_PURPOSES)
+                + ".",
+            )
         expires_after = None
         if "expires_after[anchor]" in form or "expires_after[seconds]" in form:
             expires_after = check_expires_after(
-                {"anchor": form.get("expires_after[anchor]"), "seconds": form.get("expires_after[seconds]")},
-                "expires_after")
+                {
+                    "anchor": form.get("expires_after[anchor]"),
+                    "seconds": form.get("expires_after[seconds]"),
+                },
+                "expires_after",
+            )
         # The emulator applies the Batch API's 200 MB cap to every upload (the general limit is 512 MB).
         if sink.size > MAX_UPLOAD_BYTES:
-            raise ApiError(400, f"File is too large: {sink.size} bytes. The Batch API accepts files of at most"
-                                f" {MAX_UPLOAD_BYTES} bytes (200 MB).", param="file")
+            raise ApiError(
+                400,
+                f"File is too large: {sink.size} bytes. The Batch API accepts files of at most"
+                f" {MAX_UPLOAD_BYTES} bytes (200 MB).",
+                param="file",
+            )
         if purpose == "batch":
             if not filename.endswith(".jsonl"):
                 raise ApiError(400, "Invalid file format for Batch API. Must be .jsonl")
             if not sink.valid_utf8:
-                raise ApiError(400, "Invalid file encoding for Batch API: the file must be UTF-8 encoded.",
-                               param="file")
+                raise ApiError(
+                    400,
+                    "Invalid file encoding for Batch API: the file must be UTF-8 encoded.",
+                    param="file",
+                )
         now = self.clock()
-        ttl = expires_after["seconds"] if expires_after else BATCH_INPUT_TTL if purpose == "batch" else None
-        row = self.store.add_file(sink.path, filename=filename, purpose=purpose, size=sink.size, created_at=now,
-                                  expires_at=None if ttl is None else now + ttl)
+        ttl = (
+            expires_after["seconds"]
+            if expires_after
+            else BATCH_INPUT_TTL
+            if purpose == "batch"
+            else None
+        )
+        row = self.store.add_file(
+            sink.path,
+            filename=filename,
+            purpose=purpose,
+            size=sink.size,
+            created_at=now,
+            expires_at=None if ttl is None else now + ttl,
+        )
         return _json(self._file_json(row))
 
     def _files_list(self, request: Request) -> Response:
         order = request.args.get("order", "desc")
         if order not in ("asc", "desc"):
-            raise invalid_value("order", f"Invalid value for 'order': '{order}'. Supported values are: 'asc', 'desc'.")
+            raise invalid_value(
+                "order",
+                f"Invalid value for 'order': '{order}'. Supported values are: 'asc', 'desc'.",
+            )
         rows, has_more = self.store.list_files(
-            now=self.clock(), purpose=request.args.get("purpose"), after=request.args.get("after"),
-            limit=_limit(request, 10_000, 10_000), ascending=order == "asc")
+            now=self.clock(),
+            purpose=request.args.get("purpose"),
+            after=request.args.get("after"),
+            limit=_limit(request, 10_000, 10_000),
+            ascending=order == "asc",
+        )
         data = [self._file_json(r) for r in rows]
-        return _json({"object": "list", "data": data, "first_id": data[0]["id"] if data else None,
-                      "last_id": data[-1]["id"] if data else None, "has_more": has_more})
+        return _json(
+            {
+                "object": "list",
+                "data": data,
+                "first_id": data[0]["id"] if data else None,
+                "last_id": data[-1]["id"] if data else None,
+                "has_more": has_more,
+            }
+        )
 
     def _get_file(self, file_id: str) -> dict[str, Any]:
         row = self.store.get_file(file_id, now=self.clock())
@@ -269,8 +378,11 @@ class EmulatorApp:
         try:
             body = orjson.loads(request.get_data(cache=False))
         except orjson.JSONDecodeError:
-            raise ApiError(400, "We could not parse the JSON body of your request. (HINT: This likely means you"
-                                " aren't using your HTTP library correctly.)") from None
+            raise ApiError(
+                400,
+                "We could not parse the JSON body of your request. (HINT: This likely means you"
+                " aren't using your HTTP library correctly.)",
+            ) from None
         return _json(self.batches.create(body))
 
     def _batches_list(self, request: Request) -> Response:

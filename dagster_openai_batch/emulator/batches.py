@@ -14,8 +14,14 @@ from .store import Store, new_id
 from .validation import validate_batch_input
 
 ENDPOINTS = (
-    "/v1/responses", "/v1/chat/completions", "/v1/embeddings", "/v1/completions", "/v1/moderations",
-    "/v1/images/generations", "/v1/images/edits", "/v1/videos",
+    "/v1/responses",
+    "/v1/chat/completions",
+    "/v1/embeddings",
+    "/v1/completions",
+    "/v1/moderations",
+    "/v1/images/generations",
+    "/v1/images/edits",
+    "/v1/videos",
 )
 WINDOW_SECONDS = 24 * 3600
 _MIN_EXPIRY, _MAX_EXPIRY = 3600, 30 * 24 * 3600
@@ -31,8 +37,10 @@ def check_expires_after(value: Any, param: str) -> dict[str, Any] | None:
     if isinstance(seconds, str) and seconds.isdigit():
         seconds = int(seconds)
     if not isinstance(seconds, int) or not _MIN_EXPIRY <= seconds <= _MAX_EXPIRY:
-        raise invalid_value(f"{param}.seconds",
-                            f"Invalid '{param}.seconds': expected an integer between {_MIN_EXPIRY} and {_MAX_EXPIRY}.")
+        raise invalid_value(
+            f"{param}.seconds",
+            f"Invalid '{param}.seconds': expected an integer between {_MIN_EXPIRY} and {_MAX_EXPIRY}.",
+        )
     return {"anchor": "created_at", "seconds": seconds}
 
 
@@ -42,19 +50,30 @@ def _check_metadata(metadata: Any) -> dict[str, str] | None:
     if not isinstance(metadata, dict):
         raise invalid_value("metadata", "Invalid 'metadata': expected an object.", "invalid_type")
     if len(metadata) > 16:
-        raise invalid_value("metadata", "Invalid 'metadata': too many properties. Expected an object with at most 16"
-                            f" properties, but got an object with {len(metadata)} properties instead.",
-                            "object_above_max_properties")
+        raise invalid_value(
+            "metadata",
+            "Invalid 'metadata': too many properties. Expected an object with at most 16"
+            f" properties, but got an object with {len(metadata)} properties instead.",
+            "object_above_max_properties",
+        )
     for key, val in metadata.items():
         if len(key) > 64:
-            raise invalid_value("metadata", f"Invalid 'metadata': key '{key[:20]}…' is longer than 64 characters.",
-                                "string_above_max_length")
+            raise invalid_value(
+                "metadata",
+                f"Invalid 'metadata': key '{key[:20]}…' is longer than 64 characters.",
+                "string_above_max_length",
+            )
         if not isinstance(val, str):
-            raise invalid_value(f"metadata.{key}", f"Invalid 'metadata.{key}': expected a string.", "invalid_type")
+            raise invalid_value(
+                f"metadata.{key}", f"Invalid 'metadata.{key}': expected a string.", "invalid_type"
+            )
         if len(val) > 512:
-            raise invalid_value(f"metadata.{key}", f"Invalid 'metadata.{key}': string too long. Expected a string"
-                                f" with maximum length 512, but got a string with length {len(val)} instead.",
-                                "string_above_max_length")
+            raise invalid_value(
+                f"metadata.{key}",
+                f"Invalid 'metadata.{key}': string too long. Expected a string"
+                f" with maximum length 512, but got a string with length {len(val)} instead.",
+                "string_above_max_length",
+            )
     return metadata
 
 
@@ -70,38 +89,65 @@ class Batches:
             raise ApiError(400, "The request body must be a JSON object.")
         for field in ("input_file_id", "endpoint", "completion_window"):
             if body.get(field) is None:
-                raise ApiError(400, f"Missing required parameter: '{field}'.", param=field,
-                               code="missing_required_parameter")
+                raise ApiError(
+                    400,
+                    f"Missing required parameter: '{field}'.",
+                    param=field,
+                    code="missing_required_parameter",
+                )
         if body["endpoint"] not in ENDPOINTS:
-            raise invalid_value("endpoint", f"Invalid value: '{body['endpoint']}'. Supported values are: "
-                                + ", ".join(f"'{e}'" for e in ENDPOINTS) + ".")
+            raise invalid_value(
+                "endpoint",
+                f"Invalid value: '{body['endpoint']}'. Supported values are: "
+                + ", ".join(f"'{e}'" for e in ENDPOINTS)
+                + ".",
+            )
         if body["completion_window"] != "24h":
-            raise invalid_value("completion_window",
-                                f"Invalid value: '{body['completion_window']}'. Supported values are: '24h'.")
+            raise invalid_value(
+                "completion_window",
+                f"Invalid value: '{body['completion_window']}'. Supported values are: '24h'.",
+            )
         metadata = _check_metadata(body.get("metadata"))
-        output_expires_after = check_expires_after(body.get("output_expires_after"), "output_expires_after")
+        output_expires_after = check_expires_after(
+            body.get("output_expires_after"), "output_expires_after"
+        )
         now = self.clock()
         file = self.store.get_file(body["input_file_id"], now=now)
         # Not stated by the spec: an unknown input file is answered like any unknown file (404 on input_file_id).
         if file is None:
             raise not_found("File", body["input_file_id"], param="input_file_id")
         if file["purpose"] != "batch":
-            raise invalid_value("input_file_id", f"The input file must have purpose 'batch', not '{file['purpose']}'.")
+            raise invalid_value(
+                "input_file_id",
+                f"The input file must have purpose 'batch', not '{file['purpose']}'.",
+            )
         batch_id = new_id("batch_", 32)
         # The batch keeps its own hard link to the input, so deleting the file does not break a running batch.
         os.link(self.store.blob_path(file["id"]), self.store.blob_path(f"{batch_id}.input"))
         faults = self.config.faults
         window = faults.expire_after_seconds or WINDOW_SECONDS
-        self.store.insert_batch({
-            "id": batch_id, "created_at": now, "input_file_id": file["id"], "endpoint": body["endpoint"],
-            "completion_window": "24h", "metadata": metadata, "output_expires_after": output_expires_after,
-            # Random draws (failing requests, their kind, processing order) are keyed by the input's identity, not
-            # by the random batch id, so a seeded run is reproducible: the same input fails the same way.
-            "plan": {"pace": self.config.pace.model_dump(), "seed": faults.seed,
-                     "draw_key": f"{file['filename']}:{file['bytes']}",
-                     "request_error_rate": faults.request_error_rate, "stuck_finalizing": faults.stuck_finalizing,
-                     "expires_at": now + window, "token_limits": faults.token_limits},
-        })
+        self.store.insert_batch(
+            {
+                "id": batch_id,
+                "created_at": now,
+                "input_file_id": file["id"],
+                "endpoint": body["endpoint"],
+                "completion_window": "24h",
+                "metadata": metadata,
+                "output_expires_after": output_expires_after,
+                # Random draws (failing requests, their kind, processing order) are keyed by the input's identity, not
+                # by the random batch id, so a seeded run is reproducible: the same input fails the same way.
+                "plan": {
+                    "pace": self.config.pace.model_dump(),
+                    "seed": faults.seed,
+                    "draw_key": f"{file['filename']}:{file['bytes']}",
+                    "request_error_rate": faults.request_error_rate,
+                    "stuck_finalizing": faults.stuck_finalizing,
+                    "expires_at": now + window,
+                    "token_limits": faults.token_limits,
+                },
+            }
+        )
         return self.retrieve(batch_id)
 
     def _load(self, batch_id: str) -> dict[str, Any]:
@@ -115,22 +161,31 @@ class Batches:
         v = view(row, now)
         if v.needs_validation and (token := self.store.claim(row["id"], "validation")):
             try:
-                found = validate_batch_input(self.store.blob_path(f"{row['id']}.input"), row["endpoint"],
-                                             row["plan"]["token_limits"])
+                found = validate_batch_input(
+                    self.store.blob_path(f"{row['id']}.input"),
+                    row["endpoint"],
+                    row["plan"]["token_limits"],
+                )
             except BaseException:
                 self.store.release_claim(row["id"], token)
                 raise
             outcome = found.model_dump()
-            outcome["failed_positions"] = failed_positions(draw_key(row), row["plan"]["seed"],
-                                                           row["plan"]["request_error_rate"], found.total)
+            outcome["failed_positions"] = failed_positions(
+                draw_key(row), row["plan"]["seed"], row["plan"]["request_error_rate"], found.total
+            )
             self.store.complete_claim(row["id"], token, "validation", outcome)
             row = self._load(row["id"])
             v = view(row, now)
         if v.terminal_at is not None and row["result"] is None:
             if token := self.store.claim(row["id"], "result"):
                 try:
-                    result = write_results(self.store, row, processed=v.processed, expired=v.status == "expired",
-                                           finished_at=v.terminal_at)
+                    result = write_results(
+                        self.store,
+                        row,
+                        processed=v.processed,
+                        expired=v.status == "expired",
+                        finished_at=v.terminal_at,
+                    )
                 except BaseException:
                     self.store.release_claim(row["id"], token)
                     raise
@@ -151,19 +206,31 @@ class Batches:
             t = v.times.get(name)
             return None if t is None else int(t)
 
-        completed, failed = (result["completed"], result["failed"]) if result else counts(validation, v.processed)
+        completed, failed = (
+            (result["completed"], result["failed"]) if result else counts(validation, v.processed)
+        )
         return {
-            "id": row["id"], "object": "batch", "endpoint": row["endpoint"],
+            "id": row["id"],
+            "object": "batch",
+            "endpoint": row["endpoint"],
             "model": validation["model"] if ok else None,
-            "errors": {"object": "list", "data": validation["errors"]} if validation and not ok else None,
-            "input_file_id": row["input_file_id"], "completion_window": row["completion_window"],
+            "errors": {"object": "list", "data": validation["errors"]}
+            if validation and not ok
+            else None,
+            "input_file_id": row["input_file_id"],
+            "completion_window": row["completion_window"],
             "status": v.status,
             "output_file_id": result["output_file_id"] if result else None,
             "error_file_id": result["error_file_id"] if result else None,
-            "created_at": int(row["created_at"]), "in_progress_at": ts("in_progress_at"),
-            "expires_at": int(row["plan"]["expires_at"]), "finalizing_at": ts("finalizing_at"),
-            "completed_at": ts("completed_at"), "failed_at": ts("failed_at"), "expired_at": ts("expired_at"),
-            "cancelling_at": ts("cancelling_at"), "cancelled_at": ts("cancelled_at"),
+            "created_at": int(row["created_at"]),
+            "in_progress_at": ts("in_progress_at"),
+            "expires_at": int(row["plan"]["expires_at"]),
+            "finalizing_at": ts("finalizing_at"),
+            "completed_at": ts("completed_at"),
+            "failed_at": ts("failed_at"),
+            "expired_at": ts("expired_at"),
+            "cancelling_at": ts("cancelling_at"),
+            "cancelled_at": ts("cancelled_at"),
             "request_counts": {"total": v.total, "completed": completed, "failed": failed},
             # Usage totals are reported once the result files exist (zeros before).
             "usage": usage_json(result["usage"] if result else [0, 0, 0, 0]),
@@ -180,8 +247,13 @@ class Batches:
         rows, has_more = self.store.list_batches(after=after, limit=limit)
         now = self.clock()
         data = [self.render(*self._advance(r, now)) for r in rows]
-        return {"object": "list", "data": data, "first_id": data[0]["id"] if data else None,
-                "last_id": data[-1]["id"] if data else None, "has_more": has_more}
+        return {
+            "object": "list",
+            "data": data,
+            "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None,
+            "has_more": has_more,
+        }
 
     def cancel(self, batch_id: str) -> dict[str, Any]:
         """POST /batches/{id}/cancel."""

@@ -22,12 +22,22 @@ class Pace(BaseModel):
         Validation lasts 0.5 s: the real service validates for seconds at least, and a client that settles a
         create race by cancelling the younger duplicate relies on doing so before any request runs.
         """
-        return cls(validating_seconds=0.5, seconds_per_request=0.0008, finalizing_seconds=0.1, cancelling_seconds=0.05)
+        return cls(
+            validating_seconds=0.5,
+            seconds_per_request=0.0008,
+            finalizing_seconds=0.1,
+            cancelling_seconds=0.05,
+        )
 
     @classmethod
     def realistic(cls) -> Pace:
         """Demos: ~3 s validating, ~20 requests/s, ~3 s finalizing."""
-        return cls(validating_seconds=3.0, seconds_per_request=0.05, finalizing_seconds=3.0, cancelling_seconds=3.0)
+        return cls(
+            validating_seconds=3.0,
+            seconds_per_request=0.05,
+            finalizing_seconds=3.0,
+            cancelling_seconds=3.0,
+        )
 
 
 class Faults(BaseModel):

@@ -53,7 +53,9 @@ class FaultPlan:
         with self._lock:
             self._queue.append(_Injection(status, times, operation))
 
-    def inject_lost_response(self, operation: str = "batches.create", kind: LostKind = "drop", times: int = 1) -> None:
+    def inject_lost_response(
+        self, operation: str = "batches.create", kind: LostKind = "drop", times: int = 1
+    ) -> None:
         """Carry out the next `times` successful calls of `operation`, then lose their response the `kind` way."""
         if operation not in MUTATING_OPERATIONS:
             raise ValueError(f"operation must be one of {MUTATING_OPERATIONS}, got {operation!r}")
@@ -73,12 +75,15 @@ class FaultPlan:
                     if item.times <= 0:
                         self._queue.remove(item)
                     return item.status
-            if self.faults.http_error_rate and self._http_rng.random() < self.faults.http_error_rate:
+            if (
+                self.faults.http_error_rate
+                and self._http_rng.random() < self.faults.http_error_rate
+            ):
                 return self._http_rng.choice(_HTTP_FAULT_STATUSES)
         return None
 
     def download_fault(self) -> str | None:
-        """"drop" (no response at all), "truncate" (body cut short) or None for a file content download."""
+        """ "drop" (no response at all), "truncate" (body cut short) or None for a file content download."""
         f = self.faults
         if not (f.download_drop_rate or f.download_truncate_rate):
             return None

@@ -28,7 +28,9 @@ class View:
     processed: int = 0  # requests finished (succeeded or failed) so far
     total: int = 0
     needs_validation: bool = False
-    terminal_at: float | None = None  # when the batch reached a terminal state (result files are due)
+    terminal_at: float | None = (
+        None  # when the batch reached a terminal state (result files are due)
+    )
 
 
 def draw_key(row: dict[str, Any]) -> str:
@@ -80,7 +82,9 @@ def view(row: dict[str, Any], now: float) -> View:
     first = min(cancel_t, expires, t_v)
     if cancel_t == first and cancel_t < t_v:  # cancelled while validating: nothing ran
         events += [(cancel_t, "cancelling"), (cancel_t + pace.cancelling_seconds, "cancelled")]
-    elif expires < t_v:  # window over before validation ended (only with a tiny expire_after_seconds)
+    elif (
+        expires < t_v
+    ):  # window over before validation ended (only with a tiny expire_after_seconds)
         events.append((expires, "expired"))
     elif now < t_v:
         pass

@@ -14,13 +14,46 @@ from .schema_instance import instance_for
 from .validation import DEFAULT_MODELS
 
 _WORDS = (
-    "the", "batch", "emulator", "answers", "every", "request", "with", "a", "short", "deterministic", "reply",
-    "so", "tests", "can", "check", "results", "without", "network", "access", "or", "cost",
+    "the",
+    "batch",
+    "emulator",
+    "answers",
+    "every",
+    "request",
+    "with",
+    "a",
+    "short",
+    "deterministic",
+    "reply",
+    "so",
+    "tests",
+    "can",
+    "check",
+    "results",
+    "without",
+    "network",
+    "access",
+    "or",
+    "cost",
 )
-_EMBEDDING_DIMS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072, "text-embedding-ada-002": 1536}
+_EMBEDDING_DIMS = {
+    "text-embedding-3-small": 1536,
+    "text-embedding-3-large": 3072,
+    "text-embedding-ada-002": 1536,
+}
 _MODERATION_CATEGORIES = (
-    "harassment", "harassment/threatening", "hate", "hate/threatening", "illicit", "illicit/violent",
-    "self-harm", "self-harm/instructions", "self-harm/intent", "sexual", "sexual/minors", "violence",
+    "harassment",
+    "harassment/threatening",
+    "hate",
+    "hate/threatening",
+    "illicit",
+    "illicit/violent",
+    "self-harm",
+    "self-harm/instructions",
+    "self-harm/intent",
+    "sexual",
+    "sexual/minors",
+    "violence",
     "violence/graphic",
 )
 
@@ -50,7 +83,9 @@ def _text(rng: random.Random, max_tokens: int | None) -> str:
     return " ".join(rng.choice(_WORDS) for _ in range(n)).capitalize() + "."
 
 
-def respond(endpoint: str, body: dict[str, Any], *, custom_id: str, created: int) -> tuple[dict[str, Any], Usage]:
+def respond(
+    endpoint: str, body: dict[str, Any], *, custom_id: str, created: int
+) -> tuple[dict[str, Any], Usage]:
     """The 200 response body `endpoint` would return for `body`, and its token usage."""
     digest = _digest(body)
     rng = random.Random(digest)
@@ -60,42 +95,71 @@ def respond(endpoint: str, body: dict[str, Any], *, custom_id: str, created: int
     return handler(body, rng, rid=rid, model=model, created=created, digest=digest)
 
 
-def _chat(body: dict[str, Any], rng: random.Random, *, rid: str, model: str, created: int, digest: bytes
-          ) -> tuple[dict[str, Any], Usage]:
+def _chat(
+    body: dict[str, Any], rng: random.Random, *, rid: str, model: str, created: int, digest: bytes
+) -> tuple[dict[str, Any], Usage]:
     prompt_tokens = _tokens(body.get("messages", []))
     max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
     fmt = body.get("response_format") or {}
     tool_choice = body.get("tool_choice")
     choices, completion_tokens = [], 0
     for index in range(int(body.get("n") or 1)):
-        message: dict[str, Any] = {"role": "assistant", "content": None, "refusal": None, "annotations": []}
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": None,
+            "refusal": None,
+            "annotations": [],
+        }
         finish = "stop"
         tool = _forced_tool(body.get("tools") or [], tool_choice)
         if tool is not None:
-            args = orjson.dumps(instance_for(tool.get("parameters") or {"type": "object"}, rng)).decode()
-            message["tool_calls"] = [{"id": f"call_{rid[:16]}{index}", "type": "function",
-                                      "function": {"name": tool["name"], "arguments": args}}]
+            args = orjson.dumps(
+                instance_for(tool.get("parameters") or {"type": "object"}, rng)
+            ).decode()
+            message["tool_calls"] = [
+                {
+                    "id": f"call_{rid[:16]}{index}",
+                    "type": "function",
+                    "function": {"name": tool["name"], "arguments": args},
+                }
+            ]
             finish, completion_tokens = "tool_calls", completion_tokens + _tokens(args)
         else:
-            message["content"] = _structured(fmt.get("type"), fmt.get("json_schema", {}).get("schema"), rng, max_tokens)
+            message["content"] = _structured(
+                fmt.get("type"), fmt.get("json_schema", {}).get("schema"), rng, max_tokens
+            )
             completion_tokens += _tokens(message["content"])
-        choices.append({"index": index, "message": message, "logprobs": None, "finish_reason": finish})
+        choices.append(
+            {"index": index, "message": message, "logprobs": None, "finish_reason": finish}
+        )
     return {
-        "id": f"chatcmpl-{rid}", "object": "chat.completion", "created": created, "model": model,
-        "choices": choices, "service_tier": "default", "system_fingerprint": "fp_emulator",
+        "id": f"chatcmpl-{rid}",
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": choices,
+        "service_tier": "default",
+        "system_fingerprint": "fp_emulator",
         "usage": {
-            "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
             "total_tokens": prompt_tokens + completion_tokens,
             "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
-                                          "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0},
+            "completion_tokens_details": {
+                "reasoning_tokens": 0,
+                "audio_tokens": 0,
+                "accepted_prediction_tokens": 0,
+                "rejected_prediction_tokens": 0,
+            },
         },
     }, Usage(prompt_tokens, completion_tokens)
 
 
 def _forced_tool(tools: list[dict[str, Any]], tool_choice: Any) -> dict[str, Any] | None:
     """The function the model must call (`tool_choice` "required" or a named function), else None."""
-    functions = [t["function"] for t in tools if isinstance(t, dict) and t.get("type") == "function"]
+    functions = [
+        t["function"] for t in tools if isinstance(t, dict) and t.get("type") == "function"
+    ]
     if not functions:
         return None
     if tool_choice == "required":
@@ -106,7 +170,9 @@ def _forced_tool(tools: list[dict[str, Any]], tool_choice: Any) -> dict[str, Any
     return None
 
 
-def _structured(kind: str | None, schema: dict[str, Any] | None, rng: random.Random, max_tokens: int | None) -> str:
+def _structured(
+    kind: str | None, schema: dict[str, Any] | None, rng: random.Random, max_tokens: int | None
+) -> str:
     if kind == "json_schema":
         return orjson.dumps(instance_for(schema or {"type": "object"}, rng)).decode()
     if kind == "json_object":
@@ -114,83 +180,155 @@ def _structured(kind: str | None, schema: dict[str, Any] | None, rng: random.Ran
     return _text(rng, max_tokens)
 
 
-def _completion(body: dict[str, Any], rng: random.Random, *, rid: str, model: str, created: int, digest: bytes
-                ) -> tuple[dict[str, Any], Usage]:
+def _completion(
+    body: dict[str, Any], rng: random.Random, *, rid: str, model: str, created: int, digest: bytes
+) -> tuple[dict[str, Any], Usage]:
     prompts = body.get("prompt", "")
-    prompts = prompts if isinstance(prompts, list) and prompts and isinstance(prompts[0], str) else [prompts]
-    choices = [{"text": " " + _text(rng, body.get("max_tokens")), "index": i, "logprobs": None, "finish_reason": "stop"}
-               for i in range(len(prompts) * int(body.get("n") or 1))]
+    prompts = (
+        prompts
+        if isinstance(prompts, list) and prompts and isinstance(prompts[0], str)
+        else [prompts]
+    )
+    choices = [
+        {
+            "text": " " + _text(rng, body.get("max_tokens")),
+            "index": i,
+            "logprobs": None,
+            "finish_reason": "stop",
+        }
+        for i in range(len(prompts) * int(body.get("n") or 1))
+    ]
     prompt_tokens = _tokens(body.get("prompt", ""))
     completion_tokens = sum(_tokens(c["text"]) for c in choices)
     return {
-        "id": f"cmpl-{rid}", "object": "text_completion", "created": created, "model": model, "choices": choices,
+        "id": f"cmpl-{rid}",
+        "object": "text_completion",
+        "created": created,
+        "model": model,
+        "choices": choices,
         "system_fingerprint": "fp_emulator",
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                  "total_tokens": prompt_tokens + completion_tokens},
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
     }, Usage(prompt_tokens, completion_tokens)
 
 
-def _embeddings(body: dict[str, Any], rng: random.Random, *, rid: str, model: str, created: int, digest: bytes
-                ) -> tuple[dict[str, Any], Usage]:
+def _embeddings(
+    body: dict[str, Any], rng: random.Random, *, rid: str, model: str, created: int, digest: bytes
+) -> tuple[dict[str, Any], Usage]:
     inputs = body.get("input", "")
     if not isinstance(inputs, list) or (inputs and isinstance(inputs[0], int)):
         inputs = [inputs]
     dim = int(body.get("dimensions") or _EMBEDDING_DIMS.get(model, 1536))
     data = []
     for index, item in enumerate(inputs):
-        seed = int.from_bytes(hashlib.blake2b(orjson.dumps(item), digest_size=8, key=model.encode()[:64]).digest())
+        seed = int.from_bytes(
+            hashlib.blake2b(orjson.dumps(item), digest_size=8, key=model.encode()[:64]).digest()
+        )
         vec = np.random.default_rng(seed).standard_normal(dim, dtype=np.float32)
         vec /= np.linalg.norm(vec)
-        value: Any = (base64.b64encode(vec.tobytes()).decode() if body.get("encoding_format") == "base64"
-                      else vec.tolist())
+        value: Any = (
+            base64.b64encode(vec.tobytes()).decode()
+            if body.get("encoding_format") == "base64"
+            else vec.tolist()
+        )
         data.append({"object": "embedding", "index": index, "embedding": value})
     tokens = sum(_tokens(i) for i in inputs)
-    return {"object": "list", "data": data, "model": model,
-            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}, Usage(tokens, 0)
+    return {
+        "object": "list",
+        "data": data,
+        "model": model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }, Usage(tokens, 0)
 
 
-def _responses(body: dict[str, Any], rng: random.Random, *, rid: str, model: str, created: int, digest: bytes
-               ) -> tuple[dict[str, Any], Usage]:
+def _responses(
+    body: dict[str, Any], rng: random.Random, *, rid: str, model: str, created: int, digest: bytes
+) -> tuple[dict[str, Any], Usage]:
     fmt = (body.get("text") or {}).get("format") or {"type": "text"}
     max_tokens = body.get("max_output_tokens")
     text = _structured(fmt.get("type"), fmt.get("schema"), rng, max_tokens)
-    input_tokens = _tokens(body.get("input", "")) + (_tokens(body["instructions"]) if body.get("instructions") else 0)
+    input_tokens = _tokens(body.get("input", "")) + (
+        _tokens(body["instructions"]) if body.get("instructions") else 0
+    )
     output_tokens = _tokens(text)
     return {
-        "id": f"resp_{rid}", "object": "response", "created_at": created, "status": "completed",
-        "background": False, "error": None, "incomplete_details": None,
-        "instructions": body.get("instructions"), "max_output_tokens": max_tokens, "model": model,
-        "output": [{"type": "message", "id": f"msg_{rid}", "status": "completed", "role": "assistant",
-                    "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}]}],
-        "parallel_tool_calls": True, "previous_response_id": None,
-        "reasoning": {"effort": None, "summary": None}, "service_tier": "default", "store": True,
-        "temperature": body.get("temperature", 1.0), "text": {"format": fmt}, "tool_choice": "auto", "tools": [],
-        "top_p": body.get("top_p", 1.0), "truncation": "disabled", "user": None, "metadata": body.get("metadata", {}),
-        "usage": {"input_tokens": input_tokens, "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
-                  "output_tokens": output_tokens, "output_tokens_details": {"reasoning_tokens": 0},
-                  "total_tokens": input_tokens + output_tokens},
+        "id": f"resp_{rid}",
+        "object": "response",
+        "created_at": created,
+        "status": "completed",
+        "background": False,
+        "error": None,
+        "incomplete_details": None,
+        "instructions": body.get("instructions"),
+        "max_output_tokens": max_tokens,
+        "model": model,
+        "output": [
+            {
+                "type": "message",
+                "id": f"msg_{rid}",
+                "status": "completed",
+                "role": "assistant",
+                "content": [
+                    {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+                ],
+            }
+        ],
+        "parallel_tool_calls": True,
+        "previous_response_id": None,
+        "reasoning": {"effort": None, "summary": None},
+        "service_tier": "default",
+        "store": True,
+        "temperature": body.get("temperature", 1.0),
+        "text": {"format": fmt},
+        "tool_choice": "auto",
+        "tools": [],
+        "top_p": body.get("top_p", 1.0),
+        "truncation": "disabled",
+        "user": None,
+        "metadata": body.get("metadata", {}),
+        "usage": {
+            "input_tokens": input_tokens,
+            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+            "output_tokens": output_tokens,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": input_tokens + output_tokens,
+        },
     }, Usage(input_tokens, output_tokens)
 
 
-def _moderations(body: dict[str, Any], rng: random.Random, *, rid: str, model: str, created: int, digest: bytes
-                 ) -> tuple[dict[str, Any], Usage]:
+def _moderations(
+    body: dict[str, Any], rng: random.Random, *, rid: str, model: str, created: int, digest: bytes
+) -> tuple[dict[str, Any], Usage]:
     inputs = body.get("input", "")
     inputs = inputs if isinstance(inputs, list) else [inputs]
-    results = [{
-        "flagged": False,
-        "categories": dict.fromkeys(_MODERATION_CATEGORIES, False),
-        "category_scores": {c: round(rng.random() * 1e-3, 6) for c in _MODERATION_CATEGORIES},
-        "category_applied_input_types": {c: ["text"] for c in _MODERATION_CATEGORIES},
-    } for _ in inputs]
+    results = [
+        {
+            "flagged": False,
+            "categories": dict.fromkeys(_MODERATION_CATEGORIES, False),
+            "category_scores": {c: round(rng.random() * 1e-3, 6) for c in _MODERATION_CATEGORIES},
+            "category_applied_input_types": {c: ["text"] for c in _MODERATION_CATEGORIES},
+        }
+        for _ in inputs
+    ]
     return {"id": f"modr-{rid}", "model": model, "results": results}, Usage(_tokens(inputs), 0)
 
 
-def _generic(body: dict[str, Any], rng: random.Random, *, rid: str, model: str, created: int, digest: bytes
-             ) -> tuple[dict[str, Any], Usage]:
+def _generic(
+    body: dict[str, Any], rng: random.Random, *, rid: str, model: str, created: int, digest: bytes
+) -> tuple[dict[str, Any], Usage]:
     # Images/videos are not emulated in depth: a plausible 200 body with usage is enough for batch plumbing.
     tokens = _tokens(body)
-    return {"id": f"emu_{rid}", "object": "emulated.response", "created": created, "model": model, "data": [],
-            "usage": {"input_tokens": tokens, "output_tokens": 0, "total_tokens": tokens}}, Usage(tokens, 0)
+    return {
+        "id": f"emu_{rid}",
+        "object": "emulated.response",
+        "created": created,
+        "model": model,
+        "data": [],
+        "usage": {"input_tokens": tokens, "output_tokens": 0, "total_tokens": tokens},
+    }, Usage(tokens, 0)
 
 
 _HANDLERS = {
@@ -206,9 +344,20 @@ def failure_body(kind: int, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     """An individual request failure as the real service writes it: (status, body with `error`)."""
     if kind == 400:
         tokens = 128_000 + _tokens(body)
-        return 400, {"error": {
-            "message": f"This model's maximum context length is 128000 tokens. However, your messages resulted in"
-                       f" {tokens} tokens. Please reduce the length of the messages.",
-            "type": "invalid_request_error", "param": "messages", "code": "context_length_exceeded"}}
-    return 500, {"error": {"message": "The server had an error while processing your request. Sorry about that!",
-                           "type": "server_error", "param": None, "code": "server_error"}}
+        return 400, {
+            "error": {
+                "message": f"This model's maximum context length is 128000 tokens. However, your messages resulted in"
+                f" {tokens} tokens. Please reduce the length of the messages.",
+                "type": "invalid_request_error",
+                "param": "messages",
+                "code": "context_length_exceeded",
+            }
+        }
+    return 500, {
+        "error": {
+            "message": "The server had an error while processing your request. Sorry about that!",
+            "type": "server_error",
+            "param": None,
+            "code": "server_error",
+        }
+    }

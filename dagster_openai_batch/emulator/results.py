@@ -41,8 +41,13 @@ def write_results(
     Returns the stored result: file ids, request counts and usage totals.
     """
     batch_id, plan, validation = row["id"], row["plan"], row["validation"]
-    result: dict[str, Any] = {"output_file_id": None, "error_file_id": None, "completed": 0, "failed": 0,
-                              "usage": [0, 0, 0, 0]}
+    result: dict[str, Any] = {
+        "output_file_id": None,
+        "error_file_id": None,
+        "completed": 0,
+        "failed": 0,
+        "usage": [0, 0, 0, 0],
+    }
     input_path = store.blob_path(f"{batch_id}.input")
     if not validation or validation["errors"]:
         input_path.unlink(missing_ok=True)
@@ -50,13 +55,19 @@ def write_results(
     total = validation["total"]
     order = processing_order(draw_key(row), plan["seed"], total)
     failing = set(validation["failed_positions"])
-    pace_spr, t_v = plan["pace"]["seconds_per_request"], row["created_at"] + plan["pace"]["validating_seconds"]
+    pace_spr, t_v = (
+        plan["pace"]["seconds_per_request"],
+        row["created_at"] + plan["pace"]["validating_seconds"],
+    )
     offsets = _line_offsets(input_path)
     out_tmp, err_tmp = store.temp_path(), store.temp_path()
     usage = [0, 0, 0, 0]
     n_out = n_err = 0
-    with (open(input_path, "rb") as src, open(out_tmp, "wb", buffering=_BUFFER) as out,
-          open(err_tmp, "wb", buffering=_BUFFER) as err):
+    with (
+        open(input_path, "rb") as src,
+        open(out_tmp, "wb", buffering=_BUFFER) as out,
+        open(err_tmp, "wb", buffering=_BUFFER) as err,
+    ):
         for pos, index in enumerate(order):
             src.seek(offsets[index])
             req = orjson.loads(src.readline())
@@ -66,25 +77,45 @@ def write_results(
             if pos >= processed:
                 if not expired:
                     continue  # cancelled: unprocessed requests appear in neither file
-                line = {"id": line_id, "custom_id": custom_id, "response": None,
-                        "error": {"code": "batch_expired",
-                                  "message": "This request could not be executed before the completion window"
-                                             " expired."}}
+                line = {
+                    "id": line_id,
+                    "custom_id": custom_id,
+                    "response": None,
+                    "error": {
+                        "code": "batch_expired",
+                        "message": "This request could not be executed before the completion window"
+                        " expired.",
+                    },
+                }
                 err.write(orjson.dumps(line) + b"\n")
                 n_err += 1
             elif pos in failing:
-                kind = 400 if random.Random(f"{plan['seed']}:{draw_key(row)}:{custom_id}").random() < 0.5 else 500
+                kind = (
+                    400
+                    if random.Random(f"{plan['seed']}:{draw_key(row)}:{custom_id}").random() < 0.5
+                    else 500
+                )
                 status, body = failure_body(kind, req["body"])
-                line = {"id": line_id, "custom_id": custom_id,
-                        "response": {"status_code": status, "request_id": request_id, "body": body}, "error": None}
+                line = {
+                    "id": line_id,
+                    "custom_id": custom_id,
+                    "response": {"status_code": status, "request_id": request_id, "body": body},
+                    "error": None,
+                }
                 err.write(orjson.dumps(line) + b"\n")
                 n_err += 1
             else:
                 created = int(t_v + (pos + 1) * pace_spr)
-                body, used = respond(row["endpoint"], req["body"], custom_id=custom_id, created=created)
+                body, used = respond(
+                    row["endpoint"], req["body"], custom_id=custom_id, created=created
+                )
                 usage = [a + b for a, b in zip(usage, used, strict=True)]
-                line = {"id": line_id, "custom_id": custom_id,
-                        "response": {"status_code": 200, "request_id": request_id, "body": body}, "error": None}
+                line = {
+                    "id": line_id,
+                    "custom_id": custom_id,
+                    "response": {"status_code": 200, "request_id": request_id, "body": body},
+                    "error": None,
+                }
                 out.write(orjson.dumps(line) + b"\n")
                 n_out += 1
     expires_after = row["output_expires_after"]
@@ -92,8 +123,13 @@ def write_results(
     for tmp, count, kind in ((out_tmp, n_out, "output"), (err_tmp, n_err, "error")):
         if count:
             meta = store.add_file(
-                tmp, filename=f"{batch_id}_{kind}.jsonl", purpose="batch_output", size=tmp.stat().st_size,
-                created_at=finished_at, expires_at=expires_at, file_id=_hid("file-", batch_id, kind)[:27],
+                tmp,
+                filename=f"{batch_id}_{kind}.jsonl",
+                purpose="batch_output",
+                size=tmp.stat().st_size,
+                created_at=finished_at,
+                expires_at=expires_at,
+                file_id=_hid("file-", batch_id, kind)[:27],
             )
             result[f"{kind}_file_id"] = meta["id"]
         else:
@@ -107,5 +143,10 @@ def write_results(
 def usage_json(usage: list[int] | Usage) -> dict[str, Any]:
     """The batch `usage` object from [input, output, cached, reasoning] totals."""
     inp, outp, cached, reasoning = usage
-    return {"input_tokens": inp, "input_tokens_details": {"cached_tokens": cached}, "output_tokens": outp,
-            "output_tokens_details": {"reasoning_tokens": reasoning}, "total_tokens": inp + outp}
+    return {
+        "input_tokens": inp,
+        "input_tokens_details": {"cached_tokens": cached},
+        "output_tokens": outp,
+        "output_tokens_details": {"reasoning_tokens": reasoning},
+        "total_tokens": inp + outp,
+    }

@@ -8,7 +8,18 @@ from typing import Any
 
 # Past this nesting depth, optional branches are null and arrays minimal, so recursive schemas terminate.
 _DEEP = 6
-_WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet")
+_WORDS = (
+    "alpha",
+    "bravo",
+    "charlie",
+    "delta",
+    "echo",
+    "foxtrot",
+    "golf",
+    "hotel",
+    "india",
+    "juliet",
+)
 
 
 def instance_for(schema: dict[str, Any], rng: random.Random) -> Any:
@@ -37,7 +48,9 @@ def _gen(schema: Any, rng: random.Random, root: dict[str, Any], depth: int) -> A
     deep = depth >= _DEEP
     for key in ("anyOf", "oneOf"):
         if key in schema:
-            options = [o for o in schema[key] if not (isinstance(o, dict) and o.get("type") == "null")]
+            options = [
+                o for o in schema[key] if not (isinstance(o, dict) and o.get("type") == "null")
+            ]
             if deep and len(options) < len(schema[key]):
                 return None  # a recursive schema (`child: Node | None`) must end somewhere: null ends it
             return _gen((options or schema[key])[0], rng, root, depth + 1)
@@ -46,7 +59,9 @@ def _gen(schema: Any, rng: random.Random, root: dict[str, Any], depth: int) -> A
         for part in schema["allOf"]:
             part = _resolve(part["$ref"], root) if "$ref" in part else part
             for k, v in part.items():
-                merged[k] = {**merged.get(k, {}), **v} if isinstance(v, dict) and k == "properties" else v
+                merged[k] = (
+                    {**merged.get(k, {}), **v} if isinstance(v, dict) and k == "properties" else v
+                )
         return _gen(merged, rng, root, depth + 1)
     kind = schema.get("type")
     if isinstance(kind, list):
@@ -62,7 +77,9 @@ def _gen(schema: Any, rng: random.Random, root: dict[str, Any], depth: int) -> A
         # Deep down, arrays are as short as allowed (empty unless minItems), so recursive schemas terminate.
         lo = schema.get("minItems", 0 if deep else 1)
         hi = max(lo, min(schema.get("maxItems", 3), lo + 2)) if not deep else lo
-        return [_gen(schema.get("items", {}), rng, root, depth + 1) for _ in range(rng.randint(lo, hi))]
+        return [
+            _gen(schema.get("items", {}), rng, root, depth + 1) for _ in range(rng.randint(lo, hi))
+        ]
     if kind in ("integer", "number"):
         return _number(schema, rng, kind == "integer")
     if kind == "boolean":
@@ -75,8 +92,12 @@ def _gen(schema: Any, rng: random.Random, root: dict[str, Any], depth: int) -> A
 def _number(schema: dict[str, Any], rng: random.Random, integer: bool) -> int | float:
     """A number within the schema's bounds (either bound may be missing, exclusive or negative)."""
     step = 1 if integer else 0
-    lo = schema.get("minimum", schema["exclusiveMinimum"] + step if "exclusiveMinimum" in schema else None)
-    hi = schema.get("maximum", schema["exclusiveMaximum"] - step if "exclusiveMaximum" in schema else None)
+    lo = schema.get(
+        "minimum", schema["exclusiveMinimum"] + step if "exclusiveMinimum" in schema else None
+    )
+    hi = schema.get(
+        "maximum", schema["exclusiveMaximum"] - step if "exclusiveMaximum" in schema else None
+    )
     if lo is None:
         lo = 0 if hi is None else min(0, hi - 100)
     if hi is None:

@@ -24,7 +24,9 @@ class _QuietHandler(WSGIRequestHandler):
 def make_http_server(emulator: Emulator, host: str = "127.0.0.1", port: int = 0) -> BaseWSGIServer:
     """A threaded HTTP server for the emulator (not yet serving); port 0 picks a free port."""
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    return make_server(host, port, emulator.wsgi_app(), threaded=True, request_handler=_QuietHandler)
+    return make_server(
+        host, port, emulator.wsgi_app(), threaded=True, request_handler=_QuietHandler
+    )
 
 
 def base_url(server: BaseWSGIServer) -> str:
@@ -36,7 +38,9 @@ def base_url(server: BaseWSGIServer) -> str:
 def serve(emulator: Emulator, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
     """Run the emulator's HTTP server in a background thread; yields its base URL (ending in /v1)."""
     server = make_http_server(emulator, host, port)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     try:
         yield base_url(server)

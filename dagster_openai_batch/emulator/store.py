@@ -76,7 +76,9 @@ class Store:
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self._db_path, timeout=30.0, isolation_level=None, check_same_thread=False)
+            conn = sqlite3.connect(
+                self._db_path, timeout=30.0, isolation_level=None, check_same_thread=False
+            )
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA busy_timeout=30000")
@@ -116,7 +118,14 @@ class Store:
     # -- files ------------------------------------------------------------------------------------------------
 
     def add_file(
-        self, src: Path, *, filename: str, purpose: str, size: int, created_at: float, expires_at: float | None,
+        self,
+        src: Path,
+        *,
+        filename: str,
+        purpose: str,
+        size: int,
+        created_at: float,
+        expires_at: float | None,
         file_id: str | None = None,
     ) -> dict[str, Any]:
         """Move `src` into the blob area and record it as a file."""
@@ -133,9 +142,14 @@ class Store:
 
     def get_file(self, file_id: str, *, now: float) -> dict[str, Any] | None:
         """A live file row: not deleted and not past its expiry (expired files are gone, as on the real service)."""
-        row = self._conn().execute(
-            "SELECT * FROM files WHERE id=? AND deleted=0 AND (expires_at IS NULL OR expires_at > ?)", (file_id, now)
-        ).fetchone()
+        row = (
+            self._conn()
+            .execute(
+                "SELECT * FROM files WHERE id=? AND deleted=0 AND (expires_at IS NULL OR expires_at > ?)",
+                (file_id, now),
+            )
+            .fetchone()
+        )
         return self._row(row)
 
     def list_files(
@@ -171,13 +185,20 @@ class Store:
     def insert_batch(self, row: dict[str, Any]) -> None:
         """Record a new batch. JSON columns are serialised here."""
         cols = list(row)
-        vals = [orjson.dumps(row[c]) if c in _JSON_COLUMNS and row[c] is not None else row[c] for c in cols]
+        vals = [
+            orjson.dumps(row[c]) if c in _JSON_COLUMNS and row[c] is not None else row[c]
+            for c in cols
+        ]
         with self._tx() as db:
-            db.execute(f"INSERT INTO batches ({','.join(cols)}) VALUES ({','.join('?' * len(cols))})", vals)
+            db.execute(
+                f"INSERT INTO batches ({','.join(cols)}) VALUES ({','.join('?' * len(cols))})", vals
+            )
 
     def get_batch(self, batch_id: str) -> dict[str, Any] | None:
         """One batch row, or None."""
-        return self._row(self._conn().execute("SELECT * FROM batches WHERE id=?", (batch_id,)).fetchone())
+        return self._row(
+            self._conn().execute("SELECT * FROM batches WHERE id=?", (batch_id,)).fetchone()
+        )
 
     def list_batches(self, *, after: str | None, limit: int) -> tuple[list[dict[str, Any]], bool]:
         """A page of batches, newest first, and whether more follow."""
@@ -185,13 +206,17 @@ class Store:
         if after:
             sql += " WHERE seq < COALESCE((SELECT seq FROM batches WHERE id=?), ?)"
             args += [after, 2**62]
-        rows = self._conn().execute(sql + " ORDER BY seq DESC LIMIT ?", [*args, limit + 1]).fetchall()
+        rows = (
+            self._conn().execute(sql + " ORDER BY seq DESC LIMIT ?", [*args, limit + 1]).fetchall()
+        )
         return [r for r in map(self._row, rows[:limit]) if r is not None], len(rows) > limit
 
     def set_cancel(self, batch_id: str, at: float) -> None:
         """Record the first cancel request of a batch (later ones change nothing)."""
         with self._tx() as db:
-            db.execute("UPDATE batches SET cancel_at=? WHERE id=? AND cancel_at IS NULL", (at, batch_id))
+            db.execute(
+                "UPDATE batches SET cancel_at=? WHERE id=? AND cancel_at IS NULL", (at, batch_id)
+            )
 
     def claim(self, batch_id: str, column: str) -> str | None:
         """Take the exclusive right to fill `column` (validation/result) of a batch; None if done or taken."""
@@ -217,4 +242,7 @@ class Store:
     def release_claim(self, batch_id: str, token: str) -> None:
         """Give a claim back after a failure so another reader may retry."""
         with self._tx() as db:
-            db.execute("UPDATE batches SET claim=NULL, claim_at=NULL WHERE id=? AND claim=?", (batch_id, token))
+            db.execute(
+                "UPDATE batches SET claim=NULL, claim_at=NULL WHERE id=? AND claim=?",
+                (batch_id, token),
+            )

@@ -56,14 +56,23 @@ def _async_source(chunks: AsyncIterator[bytes]) -> Callable[[], bytes | None]:
 def _environ(request: httpx2.Request, wsgi_input: io.RawIOBase) -> dict[str, Any]:
     port = request.url.port or {"http": 80, "https": 443}[request.url.scheme]
     environ: dict[str, Any] = {
-        "wsgi.version": (1, 0), "wsgi.url_scheme": request.url.scheme,
-        "wsgi.input": io.BufferedReader(wsgi_input, 256 * 1024), "wsgi.errors": sys.stderr,
-        "wsgi.multithread": True, "wsgi.multiprocess": False, "wsgi.run_once": False,
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": request.url.scheme,
+        "wsgi.input": io.BufferedReader(wsgi_input, 256 * 1024),
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
         # Bodies without Content-Length (chunked uploads) are read to the end of the stream.
         "wsgi.input_terminated": "Content-Length" not in request.headers,
-        "REQUEST_METHOD": request.method, "SCRIPT_NAME": "", "PATH_INFO": request.url.path,
-        "QUERY_STRING": request.url.query.decode("ascii"), "SERVER_NAME": request.url.host,
-        "SERVER_PORT": str(port), "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": "127.0.0.1",
+        "REQUEST_METHOD": request.method,
+        "SCRIPT_NAME": "",
+        "PATH_INFO": request.url.path,
+        "QUERY_STRING": request.url.query.decode("ascii"),
+        "SERVER_NAME": request.url.host,
+        "SERVER_PORT": str(port),
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
     }
     for key, value in request.headers.raw:
         name = key.decode("latin-1").upper().replace("-", "_")
@@ -80,19 +89,25 @@ class _Call:
         self.status = 500
         self.headers: list[tuple[str, str]] = []
 
-        def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[..., Any]:
+        def start_response(
+            status: str, headers: list[tuple[str, str]], exc_info: Any = None
+        ) -> Callable[..., Any]:
             self.status, self.headers = int(status.split()[0]), headers
             return lambda _: None
 
         self._result = app(environ, start_response)
         self._iter = iter(self._result)
-        self._expected = next((int(v) for k, v in self.headers if k.lower() == "content-length"), None)
+        self._expected = next(
+            (int(v) for k, v in self.headers if k.lower() == "content-length"), None
+        )
         self._sent = 0
         try:
             self.first = next(self._iter, b"")
         except ConnectionError:
             self.close()
-            raise httpx2.RemoteProtocolError("Server disconnected without sending a response.") from None
+            raise httpx2.RemoteProtocolError(
+                "Server disconnected without sending a response."
+            ) from None
         self._sent = len(self.first)
 
     def next_chunk(self) -> bytes | None:
@@ -104,8 +119,10 @@ class _Call:
             self._expected = max(self._expected or 0, self._sent + 1)
         if chunk is None:
             if self._expected is not None and self._sent < self._expected:
-                raise httpx2.RemoteProtocolError("peer closed connection without sending complete message body"
-                                                 f" (received {self._sent} bytes, expected {self._expected})")
+                raise httpx2.RemoteProtocolError(
+                    "peer closed connection without sending complete message body"
+                    f" (received {self._sent} bytes, expected {self._expected})"
+                )
             return None
         self._sent += len(chunk)
         return chunk

@@ -94,54 +94,93 @@ def _check_line(
     except orjson.JSONDecodeError:
         req = None
     if not isinstance(req, dict):
-        return LineError(code="invalid_json_line", message="This line is not parseable as valid JSON.", line=lineno)
+        return LineError(
+            code="invalid_json_line",
+            message="This line is not parseable as valid JSON.",
+            line=lineno,
+        )
     for field in ("custom_id", "method", "url", "body"):
         if req.get(field) is None:
             return LineError(
-                code="missing_required_parameter", message=f"Missing required parameter: '{field}'.",
-                param=field, line=lineno,
+                code="missing_required_parameter",
+                message=f"Missing required parameter: '{field}'.",
+                param=field,
+                line=lineno,
             )
     custom_id, body = req["custom_id"], req["body"]
     if not isinstance(custom_id, str):
-        return LineError(code="invalid_request", message="'custom_id' must be a string.", param="custom_id", line=lineno)
+        return LineError(
+            code="invalid_request",
+            message="'custom_id' must be a string.",
+            param="custom_id",
+            line=lineno,
+        )
     if req["method"] != "POST":
-        return LineError(code="invalid_request", message="Only POST requests are supported.", param="method",
-                         line=lineno)
+        return LineError(
+            code="invalid_request",
+            message="Only POST requests are supported.",
+            param="method",
+            line=lineno,
+        )
     if req["url"] != endpoint:
         return LineError(
             code="invalid_url",
             message=f"The URL provided for this request does not match the batch endpoint ({endpoint}).",
-            param="url", line=lineno,
+            param="url",
+            line=lineno,
         )
     if not isinstance(body, dict):
-        return LineError(code="invalid_request", message="'body' must be a JSON object.", param="body", line=lineno)
+        return LineError(
+            code="invalid_request",
+            message="'body' must be a JSON object.",
+            param="body",
+            line=lineno,
+        )
     if body.get("stream") is True:
-        return LineError(code="streaming_unsupported", message="Streaming is not supported in the Batch API.",
-                         param="body.stream", line=lineno)
+        return LineError(
+            code="streaming_unsupported",
+            message="Streaming is not supported in the Batch API.",
+            param="body.stream",
+            line=lineno,
+        )
     model = body.get("model") or DEFAULT_MODELS.get(endpoint)
     if model is None:
-        return LineError(code="missing_required_parameter", message="Missing required parameter: 'body.model'.",
-                         param="body.model", line=lineno)
+        return LineError(
+            code="missing_required_parameter",
+            message="Missing required parameter: 'body.model'.",
+            param="body.model",
+            line=lineno,
+        )
     # The emulator knows no model catalogue: any plausible model name exists.
     if not isinstance(model, str) or not _MODEL_NAME.match(model):
-        return LineError(code="model_not_found", message=f"The model '{model}' does not exist.",
-                         param="body.model", line=lineno)
+        return LineError(
+            code="model_not_found",
+            message=f"The model '{model}' does not exist.",
+            param="body.model",
+            line=lineno,
+        )
     if state["model"] is None:
         state["model"] = model
     elif model != state["model"]:
         return LineError(
             code="model_mismatch",
             message=f"All requests in a batch must use the same model; expected '{state['model']}', got '{model}'.",
-            param="body.model", line=lineno,
+            param="body.model",
+            line=lineno,
         )
     if custom_id in seen:
-        return LineError(code="duplicate_custom_id",
-                         message=f"The custom_id '{custom_id}' is used more than once in this file.",
-                         param="custom_id", line=lineno)
+        return LineError(
+            code="duplicate_custom_id",
+            message=f"The custom_id '{custom_id}' is used more than once in this file.",
+            param="custom_id",
+            line=lineno,
+        )
     seen.add(custom_id)
     if endpoint == "/v1/embeddings":
         inputs = body.get("input")
-        state["embedding_inputs"] += len(inputs) if isinstance(inputs, list) and not _is_token_list(inputs) else 1
+        state["embedding_inputs"] += (
+            len(inputs) if isinstance(inputs, list) and not _is_token_list(inputs) else 1
+        )
     return None
 
 
@@ -154,7 +193,9 @@ def estimate_tokens(nbytes: int) -> int:
     return max(1, nbytes // 4)
 
 
-def validate_batch_input(path: Path, endpoint: str, token_limits: dict[str, int]) -> ValidationResult:
+def validate_batch_input(
+    path: Path, endpoint: str, token_limits: dict[str, int]
+) -> ValidationResult:
     """Validate a batch input file, reading one line at a time (memory does not grow with file size)."""
     errors: list[LineError] = []
     seen: set[str] = set()
@@ -167,27 +208,43 @@ def validate_batch_input(path: Path, endpoint: str, token_limits: dict[str, int]
             total += 1
             tokens += estimate_tokens(len(raw))
             if total > MAX_REQUESTS:
-                errors = [LineError(code="too_many_tasks",
-                                    message=f"The batch input file contains more than {MAX_REQUESTS:,} requests.")]
+                errors = [
+                    LineError(
+                        code="too_many_tasks",
+                        message=f"The batch input file contains more than {MAX_REQUESTS:,} requests.",
+                    )
+                ]
                 break
-            if len(errors) < MAX_REPORTED_ERRORS and (err := _check_line(lineno, raw, endpoint, seen, state)):
+            if len(errors) < MAX_REPORTED_ERRORS and (
+                err := _check_line(lineno, raw, endpoint, seen, state)
+            ):
                 errors.append(err)
     if errors:
         return ValidationResult(errors=errors)
     if total == 0:
-        return ValidationResult(errors=[LineError(code="empty_file", message="The batch input file is empty.")])
+        return ValidationResult(
+            errors=[LineError(code="empty_file", message="The batch input file is empty.")]
+        )
     if state["embedding_inputs"] > MAX_EMBEDDING_INPUTS:
-        return ValidationResult(errors=[LineError(
-            code="too_many_tasks",
-            message=f"An embeddings batch may contain at most {MAX_EMBEDDING_INPUTS:,} inputs in all;"
+        return ValidationResult(
+            errors=[
+                LineError(
+                    code="too_many_tasks",
+                    message=f"An embeddings batch may contain at most {MAX_EMBEDDING_INPUTS:,} inputs in all;"
                     f" this one has {state['embedding_inputs']:,}.",
-        )])
+                )
+            ]
+        )
     model = state["model"]
     limit = token_limits.get(model)
     if limit is not None and tokens > limit:
-        return ValidationResult(errors=[LineError(
-            code="token_limit_exceeded",
-            message=f"Enqueued token limit reached for {model} in organization org-emulator. Limit: {limit:,}"
+        return ValidationResult(
+            errors=[
+                LineError(
+                    code="token_limit_exceeded",
+                    message=f"Enqueued token limit reached for {model} in organization org-emulator. Limit: {limit:,}"
                     " enqueued tokens. Please try again once some in_progress batches have been completed.",
-        )])
+                )
+            ]
+        )
     return ValidationResult(total=total, model=model, tokens=tokens)

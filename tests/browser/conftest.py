@@ -25,8 +25,14 @@ CHROMIUM = Path("/usr/bin/chromium")
 REPO = Path(__file__).resolve().parents[2]
 LOCATION = "openai_batch_demo"
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 INSTANCE_SETTINGS = "telemetry:\n  enabled: false\nnux:\n  enabled: false\n"
 
@@ -34,7 +40,9 @@ INSTANCE_SETTINGS = "telemetry:\n  enabled: false\nnux:\n  enabled: false\n"
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if CHROMIUM.exists() or os.environ.get("CI"):
         return
-    skip = pytest.mark.skip(reason=f"{CHROMIUM} is absent (apt-get install chromium fonts-liberation)")
+    skip = pytest.mark.skip(
+        reason=f"{CHROMIUM} is absent (apt-get install chromium fonts-liberation)"
+    )
     for item in items:
         if "tests/browser" in str(item.path):
             item.add_marker(skip)
@@ -69,10 +77,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait_until_loaded(server: Server, process: subprocess.Popen[bytes], timeout: float = 180) -> None:
+def _wait_until_loaded(
+    server: Server, process: subprocess.Popen[bytes], timeout: float = 180
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        assert process.poll() is None, f"dagster dev exited; see {server.log}:\n{server.log.read_text()[-3000:]}"
+        assert process.poll() is None, (
+            f"dagster dev exited; see {server.log}:\n{server.log.read_text()[-3000:]}"
+        )
         try:
             entries = server.graphql(LOCATION_STATUS)["workspaceOrError"]["locationEntries"]
         except (OSError, KeyError, AssertionError):
@@ -116,8 +128,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     with log.open("wb") as out:
         process = subprocess.Popen(
             [str(dagster), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True, preexec_fn=_default_sigint,
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_default_sigint,
         )
     server = Server(url=f"http://127.0.0.1:{port}", home=home, log=log)
     try:

@@ -45,7 +45,10 @@ ASSET_NODES = """{ assetNodes { assetKey { path } dependencyKeys { path } groupN
 def test_lineage_shows_each_pipeline(page, server, screenshots):
     nodes = {"/".join(n["assetKey"]["path"]): n for n in server.graphql(ASSET_NODES)["assetNodes"]}
     for name in PIPELINES:
-        deps = {stage: ["/".join(d["path"]) for d in nodes[f"{name}/{stage}"]["dependencyKeys"]] for stage in STAGES}
+        deps = {
+            stage: ["/".join(d["path"]) for d in nodes[f"{name}/{stage}"]["dependencyKeys"]]
+            for stage in STAGES
+        }
         assert deps["batch_job"] == [f"{name}/input_file"]
         assert deps["results"] == [f"{name}/batch_job"]
         assert nodes[f"{name}/results"]["groupName"] == name
@@ -76,7 +79,11 @@ def test_sensor_and_schedule_are_listed_and_sensor_runs(page, server, screenshot
     data = server.graphql(AUTOMATION)
     assert data["sensorOrError"]["sensorState"]["status"] == "RUNNING"
     assert data["schedulesOrError"]["results"] == [
-        {"name": "review_embeddings_schedule", "cronSchedule": "0 0 * * *", "pipelineName": "review_embeddings_submit"}
+        {
+            "name": "review_embeddings_schedule",
+            "cronSchedule": "0 0 * * *",
+            "pipelineName": "review_embeddings_submit",
+        }
     ]
 
     open_page(page, server, "/automation", "openai_batch_sensor", "review_embeddings_schedule")
@@ -111,7 +118,9 @@ def succeeded(server: Server, job: str) -> dict[str, Any] | None:
     return next((r for r in found if r["status"] == "SUCCESS"), None)
 
 
-def click_materialize(page: Any, server: Server, path: str, button: str, job: str) -> dict[str, Any]:
+def click_materialize(
+    page: Any, server: Server, path: str, button: str, job: str
+) -> dict[str, Any]:
     open_page(page, server, path, button)
     page.get_by_text(button, exact=True).first.click()
     return wait_for(f"no successful {job} run", lambda: succeeded(server, job), timeout=90)
@@ -125,7 +134,10 @@ def labels_collected(server: Server, browser_context: Any, screenshots: Path) ->
     try:
         click_materialize(page, server, "/assets/product_reviews", "Materialize", "__ASSET_JOB")
         submit = click_materialize(
-            page, server, f"/locations/{LOCATION}/jobs/review_labels_submit", "Materialize all",
+            page,
+            server,
+            f"/locations/{LOCATION}/jobs/review_labels_submit",
+            "Materialize all",
             "review_labels_submit",
         )
         open_page(page, server, f"/runs/{submit['runId']}", "Success")
@@ -149,12 +161,20 @@ RESULTS = """{ assetOrError(assetKey: {path: ["review_labels", "results"]}) { ..
   assetMaterializations(limit: 1) { runId metadataEntries { label } } } } }"""
 
 
-def test_results_page_shows_counts_tokens_cost_and_preview(page, server, screenshots, labels_collected):
+def test_results_page_shows_counts_tokens_cost_and_preview(
+    page, server, screenshots, labels_collected
+):
     (latest,) = server.graphql(RESULTS)["assetOrError"]["assetMaterializations"]
     labels = {entry["label"] for entry in latest["metadataEntries"]}
-    expected = ["status_succeeded", "status_failed", "input_tokens", "output_tokens", "cost_usd", "preview"]
+    expected = [
+        "status_succeeded",
+        "status_failed",
+        "input_tokens",
+        "output_tokens",
+        "cost_usd",
+        "preview",
+    ]
     assert set(expected) <= labels
 
     open_page(page, server, "/assets/review_labels/results", *expected)
     shoot(page, screenshots, "results")
-

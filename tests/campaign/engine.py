@@ -65,7 +65,12 @@ import dagster as dg
 import pyarrow.parquet as pq
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
-from dagster_openai_batch import OpenAIBatchResource, RequestTemplate, openai_batch_assets, openai_batch_sensor
+from dagster_openai_batch import (
+    OpenAIBatchResource,
+    RequestTemplate,
+    openai_batch_assets,
+    openai_batch_sensor,
+)
 from dagster_openai_batch.dagster.sensor import SensorCursor
 from dagster_openai_batch.demo.run import SENSOR_NAME, evaluate_sensor_once, launch_run_requests
 from dagster_openai_batch.emulator import Emulator
@@ -88,7 +93,8 @@ INVARIANTS = (
 
 ENDPOINTS: dict[str, tuple[str, dict[str, Any]]] = {
     "/v1/chat/completions": (
-        "gpt-4o-mini", {"messages": [{"role": "user", "content": "Answer in one line: {text}"}]},
+        "gpt-4o-mini",
+        {"messages": [{"role": "user", "content": "Answer in one line: {text}"}]},
     ),
     "/v1/embeddings": ("text-embedding-3-small", {"prompt": "{text}"}),
     "/v1/responses": ("gpt-4.1-mini", {"prompt": "Answer in one line: {text}"}),
@@ -163,23 +169,40 @@ class Scenario:
     def light(self) -> bool:
         """Cheap enough for CI (a few seconds): creates and downloads fail seldom, so the library's
         backoffs (seconds each) stay short. Heavier storms run in the benchmark."""
-        http, lost = self.faults.get("http_error_rate", 0.0), self.faults.get("lost_response_rate", 0.0)
-        downloads = self.faults.get("download_drop_rate", 0.0) + self.faults.get("download_truncate_rate", 0.0)
-        return http + (1 - http) * lost <= LIGHT_CREATE_FAILURE and downloads <= LIGHT_DOWNLOAD_FAILURE
+        http, lost = (
+            self.faults.get("http_error_rate", 0.0),
+            self.faults.get("lost_response_rate", 0.0),
+        )
+        downloads = self.faults.get("download_drop_rate", 0.0) + self.faults.get(
+            "download_truncate_rate", 0.0
+        )
+        return (
+            http + (1 - http) * lost <= LIGHT_CREATE_FAILURE and downloads <= LIGHT_DOWNLOAD_FAILURE
+        )
 
     def summary(self) -> str:
         where = ",".join(label(p) for p in self.partitions)
         sizes = "+".join(f"{self.rows[label(p)]}r/{self.parts(p)}p" for p in self.partitions)
-        process = [name for name, on in (
-            (f"kill@{self.kill_step}+{self.kill_delay:.2f}s", self.kill), ("concurrent_launch", self.concurrent_launch),
-            ("relaunch" + ("(new_batches)" if self.relaunch_new_batches else ""), self.relaunch),
-            (f"cursor_reset@{self.cursor_reset_tick}", self.cursor_reset_tick is not None),
-            (f"concurrent_tick@{self.concurrent_tick}", self.concurrent_tick is not None),
-            ("resubmit", self.resubmit),
-        ) if on]
+        process = [
+            name
+            for name, on in (
+                (f"kill@{self.kill_step}+{self.kill_delay:.2f}s", self.kill),
+                ("concurrent_launch", self.concurrent_launch),
+                (
+                    "relaunch" + ("(new_batches)" if self.relaunch_new_batches else ""),
+                    self.relaunch,
+                ),
+                (f"cursor_reset@{self.cursor_reset_tick}", self.cursor_reset_tick is not None),
+                (f"concurrent_tick@{self.concurrent_tick}", self.concurrent_tick is not None),
+                ("resubmit", self.resubmit),
+            )
+            if on
+        ]
         faults = ", ".join(f"{k}={v}" for k, v in sorted(self.faults.items()))
-        return (f"seed {self.seed}: {self.endpoint} [{where}] {sizes}; lifecycle {self.lifecycle}; "
-                f"faults {{{faults}}}; process [{', '.join(process)}]")
+        return (
+            f"seed {self.seed}: {self.endpoint} [{where}] {sizes}; lifecycle {self.lifecycle}; "
+            f"faults {{{faults}}}; process [{', '.join(process)}]"
+        )
 
 
 def label(partition: str | None) -> str:
@@ -199,7 +222,9 @@ def draw_scenario(seed: int) -> Scenario:
     endpoint = rng.choice(sorted(ENDPOINTS))
     model = ENDPOINTS[endpoint][0]
     partitioned = rng.random() < 0.4
-    partitions: list[str | None] = list(rng.choice([["p0"], ["p1"], ["p0", "p1"]])) if partitioned else [None]
+    partitions: list[str | None] = (
+        list(rng.choice([["p0"], ["p1"], ["p0", "p1"]])) if partitioned else [None]
+    )
     rows = {label(p): rng.randint(1, 80) for p in partitions}
     target_parts = rng.randint(1, 3)
     max_requests_per_file = max(1, math.ceil(max(rows.values()) / target_parts))
@@ -228,7 +253,9 @@ def draw_scenario(seed: int) -> Scenario:
         faults["token_limits"] = {model: 5}
 
     kill = rng.random() < 0.25
-    kill_step = rng.choice(("input_file", "batch_job", "batch_job"))  # the create path twice as often
+    kill_step = rng.choice(
+        ("input_file", "batch_job", "batch_job")
+    )  # the create path twice as often
     # batch_job takes ~0.1 s here (input_file longer): the kill lands within the step, mostly.
     kill_delay = round(rng.random() * (0.08 if kill_step == "batch_job" else 0.25), 3)
     concurrent_launch = (not kill) and rng.random() < 0.2
@@ -241,12 +268,27 @@ def draw_scenario(seed: int) -> Scenario:
     concurrent_tick_keeps = rng.randint(0, 1)
     resubmit = lifecycle != "token_limit" and rng.random() < 0.3
     return Scenario(
-        seed=seed, endpoint=endpoint, model=model, partitioned=partitioned, partitions=partitions, rows=rows,
-        max_requests_per_file=max_requests_per_file, lifecycle=lifecycle, faults=faults, kill=kill,
-        kill_step=kill_step, kill_delay=kill_delay, concurrent_launch=concurrent_launch, relaunch=relaunch,
-        relaunch_new_batches=relaunch_new_batches, relaunch_tick=relaunch_tick, cancel_tick=cancel_tick,
-        cursor_reset_tick=cursor_reset_tick, concurrent_tick=concurrent_tick,
-        concurrent_tick_keeps=concurrent_tick_keeps, resubmit=resubmit,
+        seed=seed,
+        endpoint=endpoint,
+        model=model,
+        partitioned=partitioned,
+        partitions=partitions,
+        rows=rows,
+        max_requests_per_file=max_requests_per_file,
+        lifecycle=lifecycle,
+        faults=faults,
+        kill=kill,
+        kill_step=kill_step,
+        kill_delay=kill_delay,
+        concurrent_launch=concurrent_launch,
+        relaunch=relaunch,
+        relaunch_new_batches=relaunch_new_batches,
+        relaunch_tick=relaunch_tick,
+        cancel_tick=cancel_tick,
+        cursor_reset_tick=cursor_reset_tick,
+        concurrent_tick=concurrent_tick,
+        concurrent_tick_keeps=concurrent_tick_keeps,
+        resubmit=resubmit,
     )
 
 
@@ -270,12 +312,30 @@ def features(scenario: Scenario) -> set[str]:
     return found
 
 
-COVERED_FEATURES = frozenset({
-    *LIFECYCLES, *ENDPOINTS, "http_error_rate", "lost_response_rate", "download_drop_rate",
-    "download_truncate_rate", "request_error_rate", "expire_after_seconds", "stuck_finalizing", "token_limits",
-    "kill", "concurrent_launch", "relaunch", "new_batches", "resubmit", "partitioned", "cursor_reset",
-    "concurrent_tick", "two_partitions", "split",
-})
+COVERED_FEATURES = frozenset(
+    {
+        *LIFECYCLES,
+        *ENDPOINTS,
+        "http_error_rate",
+        "lost_response_rate",
+        "download_drop_rate",
+        "download_truncate_rate",
+        "request_error_rate",
+        "expire_after_seconds",
+        "stuck_finalizing",
+        "token_limits",
+        "kill",
+        "concurrent_launch",
+        "relaunch",
+        "new_batches",
+        "resubmit",
+        "partitioned",
+        "cursor_reset",
+        "concurrent_tick",
+        "two_partitions",
+        "split",
+    }
+)
 """Every class the campaign draws; the CI slice must exercise each (test_campaign.py checks)."""
 
 
@@ -295,7 +355,10 @@ def make_rows(scenario: Scenario, partition: str | None) -> list[dict[str, Any]]
     name = label(partition)
     count = scenario.rows.get(name, 1)
     return [
-        {"id": f"{name}-{i:03d}", "text": f"Scenario {scenario.seed}, {name}, question {i}: what is {i} + {i}?"}
+        {
+            "id": f"{name}-{i:03d}",
+            "text": f"Scenario {scenario.seed}, {name}, question {i}: what is {i} + {i}?",
+        }
         for i in range(count)
     ]
 
@@ -315,7 +378,9 @@ class CampaignDefinitions:
     def definitions(self, resource: OpenAIBatchResource) -> dg.Definitions:
         return dg.Definitions.merge(
             self.pipeline.definitions(),
-            dg.Definitions(assets=[self.source], sensors=[self.sensor], resources={"openai_batch": resource}),
+            dg.Definitions(
+                assets=[self.source], sensors=[self.sensor], resources={"openai_batch": resource}
+            ),
         )
 
     @property
@@ -324,20 +389,29 @@ class CampaignDefinitions:
 
 
 def build_definitions(scenario: Scenario) -> CampaignDefinitions:
-    partitions_def = dg.StaticPartitionsDefinition(list(PARTITION_KEYS)) if scenario.partitioned else None
+    partitions_def = (
+        dg.StaticPartitionsDefinition(list(PARTITION_KEYS)) if scenario.partitioned else None
+    )
 
     @dg.asset(name="campaign_rows", partitions_def=partitions_def)
     def campaign_rows(context) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]  # dagster reads the hint
         return make_rows(scenario, context.partition_key if context.has_partition_key else None)
 
     model, fields = ENDPOINTS[scenario.endpoint]
-    template = RequestTemplate(endpoint=scenario.endpoint, model=model, custom_id_column="id", **fields)
+    template = RequestTemplate(
+        endpoint=scenario.endpoint, model=model, custom_id_column="id", **fields
+    )
     pipeline = openai_batch_assets(
-        name=PIPELINE, source=campaign_rows, template=template, partitions_def=partitions_def,
+        name=PIPELINE,
+        source=campaign_rows,
+        template=template,
+        partitions_def=partitions_def,
         max_requests_per_file=scenario.max_requests_per_file,
     )
     sensor = openai_batch_sensor([pipeline], minimum_interval_seconds=1)
-    return CampaignDefinitions(scenario=scenario, source=campaign_rows, pipeline=pipeline, sensor=sensor)
+    return CampaignDefinitions(
+        scenario=scenario, source=campaign_rows, pipeline=pipeline, sensor=sensor
+    )
 
 
 class StartingLineResource(OpenAIBatchResource):
@@ -360,7 +434,12 @@ class StartingLineResource(OpenAIBatchResource):
 
 
 def phase_resource(
-    scenario: Scenario, emulator_dir: Path, phase: int, *, held: bool = True, barrier: tuple[str, str] | None = None,
+    scenario: Scenario,
+    emulator_dir: Path,
+    phase: int,
+    *,
+    held: bool = True,
+    barrier: tuple[str, str] | None = None,
 ) -> OpenAIBatchResource:
     """The resource of one phase (a run or a tick): the scenario's faults with this phase's seed.
 
@@ -371,7 +450,9 @@ def phase_resource(
     if not held:
         faults.pop("stuck_finalizing", None)
     common: dict[str, Any] = {
-        "api_key": scenario.secret, "emulator_dir": str(emulator_dir), "emulator_pace": "fast",
+        "api_key": scenario.secret,
+        "emulator_dir": str(emulator_dir),
+        "emulator_pace": "fast",
         "emulator_faults": faults,
     }
     if barrier is not None:
@@ -397,7 +478,11 @@ class World:
         self.defs = build_definitions(scenario)
 
     def materialize(
-        self, action: str, partition: str | None, resource: OpenAIBatchResource, config: dict[str, Any] | None = None,
+        self,
+        action: str,
+        partition: str | None,
+        resource: OpenAIBatchResource,
+        config: dict[str, Any] | None = None,
     ) -> dg.ExecuteInProcessResult:
         """``submit`` (rows, input_file, batch_job), ``input`` (rows, input_file) or ``batch_job`` alone."""
         selection = {
@@ -409,8 +494,13 @@ class World:
         if config:
             run_config["ops"] = {self.defs.pipeline.batch_job.op.name: {"config": config}}
         return dg.materialize(
-            self.defs.submit_assets, instance=self.instance, resources={"openai_batch": resource},
-            partition_key=partition, selection=selection, run_config=run_config, raise_on_error=False,
+            self.defs.submit_assets,
+            instance=self.instance,
+            resources={"openai_batch": resource},
+            partition_key=partition,
+            selection=selection,
+            run_config=run_config,
+            raise_on_error=False,
         )
 
 
@@ -423,7 +513,9 @@ class ScenarioReport:
     scenario: dict[str, Any]
     summary: str
     timings: dict[str, float] = field(default_factory=dict)
-    violations: dict[str, list[str]] = field(default_factory=lambda: {name: [] for name in INVARIANTS})
+    violations: dict[str, list[str]] = field(
+        default_factory=lambda: {name: [] for name in INVARIANTS}
+    )
     notes: list[str] = field(default_factory=list)
     """What happened on the way (kill outcome, failed runs and ticks, …): for replaying a failure."""
     crash: str | None = None
@@ -439,9 +531,14 @@ class ScenarioReport:
         return self.crash is None and not any(self.violations.values())
 
     def describe(self) -> str:
-        lines = [self.summary, "timings: " + ", ".join(f"{k} {v:.2f}s" for k, v in self.timings.items())]
+        lines = [
+            self.summary,
+            "timings: " + ", ".join(f"{k} {v:.2f}s" for k, v in self.timings.items()),
+        ]
         if self.counters:
-            lines.append("happened: " + ", ".join(f"{k} x{v}" for k, v in sorted(self.counters.items())))
+            lines.append(
+                "happened: " + ", ".join(f"{k} x{v}" for k, v in sorted(self.counters.items()))
+            )
         for name, found in self.violations.items():
             for text in found:
                 lines.append(f"VIOLATION {name}: {text}")
@@ -449,7 +546,9 @@ class ScenarioReport:
             lines.append("HARNESS CRASH:\n" + self.crash)
         lines += [f"GAVE UP after {RUN_ATTEMPTS} attempts: {text}" for text in self.gave_up]
         lines += [f"  note: {note}" for note in self.notes]
-        lines.append(f"replay: .venv/bin/python benchmarks/fault_campaign.py --seeds {self.seed} --verbose")
+        lines.append(
+            f"replay: .venv/bin/python benchmarks/fault_campaign.py --seeds {self.seed} --verbose"
+        )
         return "\n".join(lines)
 
 
@@ -466,7 +565,9 @@ def _first_line(text: str, limit: int = 300) -> str:
 
 def _last_cause(text: str) -> str:
     """The most telling line of a Dagster error text: the last "caused by" exception, else the first line."""
-    causes = [line for line in text.splitlines() if line and not line.startswith(" ") and "Error" in line]
+    causes = [
+        line for line in text.splitlines() if line and not line.startswith(" ") and "Error" in line
+    ]
     return _first_line(causes[-1] if causes else text)
 
 
@@ -509,7 +610,9 @@ class ScenarioRun:
     def resource(self) -> OpenAIBatchResource:
         return phase_resource(self.s, self.world.emulator_dir, self.next_phase(), held=self.held)
 
-    def operate(self, action: str, partition: str | None, config: dict[str, Any] | None = None) -> bool:
+    def operate(
+        self, action: str, partition: str | None, config: dict[str, Any] | None = None
+    ) -> bool:
         """Launch a run in process; relaunch a failed one, as an operator would, up to `RUN_ATTEMPTS` times."""
         what = f"{action}{' ' + json.dumps(config) if config else ''} [{label(partition)}]"
         for attempt in range(1, RUN_ATTEMPTS + 1):
@@ -529,14 +632,26 @@ class ScenarioRun:
 
     # -- subprocesses
 
-    def spawn(self, action: str, partition: str | None, name: str, barrier: tuple[Path, Path] | None = None
-              ) -> BaseProcess:
+    def spawn(
+        self,
+        action: str,
+        partition: str | None,
+        name: str,
+        barrier: tuple[Path, Path] | None = None,
+    ) -> BaseProcess:
         """A run in another process (see `_process_main`), logging to ``logs/<name>.log``."""
         process = _process_context().Process(
-            target=_process_main, name=f"campaign-{self.s.seed}-{name}",
-            args=(str(self.world.workdir), self.s.seed, action, partition, self.next_phase(),
-                  None if barrier is None else (str(barrier[0]), str(barrier[1])),
-                  str(self.world.logs / f"{name}.log")),
+            target=_process_main,
+            name=f"campaign-{self.s.seed}-{name}",
+            args=(
+                str(self.world.workdir),
+                self.s.seed,
+                action,
+                partition,
+                self.next_phase(),
+                None if barrier is None else (str(barrier[0]), str(barrier[1])),
+                str(self.world.logs / f"{name}.log"),
+            ),
         )
         process.start()
         self.processes.append(process)
@@ -568,7 +683,9 @@ class ScenarioRun:
                 new = [r.run_id for r in self.instance.get_runs(limit=5) if r.run_id not in known]
                 run_id = new[0] if new else None
             if run_id is not None:
-                started = self.instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_START).records
+                started = self.instance.get_records_for_run(
+                    run_id, of_type=dg.DagsterEventType.STEP_START
+                ).records
                 if any(r.event_log_entry.step_key == step_key for r in started):
                     reached = True
                     break
@@ -602,7 +719,10 @@ class ScenarioRun:
         barrier_dir.mkdir(exist_ok=True)
         go = barrier_dir / "go"
         readies = [barrier_dir / f"ready-{i}" for i in range(2)]
-        processes = [self.spawn("batch_job", partition, f"concurrent-{i}", (readies[i], go)) for i in range(2)]
+        processes = [
+            self.spawn("batch_job", partition, f"concurrent-{i}", (readies[i], go))
+            for i in range(2)
+        ]
         deadline = time.monotonic() + PROCESS_DEADLINE_SECONDS
         while not all(r.exists() for r in readies):
             if any(p.exitcode is not None for p in processes) or time.monotonic() > deadline:
@@ -622,14 +742,24 @@ class ScenarioRun:
 
     # -- the sensor
 
-    def apply(self, defs: dg.Definitions, result: dg.SensorResult, launched_keys: set[str]) -> list[str]:
+    def apply(
+        self, defs: dg.Definitions, result: dg.SensorResult, launched_keys: set[str]
+    ) -> list[str]:
         """Apply one tick's result as the daemon does: events, then run requests deduplicated by run_key."""
         for event in result.asset_events:
             self.instance.report_runless_asset_event(event)
-        return launch_run_requests(defs, self.instance, result.run_requests or [], sensor_name=SENSOR_NAME,
-                                   run_config=QUIET, launched_keys=launched_keys)
+        return launch_run_requests(
+            defs,
+            self.instance,
+            result.run_requests or [],
+            sensor_name=SENSOR_NAME,
+            run_config=QUIET,
+            launched_keys=launched_keys,
+        )
 
-    def concurrent_tick(self, defs: dg.Definitions, cursor: str | None) -> tuple[str | None, list[str]]:
+    def concurrent_tick(
+        self, defs: dg.Definitions, cursor: str | None
+    ) -> tuple[str | None, list[str]]:
         """Two evaluations of the sensor at once (two instance objects, like two daemons), both applied."""
         sensor = defs.resolve_sensor_def(SENSOR_NAME)
         other = dg.DagsterInstance.local_temp(str(self.world.home))
@@ -646,10 +776,13 @@ class ScenarioRun:
                     result = sensor(context)
                 assert isinstance(result, dg.SensorResult)
                 results[i] = result
-            except BaseException as error:  # noqa: BLE001 - reported as a failed tick
+            except BaseException as error:
                 errors[i] = error
 
-        threads = [threading.Thread(target=evaluate, args=(i, inst)) for i, inst in enumerate((self.instance, other))]
+        threads = [
+            threading.Thread(target=evaluate, args=(i, inst))
+            for i, inst in enumerate((self.instance, other))
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -664,7 +797,9 @@ class ScenarioRun:
             other.dispose()
         failed = [e for e in errors if e is not None]
         if failed or any(t.is_alive() for t in threads):
-            raise TickFailed(f"{type(failed[0]).__name__}: {failed[0]}" if failed else "a tick hung")
+            raise TickFailed(
+                f"{type(failed[0]).__name__}: {failed[0]}" if failed else "a tick hung"
+            )
         keep = results[self.s.concurrent_tick_keeps]
         assert keep is not None
         self.note(f"two concurrent ticks launched {len(launched)} run(s)")
@@ -673,7 +808,9 @@ class ScenarioRun:
     def in_flight(self) -> list[Any]:
         return SensorCursor.model_validate_json(self.cursor).in_flight if self.cursor else []
 
-    def tick_loop(self, events: dict[str, int], stage: str, deadline_seconds: float = TICK_DEADLINE_SECONDS) -> None:
+    def tick_loop(
+        self, events: dict[str, int], stage: str, deadline_seconds: float = TICK_DEADLINE_SECONDS
+    ) -> None:
         """Tick until nothing is in flight and no event is pending (at most ``deadline_seconds``).
 
         ``events`` maps ``relaunch``/``cancel``/``cursor_reset``/``concurrent_tick`` to the tick before
@@ -687,11 +824,20 @@ class ScenarioRun:
         try:
             self._ticks(order, pending, started + deadline_seconds, stage, launched, slowest)
         finally:
-            self.note(f"{stage}: {len(launched)} results run(s) launched; slowest tick {slowest[0]:.2f}s; "
-                      f"{time.monotonic() - started:.2f}s in all")
+            self.note(
+                f"{stage}: {len(launched)} results run(s) launched; slowest tick {slowest[0]:.2f}s; "
+                f"{time.monotonic() - started:.2f}s in all"
+            )
 
-    def _ticks(self, order: Sequence[str], pending: dict[str, int], deadline: float, stage: str,
-               launched: list[str], slowest: list[float]) -> None:
+    def _ticks(
+        self,
+        order: Sequence[str],
+        pending: dict[str, int],
+        deadline: float,
+        stage: str,
+        launched: list[str],
+        slowest: list[float],
+    ) -> None:
         tick = 0
         while True:
             tick += 1
@@ -712,20 +858,26 @@ class ScenarioRun:
                 if "concurrent_tick" in due:
                     self.cursor, runs = self.concurrent_tick(defs, self.cursor)
                 else:
-                    self.cursor, runs = evaluate_sensor_once(defs, self.instance, self.cursor, quiet=True)
+                    self.cursor, runs = evaluate_sensor_once(
+                        defs, self.instance, self.cursor, quiet=True
+                    )
                 launched += runs
                 succeeded = True
                 self.failed_ticks_in_a_row = 0
-            except Exception as error:  # noqa: BLE001 - a failed tick is an observation, not a harness crash
+            except Exception as error:
                 text = f"{type(error).__name__}: {error}"
                 self.errors_seen.append(text + "".join(traceback.format_exception(error)))
                 self.failed_ticks_in_a_row += 1
                 self.report.counters["tick failed"] += 1
                 if self.failed_ticks_in_a_row <= 2:
                     self.note(f"{stage}: tick {tick} failed: {_first_line(text)}")
-                if self.failed_ticks_in_a_row >= 2:  # one violation per streak, its length kept up to date
-                    streak = (f"{self.failed_ticks_in_a_row} ticks failed in a row (the last: {stage} tick {tick}): "
-                              f"{_first_line(text)}")
+                if (
+                    self.failed_ticks_in_a_row >= 2
+                ):  # one violation per streak, its length kept up to date
+                    streak = (
+                        f"{self.failed_ticks_in_a_row} ticks failed in a row (the last: {stage} tick {tick}): "
+                        f"{_first_line(text)}"
+                    )
                     found = self.report.violations["4_no_repeated_failed_tick"]
                     if self.failed_ticks_in_a_row == 2:
                         found.append(streak)
@@ -738,7 +890,9 @@ class ScenarioRun:
                 for name in pending:
                     pending[name] = tick + 1
             if time.monotonic() > deadline:
-                still = [f"{label(i.partition)}:{i.batch_ids}:{i.progress}" for i in self.in_flight()]
+                still = [
+                    f"{label(i.partition)}:{i.batch_ids}:{i.progress}" for i in self.in_flight()
+                ]
                 self.deadline_hit.append(f"{stage}: still in flight at the deadline: {still}")
                 self.report.counters["tick loop reached its deadline"] += 1
                 self.note(self.deadline_hit[-1])
@@ -750,8 +904,10 @@ class ScenarioRun:
         config = {"new_batches": True} if self.s.relaunch_new_batches else None
         flying = len(self.in_flight())
         ok = self.operate("batch_job", partition, config)
-        self.note(f"re-launched batch_job [{label(partition)}]{' with new_batches' if config else ''} "
-                  f"({flying} set(s) in flight per the cursor): {'ok' if ok else 'failed'}")
+        self.note(
+            f"re-launched batch_job [{label(partition)}]{' with new_batches' if config else ''} "
+            f"({flying} set(s) in flight per the cursor): {'ok' if ok else 'failed'}"
+        )
 
     def cancel(self) -> None:
         for partition in self.s.partitions:
@@ -803,8 +959,10 @@ class ScenarioRun:
 
     def latest_results(self, partition: str | None) -> dict[str, Any] | None:
         records = self.instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=self.defs.pipeline.results.key,
-                                  asset_partitions=[partition] if partition is not None else None),
+            dg.AssetRecordsFilter(
+                asset_key=self.defs.pipeline.results.key,
+                asset_partitions=[partition] if partition is not None else None,
+            ),
             limit=1,
         ).records
         if not records or records[0].asset_materialization is None:
@@ -813,8 +971,10 @@ class ScenarioRun:
 
     def latest_batch_ids(self, partition: str | None) -> list[str]:
         records = self.instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=self.defs.pipeline.batch_job.key,
-                                  asset_partitions=[partition] if partition is not None else None),
+            dg.AssetRecordsFilter(
+                asset_key=self.defs.pipeline.batch_job.key,
+                asset_partitions=[partition] if partition is not None else None,
+            ),
             limit=1,
         ).records
         if not records or records[0].asset_materialization is None:
@@ -829,9 +989,15 @@ class ScenarioRun:
         """``batches_accepted`` outcomes for the partition (in runs or runless), oldest first."""
         key = dg.AssetCheckKey(self.defs.pipeline.batch_job.key, ACCEPTED)
         records = self.instance.event_log_storage.get_asset_check_execution_history(key, limit=1000)
-        done = {AssetCheckExecutionRecordStatus.SUCCEEDED: True, AssetCheckExecutionRecordStatus.FAILED: False}
-        return [done[r.status] for r in sorted(records, key=lambda r: r.id)
-                if r.partition == partition and r.status in done]
+        done = {
+            AssetCheckExecutionRecordStatus.SUCCEEDED: True,
+            AssetCheckExecutionRecordStatus.FAILED: False,
+        }
+        return [
+            done[r.status]
+            for r in sorted(records, key=lambda r: r.id)
+            if r.partition == partition and r.status in done
+        ]
 
     def check(self) -> None:
         self.check_results()
@@ -848,25 +1014,37 @@ class ScenarioRun:
             if self.s.token_limit:
                 evaluations = self.accepted_evaluations(partition)
                 if latest is not None:
-                    self.violation("1_results_exactly_once",
-                                   f"{where}: results materialized although every batch failed validation")
+                    self.violation(
+                        "1_results_exactly_once",
+                        f"{where}: results materialized although every batch failed validation",
+                    )
                 if not evaluations:
-                    self.violation("1_results_exactly_once", f"{where}: batches_accepted never evaluated{late}")
+                    self.violation(
+                        "1_results_exactly_once", f"{where}: batches_accepted never evaluated{late}"
+                    )
                 elif evaluations[-1]:
-                    self.violation("1_results_exactly_once",
-                                   f"{where}: batches_accepted passed although every batch failed validation")
+                    self.violation(
+                        "1_results_exactly_once",
+                        f"{where}: batches_accepted passed although every batch failed validation",
+                    )
                 continue
             if latest is None:
                 if not self.latest_batch_ids(partition) and self.report.gave_up:
-                    self.note(f"{where}: never submitted (the harness gave up), so no results to check")
+                    self.note(
+                        f"{where}: never submitted (the harness gave up), so no results to check"
+                    )
                     continue
-                self.violation("1_results_exactly_once", f"{where}: no results materialization{late}")
+                self.violation(
+                    "1_results_exactly_once", f"{where}: no results materialization{late}"
+                )
                 continue
             uri = str(latest.get("results_uri", ""))
             try:
                 ids = pq.read_table(uri, columns=["custom_id"]).column("custom_id").to_pylist()
-            except Exception as error:  # noqa: BLE001
-                self.violation("1_results_exactly_once", f"{where}: results table {uri} unreadable: {error}")
+            except Exception as error:
+                self.violation(
+                    "1_results_exactly_once", f"{where}: results table {uri} unreadable: {error}"
+                )
                 continue
             expected = set(self.s.expected_ids(partition))
             counts = Counter(ids)
@@ -895,11 +1073,17 @@ class ScenarioRun:
         paid_total = 0
         for key, group in groups.items():
             rows = {b.id: store.get_batch(b.id) or {} for b in group}
-            paid = sorted((b for b in group if _is_paid(b)), key=lambda b: rows[b.id].get("created_at", 0.0))
+            paid = sorted(
+                (b for b in group if _is_paid(b)), key=lambda b: rows[b.id].get("created_at", 0.0)
+            )
             paid_total += len(paid)
-            unpaid_duplicates = sum(b.status in ("cancelled", "cancelling") and not _is_paid(b) for b in group)
+            unpaid_duplicates = sum(
+                b.status in ("cancelled", "cancelling") and not _is_paid(b) for b in group
+            )
             if unpaid_duplicates and len(group) > 1:
-                self.report.counters["batch of a key cancelled before it ran, beside another"] += unpaid_duplicates
+                self.report.counters["batch of a key cancelled before it ran, beside another"] += (
+                    unpaid_duplicates
+                )
             for index, later in enumerate(paid[1:], start=1):
                 created = rows[later.id].get("created_at", 0.0)
                 live = [a for a in paid[:index] if _adoptable_until(a, rows[a.id]) > created]
@@ -913,7 +1097,9 @@ class ScenarioRun:
                         f"{_done(first)} run, by run {(first.metadata or {}).get('dagster_run_id', '?')[:8]}) "
                         "which could still be adopted",
                     )
-        self.note(f"{len(batches)} batch(es) on the service, {len(groups)} key(s), {paid_total} paid")
+        self.note(
+            f"{len(batches)} batch(es) on the service, {len(groups)} key(s), {paid_total} paid"
+        )
 
     def _step_error(self, run_id: str) -> str:
         """The innermost error of a run's failed step, in one line."""
@@ -938,16 +1124,22 @@ class ScenarioRun:
                 self.note(f"results run {run.run_id[:8]} failed: {self._step_error(run.run_id)}")
         for tag, count in successes.items():
             if count > 1:
-                self.violation("3_one_results_run", f"{count} successful results runs for batch set {tag}")
+                self.violation(
+                    "3_one_results_run", f"{count} successful results runs for batch set {tag}"
+                )
         if failures:
             self.report.counters["results run failed"] += sum(failures.values())
             self.note(f"failed results runs: {dict(failures)}")
         for partition in self.s.partitions:
             tag = ",".join(self.latest_batch_ids(partition))[:1000]
-            if tag and successes[tag] == 0 and not self.s.token_limit:  # (no output: checked under 1)
+            if (
+                tag and successes[tag] == 0 and not self.s.token_limit
+            ):  # (no output: checked under 1)
                 why = f" ({failures[tag]} failed)" if failures[tag] else ""
-                self.violation("3_one_results_run",
-                               f"[{label(partition)}]: no successful results run for the newest set {tag}{why}")
+                self.violation(
+                    "3_one_results_run",
+                    f"[{label(partition)}]: no successful results run for the newest set {tag}{why}",
+                )
 
     def check_key(self) -> None:
         secret = self.s.secret.encode()
@@ -958,7 +1150,9 @@ class ScenarioRun:
                 except OSError:
                     continue
                 if secret in data:
-                    self.violation("5_key_nowhere", f"the API key is in {path.relative_to(self.world.workdir)}")
+                    self.violation(
+                        "5_key_nowhere", f"the API key is in {path.relative_to(self.world.workdir)}"
+                    )
         for text in self.errors_seen:
             if self.s.secret in text:
                 self.violation("5_key_nowhere", f"the API key is in an error: {_first_line(text)}")
@@ -967,9 +1161,13 @@ class ScenarioRun:
         workdir = self.world.workdir
         for path in _files(workdir):
             if path.name.endswith(".partial"):
-                self.violation("6_no_partial_file", f"partial file left: {path.relative_to(workdir)}")
+                self.violation(
+                    "6_no_partial_file", f"partial file left: {path.relative_to(workdir)}"
+                )
         uris: set[str] = set()
-        records = self.instance.fetch_materializations(self.defs.pipeline.results.key, limit=10_000).records
+        records = self.instance.fetch_materializations(
+            self.defs.pipeline.results.key, limit=10_000
+        ).records
         for record in records:
             if record.asset_materialization is not None:
                 value = record.asset_materialization.metadata.get("results_uri")
@@ -980,8 +1178,10 @@ class ScenarioRun:
         for uri in sorted(uris):
             try:
                 pq.read_table(uri)
-            except Exception as error:  # noqa: BLE001
-                self.violation("6_no_partial_file", f"unreadable Parquet {uri}: {_first_line(str(error))}")
+            except Exception as error:
+                self.violation(
+                    "6_no_partial_file", f"unreadable Parquet {uri}: {_first_line(str(error))}"
+                )
         for path in _files(storage):
             if path.suffix == ".jsonl":
                 try:
@@ -989,11 +1189,15 @@ class ScenarioRun:
                         if line.strip():
                             json.loads(line)
                 except ValueError as error:
-                    self.violation("6_no_partial_file", f"broken JSONL {path.relative_to(workdir)}: {error}")
+                    self.violation(
+                        "6_no_partial_file", f"broken JSONL {path.relative_to(workdir)}: {error}"
+                    )
         leftovers = [p for p in _files(storage) if p.name.endswith(".tmp")]
         if leftovers:
-            self.note(f"{len(leftovers)} temporary file(s) left beside final paths (not at them): "
-                      f"{[p.name for p in leftovers[:3]]}")
+            self.note(
+                f"{len(leftovers)} temporary file(s) left beside final paths (not at them): "
+                f"{[p.name for p in leftovers[:3]]}"
+            )
 
 
 def _files(root: Path) -> Iterable[Path]:
@@ -1042,12 +1246,17 @@ def run_scenario(
     run: ScenarioRun | None = None
     dagster_logger = logging.getLogger("dagster")
     level = dagster_logger.level
-    dagster_logger.setLevel(logging.CRITICAL)  # sensor and run logs stay in the instance, off the terminal
+    dagster_logger.setLevel(
+        logging.CRITICAL
+    )  # sensor and run logs stay in the instance, off the terminal
     logs = Path(workdir) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     # Sensor ticks log through a console handler of their own: to a file (searched for the key too).
-    with warnings.catch_warnings(), (logs / "harness-stderr.log").open("w") as stderr, \
-            contextlib.redirect_stderr(stderr):
+    with (
+        warnings.catch_warnings(),
+        (logs / "harness-stderr.log").open("w") as stderr,
+        contextlib.redirect_stderr(stderr),
+    ):
         warnings.simplefilter("ignore")
         try:
             run = ScenarioRun(scenario, Path(workdir), report)
@@ -1059,7 +1268,7 @@ def run_scenario(
             run.reap()
             run.check()
             report.timings["check"] = time.monotonic() - check_start
-        except Exception:  # noqa: BLE001 - a harness crash, kept apart from invariant violations
+        except Exception:
             report.crash = traceback.format_exc()
         finally:
             if run is not None:
@@ -1081,8 +1290,10 @@ def summarize(reports: Sequence[ScenarioReport], elapsed: float | None = None) -
     lines.append(head)
     if totals:
         slowest = max(reports, key=lambda r: r.timings.get("total", 0.0))
-        lines.append(f"Time per scenario: mean {sum(totals) / len(totals):.2f}s, "
-                     f"max {max(totals):.2f}s (seed {slowest.seed})")
+        lines.append(
+            f"Time per scenario: mean {sum(totals) / len(totals):.2f}s, "
+            f"max {max(totals):.2f}s (seed {slowest.seed})"
+        )
     lines.append(f"{'invariant':<28} {'scenarios':>9} {'violations':>10}  seeds")
     for name in INVARIANTS:
         seeds = [r.seed for r in reports if r.violations.get(name)]
@@ -1093,18 +1304,25 @@ def summarize(reports: Sequence[ScenarioReport], elapsed: float | None = None) -
         lines.append(f"harness crashes: seeds {', '.join(map(str, crashed))}")
     gave_up = [r.seed for r in reports if r.gave_up]
     if gave_up:
-        lines.append(f"scenarios where the harness gave up on a run after {RUN_ATTEMPTS} failed attempts "
-                     f"(faults, not violations): {len(gave_up)}, seeds {', '.join(map(str, gave_up[:40]))}")
+        lines.append(
+            f"scenarios where the harness gave up on a run after {RUN_ATTEMPTS} failed attempts "
+            f"(faults, not violations): {len(gave_up)}, seeds {', '.join(map(str, gave_up[:40]))}"
+        )
     happened: Counter[str] = Counter()
     for r in reports:
         happened.update({name: 1 for name in r.counters})  # scenarios in which it happened
     if happened:
-        lines.append("happened (in how many scenarios): "
-                     + ", ".join(f"{k} {v}" for k, v in sorted(happened.items())))
+        lines.append(
+            "happened (in how many scenarios): "
+            + ", ".join(f"{k} {v}" for k, v in sorted(happened.items()))
+        )
     covered: Counter[str] = Counter()
     for r in reports:
         covered.update(features(draw_scenario(r.seed)))
-    lines.append("coverage (scenarios per class): " + ", ".join(f"{k} {v}" for k, v in sorted(covered.items())))
+    lines.append(
+        "coverage (scenarios per class): "
+        + ", ".join(f"{k} {v}" for k, v in sorted(covered.items()))
+    )
     return "\n".join(lines)
 
 
@@ -1123,8 +1341,13 @@ def _process_context() -> Any:
 
 
 def _process_main(
-    workdir: str, seed: int, action: str, partition: str | None, phase: int,
-    barrier: tuple[str, str] | None, log_path: str,
+    workdir: str,
+    seed: int,
+    action: str,
+    partition: str | None,
+    phase: int,
+    barrier: tuple[str, str] | None,
+    log_path: str,
 ) -> None:
     """One run in another process: the scenario's definitions on the same Dagster home and emulator dir.
 
@@ -1141,7 +1364,9 @@ def _process_main(
     os.environ["DAGSTER_HOME"] = str(world.home)
     resource = phase_resource(scenario, world.emulator_dir, phase, barrier=barrier)
     result = world.materialize(action, partition, resource)
-    print(f"run {result.run_id}: {'success' if result.success else _failure_text(result)}", flush=True)
+    print(
+        f"run {result.run_id}: {'success' if result.success else _failure_text(result)}", flush=True
+    )
     sys.exit(0 if result.success else 1)
 
 

@@ -35,14 +35,18 @@ SEEDS = CI_SEEDS[0::2]
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_scenario_violates_no_invariant(seed: int) -> None:
-    with scratch_dir(seed) as workdir:  # on tmpfs where there is one: SQLite's fsyncs then cost nothing
+    with scratch_dir(
+        seed
+    ) as workdir:  # on tmpfs where there is one: SQLite's fsyncs then cost nothing
         report = run_scenario(seed, workdir)
     assert report.ok, "\n" + report.describe()
 
 
 def test_the_ci_slice_covers_every_fault_class() -> None:
     seen = set().union(*(features(draw_scenario(seed)) for seed in CI_SEEDS))
-    assert seen >= COVERED_FEATURES, f"not covered by the CI seeds: {sorted(COVERED_FEATURES - seen)}"
+    assert seen >= COVERED_FEATURES, (
+        f"not covered by the CI seeds: {sorted(COVERED_FEATURES - seen)}"
+    )
 
 
 def plant_one_violation_of_each_invariant(run: ScenarioRun) -> None:
@@ -52,7 +56,9 @@ def plant_one_violation_of_each_invariant(run: ScenarioRun) -> None:
     done = run.results_runs()[0]
     defs = run.defs.definitions(run.resource())
     rerun = defs.resolve_job_def(f"{PIPELINE}_results").execute_in_process(
-        instance=run.instance, run_config=done.run_config, tags={BATCH_IDS_TAG: done.tags[BATCH_IDS_TAG]},
+        instance=run.instance,
+        run_config=done.run_config,
+        tags={BATCH_IDS_TAG: done.tags[BATCH_IDS_TAG]},
     )
     assert rerun.success
     # 1: one custom_id lost and another doubled in the final results table
@@ -62,11 +68,16 @@ def plant_one_violation_of_each_invariant(run: ScenarioRun) -> None:
     # 2: a second batch under the key of a live one (it will run: paid twice)
     client = Emulator(run.world.emulator_dir).openai_client()
     first = client.batches.list().data[0]
-    client.batches.create(input_file_id=first.input_file_id, endpoint=first.endpoint, completion_window="24h",
-                          metadata=first.metadata)
+    client.batches.create(
+        input_file_id=first.input_file_id,
+        endpoint=first.endpoint,
+        completion_window="24h",
+        metadata=first.metadata,
+    )
     # 4: ticks failing in a row (a service nobody said was unreachable)
     run.resource = lambda: OpenAIBatchResource(  # type: ignore[method-assign]
-        api_key=run.s.secret, base_url="http://127.0.0.1:9/v1", max_retries=0, timeout_seconds=2)
+        api_key=run.s.secret, base_url="http://127.0.0.1:9/v1", max_retries=0, timeout_seconds=2
+    )
     run.cursor = None  # re-reads the batch sets: the tick must look at the service
     run.tick_loop({}, "planted", deadline_seconds=0.5)
     # 5: the key in a log line
@@ -78,8 +89,14 @@ def plant_one_violation_of_each_invariant(run: ScenarioRun) -> None:
 
 def quiet(scenario: Scenario) -> bool:
     """No fault and no process event: a clean run to plant violations into."""
-    return (not scenario.partitioned and scenario.lifecycle == "normal" and not scenario.faults
-            and not (scenario.kill or scenario.concurrent_launch or scenario.relaunch or scenario.resubmit))
+    return (
+        not scenario.partitioned
+        and scenario.lifecycle == "normal"
+        and not scenario.faults
+        and not (
+            scenario.kill or scenario.concurrent_launch or scenario.relaunch or scenario.resubmit
+        )
+    )
 
 
 def test_the_checks_catch_planted_violations() -> None:

@@ -9,6 +9,8 @@ SEEDS = CI_SEEDS[1::2]
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_scenario_violates_no_invariant(seed: int) -> None:
-    with scratch_dir(seed) as workdir:  # on tmpfs where there is one: SQLite's fsyncs then cost nothing
+    with scratch_dir(
+        seed
+    ) as workdir:  # on tmpfs where there is one: SQLite's fsyncs then cost nothing
         report = run_scenario(seed, workdir)
     assert report.ok, "\n" + report.describe()

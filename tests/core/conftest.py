@@ -29,9 +29,13 @@ class Counting:
 
     def __init__(self, emu: Emulator) -> None:
         self.requests: list[str] = []
-        http = httpx2.Client(transport=emu.transport(),
-                             event_hooks={"request": [lambda r: self.requests.append(f"{r.method} {r.url.path}")]})
-        self.openai = openai.OpenAI(api_key="sk-secret-test-key-123", base_url=EMULATOR_BASE_URL, http_client=http)
+        http = httpx2.Client(
+            transport=emu.transport(),
+            event_hooks={"request": [lambda r: self.requests.append(f"{r.method} {r.url.path}")]},
+        )
+        self.openai = openai.OpenAI(
+            api_key="sk-secret-test-key-123", base_url=EMULATOR_BASE_URL, http_client=http
+        )
 
 
 @pytest.fixture
@@ -63,12 +67,19 @@ def bc(counting: Counting, clock: FakeClock) -> BatchClient:
 
 
 @pytest.fixture
-def make_client(make_emu: Callable[..., Emulator], clock: FakeClock) -> Callable[..., tuple[BatchClient, Counting]]:
+def make_client(
+    make_emu: Callable[..., Emulator], clock: FakeClock
+) -> Callable[..., tuple[BatchClient, Counting]]:
     """A fresh emulator with the given faults, and a `BatchClient` (plus its request log) over it."""
 
     def make(download_retries: int = 5, **faults: object) -> tuple[BatchClient, Counting]:
         counting = Counting(make_emu(**faults))
-        return BatchClient(counting.openai, sleep=clock.sleep, clock=clock, backoff=0.01,
-                           download_retries=download_retries), counting
+        return BatchClient(
+            counting.openai,
+            sleep=clock.sleep,
+            clock=clock,
+            backoff=0.01,
+            download_retries=download_retries,
+        ), counting
 
     return make

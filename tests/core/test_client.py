@@ -28,11 +28,15 @@ from dagster_openai_batch.emulator import serve
 
 CHAT = "/v1/chat/completions"
 KEY = "sk-secret-test-key-123"
-TEMPLATE = RequestTemplate(endpoint=CHAT, model="gpt-4o-mini", prompt="Say {word}", custom_id_column="id")
+TEMPLATE = RequestTemplate(
+    endpoint=CHAT, model="gpt-4o-mini", prompt="Say {word}", custom_id_column="id"
+)
 
 
 def run(bc: BatchClient, tmp: Path, n: int = 50, key: str = "k") -> tuple[object, object]:
-    prepared = prepare_rows([{"id": f"r{i}", "word": f"w{i}"} for i in range(n)], TEMPLATE, tmp / "in")
+    prepared = prepare_rows(
+        [{"id": f"r{i}", "word": f"w{i}"} for i in range(n)], TEMPLATE, tmp / "in"
+    )
     file = bc.upload(prepared.parts[0])
     batch, _ = bc.create_or_adopt(input_file_id=file.id, endpoint=CHAT, idempotency_key=key)
     return prepared, batch
@@ -40,26 +44,43 @@ def run(bc: BatchClient, tmp: Path, n: int = 50, key: str = "k") -> tuple[object
 
 def results(bc: BatchClient, tmp: Path, prepared: object, batches: list[object]) -> object:
     outs, errs = bc.download_results(batches, tmp / "dl")  # type: ignore[arg-type]
-    return collect_results(output_files=outs, error_files=errs, prepared_inputs_path=prepared.inputs_path,  # type: ignore[attr-defined]
-                           request_ids=None, batches=batches, endpoint=CHAT, dest=tmp / "results.parquet")  # type: ignore[arg-type]
+    return collect_results(
+        output_files=outs,
+        error_files=errs,
+        prepared_inputs_path=prepared.inputs_path,  # type: ignore[attr-defined]
+        request_ids=None,
+        batches=batches,
+        endpoint=CHAT,
+        dest=tmp / "results.parquet",
+    )  # type: ignore[arg-type]
 
 
 def test_flow_with_reuse_adoption_and_per_request_errors(make_client, tmp_path: Path) -> None:
-    bc, counting = make_client(request_error_rate=0.2, download_truncate_rate=0.5, download_drop_rate=0.2)
+    bc, counting = make_client(
+        request_error_rate=0.2, download_truncate_rate=0.5, download_drop_rate=0.2
+    )
     prepared, batch = run(bc, tmp_path)
     again = bc.upload(prepared.parts[0])  # type: ignore[attr-defined]
     assert again.id == batch.input_file_id  # type: ignore[attr-defined]
     uploads = [r for r in counting.requests if r == "POST /v1/files"]
     assert len(uploads) == 1
     adopted, was = bc.create_or_adopt(input_file_id=again.id, endpoint=CHAT, idempotency_key="k")
-    assert was and adopted.id == batch.id  # type: ignore[attr-defined]
+    assert was
+    assert adopted.id == batch.id
     assert adopted.metadata["dagster_openai_batch_key"] == "k"
     done = bc.wait([batch.id], timeout=3600)  # type: ignore[attr-defined]
     final = done[batch.id]  # type: ignore[attr-defined]
-    assert final.status == "completed" and final.request_counts.failed > 0
+    assert final.status == "completed"
+    assert final.request_counts.failed > 0
     summary = results(bc, tmp_path, prepared, [final])
-    assert summary.rows == 50 and summary.counts["succeeded"] == final.request_counts.completed
-    assert summary.counts["failed"] == final.request_counts.failed and summary.counts["missing"] == 0
+    assert summary.rows == 50
+    assert summary.counts["succeeded"] == final.request_counts.completed
+    assert (
+        summary.counts["failed"] == final.request_counts.failed
+    )
+    assert (
+        summary.counts["missing"] == 0
+    )
     table = pq.read_table(summary.path)
     assert sorted(table.column("custom_id").to_pylist()) == sorted(f"r{i}" for i in range(50))
     assert set(table.column_names) >= {"id", "word", "answer", "error_code", "batch_id"}
@@ -68,35 +89,53 @@ def test_flow_with_reuse_adoption_and_per_request_errors(make_client, tmp_path: 
     retry = list(build_resubmission(summary.path, prepared.parts))  # type: ignore[attr-defined]
     failed = table.filter(pc.not_equal(table["status"], "succeeded"))
     permanent = set(failed.filter(pc.equal(failed["status_code"], 400))["custom_id"].to_pylist())
-    assert permanent and set(failed["status_code"].to_pylist()) == {400, 500}
+    assert permanent
+    assert set(failed["status_code"].to_pylist()) == {400, 500}
     assert {r.custom_id for r in retry} == set(failed["custom_id"].to_pylist()) - permanent
     assert count_resubmittable(summary.path) == len(retry)
     assert count_resubmittable(summary.path, include_permanent_failures=True) == failed.num_rows
     follow = write_batch_input(retry, tmp_path / "follow", endpoint=CHAT)
     clean, _ = make_client()
-    fb, _ = clean.create_or_adopt(input_file_id=clean.upload(follow.parts[0]).id, endpoint=CHAT, idempotency_key="f")
+    fb, _ = clean.create_or_adopt(
+        input_file_id=clean.upload(follow.parts[0]).id, endpoint=CHAT, idempotency_key="f"
+    )
     fb = clean.wait([fb.id], timeout=3600)[fb.id]
     outs, errs = clean.download_results([fb], tmp_path / "dl2")
-    fs = collect_results(output_files=outs, error_files=errs, prepared_inputs_path=None, request_ids=None,
-                         batches=[fb], endpoint=CHAT, dest=tmp_path / "follow.parquet")
+    fs = collect_results(
+        output_files=outs,
+        error_files=errs,
+        prepared_inputs_path=None,
+        request_ids=None,
+        batches=[fb],
+        endpoint=CHAT,
+        dest=tmp_path / "follow.parquet",
+    )
     merged = merge_results(summary.path, fs.path, tmp_path / "merged.parquet")
     assert merged.rows == 50
     assert merged.counts["succeeded"] == 50 - len(permanent) - fs.counts["failed"]
-    assert isinstance(merged.cost_usd, float) and merged.cost_usd > summary.cost_usd  # type: ignore[attr-defined]
+    assert isinstance(merged.cost_usd, float)
+    assert merged.cost_usd > summary.cost_usd
     assert pq.read_table(merged.path).column_names == table.column_names
 
 
 def test_retrieve_many_is_cheap(bc: BatchClient, counting, tmp_path: Path) -> None:
-    prepared = write_batch_input([{"custom_id": "a", "url": CHAT, "body": {"model": "m", "messages": []}}],
-                                 tmp_path, endpoint=CHAT)
+    prepared = write_batch_input(
+        [{"custom_id": "a", "url": CHAT, "body": {"model": "m", "messages": []}}],
+        tmp_path,
+        endpoint=CHAT,
+    )
     file = bc.upload(prepared.parts[0])
-    ids = [bc.openai.batches.create(input_file_id=file.id, endpoint=CHAT, completion_window="24h").id
-           for _ in range(1000)]
+    ids = [
+        bc.openai.batches.create(input_file_id=file.id, endpoint=CHAT, completion_window="24h").id
+        for _ in range(1000)
+    ]
     counting.requests.clear()
     found = bc.retrieve_many(ids)
-    assert set(found) == set(ids) and len(counting.requests) <= 11
+    assert set(found) == set(ids)
+    assert len(counting.requests) <= 11
     counting.requests.clear()
-    assert set(bc.retrieve_many(ids[:3], since=0)) == set(ids[:3]) and len(counting.requests) <= 11
+    assert set(bc.retrieve_many(ids[:3], since=0)) == set(ids[:3])
+    assert len(counting.requests) <= 11
 
 
 def test_429s_are_retried(emu, bc: BatchClient, tmp_path: Path) -> None:
@@ -111,7 +150,8 @@ def test_download_gives_up_clearly(make_client, tmp_path: Path) -> None:
     final = bc.wait([batch.id], timeout=3600)[batch.id]  # type: ignore[attr-defined]
     with pytest.raises(DownloadError, match=r"failed 3 times \(last: .*\)\. Retry later") as e:
         bc.download(final.output_file_id, tmp_path / "x.jsonl")
-    assert KEY not in str(e.value) and not (tmp_path / "x.jsonl").exists()
+    assert KEY not in str(e.value)
+    assert not (tmp_path / "x.jsonl").exists()
 
 
 def test_expiry_and_cancellation(make_client, clock, tmp_path: Path) -> None:
@@ -120,8 +160,11 @@ def test_expiry_and_cancellation(make_client, clock, tmp_path: Path) -> None:
     final = bc.wait([batch.id], timeout=3600)[batch.id]  # type: ignore[attr-defined]
     assert final.status == "expired"
     summary = results(bc, tmp_path, prepared, [final])
-    assert summary.rows == 1000 and summary.counts["expired"] > 0
-    assert summary.counts["expired"] + summary.counts["succeeded"] + summary.counts["failed"] == 1000
+    assert summary.rows == 1000
+    assert summary.counts["expired"] > 0
+    assert (
+        summary.counts["expired"] + summary.counts["succeeded"] + summary.counts["failed"] == 1000
+    )
 
     bc2, _ = make_client()
     prepared, batch = run(bc2, tmp_path / "c", n=1000, key="c")
@@ -130,7 +173,15 @@ def test_expiry_and_cancellation(make_client, clock, tmp_path: Path) -> None:
     final = bc2.wait([batch.id], timeout=3600)[batch.id]  # type: ignore[attr-defined]
     assert final.status == "cancelled"
     summary = results(bc2, tmp_path / "c", prepared, [final])
-    assert summary.rows == 1000 and summary.counts["cancelled"] > 0 and summary.counts["missing"] == 0
+    assert (
+        summary.rows == 1000
+    )
+    assert (
+        summary.counts["cancelled"] > 0
+    )
+    assert (
+        summary.counts["missing"] == 0
+    )
     assert bc2.cancel(batch.id).status == "cancelled"  # idempotent
 
 
@@ -140,32 +191,53 @@ def test_cancel_finished_batch_returns_it(bc: BatchClient, tmp_path: Path) -> No
     assert bc.cancel(final.id).status == "completed"
 
 
-def test_invalid_input_fails_the_batch_and_every_row_is_missing(bc: BatchClient, tmp_path: Path) -> None:
+def test_invalid_input_fails_the_batch_and_every_row_is_missing(
+    bc: BatchClient, tmp_path: Path
+) -> None:
     bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"custom_id": "a", "method": "POST", "url": "/v1/completions", "body": {"model": "m"}}\n')
+    bad.write_text(
+        '{"custom_id": "a", "method": "POST", "url": "/v1/completions", "body": {"model": "m"}}\n'
+    )
     file = bc.openai.files.create(file=bad, purpose="batch")
     batch, _ = bc.create_or_adopt(input_file_id=file.id, endpoint=CHAT, idempotency_key="bad")
     final = bc.wait([batch.id], timeout=3600)[batch.id]
-    assert final.status == "failed" and final.errors.data[0].code == "invalid_url"
-    s = collect_results(output_files=[], error_files=[], prepared_inputs_path=None, request_ids=["a"], batches=[final],
-                        endpoint=CHAT, dest=tmp_path / "r.parquet")
+    assert final.status == "failed"
+    assert final.errors.data[0].code == "invalid_url"
+    s = collect_results(
+        output_files=[],
+        error_files=[],
+        prepared_inputs_path=None,
+        request_ids=["a"],
+        batches=[final],
+        endpoint=CHAT,
+        dest=tmp_path / "r.parquet",
+    )
     assert s.counts["missing"] == 1
     again, adopted = bc.create_or_adopt(input_file_id=file.id, endpoint=CHAT, idempotency_key="bad")
-    assert not adopted and again.id != final.id  # a failed batch is never adopted
+    assert not adopted
+    assert again.id != final.id
 
 
 def test_metadata_limits(bc: BatchClient) -> None:
-    with pytest.raises(ValueError, match=r"17 pairs \(at most 16, including 'dagster_openai_batch_key'\)"):
-        bc.create_or_adopt(input_file_id="f", endpoint=CHAT, idempotency_key="k",
-                           metadata={f"k{i}": "v" for i in range(16)})
+    with pytest.raises(
+        ValueError, match=r"17 pairs \(at most 16, including 'dagster_openai_batch_key'\)"
+    ):
+        bc.create_or_adopt(
+            input_file_id="f",
+            endpoint=CHAT,
+            idempotency_key="k",
+            metadata={f"k{i}": "v" for i in range(16)},
+        )
     with pytest.raises(ValueError, match="value of 'x' is 513 characters"):
-        bc.create_or_adopt(input_file_id="f", endpoint=CHAT, idempotency_key="k", metadata={"x": "v" * 513})
+        bc.create_or_adopt(
+            input_file_id="f", endpoint=CHAT, idempotency_key="k", metadata={"x": "v" * 513}
+        )
 
 
 @pytest.fixture
 def html_server() -> Iterator[str]:
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             self.send_response(200)
             self.send_header("content-type", "text/html")
             self.end_headers()
@@ -195,27 +267,41 @@ def test_wrong_base_url_errors_are_clear_over_http(emu, html_server: str) -> Non
             bc = BatchClient(openai.OpenAI(api_key=KEY, base_url=base, max_retries=0))
             with pytest.raises(BatchClientError, match=message) as e:
                 bc.find_file("x", 1)
-            assert KEY not in str(e.value) and "pw" not in str(e.value)
+            assert KEY not in str(e.value)
+            assert "pw" not in str(e.value)
 
 
-def test_adoption_never_takes_a_batch_for_other_content_or_endpoint(bc: BatchClient, tmp_path: Path) -> None:
+def test_adoption_never_takes_a_batch_for_other_content_or_endpoint(
+    bc: BatchClient, tmp_path: Path
+) -> None:
     a = prepare_rows([{"id": "r1", "word": "a"}], TEMPLATE, tmp_path / "a").parts[0]
     b = prepare_rows([{"id": "r1", "word": "b"}], TEMPLATE, tmp_path / "b").parts[0]
     file_a = bc.upload(a)
-    first, adopted = bc.create_or_adopt(input_file_id=file_a.id, endpoint=CHAT, idempotency_key="same-key")
+    first, adopted = bc.create_or_adopt(
+        input_file_id=file_a.id, endpoint=CHAT, idempotency_key="same-key"
+    )
     assert not adopted
     # Same key, other content: a new batch, never the one that would answer other requests.
-    other, adopted = bc.create_or_adopt(input_file_id=bc.upload(b).id, endpoint=CHAT, idempotency_key="same-key")
-    assert not adopted and other.id != first.id
+    other, adopted = bc.create_or_adopt(
+        input_file_id=bc.upload(b).id, endpoint=CHAT, idempotency_key="same-key"
+    )
+    assert not adopted
+    assert other.id != first.id
     # Same key, same bytes uploaded again under a new file id: the batch for that content is adopted
     # (found past the newer batch for other content).
     file_a2 = bc.upload(a, reuse=False)
     assert file_a2.id != file_a.id
-    again, adopted = bc.create_or_adopt(input_file_id=file_a2.id, endpoint=CHAT, idempotency_key="same-key")
-    assert adopted and again.id == first.id
+    again, adopted = bc.create_or_adopt(
+        input_file_id=file_a2.id, endpoint=CHAT, idempotency_key="same-key"
+    )
+    assert adopted
+    assert again.id == first.id
     # Same key and file, other endpoint: not adopted.
-    emb, adopted = bc.create_or_adopt(input_file_id=file_a.id, endpoint="/v1/embeddings", idempotency_key="same-key")
-    assert not adopted and emb.id not in (first.id, other.id)
+    emb, adopted = bc.create_or_adopt(
+        input_file_id=file_a.id, endpoint="/v1/embeddings", idempotency_key="same-key"
+    )
+    assert not adopted
+    assert emb.id not in (first.id, other.id)
 
 
 def test_failed_download_never_leaves_a_partial_file(make_emu, clock, tmp_path: Path) -> None:
@@ -224,23 +310,31 @@ def test_failed_download_never_leaves_a_partial_file(make_emu, clock, tmp_path: 
     _, batch = run(runner, tmp_path, n=20)
     final = runner.wait([batch.id], timeout=3600)[batch.id]  # type: ignore[attr-defined]
     # The first attempt is cut short (a partial file is written); the retry meets a 404, which is not retried.
-    bc = BatchClient(emu.openai_client(api_key=KEY, max_retries=0),
-                     sleep=lambda _: emu.inject(404, operation="files.content"))
+    bc = BatchClient(
+        emu.openai_client(api_key=KEY, max_retries=0),
+        sleep=lambda _: emu.inject(404, operation="files.content"),
+    )
     dest = tmp_path / "dl" / "out.jsonl"
     with pytest.raises(openai.NotFoundError):
         bc.download(final.output_file_id, dest)
     assert list(dest.parent.iterdir()) == []
 
 
-def test_html_page_and_wrong_key_give_clear_errors_on_every_call(emu, html_server: str, tmp_path: Path) -> None:
-    bc = BatchClient(openai.OpenAI(api_key=KEY, base_url=html_server, max_retries=0), sleep=lambda _: None)
+def test_html_page_and_wrong_key_give_clear_errors_on_every_call(
+    emu, html_server: str, tmp_path: Path
+) -> None:
+    bc = BatchClient(
+        openai.OpenAI(api_key=KEY, base_url=html_server, max_retries=0), sleep=lambda _: None
+    )
     calls = {
         "retrieve": lambda: bc.retrieve("batch_x"),
         "wait": lambda: bc.wait(["batch_x"], timeout=0),
         "download": lambda: bc.download("file-x", tmp_path / "x.jsonl"),
     }
     for name, call in calls.items():
-        with pytest.raises(BatchClientError, match="text/html instead of JSON: it is not an OpenAI-compatible API"):
+        with pytest.raises(
+            BatchClientError, match="text/html instead of JSON: it is not an OpenAI-compatible API"
+        ):
             call()
         assert not (tmp_path / "x.jsonl").exists(), name
 
@@ -248,8 +342,11 @@ def test_html_page_and_wrong_key_give_clear_errors_on_every_call(emu, html_serve
 
     locked = Emulator(tmp_path / "locked", EmulatorConfig(api_key="sk-the-right-key"))
     wrong = BatchClient(locked.openai_client(api_key=KEY, max_retries=0))
-    for call in (lambda: wrong.retrieve("batch_x"), lambda: wrong.find_file("x", 1),
-                 lambda: wrong.cancel("batch_x")):
+    for call in (
+        lambda: wrong.retrieve("batch_x"),
+        lambda: wrong.find_file("x", 1),
+        lambda: wrong.cancel("batch_x"),
+    ):
         with pytest.raises(BatchClientError, match=r"rejected the credentials \(401\)") as e:
             call()
         chain, err = [], e.value

@@ -19,18 +19,24 @@ from dagster_openai_batch.core import BatchClient, BatchClientError, RequestTemp
 from dagster_openai_batch.emulator import EMULATOR_BASE_URL, Emulator, EmulatorConfig, Faults, serve
 
 CHAT = "/v1/chat/completions"
-TEMPLATE = RequestTemplate(endpoint=CHAT, model="gpt-4o-mini", prompt="Say {word}", custom_id_column="id")
+TEMPLATE = RequestTemplate(
+    endpoint=CHAT, model="gpt-4o-mini", prompt="Say {word}", custom_id_column="id"
+)
 KEY_META = "dagster_openai_batch_key"
 
 
 def upload(bc: BatchClient, tmp: Path, n: int = 20, name: str = "in") -> str:
-    prepared = prepare_rows([{"id": f"r{i}", "word": f"w{i}"} for i in range(n)], TEMPLATE, tmp / name)
+    prepared = prepare_rows(
+        [{"id": f"r{i}", "word": f"w{i}"} for i in range(n)], TEMPLATE, tmp / name
+    )
     return bc.upload(prepared.parts[0]).id
 
 
 def batches_with_key(emu: Emulator, key: str) -> list[openai.types.Batch]:
     client = emu.openai_client(max_retries=0)
-    return [b for b in client.batches.list(limit=100).data if (b.metadata or {}).get(KEY_META) == key]
+    return [
+        b for b in client.batches.list(limit=100).data if (b.metadata or {}).get(KEY_META) == key
+    ]
 
 
 def live(batches: list[openai.types.Batch]) -> list[openai.types.Batch]:
@@ -38,11 +44,14 @@ def live(batches: list[openai.types.Batch]) -> list[openai.types.Batch]:
 
 
 @pytest.mark.parametrize("kind", ["drop", 502, 504])
-def test_a_lost_create_response_is_adopted_not_paid_twice(emu: Emulator, bc: BatchClient, tmp_path: Path,
-                                                          kind: object) -> None:
+def test_a_lost_create_response_is_adopted_not_paid_twice(
+    emu: Emulator, bc: BatchClient, tmp_path: Path, kind: object
+) -> None:
     file_id = upload(bc, tmp_path)
     emu.inject_lost_response("batches.create", kind=kind)  # type: ignore[arg-type]
-    batch, adopted = bc.create_or_adopt(input_file_id=file_id, endpoint=CHAT, idempotency_key="lost")
+    batch, adopted = bc.create_or_adopt(
+        input_file_id=file_id, endpoint=CHAT, idempotency_key="lost"
+    )
     assert adopted  # the service had created it: found under its key
     found = batches_with_key(emu, "lost")
     assert [b.id for b in found] == [batch.id]
@@ -55,8 +64,11 @@ def test_a_lost_create_response_over_http(tmp_path: Path, kind: object) -> None:
         bc = BatchClient(openai.OpenAI(api_key="sk-test", base_url=url), backoff=0.01)
         file_id = upload(bc, tmp_path)
         emu.inject_lost_response("batches.create", kind=kind)  # type: ignore[arg-type]
-        batch, adopted = bc.create_or_adopt(input_file_id=file_id, endpoint=CHAT, idempotency_key="http")
-    assert adopted and [b.id for b in batches_with_key(emu, "http")] == [batch.id]
+        batch, adopted = bc.create_or_adopt(
+            input_file_id=file_id, endpoint=CHAT, idempotency_key="http"
+        )
+    assert adopted
+    assert [b.id for b in batches_with_key(emu, "http")] == [batch.id]
 
 
 def test_seeded_storm_of_lost_responses_and_errors_keeps_one_batch_per_key(
@@ -67,25 +79,40 @@ def test_seeded_storm_of_lost_responses_and_errors_keeps_one_batch_per_key(
     bc, counting = make_client(lost_response_rate=0.5, http_error_rate=0.2, seed=11)
     created = {}
     for i, file_id in enumerate(file_ids):
-        created[f"k{i}"] = bc.create_or_adopt(input_file_id=file_id, endpoint=CHAT, idempotency_key=f"k{i}")[0].id
-    emu_batches = [b for b in counting.openai.with_options(max_retries=3).batches.list(limit=100).data]
+        created[f"k{i}"] = bc.create_or_adopt(
+            input_file_id=file_id, endpoint=CHAT, idempotency_key=f"k{i}"
+        )[0].id
+    emu_batches = [
+        b for b in counting.openai.with_options(max_retries=3).batches.list(limit=100).data
+    ]
     by_key: dict[str, list[str]] = {}
     for b in emu_batches:
         by_key.setdefault((b.metadata or {})[KEY_META], []).append(b.id)
     assert {key: ids for key, ids in by_key.items()} == {key: [bid] for key, bid in created.items()}
     # Where the bare SDK, retrying by itself, pays twice for one key.
-    bare = Emulator(tmp_path / "emu", EmulatorConfig(faults=Faults(lost_response_rate=1.0)), clock=clock)
+    bare = Emulator(
+        tmp_path / "emu", EmulatorConfig(faults=Faults(lost_response_rate=1.0)), clock=clock
+    )
     with pytest.raises(openai.APIError):
         bare.openai_client(max_retries=1).batches.create(
-            input_file_id=file_ids[0], endpoint=CHAT, completion_window="24h", metadata={KEY_META: "bare"})
+            input_file_id=file_ids[0],
+            endpoint=CHAT,
+            completion_window="24h",
+            metadata={KEY_META: "bare"},
+        )
     assert len(batches_with_key(bare, "bare")) == 2
 
 
-def test_rate_limited_create_is_retried_after_the_wait(emu: Emulator, bc: BatchClient, tmp_path: Path) -> None:
+def test_rate_limited_create_is_retried_after_the_wait(
+    emu: Emulator, bc: BatchClient, tmp_path: Path
+) -> None:
     file_id = upload(bc, tmp_path)
     emu.inject(429, times=2, operation="batches.create")  # refused before acting: nothing created
-    batch, adopted = bc.create_or_adopt(input_file_id=file_id, endpoint=CHAT, idempotency_key="busy")
-    assert not adopted and [b.id for b in batches_with_key(emu, "busy")] == [batch.id]
+    batch, adopted = bc.create_or_adopt(
+        input_file_id=file_id, endpoint=CHAT, idempotency_key="busy"
+    )
+    assert not adopted
+    assert [b.id for b in batches_with_key(emu, "busy")] == [batch.id]
 
 
 def test_unknown_outcome_and_a_service_that_stays_down_never_creates_blindly(
@@ -97,8 +124,11 @@ def test_unknown_outcome_and_a_service_that_stays_down_never_creates_blindly(
         bc.create_or_adopt(input_file_id=file_id, endpoint=CHAT, idempotency_key="down")
     emu.faults._queue.clear()  # the service is back
     assert batches_with_key(emu, "down") == []
-    batch, adopted = bc.create_or_adopt(input_file_id=file_id, endpoint=CHAT, idempotency_key="down")
-    assert not adopted and [b.id for b in batches_with_key(emu, "down")] == [batch.id]
+    batch, adopted = bc.create_or_adopt(
+        input_file_id=file_id, endpoint=CHAT, idempotency_key="down"
+    )
+    assert not adopted
+    assert [b.id for b in batches_with_key(emu, "down")] == [batch.id]
 
 
 def test_create_gives_up_with_a_clear_message_when_rate_limited_throughout(
@@ -131,15 +161,19 @@ def test_two_racing_submissions_keep_the_oldest_batch_and_cancel_the_younger(
 
     def client() -> BatchClient:
         http = httpx2.Client(transport=_CreateBarrier(emu.transport(), barrier))
-        return BatchClient(openai.OpenAI(api_key="sk-test", base_url=EMULATOR_BASE_URL, http_client=http),
-                           backoff=0.01)
+        return BatchClient(
+            openai.OpenAI(api_key="sk-test", base_url=EMULATOR_BASE_URL, http_client=http),
+            backoff=0.01,
+        )
 
     racers = [client(), client()]
     file_id = upload(racers[0], tmp_path)
     got: list[openai.types.Batch] = []
 
     def submit(bc: BatchClient) -> None:
-        got.append(bc.create_or_adopt(input_file_id=file_id, endpoint=CHAT, idempotency_key="race")[0])
+        got.append(
+            bc.create_or_adopt(input_file_id=file_id, endpoint=CHAT, idempotency_key="race")[0]
+        )
 
     threads = [threading.Thread(target=submit, args=(bc,)) for bc in racers]
     for t in threads:
@@ -149,34 +183,62 @@ def test_two_racing_submissions_keep_the_oldest_batch_and_cancel_the_younger(
     all_batches = batches_with_key(emu, "race")
     assert len(all_batches) == 2  # both creates went through: the race really happened
     kept = live(all_batches)
-    assert len(kept) == 1 and {b.id for b in got} == {kept[0].id}
+    assert len(kept) == 1
+    assert {b.id for b in got} == {kept[0].id}
     cancelled = next(b for b in all_batches if b.id != kept[0].id)
-    assert cancelled.request_counts is None or cancelled.request_counts.completed == 0  # cancelled before it ran
+    assert (
+        cancelled.request_counts is None or cancelled.request_counts.completed == 0
+    )  # cancelled before it ran
 
 
-def test_cancel_of_a_finished_batch_answers_at_once(emu: Emulator, bc: BatchClient, counting: Any,
-                                                    tmp_path: Path, clock: Any) -> None:
-    batch, _ = bc.create_or_adopt(input_file_id=upload(bc, tmp_path), endpoint=CHAT, idempotency_key="done")
+def test_cancel_of_a_finished_batch_answers_at_once(
+    emu: Emulator, bc: BatchClient, counting: Any, tmp_path: Path, clock: Any
+) -> None:
+    batch, _ = bc.create_or_adopt(
+        input_file_id=upload(bc, tmp_path), endpoint=CHAT, idempotency_key="done"
+    )
     assert bc.wait([batch.id], timeout=3600)[batch.id].status == "completed"
     before = len(counting.requests)
     assert bc.cancel(batch.id).status == "completed"
-    assert counting.requests[before:] == [f"POST /v1/batches/{batch.id}/cancel", f"GET /v1/batches/{batch.id}"]
+    assert counting.requests[before:] == [
+        f"POST /v1/batches/{batch.id}/cancel",
+        f"GET /v1/batches/{batch.id}",
+    ]
 
 
 def test_cancel_many_survives_transient_failures_and_reports_the_rest(
     emu: Emulator, bc: BatchClient, tmp_path: Path
 ) -> None:
-    ids = [bc.create_or_adopt(input_file_id=upload(bc, tmp_path, n=3 + i, name=f"c{i}"), endpoint=CHAT,
-                              idempotency_key=f"c{i}")[0].id for i in range(3)]
-    emu.inject_lost_response("batches.cancel", kind=504)  # acted, answer lost: retried, still cancelled
+    ids = [
+        bc.create_or_adopt(
+            input_file_id=upload(bc, tmp_path, n=3 + i, name=f"c{i}"),
+            endpoint=CHAT,
+            idempotency_key=f"c{i}",
+        )[0].id
+        for i in range(3)
+    ]
+    emu.inject_lost_response(
+        "batches.cancel", kind=504
+    )  # acted, answer lost: retried, still cancelled
     emu.inject(503, times=2, operation="batches.cancel")  # transient: retried
     done, failed = bc.cancel_many(ids)
-    assert failed == {} and [b.id for b in done] == ids
+    assert failed == {}
+    assert [b.id for b in done] == ids
     assert all(b.status in ("cancelling", "cancelled") for b in done)
 
-    more = [bc.create_or_adopt(input_file_id=upload(bc, tmp_path, n=9 + i, name=f"d{i}"), endpoint=CHAT,
-                               idempotency_key=f"d{i}")[0].id for i in range(2)]
-    emu.inject(500, times=bc.create_attempts, operation="batches.cancel")  # the first one fails every attempt
+    more = [
+        bc.create_or_adopt(
+            input_file_id=upload(bc, tmp_path, n=9 + i, name=f"d{i}"),
+            endpoint=CHAT,
+            idempotency_key=f"d{i}",
+        )[0].id
+        for i in range(2)
+    ]
+    emu.inject(
+        500, times=bc.create_attempts, operation="batches.cancel"
+    )  # the first one fails every attempt
     done, failed = bc.cancel_many(more)
-    assert list(failed) == [more[0]] and "InternalServerError 500" in failed[more[0]]
-    assert [b.id for b in done] == [more[1]] and done[0].status in ("cancelling", "cancelled")
+    assert list(failed) == [more[0]]
+    assert "InternalServerError 500" in failed[more[0]]
+    assert [b.id for b in done] == [more[1]]
+    assert done[0].status in ("cancelling", "cancelled")

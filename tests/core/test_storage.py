@@ -22,11 +22,15 @@ def test_safe_segment_never_collides_on_changed_keys() -> None:
     assert len(set(segments)) == len(keys), segments
     assert safe_segment("a/b") == safe_segment("a/b")  # stable across calls
     for seg in segments:
-        assert seg and len(seg) <= 89 and "/" not in seg
+        assert seg
+        assert len(seg) <= 89
+        assert "/" not in seg
 
 
 def test_long_partition_key_makes_a_writable_path(tmp_path: Path) -> None:
-    key = "region=eu/customer-" + "0123456789abcdef" * 18  # 307 characters: too long for one file name
+    key = (
+        "region=eu/customer-" + "0123456789abcdef" * 18
+    )  # 307 characters: too long for one file name
     assert len(key) == 307
     uri = join_uri(str(tmp_path), safe_segment("my pipeline"), safe_segment(key), "results.parquet")
     fs, path = open_output(uri)

@@ -17,16 +17,19 @@ class Verdict(BaseModel):
 ROWS = [{"id": "a", "text": "hello", "n": 1}, {"id": "b", "text": "world", "n": 2}]
 
 
-@pytest.mark.parametrize("source", [
-    ROWS,
-    pd.DataFrame(ROWS),
-    pl.DataFrame(ROWS),
-    pl.DataFrame(ROWS).lazy(),
-    pa.Table.from_pylist(ROWS),
-    pa.Table.from_pylist(ROWS).to_reader(),
-    pa.RecordBatch.from_pylist(ROWS),
-    (dict(r) for r in ROWS),
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        ROWS,
+        pd.DataFrame(ROWS),
+        pl.DataFrame(ROWS),
+        pl.DataFrame(ROWS).lazy(),
+        pa.Table.from_pylist(ROWS),
+        pa.Table.from_pylist(ROWS).to_reader(),
+        pa.RecordBatch.from_pylist(ROWS),
+        (dict(r) for r in ROWS),
+    ],
+)
 def test_iter_rows_accepts_every_source(source: object) -> None:
     assert list(iter_rows(source)) == ROWS
 
@@ -36,14 +39,17 @@ def test_iter_rows_rejects_non_mappings() -> None:
         list(iter_rows([3]))
 
 
-@pytest.mark.parametrize(("endpoint", "key", "value"), [
-    ("/v1/chat/completions", "messages", [{"role": "user", "content": "Q hello"}]),
-    ("/v1/completions", "prompt", "Q hello"),
-    ("/v1/embeddings", "input", "Q hello"),
-    ("/v1/moderations", "input", "Q hello"),
-    ("/v1/responses", "input", "Q hello"),
-    ("/v1/images/generations", "prompt", "Q hello"),
-])
+@pytest.mark.parametrize(
+    ("endpoint", "key", "value"),
+    [
+        ("/v1/chat/completions", "messages", [{"role": "user", "content": "Q hello"}]),
+        ("/v1/completions", "prompt", "Q hello"),
+        ("/v1/embeddings", "input", "Q hello"),
+        ("/v1/moderations", "input", "Q hello"),
+        ("/v1/responses", "input", "Q hello"),
+        ("/v1/images/generations", "prompt", "Q hello"),
+    ],
+)
 def test_prompt_goes_to_the_natural_input(endpoint: str, key: str, value: object) -> None:
     t = RequestTemplate(endpoint=endpoint, model="m", prompt="Q {text}", body={"temperature": 0})
     (req,) = build_requests(ROWS[:1], t)
@@ -52,16 +58,25 @@ def test_prompt_goes_to_the_natural_input(endpoint: str, key: str, value: object
 
 
 def test_messages_body_placeholders_and_escaped_braces() -> None:
-    t = RequestTemplate(endpoint=BatchEndpoint.CHAT_COMPLETIONS, model="gpt-4o-mini",
-                        messages=[{"role": "system", "content": "Reply as JSON {{\"n\": {n}}}"},
-                                  {"role": "user", "content": [{"type": "text", "text": "{text}"}]}],
-                        body={"user": "u-{id}", "max_tokens": 5}, custom_id_column="id")
+    t = RequestTemplate(
+        endpoint=BatchEndpoint.CHAT_COMPLETIONS,
+        model="gpt-4o-mini",
+        messages=[
+            {"role": "system", "content": 'Reply as JSON {{"n": {n}}}'},
+            {"role": "user", "content": [{"type": "text", "text": "{text}"}]},
+        ],
+        body={"user": "u-{id}", "max_tokens": 5},
+        custom_id_column="id",
+    )
     assert t.placeholders() == ["id", "n", "text"]
     req = next(build_requests(ROWS, t))
     assert req.custom_id == "a"
-    assert req.body["messages"] == [{"role": "system", "content": 'Reply as JSON {"n": 1}'},
-                                    {"role": "user", "content": [{"type": "text", "text": "hello"}]}]
-    assert req.body["user"] == "u-a" and req.body["max_tokens"] == 5
+    assert req.body["messages"] == [
+        {"role": "system", "content": 'Reply as JSON {"n": 1}'},
+        {"role": "user", "content": [{"type": "text", "text": "hello"}]},
+    ]
+    assert req.body["user"] == "u-a"
+    assert req.body["max_tokens"] == 5
 
 
 def test_missing_placeholder_names_it_and_the_columns() -> None:
@@ -79,21 +94,41 @@ def test_template_construction_errors() -> None:
         RequestTemplate(endpoint="/v1/completions", model="m")
     with pytest.raises(ValueError, match="either `messages` or `prompt`, not both"):
         RequestTemplate(endpoint="/v1/chat/completions", model="m", prompt="x", messages=[])
-    with pytest.raises(ValueError, match="`response_model` only applies to chat completions and responses"):
+    with pytest.raises(
+        ValueError, match="`response_model` only applies to chat completions and responses"
+    ):
         RequestTemplate(endpoint="/v1/embeddings", model="m", prompt="x", response_model=Verdict)
     with pytest.raises(ValueError, match="empty or positional placeholder"):
         RequestTemplate(endpoint="/v1/completions", model="m", prompt="a {} b")
 
 
 def test_structured_outputs_are_strict() -> None:
-    chat = RequestTemplate(endpoint="/v1/chat/completions", model="m", prompt="{text}", response_model=Verdict)
+    chat = RequestTemplate(
+        endpoint="/v1/chat/completions", model="m", prompt="{text}", response_model=Verdict
+    )
     fmt = next(build_requests(ROWS, chat)).body["response_format"]
-    assert fmt["type"] == "json_schema" and fmt["json_schema"]["name"] == "Verdict" and fmt["json_schema"]["strict"]
+    assert (
+        fmt["type"] == "json_schema"
+    )
+    assert (
+        fmt["json_schema"]["name"] == "Verdict"
+    )
+    assert (
+        fmt["json_schema"]["strict"]
+    )
     schema = fmt["json_schema"]["schema"]
-    assert schema["additionalProperties"] is False and sorted(schema["required"]) == ["label", "score"]
-    resp = RequestTemplate(endpoint="/v1/responses", model="m", prompt="{text}", response_model=Verdict)
+    assert schema["additionalProperties"] is False
+    assert sorted(schema["required"]) == [
+        "label",
+        "score",
+    ]
+    resp = RequestTemplate(
+        endpoint="/v1/responses", model="m", prompt="{text}", response_model=Verdict
+    )
     fmt = next(build_requests(ROWS, resp)).body["text"]["format"]
-    assert fmt["type"] == "json_schema" and fmt["schema"] == schema and fmt["strict"] is True
+    assert fmt["type"] == "json_schema"
+    assert fmt["schema"] == schema
+    assert fmt["strict"] is True
     assert "response_model" not in resp.model_dump()
 
 
@@ -103,21 +138,30 @@ def test_hash_ids_are_stable_and_unique_for_identical_rows() -> None:
     ids = [r.custom_id for r in build_requests(rows, t)]
     assert ids == [r.custom_id for r in build_requests(rows, t)]
     assert len(set(ids)) == 4
-    assert ids[0].startswith("row-") and len(ids[0]) == 20
-    assert ids[2] == ids[0] + "-2" and ids[3] == ids[0] + "-3"
+    assert ids[0].startswith("row-")
+    assert len(ids[0]) == 20
+    assert ids[2] == ids[0] + "-2"
+    assert ids[3] == ids[0] + "-3"
 
 
 def test_custom_id_column_errors() -> None:
-    t = RequestTemplate(endpoint="/v1/embeddings", model="m", prompt="{text}", custom_id_column="key")
-    with pytest.raises(KeyError, match="custom_id_column 'key' is not a column of the row; available columns: text"):
+    t = RequestTemplate(
+        endpoint="/v1/embeddings", model="m", prompt="{text}", custom_id_column="key"
+    )
+    with pytest.raises(
+        KeyError, match="custom_id_column 'key' is not a column of the row; available columns: text"
+    ):
         list(build_requests([{"text": "x"}], t))
     with pytest.raises(ValueError, match="custom_id_column 'key' is empty"):
         list(build_requests([{"text": "x", "key": None}], t))
 
 
 def test_body_fn_overrides_and_is_not_serialised() -> None:
-    t = RequestTemplate(endpoint="/v1/embeddings", model="m",
-                        body_fn=lambda row: {"input": [row["text"]] * row["n"], "dimensions": 8})
+    t = RequestTemplate(
+        endpoint="/v1/embeddings",
+        model="m",
+        body_fn=lambda row: {"input": [row["text"]] * row["n"], "dimensions": 8},
+    )
     reqs = list(build_requests(ROWS, t))
     assert reqs[1].body == {"model": "m", "input": ["world", "world"], "dimensions": 8}
     assert "body_fn" not in t.model_dump()

@@ -27,5 +27,3 @@ def emulator_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def resource(emulator_dir: Path) -> OpenAIBatchResource:
     return OpenAIBatchResource(emulator_dir=str(emulator_dir), emulator_pace="fast")
-
-

@@ -4,12 +4,16 @@
 Used to launch submissions at the same moment from several processes, and to kill one mid-way.
 """
 
-
 import sys
 
 import dagster as dg
 
-from dagster_openai_batch import OpenAIBatchResource, RequestTemplate, openai_batch_assets, openai_batch_sensor
+from dagster_openai_batch import (
+    OpenAIBatchResource,
+    RequestTemplate,
+    openai_batch_assets,
+    openai_batch_sensor,
+)
 
 PARTITIONS = dg.StaticPartitionsDefinition(["a", "b"])
 
@@ -25,8 +29,10 @@ PIPELINE = openai_batch_assets(
     partitions_def=PARTITIONS,
     max_requests_per_file=10,  # three parts, three batches
     template=RequestTemplate(
-        endpoint="/v1/chat/completions", model="gpt-4o-mini",
-        messages=[{"role": "user", "content": "{question}"}], custom_id_column="id",
+        endpoint="/v1/chat/completions",
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "{question}"}],
+        custom_id_column="id",
     ),
 )
 SUBMIT = [questions, PIPELINE.input_file, PIPELINE.batch_job]
@@ -35,21 +41,33 @@ SUBMIT = [questions, PIPELINE.input_file, PIPELINE.batch_job]
 def definitions(resource: OpenAIBatchResource) -> dg.Definitions:
     return dg.Definitions.merge(
         PIPELINE.definitions(),
-        dg.Definitions(assets=[questions], sensors=[openai_batch_sensor([PIPELINE])],
-                       resources={"openai_batch": resource}),
+        dg.Definitions(
+            assets=[questions],
+            sensors=[openai_batch_sensor([PIPELINE])],
+            resources={"openai_batch": resource},
+        ),
     )
 
 
-def submit(instance: dg.DagsterInstance, resource: OpenAIBatchResource, partition: str,
-           **config: object) -> dg.ExecuteInProcessResult:
+def submit(
+    instance: dg.DagsterInstance, resource: OpenAIBatchResource, partition: str, **config: object
+) -> dg.ExecuteInProcessResult:
     return dg.materialize(
-        SUBMIT, instance=instance, resources={"openai_batch": resource}, partition_key=partition,
-        raise_on_error=False, run_config={"ops": {PIPELINE.batch_job.op.name: {"config": config}}},
+        SUBMIT,
+        instance=instance,
+        resources={"openai_batch": resource},
+        partition_key=partition,
+        raise_on_error=False,
+        run_config={"ops": {PIPELINE.batch_job.op.name: {"config": config}}},
     )
 
 
 if __name__ == "__main__":
     emulator_dir, partition = sys.argv[1:3]
     with dg.DagsterInstance.get() as instance:
-        result = submit(instance, OpenAIBatchResource(emulator_dir=emulator_dir, emulator_pace="fast"), partition)
+        result = submit(
+            instance,
+            OpenAIBatchResource(emulator_dir=emulator_dir, emulator_pace="fast"),
+            partition,
+        )
     sys.exit(0 if result.success else 1)

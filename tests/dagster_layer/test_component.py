@@ -36,7 +36,9 @@ def graph_facts(defs: dg.Definitions, pipeline: OpenAIBatchPipeline) -> dict[str
         }
     jobs = {
         name: {
-            "assets": sorted(k.to_user_string() for k in repo.get_job(name).asset_layer.executable_asset_keys),
+            "assets": sorted(
+                k.to_user_string() for k in repo.get_job(name).asset_layer.executable_asset_keys
+            ),
             "partitions": repr(repo.get_job(name).partitions_def),
         }
         for name in (pipeline.submit_job.name, pipeline.results_job.name)
@@ -66,14 +68,19 @@ def test_yaml_demo_pipeline_matches_the_python_factory(resource):
     facts = graph_facts(from_yaml, demo.review_embeddings)
     assert facts == graph_facts(from_python, python)
     assert facts["assets"]["review_embeddings/input_file"]["deps"] == ["daily_reviews"]
-    assert facts["schedules"] == {"review_embeddings_schedule": ("0 0 * * *", "review_embeddings_submit")}
+    assert facts["schedules"] == {
+        "review_embeddings_schedule": ("0 0 * * *", "review_embeddings_submit")
+    }
 
 
 def test_demo_has_one_sensor_over_both_pipelines():
     repo = demo.defs.get_repository_def()
     assert [s.name for s in repo.sensor_defs] == ["openai_batch_sensor"]
     (sensor,) = repo.sensor_defs
-    assert sorted(t.job_name for t in sensor.targets) == ["review_embeddings_results", "review_labels_results"]
+    assert sorted(t.job_name for t in sensor.targets) == [
+        "review_embeddings_results",
+        "review_labels_results",
+    ]
     # The YAML file carries a code reference in the UI.
     input_file = repo.assets_defs_by_key[dg.AssetKey(["review_embeddings", "input_file"])]
     references = input_file.specs_by_key[input_file.key].metadata["dagster/code_references"]
@@ -83,7 +90,12 @@ def test_demo_has_one_sensor_over_both_pipelines():
 _counter = iter(range(10_000))
 
 
-def defs_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, attributes: str, files: dict[str, str] | None = None) -> ModuleType:
+def defs_folder(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    attributes: str,
+    files: dict[str, str] | None = None,
+) -> ModuleType:
     """A package holding one ``pipeline/defs.yaml`` with ``attributes``; returns the imported package."""
     package = tmp_path / f"component_defs_{next(_counter)}"
     (package / "pipeline").mkdir(parents=True)
@@ -123,19 +135,47 @@ GOOD = """
     [
         (GOOD + "    colour: red", "colour", "Extra inputs are not permitted"),
         (GOOD.replace("/v1/chat/completions", "/v1/chat"), "`endpoint`", "Input should be"),
-        (GOOD.replace("/v1/chat/completions", "/v1/embeddings"), "`messages", "only applies to chat"),
-        (GOOD + "    partitions: {daily: {start_date: '2026-01-01'}, static: [a]}", "partitions", "exactly one"),
+        (
+            GOOD.replace("/v1/chat/completions", "/v1/embeddings"),
+            "`messages",
+            "only applies to chat",
+        ),
+        (
+            GOOD + "    partitions: {daily: {start_date: '2026-01-01'}, static: [a]}",
+            "partitions",
+            "exactly one",
+        ),
         (GOOD + "    partitions: {daily: {start: '2026-01-01'}}", "start", "Extra inputs"),
         (GOOD + "    schedule: true", "schedule=True needs time-based partitions", ""),
         (GOOD + "    max_failed_share: 2", "max_failed_share", "less than or equal to 1"),
-        (GOOD.replace("source: questions", "jsonl_path: missing.jsonl"), "`model`", "does not apply"),
+        (
+            GOOD.replace("source: questions", "jsonl_path: missing.jsonl"),
+            "`model`",
+            "does not apply",
+        ),
         (GOOD.replace("model: gpt-4o-mini", ""), "`model`", "required unless `jsonl_path`"),
-        (GOOD.replace("source: questions", ""), "`source`", "exactly one of `source` and `jsonl_path`"),
+        (
+            GOOD.replace("source: questions", ""),
+            "`source`",
+            "exactly one of `source` and `jsonl_path`",
+        ),
     ],
-    ids=["unknown-field", "endpoint", "messages-on-embeddings", "two-partitionings", "partition-field",
-         "schedule-unpartitioned", "max-failed-share", "jsonl-with-template", "no-model", "no-source"],
+    ids=[
+        "unknown-field",
+        "endpoint",
+        "messages-on-embeddings",
+        "two-partitionings",
+        "partition-field",
+        "schedule-unpartitioned",
+        "max-failed-share",
+        "jsonl-with-template",
+        "no-model",
+        "no-source",
+    ],
 )
-def test_bad_yaml_fails_at_load_naming_file_and_field(tmp_path, monkeypatch, attributes, field, problem):
+def test_bad_yaml_fails_at_load_naming_file_and_field(
+    tmp_path, monkeypatch, attributes, field, problem
+):
     message = load_error(defs_folder(tmp_path, monkeypatch, attributes))
     assert "pipeline/defs.yaml" in message
     assert field in message
@@ -143,7 +183,12 @@ def test_bad_yaml_fails_at_load_naming_file_and_field(tmp_path, monkeypatch, att
 
 
 def test_jsonl_component_with_its_own_sensor(tmp_path, monkeypatch):
-    line = {"custom_id": "a", "method": "POST", "url": "/v1/embeddings", "body": {"model": "m", "input": "hi"}}
+    line = {
+        "custom_id": "a",
+        "method": "POST",
+        "url": "/v1/embeddings",
+        "body": {"model": "m", "input": "hi"},
+    }
     module = defs_folder(
         tmp_path,
         monkeypatch,
@@ -159,7 +204,9 @@ def test_jsonl_component_with_its_own_sensor(tmp_path, monkeypatch):
     )
     defs, (pipeline,) = load_pipelines_from_defs_folder(module)
     assert [k.to_user_string() for k in pipeline.asset_keys] == [
-        "prepared/input_file", "prepared/batch_job", "prepared/results"
+        "prepared/input_file",
+        "prepared/batch_job",
+        "prepared/results",
     ]
     assert pipeline.partitions_def == dg.StaticPartitionsDefinition(["eu", "us"])
     (sensor,) = defs.sensors or []

@@ -8,7 +8,12 @@ import pyarrow.parquet as pq
 import pytest
 from pipeline_helpers import results_metadata, run_sensor_until_idle
 
-from dagster_openai_batch import OpenAIBatchResource, RequestTemplate, openai_batch_assets, openai_batch_sensor
+from dagster_openai_batch import (
+    OpenAIBatchResource,
+    RequestTemplate,
+    openai_batch_assets,
+    openai_batch_sensor,
+)
 from dagster_openai_batch.core.resubmit import count_resubmittable
 from dagster_openai_batch.dagster.sensor import SensorCursor
 from dagster_openai_batch.demo.run import evaluate_sensor_once
@@ -26,8 +31,10 @@ PIPELINE = openai_batch_assets(
     name="qa",
     source=questions,
     template=RequestTemplate(
-        endpoint="/v1/chat/completions", model="gpt-4o-mini",
-        messages=[{"role": "user", "content": "{question}"}], custom_id_column="id",
+        endpoint="/v1/chat/completions",
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "{question}"}],
+        custom_id_column="id",
     ),
 )
 
@@ -35,22 +42,32 @@ PIPELINE = openai_batch_assets(
 def setup(resource: OpenAIBatchResource, instance: dg.DagsterInstance) -> dg.Definitions:
     defs = dg.Definitions.merge(
         PIPELINE.definitions(),
-        dg.Definitions(assets=[questions], sensors=[openai_batch_sensor([PIPELINE])],
-                       resources={"openai_batch": resource}),
+        dg.Definitions(
+            assets=[questions],
+            sensors=[openai_batch_sensor([PIPELINE])],
+            resources={"openai_batch": resource},
+        ),
     )
-    result = dg.materialize([questions, PIPELINE.input_file, PIPELINE.batch_job],
-                            instance=instance, resources={"openai_batch": resource})
+    result = dg.materialize(
+        [questions, PIPELINE.input_file, PIPELINE.batch_job],
+        instance=instance,
+        resources={"openai_batch": resource},
+    )
     assert result.success
     return defs
 
 
 def check_results(instance: dg.DagsterInstance) -> dict[str, bool]:
-    keys = [dg.AssetCheckKey(PIPELINE.results.key, name) for name in (
-        "every_request_accounted_once", "failed_share_below_threshold", "no_expired_requests_left")]
+    keys = [
+        dg.AssetCheckKey(PIPELINE.results.key, name)
+        for name in (
+            "every_request_accounted_once",
+            "failed_share_below_threshold",
+            "no_expired_requests_left",
+        )
+    ]
     records = instance.event_log_storage.get_latest_asset_check_execution_by_key(keys)
-    return {
-        key.name: records[key].event.dagster_event.event_specific_data.passed for key in keys
-    }
+    return {key.name: records[key].event.dagster_event.event_specific_data.passed for key in keys}
 
 
 def statuses(meta: dict) -> list[str]:
@@ -60,26 +77,38 @@ def statuses(meta: dict) -> list[str]:
 def resubmit(resource, instance, source=questions, **config) -> dg.ExecuteInProcessResult:
     """Materialize batch_job with ``resubmit_failed: true`` (and any other config)."""
     return dg.materialize(
-        [source, PIPELINE.input_file, PIPELINE.batch_job], instance=instance,
-        resources={"openai_batch": resource}, selection=[PIPELINE.batch_job], raise_on_error=False,
-        run_config={"ops": {PIPELINE.batch_job.op.name: {"config": {"resubmit_failed": True, **config}}}},
+        [source, PIPELINE.input_file, PIPELINE.batch_job],
+        instance=instance,
+        resources={"openai_batch": resource},
+        selection=[PIPELINE.batch_job],
+        raise_on_error=False,
+        run_config={
+            "ops": {PIPELINE.batch_job.op.name: {"config": {"resubmit_failed": True, **config}}}
+        },
     )
 
 
 def test_expired_batch_gets_results_with_partial_output(instance, emulator_dir):
-    resource = OpenAIBatchResource(emulator_dir=str(emulator_dir), emulator_pace="fast",
-                                   emulator_faults={"expire_after_seconds": 0.51})  # mid-processing
+    resource = OpenAIBatchResource(
+        emulator_dir=str(emulator_dir),
+        emulator_pace="fast",
+        emulator_faults={"expire_after_seconds": 0.51},
+    )  # mid-processing
     defs = setup(resource, instance)
     time.sleep(0.2)
     _, runs = run_sensor_until_idle(defs, instance)
     assert len(runs) == 1
     meta = results_metadata(instance, PIPELINE.results.key)
     found = statuses(meta)
-    assert len(found) == 25 and set(found) == {"succeeded", "expired"}
+    assert len(found) == 25
+    assert set(found) == {"succeeded", "expired"}
     assert meta["status_expired"] == found.count("expired") > 0
     checks = check_results(instance)
-    assert checks == {"every_request_accounted_once": True, "failed_share_below_threshold": True,
-                      "no_expired_requests_left": False}
+    assert checks == {
+        "every_request_accounted_once": True,
+        "failed_share_below_threshold": True,
+        "no_expired_requests_left": False,
+    }
 
 
 def test_cancelled_batch_gets_results_for_the_finished_part(instance, emulator_dir):
@@ -96,8 +125,11 @@ def test_cancelled_batch_gets_results_for_the_finished_part(instance, emulator_d
 
 
 def test_batch_failing_validation_gets_a_red_check_run_and_no_results(instance, emulator_dir):
-    resource = OpenAIBatchResource(emulator_dir=str(emulator_dir), emulator_pace="fast",
-                                   emulator_faults={"token_limits": {"gpt-4o-mini": 50}})
+    resource = OpenAIBatchResource(
+        emulator_dir=str(emulator_dir),
+        emulator_pace="fast",
+        emulator_faults={"token_limits": {"gpt-4o-mini": 50}},
+    )
     defs = setup(resource, instance)
     cursor, runs = run_sensor_until_idle(defs, instance)
     assert len(runs) == 1  # batches_accepted alone: nothing to download
@@ -111,16 +143,26 @@ def test_batch_failing_validation_gets_a_red_check_run_and_no_results(instance, 
     latest = instance.event_log_storage.get_latest_asset_check_execution_by_key([check])[check]
     assert latest.event.dagster_event.event_specific_data.passed is False
     looked_up = dg.materialize(
-        [questions, PIPELINE.input_file, PIPELINE.batch_job, PIPELINE.accepted_check], instance=instance,
-        resources={"openai_batch": resource}, selection=dg.AssetSelection.checks(PIPELINE.accepted_check),
+        [questions, PIPELINE.input_file, PIPELINE.batch_job, PIPELINE.accepted_check],
+        instance=instance,
+        resources={"openai_batch": resource},
+        selection=dg.AssetSelection.checks(PIPELINE.accepted_check),
     )
     evaluation = looked_up.get_asset_check_evaluations()[0]
-    assert evaluation.passed is False and "token_limit_exceeded" in evaluation.metadata["errors"].value
+    assert (
+        evaluation.passed is False
+    )
+    assert (
+        "token_limit_exceeded" in evaluation.metadata["errors"].value
+    )
 
 
 def test_failed_requests_resubmitted_and_merged_back(instance, emulator_dir):
-    resource = OpenAIBatchResource(emulator_dir=str(emulator_dir), emulator_pace="fast",
-                                   emulator_faults={"request_error_rate": 0.4, "seed": 3})
+    resource = OpenAIBatchResource(
+        emulator_dir=str(emulator_dir),
+        emulator_pace="fast",
+        emulator_faults={"request_error_rate": 0.4, "seed": 3},
+    )
     defs = setup(resource, instance)
     cursor, _ = run_sensor_until_idle(defs, instance)
     first = results_metadata(instance, PIPELINE.results.key)
@@ -148,10 +190,15 @@ def test_misconfigured_resource_fails_fast_without_leaking_the_key(instance, mon
     with pytest.raises(Exception, match="OPENAI_API_KEY"):
         OpenAIBatchResource().build_openai_client()
     secret = "sk-test-SECRET-0123456789"
-    resource = OpenAIBatchResource(api_key=secret, base_url="http://127.0.0.1:9/v1", max_retries=0,
-                                   timeout_seconds=2)
-    result = dg.materialize([questions, PIPELINE.input_file], instance=instance,
-                            resources={"openai_batch": resource}, raise_on_error=False)
+    resource = OpenAIBatchResource(
+        api_key=secret, base_url="http://127.0.0.1:9/v1", max_retries=0, timeout_seconds=2
+    )
+    result = dg.materialize(
+        [questions, PIPELINE.input_file],
+        instance=instance,
+        resources={"openai_batch": resource},
+        raise_on_error=False,
+    )
     assert not result.success
     error = result.get_step_failure_events()[0].event_specific_data.error
     text = error.to_string()
@@ -167,7 +214,8 @@ def test_sensor_progress_observations_and_restart(instance, emulator_dir):
     cursor, launched = evaluate_sensor_once(defs, instance, None)
     assert launched == []
     state = SensorCursor.model_validate_json(cursor)
-    assert len(state.in_flight) == 1 and state.in_flight[0].progress.startswith("validating")
+    assert len(state.in_flight) == 1
+    assert state.in_flight[0].progress.startswith("validating")
     # A restarted sensor (same stored cursor) neither re-reads the batch_job event nor loses it.
     cursor2, _ = evaluate_sensor_once(defs, instance, cursor)
     assert len(SensorCursor.model_validate_json(cursor2).in_flight) == 1
@@ -196,15 +244,18 @@ def test_cancel_through_batch_job_config_then_partial_results(instance, emulator
     defs = setup(resource, instance)
     submitted = results_metadata(instance, PIPELINE.batch_job.key)
     cancel = dg.materialize(
-        [questions, PIPELINE.input_file, PIPELINE.batch_job], instance=instance,
-        resources={"openai_batch": resource}, selection=[PIPELINE.batch_job],
+        [questions, PIPELINE.input_file, PIPELINE.batch_job],
+        instance=instance,
+        resources={"openai_batch": resource},
+        selection=[PIPELINE.batch_job],
         run_config={"ops": {PIPELINE.batch_job.op.name: {"config": {"cancel": True}}}},
     )
     assert cancel.success
     after = results_metadata(instance, PIPELINE.batch_job.key)
     assert after["batch_ids"] == submitted["batch_ids"]
     assert after["status"] == "cancelling"
-    assert after["requests"] == 25 and after["part_uris"] == submitted["part_uris"]
+    assert after["requests"] == 25
+    assert after["part_uris"] == submitted["part_uris"]
     _, runs = run_sensor_until_idle(defs, instance, timeout=30)
     assert len(runs) == 1  # the two batch_job materializations share one run key
     assert statuses(results_metadata(instance, PIPELINE.results.key)) == ["cancelled"] * 25
@@ -221,14 +272,18 @@ def test_superseded_batch_set_is_not_collected_over_newer_results(instance, emul
         return [{"id": f"n{i}", "question": f"New question {i}"} for i in range(5)]
 
     fast = slow.model_copy(update={"emulator_pace": "fast"})
-    submitted = dg.materialize([new_questions, PIPELINE.input_file, PIPELINE.batch_job],
-                               instance=instance, resources={"openai_batch": fast})
+    submitted = dg.materialize(
+        [new_questions, PIPELINE.input_file, PIPELINE.batch_job],
+        instance=instance,
+        resources={"openai_batch": fast},
+    )
     assert submitted.success  # batch B: new content, finishes first
     newer_ids = results_metadata(instance, PIPELINE.batch_job.key)["batch_ids"]
     _, runs = run_sensor_until_idle(defs, instance, cursor=cursor, timeout=30)
     assert len(runs) == 1  # only B's results; A finished later and was superseded
     final = results_metadata(instance, PIPELINE.results.key)
-    assert final["batch_ids"] == newer_ids and final["dagster/row_count"] == 5
+    assert final["batch_ids"] == newer_ids
+    assert final["dagster/row_count"] == 5
 
 
 def test_failed_results_run_is_retried_after_batch_job_rematerializes(instance, resource, tmp_path):
@@ -238,19 +293,28 @@ def test_failed_results_run_is_retried_after_batch_job_rematerializes(instance, 
     hidden = tmp_path / "hidden.parquet"
     inputs.rename(hidden)  # the results run cannot read the inputs: it fails
     cursor, runs = run_sensor_until_idle(defs, instance)
-    assert len(runs) == 1 and instance.get_run_by_id(runs[0]).status == dg.DagsterRunStatus.FAILURE
+    assert len(runs) == 1
+    assert instance.get_run_by_id(runs[0]).status == dg.DagsterRunStatus.FAILURE
     hidden.rename(inputs)
-    again = dg.materialize([questions, PIPELINE.input_file, PIPELINE.batch_job], instance=instance,
-                           resources={"openai_batch": resource}, selection=[PIPELINE.batch_job])
-    assert again.success and results_metadata(instance, PIPELINE.batch_job.key)["adopted"] == 1
+    again = dg.materialize(
+        [questions, PIPELINE.input_file, PIPELINE.batch_job],
+        instance=instance,
+        resources={"openai_batch": resource},
+        selection=[PIPELINE.batch_job],
+    )
+    assert again.success
+    assert results_metadata(instance, PIPELINE.batch_job.key)["adopted"] == 1
     _, runs = run_sensor_until_idle(defs, instance, cursor=cursor)
-    assert len(runs) == 1 and instance.get_run_by_id(runs[0]).status == dg.DagsterRunStatus.SUCCESS
+    assert len(runs) == 1
+    assert instance.get_run_by_id(runs[0]).status == dg.DagsterRunStatus.SUCCESS
 
 
 def test_results_materialized_in_the_same_run_are_not_collected_again(instance, resource):
     defs = setup(resource, instance)
     time.sleep(1.0)
-    assert dg.materialize([PIPELINE.results], instance=instance, resources={"openai_batch": resource}).success
+    assert dg.materialize(
+        [PIPELINE.results], instance=instance, resources={"openai_batch": resource}
+    ).success
     _, runs = run_sensor_until_idle(defs, instance)
     assert runs == []
 
@@ -258,6 +322,7 @@ def test_results_materialized_in_the_same_run_are_not_collected_again(instance, 
 def test_resubmit_with_nothing_failed_is_a_successful_no_op(instance, resource):
     defs = setup(resource, instance)
     run_sensor_until_idle(defs, instance)
+
     def latest_run_id() -> str:
         return instance.get_latest_materialization_event(PIPELINE.batch_job.key).run_id
 
@@ -268,8 +333,11 @@ def test_resubmit_with_nothing_failed_is_a_successful_no_op(instance, resource):
 
 
 def test_resubmit_never_mixes_results_of_other_input_content(instance, emulator_dir):
-    resource = OpenAIBatchResource(emulator_dir=str(emulator_dir), emulator_pace="fast",
-                                   emulator_faults={"request_error_rate": 0.4, "seed": 3})
+    resource = OpenAIBatchResource(
+        emulator_dir=str(emulator_dir),
+        emulator_pace="fast",
+        emulator_faults={"request_error_rate": 0.4, "seed": 3},
+    )
     defs = setup(resource, instance)
     run_sensor_until_idle(defs, instance)  # results of content A, with failures
 
@@ -277,17 +345,24 @@ def test_resubmit_never_mixes_results_of_other_input_content(instance, emulator_
     def other_questions() -> list[dict]:
         return [{"id": f"q{i}", "question": f"A different question {i}"} for i in range(25)]
 
-    assert dg.materialize([other_questions, PIPELINE.input_file], instance=instance,
-                          resources={"openai_batch": resource}).success  # content B, no results yet
+    assert dg.materialize(
+        [other_questions, PIPELINE.input_file],
+        instance=instance,
+        resources={"openai_batch": resource},
+    ).success  # content B, no results yet
     result = resubmit(resource, instance, source=other_questions)
     assert not result.success
     error = result.get_step_failure_events()[0].event_specific_data.error.message
-    assert "qa/results has no materialization" in error and "content_hash" in error
+    assert "qa/results has no materialization" in error
+    assert "content_hash" in error
 
 
 def test_permanent_failures_resent_only_when_asked(instance, emulator_dir):
-    resource = OpenAIBatchResource(emulator_dir=str(emulator_dir), emulator_pace="fast",
-                                   emulator_faults={"request_error_rate": 0.4, "seed": 3})
+    resource = OpenAIBatchResource(
+        emulator_dir=str(emulator_dir),
+        emulator_pace="fast",
+        emulator_faults={"request_error_rate": 0.4, "seed": 3},
+    )
     defs = setup(resource, instance)
     run_sensor_until_idle(defs, instance)
     first = results_metadata(instance, PIPELINE.results.key)
@@ -298,20 +373,31 @@ def test_permanent_failures_resent_only_when_asked(instance, emulator_dir):
 def test_sensor_misconfiguration_fails_the_tick_with_one_clear_message(instance, resource):
     secret = "sk-test-SECRET-0123456789"
     instance.report_runless_asset_event(
-        dg.AssetMaterialization(asset_key=PIPELINE.batch_job.key,
-                                metadata={"batch_ids": dg.MetadataValue.json(["batch_1", "batch_2"])})
+        dg.AssetMaterialization(
+            asset_key=PIPELINE.batch_job.key,
+            metadata={"batch_ids": dg.MetadataValue.json(["batch_1", "batch_2"])},
+        )
     )
     cases = [
-        (OpenAIBatchResource(api_key=secret, base_url="http://127.0.0.1:9/v1", max_retries=0), "cannot reach"),
+        (
+            OpenAIBatchResource(api_key=secret, base_url="http://127.0.0.1:9/v1", max_retries=0),
+            "cannot reach",
+        ),
         (OpenAIBatchResource(), "OPENAI_API_KEY"),
     ]
     for bad, expected in cases:
         defs = dg.Definitions.merge(
             PIPELINE.definitions(),
-            dg.Definitions(assets=[questions], sensors=[openai_batch_sensor([PIPELINE])],
-                           resources={"openai_batch": bad}),
+            dg.Definitions(
+                assets=[questions],
+                sensors=[openai_batch_sensor([PIPELINE])],
+                resources={"openai_batch": bad},
+            ),
         )
         with pytest.raises(Exception) as raised:
             evaluate_sensor_once(defs, instance, None)
-        text = "".join(str(e) for e in (raised.value, raised.value.__cause__, raised.value.__context__) if e)
-        assert expected in text and secret not in text
+        text = "".join(
+            str(e) for e in (raised.value, raised.value.__cause__, raised.value.__context__) if e
+        )
+        assert expected in text
+        assert secret not in text

@@ -1,11 +1,11 @@
 """The three assets and the sensor, driven through Dagster's own APIs on a real instance."""
 
-
 from pathlib import Path
 
 import dagster as dg
 import pyarrow.parquet as pq
 import pytest
+from pipeline_helpers import results_metadata, run_sensor_until_idle
 
 from dagster_openai_batch import (
     OpenAIBatchResource,
@@ -14,8 +14,6 @@ from dagster_openai_batch import (
     openai_batch_sensor,
 )
 from dagster_openai_batch.emulator import Emulator
-
-from pipeline_helpers import results_metadata, run_sensor_until_idle
 
 ROWS = [{"id": f"q{i}", "question": f"What is {i} + {i}?"} for i in range(25)]
 
@@ -39,7 +37,9 @@ def chat_pipeline(name: str = "qa", **kwargs) -> object:
     )
 
 
-def build_defs(pipeline, resource: OpenAIBatchResource, extra_assets=(questions,)) -> dg.Definitions:
+def build_defs(
+    pipeline, resource: OpenAIBatchResource, extra_assets=(questions,)
+) -> dg.Definitions:
     return dg.Definitions.merge(
         pipeline.definitions(),
         dg.Definitions(
@@ -78,7 +78,8 @@ def test_end_to_end_sensor_materializes_results_once(instance, resource):
     result = submit(pipeline, resource, instance)
     assert result.success
     input_meta = results_metadata(instance, pipeline.input_file.key)
-    assert input_meta["requests"] == 25 and input_meta["parts"] == 1
+    assert input_meta["requests"] == 25
+    assert input_meta["parts"] == 1
     assert input_meta["file_ids"][0].startswith("file-")
     assert input_meta["backend"] == "emulator"
     job_meta = results_metadata(instance, pipeline.batch_job.key)
@@ -91,9 +92,12 @@ def test_end_to_end_sensor_materializes_results_once(instance, resource):
     assert run.tags["dagster/run_key"].startswith(job_meta["batch_ids"][0] + "@")
 
     meta = results_metadata(instance, pipeline.results.key)
-    assert meta["dagster/row_count"] == 25 and meta["status_succeeded"] == 25
-    assert meta["input_tokens"] > 0 and meta["output_tokens"] > 0
-    assert isinstance(meta["cost_usd"], float) and meta["cost_usd"] > 0
+    assert meta["dagster/row_count"] == 25
+    assert meta["status_succeeded"] == 25
+    assert meta["input_tokens"] > 0
+    assert meta["output_tokens"] > 0
+    assert isinstance(meta["cost_usd"], float)
+    assert meta["cost_usd"] > 0
     table = pq.read_table(meta["results_uri"])
     assert sorted(table.column("custom_id").to_pylist()) == sorted(r["id"] for r in ROWS)
     assert set(table.column("question").to_pylist()) == {r["question"] for r in ROWS}
@@ -102,8 +106,14 @@ def test_end_to_end_sensor_materializes_results_once(instance, resource):
     assert {"custom_id", "question", "status", "answer", "input_tokens"} <= set(columns)
 
     checks = instance.event_log_storage.get_latest_asset_check_execution_by_key(
-        [dg.AssetCheckKey(pipeline.results.key, name) for name in (
-            "every_request_accounted_once", "failed_share_below_threshold", "no_expired_requests_left")]
+        [
+            dg.AssetCheckKey(pipeline.results.key, name)
+            for name in (
+                "every_request_accounted_once",
+                "failed_share_below_threshold",
+                "no_expired_requests_left",
+            )
+        ]
     )
     assert len(checks) == 3
     for execution in checks.values():
@@ -111,7 +121,10 @@ def test_end_to_end_sensor_materializes_results_once(instance, resource):
 
     # Progress was observed on batch_job for the UI.
     observations = instance.fetch_observations(pipeline.batch_job.key, limit=10).records
-    assert observations and observations[0].asset_observation.metadata["status"].value == "completed"
+    assert observations
+    assert (
+        observations[0].asset_observation.metadata["status"].value == "completed"
+    )
 
     # Later ticks, and a sensor whose cursor was lost, never request the same batch twice.
     cursor, again = run_sensor_until_idle(defs, instance, cursor=cursor)
@@ -125,16 +138,21 @@ def test_retried_batch_job_adopts_instead_of_paying_twice(instance, resource, em
     submit(pipeline, resource, instance)
     first = results_metadata(instance, pipeline.batch_job.key)
     again = dg.materialize(
-        [questions, pipeline.batch_job], instance=instance,
-        resources={"openai_batch": resource}, selection=[pipeline.batch_job],
+        [questions, pipeline.batch_job],
+        instance=instance,
+        resources={"openai_batch": resource},
+        selection=[pipeline.batch_job],
     )
     assert again.success
     second = results_metadata(instance, pipeline.batch_job.key)
-    assert second["batch_ids"] == first["batch_ids"] and second["adopted"] == 1
+    assert second["batch_ids"] == first["batch_ids"]
+    assert second["adopted"] == 1
     client = Emulator(emulator_dir).openai_client()
     assert len(client.batches.list(limit=100).data) == 1
     forced = dg.materialize(
-        [questions, pipeline.batch_job], instance=instance, resources={"openai_batch": resource},
+        [questions, pipeline.batch_job],
+        instance=instance,
+        resources={"openai_batch": resource},
         selection=[pipeline.batch_job],
         run_config={"ops": {pipeline.batch_job.op.name: {"config": {"new_batches": True}}}},
     )
@@ -148,17 +166,22 @@ def test_bad_rows_fail_before_any_upload(instance, resource, emulator_dir):
         name="qa",
         source=questions,
         template=RequestTemplate(
-            endpoint="/v1/chat/completions", model="gpt-4o-mini",
-            messages=[{"role": "user", "content": "{missing_column}"}], custom_id_column="id",
+            endpoint="/v1/chat/completions",
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": "{missing_column}"}],
+            custom_id_column="id",
         ),
     )
     result = dg.materialize(
-        [questions, pipeline.input_file], instance=instance,
-        resources={"openai_batch": resource}, raise_on_error=False,
+        [questions, pipeline.input_file],
+        instance=instance,
+        resources={"openai_batch": resource},
+        raise_on_error=False,
     )
     assert not result.success
     failure = result.get_step_failure_events()[0].event_specific_data.error
-    assert "missing_column" in failure.message and "question" in failure.message
+    assert "missing_column" in failure.message
+    assert "question" in failure.message
     client = Emulator(emulator_dir).openai_client()
     assert client.files.list().data == []
 
@@ -168,7 +191,9 @@ def test_wait_true_blocks_until_finished(instance, resource):
     submit(pipeline, resource, instance)
     assert results_metadata(instance, pipeline.batch_job.key)["status"] == "completed"
     result = dg.materialize(
-        [pipeline.results], instance=instance, resources={"openai_batch": resource},
+        [pipeline.results],
+        instance=instance,
+        resources={"openai_batch": resource},
     )
     assert result.success
     handle = result.output_for_node(pipeline.results_op_name)
@@ -185,9 +210,16 @@ def test_partitioned_pipeline_one_batch_set_per_partition(instance, resource):
         return [{"id": f"{context.partition_key}-{i}", "question": f"q{i}"} for i in range(5)]
 
     pipeline = openai_batch_assets(
-        name="daily_qa", source=day_rows, partitions_def=daily, schedule=True,
-        template=RequestTemplate(endpoint="/v1/embeddings", model="text-embedding-3-small",
-                                 prompt="{question}", custom_id_column="id"),
+        name="daily_qa",
+        source=day_rows,
+        partitions_def=daily,
+        schedule=True,
+        template=RequestTemplate(
+            endpoint="/v1/embeddings",
+            model="text-embedding-3-small",
+            prompt="{question}",
+            custom_id_column="id",
+        ),
     )
     defs = build_defs(pipeline, resource, extra_assets=(day_rows,))
     assert defs.resolve_schedule_def("daily_qa_schedule").cron_schedule == "0 0 * * *"
@@ -207,16 +239,30 @@ def test_jsonl_file_source(instance, resource, tmp_path: Path):
     import orjson
 
     path = tmp_path / "requests.jsonl"
-    path.write_bytes(b"".join(
-        orjson.dumps({"custom_id": f"e{i}", "method": "POST", "url": "/v1/embeddings",
-                      "body": {"model": "text-embedding-3-small", "input": f"text {i}"}}) + b"\n"
-        for i in range(7)
-    ))
-    pipeline = openai_batch_assets(name="from_file", source=path, endpoint="/v1/embeddings", wait=True)
-    result = dg.materialize(pipeline.assets, instance=instance, resources={"openai_batch": resource})
+    path.write_bytes(
+        b"".join(
+            orjson.dumps(
+                {
+                    "custom_id": f"e{i}",
+                    "method": "POST",
+                    "url": "/v1/embeddings",
+                    "body": {"model": "text-embedding-3-small", "input": f"text {i}"},
+                }
+            )
+            + b"\n"
+            for i in range(7)
+        )
+    )
+    pipeline = openai_batch_assets(
+        name="from_file", source=path, endpoint="/v1/embeddings", wait=True
+    )
+    result = dg.materialize(
+        pipeline.assets, instance=instance, resources={"openai_batch": resource}
+    )
     assert result.success
     meta = results_metadata(instance, pipeline.results.key)
-    assert meta["dagster/row_count"] == 7 and meta["status_succeeded"] == 7
+    assert meta["dagster/row_count"] == 7
+    assert meta["status_succeeded"] == 7
 
 
 def test_factory_rejects_inconsistent_arguments():
@@ -245,17 +291,27 @@ def test_storage_uri_works_like_a_local_path(instance, resource, tmp_path: Path)
 
 def test_azure_and_compatible_backends_are_configured_not_guessed():
     azure = OpenAIBatchResource(
-        api_key="k", azure_endpoint="https://example.openai.azure.com", api_version="2025-04-01-preview"
+        api_key="k",
+        azure_endpoint="https://example.openai.azure.com",
+        api_version="2025-04-01-preview",
     )
     assert azure.backend == "azure"
     import openai
 
     assert isinstance(azure.build_openai_client(), openai.AzureOpenAI)
     with pytest.raises(Exception, match="api_version"):
-        OpenAIBatchResource(api_key="k", azure_endpoint="https://example.openai.azure.com").build_openai_client()
-    assert OpenAIBatchResource(api_key="k", base_url="http://localhost:8000/v1").backend == "compatible"
+        OpenAIBatchResource(
+            api_key="k", azure_endpoint="https://example.openai.azure.com"
+        ).build_openai_client()
+    assert (
+        OpenAIBatchResource(api_key="k", base_url="http://localhost:8000/v1").backend
+        == "compatible"
+    )
     assert OpenAIBatchResource(api_key="k").backend == "openai"
-    assert OpenAIBatchResource(api_key="k").dashboard_url("batch_1") == "https://platform.openai.com/batches/batch_1"
+    assert (
+        OpenAIBatchResource(api_key="k").dashboard_url("batch_1")
+        == "https://platform.openai.com/batches/batch_1"
+    )
 
 
 def test_input_split_into_several_batches_is_joined_back_whole(instance, resource):
@@ -267,7 +323,11 @@ def test_input_split_into_several_batches_is_joined_back_whole(instance, resourc
     assert len(batch_ids) == 3
     _, runs = run_sensor_until_idle(defs, instance)
     assert len(runs) == 1
-    assert instance.get_run_by_id(runs[0]).tags["dagster/run_key"].startswith("+".join(batch_ids) + "@")
+    assert (
+        instance.get_run_by_id(runs[0])
+        .tags["dagster/run_key"]
+        .startswith("+".join(batch_ids) + "@")
+    )
     table = pq.read_table(results_metadata(instance, pipeline.results.key)["results_uri"])
     assert sorted(table.column("custom_id").to_pylist()) == sorted(r["id"] for r in ROWS)
     assert set(table.column("batch_id").to_pylist()) == set(batch_ids)
@@ -279,8 +339,11 @@ def test_empty_source_materializes_nothing_and_fails_nothing(instance, resource,
         return []
 
     pipeline = chat_pipeline()
-    result = dg.materialize([no_questions, pipeline.input_file, pipeline.batch_job],
-                            instance=instance, resources={"openai_batch": resource})
+    result = dg.materialize(
+        [no_questions, pipeline.input_file, pipeline.batch_job],
+        instance=instance,
+        resources={"openai_batch": resource},
+    )
     assert result.success
     assert instance.get_latest_materialization_event(pipeline.input_file.key) is None
     assert instance.get_latest_materialization_event(pipeline.batch_job.key) is None

@@ -44,7 +44,10 @@ def paid_per_key(emulator_dir: Path, partition: str) -> dict[str, list[str]]:
         meta = b.metadata or {}
         if meta.get("dagster_partition") != partition:
             continue
-        ran = b.request_counts is not None and (b.request_counts.completed + b.request_counts.failed) > 0
+        ran = (
+            b.request_counts is not None
+            and (b.request_counts.completed + b.request_counts.failed) > 0
+        )
         if b.status == "failed" or (b.status in ("cancelling", "cancelled") and not ran):
             continue
         paid.setdefault(meta[KEY], []).append(b.id)
@@ -74,7 +77,8 @@ def test_resubmitting_a_partition_again_and_again_keeps_the_sensor_green(instanc
     # the sensor validated each finished set in its results run: one evaluation per run, no conflict
     check = PIPELINE.accepted_check_key
     history = instance.event_log_storage.get_asset_check_execution_history(check, limit=10)
-    assert len(history) == 2 and all(r.run_id for r in history)
+    assert len(history) == 2
+    assert all(r.run_id for r in history)
 
     # a cursor reset, and two ticks at once: nothing new, nothing fails
     _, runs = evaluate_sensor_once(defs, instance, None)
@@ -83,8 +87,9 @@ def test_resubmitting_a_partition_again_and_again_keeps_the_sensor_green(instanc
     sensor = defs.resolve_sensor_def(SENSOR_NAME)
 
     def tick() -> None:
-        with dg.build_sensor_context(instance=instance, cursor=None, definitions=defs,
-                                     resources=defs.resources) as context:
+        with dg.build_sensor_context(
+            instance=instance, cursor=None, definitions=defs, resources=defs.resources
+        ) as context:
             outcomes.append(sensor(context))
 
     threads = [threading.Thread(target=tick) for _ in range(2)]
@@ -96,13 +101,22 @@ def test_resubmitting_a_partition_again_and_again_keeps_the_sensor_green(instanc
 
 
 def test_a_malformed_record_and_an_unknown_batch_never_block_the_others(instance, resource):
-    for metadata in ({"batch_ids": "batch_1,batch_2"}, {"batch_ids": dg.MetadataValue.json([1, None])},
-                     {"batch_ids": dg.MetadataValue.json(["batch_unknown"])}):
-        instance.report_runless_asset_event(dg.AssetMaterialization(
-            asset_key=PIPELINE.batch_job.key, partition="b", metadata=metadata))
+    for metadata in (
+        {"batch_ids": "batch_1,batch_2"},
+        {"batch_ids": dg.MetadataValue.json([1, None])},
+        {"batch_ids": dg.MetadataValue.json(["batch_unknown"])},
+    ):
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(
+                asset_key=PIPELINE.batch_job.key, partition="b", metadata=metadata
+            )
+        )
     assert submit(instance, resource, "a").success
     _, runs = run_sensor_until_idle(definitions(resource), instance)
-    assert len(runs) == 1 and sorted(result_ids(instance, "a")) == sorted(f"a{i}" for i in range(30))
+    assert len(runs) == 1
+    assert sorted(result_ids(instance, "a")) == sorted(
+        f"a{i}" for i in range(30)
+    )
 
 
 def test_an_unreadable_cursor_starts_again_safely(instance, resource):
@@ -123,36 +137,57 @@ def test_an_older_set_is_never_collected_over_the_newest(instance, emulator_dir)
     assert submit(instance, fast, "a", new_batches=True).success  # set B: newer, finishes first
     newer = results_metadata(instance, PIPELINE.batch_job.key, "a")["batch_ids"]
     _, runs = run_sensor_until_idle(defs, instance, timeout=60)
-    assert len(runs) == 1 and results_metadata(instance, PIPELINE.results.key, "a")["batch_ids"] == newer
+    assert (
+        len(runs) == 1
+    )
+    assert (
+        results_metadata(instance, PIPELINE.results.key, "a")["batch_ids"] == newer
+    )
 
     # Collecting A explicitly is refused (it would overwrite B's answers), unless asked for.
     def collect(**config: object) -> dg.ExecuteInProcessResult:
-        return dg.materialize([PIPELINE.results], instance=instance, resources={"openai_batch": fast},
-                              partition_key="a", raise_on_error=False,
-                              run_config={"ops": {PIPELINE.results_op_name: {"config": {"batch_ids": older,
-                                                                                           **config}}}})
+        return dg.materialize(
+            [PIPELINE.results],
+            instance=instance,
+            resources={"openai_batch": fast},
+            partition_key="a",
+            raise_on_error=False,
+            run_config={
+                "ops": {PIPELINE.results_op_name: {"config": {"batch_ids": older, **config}}}
+            },
+        )
 
     deadline = time.monotonic() + 60
-    while not all(b.status in ("cancelled", "completed") for b in emulator_batches(emulator_dir)
-                  if b.id in older):
+    while not all(
+        b.status in ("cancelled", "completed")
+        for b in emulator_batches(emulator_dir)
+        if b.id in older
+    ):
         assert time.monotonic() < deadline
         time.sleep(0.2)
     refused = collect()
     assert not refused.success
     message = refused.get_step_failure_events()[0].event_specific_data.error.message
-    assert "newer batch_job submission" in message and "allow_superseded" in message
+    assert "newer batch_job submission" in message
+    assert "allow_superseded" in message
     assert results_metadata(instance, PIPELINE.results.key, "a")["batch_ids"] == newer
     assert collect(allow_superseded=True).success
 
 
 def _launch(home: Path, emulator_dir: Path, partition: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(HERE / "submitter.py"), str(emulator_dir), partition],
-                            cwd=HERE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            env={**os.environ, "DAGSTER_HOME": str(home)})
+    return subprocess.Popen(
+        [sys.executable, str(HERE / "submitter.py"), str(emulator_dir), partition],
+        cwd=HERE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "DAGSTER_HOME": str(home)},
+    )
 
 
 @pytest.mark.parametrize("pool_limit", [None, 1], ids=["no-pool-limit", "pool-limit-1"])
-def test_two_processes_submitting_the_same_partition_at_once_pay_once(instance, resource, emulator_dir, pool_limit):
+def test_two_processes_submitting_the_same_partition_at_once_pay_once(
+    instance, resource, emulator_dir, pool_limit
+):
     if pool_limit is not None:
         instance.event_log_storage.set_concurrency_slots("openai_batch_submit", pool_limit)
     home = Path(instance.root_directory)
@@ -163,7 +198,11 @@ def test_two_processes_submitting_the_same_partition_at_once_pay_once(instance, 
         assert proc.returncode == 0, err.decode()[-2000:]
     paid = paid_per_key(emulator_dir, "a")
     assert len(paid) == 3 and all(len(ids) == 1 for ids in paid.values()), paid
-    created = [b for b in emulator_batches(emulator_dir) if (b.metadata or {}).get("dagster_partition") == "a"]
+    created = [
+        b
+        for b in emulator_batches(emulator_dir)
+        if (b.metadata or {}).get("dagster_partition") == "a"
+    ]
     print(f"pool limit {pool_limit}: {len(created)} batches created for 3 parts")
     if pool_limit == 1:
         assert len(created) == 3  # one submission at a time: the second adopted the first's batches
@@ -176,8 +215,12 @@ def test_a_submission_killed_after_creating_then_rerun_pays_once(instance, resou
     home = Path(instance.root_directory)
     proc = _launch(home, emulator_dir, "a")
     deadline = time.monotonic() + 240
-    while not any((b.metadata or {}).get("dagster_partition") == "a" for b in emulator_batches(emulator_dir)):
-        assert proc.poll() is None or time.monotonic() < deadline, "the submission ended without creating"
+    while not any(
+        (b.metadata or {}).get("dagster_partition") == "a" for b in emulator_batches(emulator_dir)
+    ):
+        assert proc.poll() is None or time.monotonic() < deadline, (
+            "the submission ended without creating"
+        )
         if proc.poll() is not None:
             break
         time.sleep(0.02)
@@ -195,28 +238,52 @@ def test_a_submission_killed_after_creating_then_rerun_pays_once(instance, resou
 
 def test_the_api_key_never_reaches_the_instance(instance, emulator_dir):
     secret = "sk-proj-SECRET-do-not-store-0123456789"
-    resource = OpenAIBatchResource(api_key=secret, emulator_dir=str(emulator_dir), emulator_pace="fast",
-                                   emulator_faults={"lost_response_rate": 0.3, "http_error_rate": 0.1, "seed": 5})
+    resource = OpenAIBatchResource(
+        api_key=secret,
+        emulator_dir=str(emulator_dir),
+        emulator_pace="fast",
+        emulator_faults={"lost_response_rate": 0.3, "http_error_rate": 0.1, "seed": 5},
+    )
     assert submit(instance, resource, "a").success
     assert submit(instance, resource, "a", cancel=True).success
     run_sensor_until_idle(definitions(resource), instance)
     needle = secret.encode()
-    leaks = [path for path in Path(instance.root_directory).rglob("*")
-             if path.is_file() and needle in path.read_bytes()]
+    leaks = [
+        path
+        for path in Path(instance.root_directory).rglob("*")
+        if path.is_file() and needle in path.read_bytes()
+    ]
     assert leaks == []
 
 
-def test_a_tick_that_cannot_reach_the_service_writes_nothing_and_says_so_in_one_sentence(instance, emulator_dir):
+def test_a_tick_that_cannot_reach_the_service_writes_nothing_and_says_so_in_one_sentence(
+    instance, emulator_dir
+):
     fine = OpenAIBatchResource(emulator_dir=str(emulator_dir), emulator_pace="fast")
     assert submit(instance, fine, "a").success
-    down = OpenAIBatchResource(emulator_dir=str(emulator_dir), emulator_pace="fast", max_retries=1,
-                               emulator_faults={"http_error_rate": 1.0})
+    down = OpenAIBatchResource(
+        emulator_dir=str(emulator_dir),
+        emulator_pace="fast",
+        max_retries=1,
+        emulator_faults={"http_error_rate": 1.0},
+    )
     events_before = len(instance.fetch_observations(PIPELINE.batch_job.key, limit=100).records)
     with pytest.raises(Exception) as raised:
         evaluate_sensor_once(definitions(down), instance, None)
     message = str(raised.value)
-    assert "Could not look at 3 in-flight batch(es)" in message and "next tick tries again" in message
-    assert "\n" not in message and ".." not in message and raised.value.__cause__ is None
-    assert len(instance.fetch_observations(PIPELINE.batch_job.key, limit=100).records) == events_before
-    _, runs = run_sensor_until_idle(definitions(fine), instance)  # the service is back: collected as usual
+    assert (
+        "Could not look at 3 in-flight batch(es)" in message
+    )
+    assert (
+        "next tick tries again" in message
+    )
+    assert "\n" not in message
+    assert ".." not in message
+    assert raised.value.__cause__ is None
+    assert (
+        len(instance.fetch_observations(PIPELINE.batch_job.key, limit=100).records) == events_before
+    )
+    _, runs = run_sensor_until_idle(
+        definitions(fine), instance
+    )  # the service is back: collected as usual
     assert len(runs) == 1

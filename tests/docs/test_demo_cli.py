@@ -14,12 +14,20 @@ def test_demo_command_runs_both_pipelines_end_to_end(tmp_path: Path):
     cli = Path(sys.executable).parent / "dagster-openai-batch"
     result = subprocess.run(
         [str(cli), "demo", "--home", str(tmp_path / "home")],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.splitlines()
-    assert any(line.startswith("review_labels: 300 rows (succeeded 300)") for line in lines), result.stdout
-    assert any(line.startswith("review_embeddings: 40 rows (succeeded 40)") for line in lines), result.stdout
+    assert any(line.startswith("review_labels: 300 rows (succeeded 300)") for line in lines), (
+        result.stdout
+    )
+    assert any(line.startswith("review_embeddings: 40 rows (succeeded 40)") for line in lines), (
+        result.stdout
+    )
     assert "backend: emulator" in result.stdout
 
     paths = [line.strip() for line in lines if line.strip().endswith(".parquet")]

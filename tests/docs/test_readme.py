@@ -53,7 +53,11 @@ def test_definitions_py_validates_with_the_dagster_cli(tmp_path: Path):
     dagster = Path(sys.executable).parent / "dagster"
     result = subprocess.run(
         [str(dagster), "definitions", "validate", "-w", "workspace.yaml"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=180,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Validation successful" in result.stdout + result.stderr
@@ -74,7 +78,9 @@ def test_readme_pool_command_limits_submissions(tmp_path: Path):
     (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
     dagster = Path(sys.executable).parent / "dagster"
-    result = subprocess.run([str(dagster), *command[1:]], env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [str(dagster), *command[1:]], env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
     from dagster_openai_batch.demo.definitions import review_labels

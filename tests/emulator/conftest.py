@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import jsonschema
-import openai
 import orjson
 import pytest
 from openapi_core import OpenAPI
@@ -50,10 +49,15 @@ def check(openapi: OpenAPI) -> Callable[[Any], Any]:
         http = raw.http_response
         assert http.headers["x-request-id"].startswith("req_")
         path = http.request.url.path
-        request = MockRequest("https://api.openai.com", http.request.method.lower(), path,
-                              args=dict(http.request.url.params))
-        response = MockResponse(http.content, status_code=http.status_code,
-                                content_type=http.headers["content-type"])
+        request = MockRequest(
+            "https://api.openai.com",
+            http.request.method.lower(),
+            path,
+            args=dict(http.request.url.params),
+        )
+        response = MockResponse(
+            http.content, status_code=http.status_code, content_type=http.headers["content-type"]
+        )
         openapi.validate_response(request, response)
         return http.json()
 
@@ -64,7 +68,9 @@ def check(openapi: OpenAPI) -> Callable[[Any], Any]:
 def check_lines(line_schemas: dict[str, Any]) -> Callable[[bytes], list[dict[str, Any]]]:
     """Parse a result file and validate every line against BatchRequestOutput."""
     schema = copy.deepcopy(line_schemas["BatchRequestOutput"])
-    schema["properties"]["response"] = {"anyOf": [schema["properties"]["response"], {"type": "null"}]}
+    schema["properties"]["response"] = {
+        "anyOf": [schema["properties"]["response"], {"type": "null"}]
+    }
     schema["properties"]["error"] = {"anyOf": [schema["properties"]["error"], {"type": "null"}]}
     schema["required"] = ["id", "custom_id", "response", "error"]
 

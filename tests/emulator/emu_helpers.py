@@ -9,11 +9,20 @@ import openai
 import orjson
 
 
-def chat_line(i: int | str, *, model: str = "gpt-4o-mini", url: str = "/v1/chat/completions",
-              **body: Any) -> dict[str, Any]:
+def chat_line(
+    i: int | str, *, model: str = "gpt-4o-mini", url: str = "/v1/chat/completions", **body: Any
+) -> dict[str, Any]:
     """One chat-completions input line."""
-    return {"custom_id": f"r{i}", "method": "POST", "url": url,
-            "body": {"model": model, "messages": [{"role": "user", "content": f"question {i}"}], **body}}
+    return {
+        "custom_id": f"r{i}",
+        "method": "POST",
+        "url": url,
+        "body": {
+            "model": model,
+            "messages": [{"role": "user", "content": f"question {i}"}],
+            **body,
+        },
+    }
 
 
 def jsonl(lines: Iterable[Any]) -> bytes:
@@ -26,7 +35,13 @@ def upload(client: openai.OpenAI, lines: Iterable[Any], name: str = "input.jsonl
     return client.files.create(file=(name, jsonl(lines)), purpose="batch").id
 
 
-def start(client: openai.OpenAI, lines: Iterable[Any], endpoint: str = "/v1/chat/completions", **kw: Any) -> str:
+def start(
+    client: openai.OpenAI, lines: Iterable[Any], endpoint: str = "/v1/chat/completions", **kw: Any
+) -> str:
     """Upload and create a batch; its id."""
-    return client.batches.create(input_file_id=upload(client, lines), endpoint=endpoint,  # type: ignore[arg-type]
-                                 completion_window="24h", **kw).id
+    return client.batches.create(
+        input_file_id=upload(client, lines),
+        endpoint=endpoint,  # type: ignore[arg-type]
+        completion_window="24h",
+        **kw,
+    ).id

@@ -23,33 +23,64 @@ def get(client: openai.OpenAI, check, batch_id: str) -> Batch:
 def test_complete_lifecycle(client: openai.OpenAI, check, check_lines, clock) -> None:
     t0 = int(clock.now)
     file_id = upload(client, [chat_line(i) for i in range(100)])
-    raw = check(client.batches.with_raw_response.create(
-        input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h",
-        metadata={"job": "nightly"}))
+    raw = check(
+        client.batches.with_raw_response.create(
+            input_file_id=file_id,
+            endpoint="/v1/chat/completions",
+            completion_window="24h",
+            metadata={"job": "nightly"},
+        )
+    )
     b = Batch.model_validate(raw)
-    assert (b.status, b.created_at, b.expires_at, b.in_progress_at, b.model) == ("validating", t0, t0 + 86400,
-                                                                               None, None)
-    assert b.metadata == {"job": "nightly"} and b.request_counts is not None and b.request_counts.total == 0
+    assert (b.status, b.created_at, b.expires_at, b.in_progress_at, b.model) == (
+        "validating",
+        t0,
+        t0 + 86400,
+        None,
+        None,
+    )
+    assert (
+        b.metadata == {"job": "nightly"}
+    )
+    assert (
+        b.request_counts is not None
+    )
+    assert (
+        b.request_counts.total == 0
+    )
 
     clock.advance(FAST.validating_seconds + 50 * FAST.seconds_per_request + 1e-6)
     b = get(client, check, b.id)
-    assert b.status == "in_progress" and b.model == "gpt-4o-mini" and b.in_progress_at == t0
+    assert b.status == "in_progress"
+    assert b.model == "gpt-4o-mini"
+    assert b.in_progress_at == t0
     assert b.request_counts is not None
-    assert (b.request_counts.total, b.request_counts.completed, b.request_counts.failed) == (100, 50, 0)
-    assert b.usage is not None and b.usage.total_tokens == 0
+    assert (b.request_counts.total, b.request_counts.completed, b.request_counts.failed) == (
+        100,
+        50,
+        0,
+    )
+    assert b.usage is not None
+    assert b.usage.total_tokens == 0
 
     clock.advance(50 * FAST.seconds_per_request)
     b = get(client, check, b.id)
-    assert b.status == "finalizing" and b.finalizing_at == t0 and b.output_file_id is None
+    assert b.status == "finalizing"
+    assert b.finalizing_at == t0
+    assert b.output_file_id is None
 
     clock.advance(10)
     b = get(client, check, b.id)
     assert b.status == "completed"
-    assert b.completed_at == int(t0 + FAST.validating_seconds + 100 * FAST.seconds_per_request + FAST.finalizing_seconds)
+    assert b.completed_at == int(
+        t0 + FAST.validating_seconds + 100 * FAST.seconds_per_request + FAST.finalizing_seconds
+    )
     assert (b.request_counts.completed, b.request_counts.failed) == (100, 0)  # type: ignore[union-attr]
-    assert b.error_file_id is None and b.output_file_id is not None
+    assert b.error_file_id is None
+    assert b.output_file_id is not None
     out_file = client.files.retrieve(b.output_file_id)
-    assert out_file.purpose == "batch_output" and out_file.filename == f"{b.id}_output.jsonl"
+    assert out_file.purpose == "batch_output"
+    assert out_file.filename == f"{b.id}_output.jsonl"
     lines = check_lines(client.files.content(b.output_file_id).content)
     custom_ids = [line["custom_id"] for line in lines]
     assert sorted(custom_ids) == sorted(f"r{i}" for i in range(100))
@@ -58,7 +89,9 @@ def test_complete_lifecycle(client: openai.OpenAI, check, check_lines, clock) ->
     usage = b.usage
     assert usage is not None
     assert usage.input_tokens == sum(x["response"]["body"]["usage"]["prompt_tokens"] for x in lines)
-    assert usage.output_tokens == sum(x["response"]["body"]["usage"]["completion_tokens"] for x in lines)
+    assert usage.output_tokens == sum(
+        x["response"]["body"]["usage"]["completion_tokens"] for x in lines
+    )
     assert usage.total_tokens == usage.input_tokens + usage.output_tokens > 0
     # Reading again changes nothing and writes no second file.
     assert get(client, check, b.id) == b
@@ -74,7 +107,8 @@ def test_timestamps_follow_the_pace(client: openai.OpenAI, check, clock) -> None
     assert b.in_progress_at == int(t0 + FAST.validating_seconds)
     assert b.finalizing_at == int(t0 + FAST.validating_seconds + 1000 * FAST.seconds_per_request)
     total = FAST.validating_seconds + 1000 * FAST.seconds_per_request + FAST.finalizing_seconds
-    assert b.completed_at == int(t0 + total) and 0.5 < total < 1.5
+    assert b.completed_at == int(t0 + total)
+    assert 0.5 < total < 1.5
 
 
 @pytest.mark.parametrize(
@@ -85,13 +119,23 @@ def test_timestamps_follow_the_pace(client: openai.OpenAI, check, clock) -> None
         ({"metadata": {f"k{i}": "v" for i in range(17)}}, 400, "metadata"),
         ({"metadata": {"k" * 65: "v"}}, 400, "metadata"),
         ({"metadata": {"k": "v" * 513}}, 400, "metadata.k"),
-        ({"output_expires_after": {"anchor": "created_at", "seconds": 60}}, 400, "output_expires_after.seconds"),
+        (
+            {"output_expires_after": {"anchor": "created_at", "seconds": 60}},
+            400,
+            "output_expires_after.seconds",
+        ),
         ({"input_file_id": "file-doesnotexist"}, 404, "input_file_id"),
     ],
 )
-def test_create_rejected(client: openai.OpenAI, kwargs: dict[str, Any], status: int, param: str) -> None:
-    args: dict[str, Any] = {"input_file_id": upload(client, [chat_line(1)]), "endpoint": "/v1/chat/completions",
-                            "completion_window": "24h", **kwargs}
+def test_create_rejected(
+    client: openai.OpenAI, kwargs: dict[str, Any], status: int, param: str
+) -> None:
+    args: dict[str, Any] = {
+        "input_file_id": upload(client, [chat_line(1)]),
+        "endpoint": "/v1/chat/completions",
+        "completion_window": "24h",
+        **kwargs,
+    }
     with pytest.raises(openai.APIStatusError) as err:
         client.batches.create(**args)
     assert err.value.status_code == status
@@ -102,36 +146,54 @@ def test_create_rejected(client: openai.OpenAI, kwargs: dict[str, Any], status: 
 def test_create_rejects_non_batch_input_and_missing_field(client: openai.OpenAI) -> None:
     other = client.files.create(file=("x.jsonl", b"{}\n"), purpose="user_data").id
     with pytest.raises(openai.BadRequestError, match="purpose 'batch'"):
-        client.batches.create(input_file_id=other, endpoint="/v1/chat/completions", completion_window="24h")
+        client.batches.create(
+            input_file_id=other, endpoint="/v1/chat/completions", completion_window="24h"
+        )
     with pytest.raises(openai.BadRequestError) as err:
-        client.post("/batches", body={"endpoint": "/v1/embeddings", "completion_window": "24h"}, cast_to=Batch)
+        client.post(
+            "/batches",
+            body={"endpoint": "/v1/embeddings", "completion_window": "24h"},
+            cast_to=Batch,
+        )
     assert (err.value.code, err.value.param) == ("missing_required_parameter", "input_file_id")
 
 
 def test_input_file_deleted_after_create_still_runs(client: openai.OpenAI, check, clock) -> None:
     file_id = upload(client, [chat_line(i) for i in range(5)])
-    batch = client.batches.create(input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h")
+    batch = client.batches.create(
+        input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
     client.files.delete(file_id)
     clock.advance(5)
     b = get(client, check, batch.id)
-    assert b.status == "completed" and b.request_counts.completed == 5  # type: ignore[union-attr]
+    assert b.status == "completed"
+    assert b.request_counts.completed == 5
 
 
-def test_cancel_in_progress_gives_partial_output(client: openai.OpenAI, check, check_lines, clock) -> None:
+def test_cancel_in_progress_gives_partial_output(
+    client: openai.OpenAI, check, check_lines, clock
+) -> None:
     batch_id = start(client, [chat_line(i) for i in range(100)])
     clock.advance(FAST.validating_seconds + 30 * FAST.seconds_per_request + 1e-6)
     raw = check(client.batches.with_raw_response.cancel(batch_id))
     b = Batch.model_validate(raw)
-    assert b.status == "cancelling" and b.cancelling_at == int(clock.now) and b.cancelled_at is None
+    assert b.status == "cancelling"
+    assert b.cancelling_at == int(clock.now)
+    assert b.cancelled_at is None
     again = Batch.model_validate(check(client.batches.with_raw_response.cancel(batch_id)))
     assert again == b  # cancelling → 200 unchanged
     clock.advance(FAST.cancelling_seconds)
     b = get(client, check, batch_id)
-    assert b.status == "cancelled" and b.cancelled_at is not None and b.finalizing_at is None
+    assert b.status == "cancelled"
+    assert b.cancelled_at is not None
+    assert b.finalizing_at is None
     assert (b.request_counts.total, b.request_counts.completed) == (100, 30)  # type: ignore[union-attr]
-    assert b.error_file_id is None and b.output_file_id is not None
+    assert b.error_file_id is None
+    assert b.output_file_id is not None
     assert len(check_lines(client.files.content(b.output_file_id).content)) == 30
-    assert Batch.model_validate(check(client.batches.with_raw_response.cancel(batch_id))) == b  # cancelled → 200
+    assert (
+        Batch.model_validate(check(client.batches.with_raw_response.cancel(batch_id))) == b
+    )  # cancelled → 200
 
 
 def test_cancel_while_validating(client: openai.OpenAI, check, clock) -> None:
@@ -139,7 +201,8 @@ def test_cancel_while_validating(client: openai.OpenAI, check, clock) -> None:
     assert client.batches.cancel(batch_id).status == "cancelling"
     clock.advance(60)
     b = get(client, check, batch_id)
-    assert b.status == "cancelled" and b.in_progress_at is None
+    assert b.status == "cancelled"
+    assert b.in_progress_at is None
     assert (b.output_file_id, b.error_file_id, b.request_counts.total) == (None, None, 0)  # type: ignore[union-attr]
 
 
@@ -182,23 +245,40 @@ def test_async_client_full_flow(emulator, clock) -> None:
 
 async def _async_flow(emulator, clock) -> None:
     client = emulator.async_openai_client(max_retries=0)
-    f = await client.files.create(file=("in.jsonl", jsonl(chat_line(i) for i in range(20))), purpose="batch")
-    b = await client.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h")
+    f = await client.files.create(
+        file=("in.jsonl", jsonl(chat_line(i) for i in range(20))), purpose="batch"
+    )
+    b = await client.batches.create(
+        input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
     clock.advance(5)
     b = await client.batches.retrieve(b.id)
-    assert b.status == "completed" and b.output_file_id
+    assert b.status == "completed"
+    assert b.output_file_id
     content = await client.files.content(b.output_file_id)
     assert len(content.content.splitlines()) == 20
     assert [x.id async for x in client.batches.list()] == [b.id]
     await client.close()
 
 
-@pytest.mark.parametrize(("limit", "code", "message"), [
-    (0, "integer_below_min_value", "Invalid 'limit': integer below minimum value. Expected a value >= 1, but got 0 instead."),
-    (101, "integer_above_max_value",
-     "Invalid 'limit': integer above maximum value. Expected a value <= 100, but got 101 instead."),
-])
-def test_list_limit_out_of_range(client: openai.OpenAI, limit: int, code: str, message: str) -> None:
+@pytest.mark.parametrize(
+    ("limit", "code", "message"),
+    [
+        (
+            0,
+            "integer_below_min_value",
+            "Invalid 'limit': integer below minimum value. Expected a value >= 1, but got 0 instead.",
+        ),
+        (
+            101,
+            "integer_above_max_value",
+            "Invalid 'limit': integer above maximum value. Expected a value <= 100, but got 101 instead.",
+        ),
+    ],
+)
+def test_list_limit_out_of_range(
+    client: openai.OpenAI, limit: int, code: str, message: str
+) -> None:
     with pytest.raises(openai.BadRequestError) as err:
         client.batches.list(limit=limit)
     assert (err.value.code, err.value.param, err.value.body["message"]) == (code, "limit", message)  # type: ignore[index]

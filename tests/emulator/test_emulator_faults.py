@@ -37,10 +37,13 @@ def test_inject_queue_and_retry_after_ms(emulator: Emulator) -> None:
     emulator.inject(status=503, times=2)
     retrying = emulator.openai_client(max_retries=2)
     raw = retrying.files.with_raw_response.list()
-    assert raw.retries_taken == 2 and raw.http_response.status_code == 200
+    assert raw.retries_taken == 2
+    assert raw.http_response.status_code == 200
     emulator.inject(status=500, times=3, operation="batches.create")
     with pytest.raises(openai.InternalServerError):
-        retrying.batches.create(input_file_id="file-x", endpoint="/v1/embeddings", completion_window="24h")
+        retrying.batches.create(
+            input_file_id="file-x", endpoint="/v1/embeddings", completion_window="24h"
+        )
 
 
 def _failure_pattern(em: Emulator, calls: int = 40) -> list[int]:
@@ -59,7 +62,8 @@ def test_http_error_rate_is_deterministic(tmp_path, clock) -> None:
     first = _failure_pattern(make(tmp_path / "a", clock, seed=7, http_error_rate=0.3))
     second = _failure_pattern(make(tmp_path / "b", clock, seed=7, http_error_rate=0.3))
     assert first == second
-    assert 5 <= sum(s != 200 for s in first) <= 20 and set(first) - {200} <= {429, 500, 503}
+    assert 5 <= sum(s != 200 for s in first) <= 20
+    assert set(first) - {200} <= {429, 500, 503}
     assert first != _failure_pattern(make(tmp_path / "c", clock, seed=8, http_error_rate=0.3))
     # With its default retries the SDK gets through.
     client = make(tmp_path / "d", clock, seed=7, http_error_rate=0.3).openai_client(max_retries=10)
@@ -73,7 +77,9 @@ def test_http_error_rate_is_deterministic(tmp_path, clock) -> None:
 def test_download_faults(tmp_path, clock, kind: str, via: str) -> None:
     em = make(tmp_path, clock, **{f"download_{kind}_rate": 1.0})
     client = em.openai_client(max_retries=0)
-    file_id = client.files.create(file=("in.jsonl", b"x" * 1_000_000 + b"\n"), purpose="user_data").id
+    file_id = client.files.create(
+        file=("in.jsonl", b"x" * 1_000_000 + b"\n"), purpose="user_data"
+    ).id
     if via == "in_process":
         with pytest.raises((openai.APIConnectionError, httpx2.RemoteProtocolError)):
             client.files.content(file_id)
@@ -95,7 +101,9 @@ def test_download_fault_rate_lets_retries_through(tmp_path, clock) -> None:
             outcomes.append(len(client.files.content(file_id).content))
         except (openai.APIConnectionError, httpx2.RemoteProtocolError):
             outcomes.append(-1)
-    assert -1 in outcomes and 100_000 in outcomes and set(outcomes) == {-1, 100_000}
+    assert -1 in outcomes
+    assert 100_000 in outcomes
+    assert set(outcomes) == {-1, 100_000}
 
 
 def test_request_errors_go_to_error_file(tmp_path, clock, check_lines) -> None:
@@ -104,17 +112,27 @@ def test_request_errors_go_to_error_file(tmp_path, clock, check_lines) -> None:
     clock.advance(5)
     b = client.batches.retrieve(batch_id)
     counts = b.request_counts
-    assert b.status == "completed" and counts is not None and 30 < counts.failed < 90
+    assert b.status == "completed"
+    assert counts is not None
+    assert 30 < counts.failed < 90
     assert counts.completed + counts.failed == counts.total == 200
     errors = check_lines(client.files.content(b.error_file_id or "").content)
     outputs = check_lines(client.files.content(b.output_file_id or "").content)
-    assert len(errors) == counts.failed and len(outputs) == counts.completed
+    assert len(errors) == counts.failed
+    assert len(outputs) == counts.completed
     for line in errors:
-        assert line["error"] is None and line["response"]["status_code"] in (400, 500)
+        assert line["error"] is None
+        assert line["response"]["status_code"] in (400, 500)
         error = line["response"]["body"]["error"]
-        expected = "context_length_exceeded" if line["response"]["status_code"] == 400 else "server_error"
-        assert error["code"] == expected and error["message"] and error["type"]
-    assert {x["custom_id"] for x in errors} | {x["custom_id"] for x in outputs} == {f"r{i}" for i in range(200)}
+        expected = (
+            "context_length_exceeded" if line["response"]["status_code"] == 400 else "server_error"
+        )
+        assert error["code"] == expected
+        assert error["message"]
+        assert error["type"]
+    assert {x["custom_id"] for x in errors} | {x["custom_id"] for x in outputs} == {
+        f"r{i}" for i in range(200)
+    }
 
 
 def test_every_request_failing_means_no_output_file(tmp_path, clock) -> None:
@@ -122,8 +140,11 @@ def test_every_request_failing_means_no_output_file(tmp_path, clock) -> None:
     batch_id = start(client, [chat_line(i) for i in range(5)])
     clock.advance(5)
     b = client.batches.retrieve(batch_id)
-    assert b.status == "completed" and b.output_file_id is None and b.error_file_id
-    assert b.request_counts and b.request_counts.failed == 5
+    assert b.status == "completed"
+    assert b.output_file_id is None
+    assert b.error_file_id
+    assert b.request_counts
+    assert b.request_counts.failed == 5
 
 
 def test_expiry_mid_batch(tmp_path, clock, check, check_lines) -> None:
@@ -134,9 +155,18 @@ def test_expiry_mid_batch(tmp_path, clock, check, check_lines) -> None:
     assert client.batches.retrieve(batch_id).status == "in_progress"
     clock.advance(10)
     b = Batch.model_validate(check(client.batches.with_raw_response.retrieve(batch_id)))
-    assert (b.status, b.expires_at, b.expired_at, b.finalizing_at) == ("expired", t0 + 51, t0 + 51, None)
-    assert b.request_counts and (b.request_counts.total, b.request_counts.completed, b.request_counts.failed) == (
-        100, 50, 0)
+    assert (b.status, b.expires_at, b.expired_at, b.finalizing_at) == (
+        "expired",
+        t0 + 51,
+        t0 + 51,
+        None,
+    )
+    assert b.request_counts
+    assert (
+        b.request_counts.total,
+        b.request_counts.completed,
+        b.request_counts.failed,
+    ) == (100, 50, 0)
     assert len(check_lines(client.files.content(b.output_file_id or "").content)) == 50
     expired = check_lines(client.files.content(b.error_file_id or "").content)
     assert len(expired) == 50
@@ -148,21 +178,34 @@ def test_stuck_finalizing_then_expired(tmp_path, clock) -> None:
     batch_id = start(client, [chat_line(i) for i in range(10)])
     clock.advance(3600)
     b = client.batches.retrieve(batch_id)
-    assert b.status == "finalizing" and b.output_file_id is None
+    assert b.status == "finalizing"
+    assert b.output_file_id is None
     clock.advance(86400)
     b = client.batches.retrieve(batch_id)
-    assert b.status == "expired" and b.output_file_id and b.error_file_id is None
-    assert b.request_counts and b.request_counts.completed == 10
+    assert b.status == "expired"
+    assert b.output_file_id
+    assert b.error_file_id is None
+    assert b.request_counts
+    assert b.request_counts.completed == 10
     lines = client.files.content(b.output_file_id).content.splitlines()
     assert sorted(orjson.loads(x)["custom_id"] for x in lines) == sorted(f"r{i}" for i in range(10))
 
 
-@pytest.mark.parametrize("build", [
-    lambda: Faults(request_eror_rate=0.5),
-    lambda: Faults.model_validate({"http_error_rate": 0.1, "download_trunkate_rate": 1.0}),
-    lambda: Pace(validating_seconds=0, seconds_per_request=0, finalizing_seconds=0, cancelling_seconds=0, extra=1),
-    lambda: EmulatorConfig(fault={"seed": 1}),
-])
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: Faults(request_eror_rate=0.5),
+        lambda: Faults.model_validate({"http_error_rate": 0.1, "download_trunkate_rate": 1.0}),
+        lambda: Pace(
+            validating_seconds=0,
+            seconds_per_request=0,
+            finalizing_seconds=0,
+            cancelling_seconds=0,
+            extra=1,
+        ),
+        lambda: EmulatorConfig(fault={"seed": 1}),
+    ],
+)
 def test_config_rejects_unknown_fields(build) -> None:
     """A typo in a fault or pace name fails loudly instead of silently injecting nothing."""
     with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
@@ -175,8 +218,12 @@ LOST_KINDS = ["drop", 502, 504]
 
 
 def _create(client: openai.OpenAI, file_id: str, tag: str) -> Batch:
-    return client.batches.create(input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h",
-                                 metadata={"tag": tag})
+    return client.batches.create(
+        input_file_id=file_id,
+        endpoint="/v1/chat/completions",
+        completion_window="24h",
+        metadata={"tag": tag},
+    )
 
 
 def _assert_lost(err: pytest.ExceptionInfo[openai.APIError], kind: str | int) -> None:
@@ -184,10 +231,20 @@ def _assert_lost(err: pytest.ExceptionInfo[openai.APIError], kind: str | int) ->
         assert type(err.value) is openai.APIConnectionError
         assert isinstance(err.value.__cause__, httpx2.RemoteProtocolError)
         return
-    assert isinstance(err.value, openai.InternalServerError) and err.value.status_code == kind
+    assert isinstance(err.value, openai.InternalServerError)
+    assert err.value.status_code == kind
     headers = err.value.response.headers
-    assert headers["content-type"].startswith("text/html") and "x-request-id" not in headers and "cf-ray" in headers
-    assert f"<title>{kind} " in err.value.response.text and "cloudflare" in err.value.response.text
+    assert (
+        headers["content-type"].startswith("text/html")
+    )
+    assert (
+        "x-request-id" not in headers
+    )
+    assert (
+        "cf-ray" in headers
+    )
+    assert f"<title>{kind} " in err.value.response.text
+    assert "cloudflare" in err.value.response.text
 
 
 @contextlib.contextmanager
@@ -212,7 +269,9 @@ def test_lost_response_on_create_still_creates(tmp_path, clock, kind: str | int,
         _assert_lost(err, kind)
         batches = client.batches.list().data
         assert [(b.input_file_id, b.metadata) for b in batches] == [(file_id, {"tag": "lost"})]
-        assert _create(client, file_id, "next").metadata == {"tag": "next"}  # the injection is used up
+        assert _create(client, file_id, "next").metadata == {
+            "tag": "next"
+        }  # the injection is used up
 
 
 @pytest.mark.parametrize("kind", LOST_KINDS)
@@ -222,11 +281,16 @@ def test_lost_response_with_sdk_retries_pays_twice(tmp_path, clock, kind: str | 
     client = em.openai_client()  # the SDK's default max_retries=2
     file_id = upload(client, [chat_line(1)])
     em.inject_lost_response(kind=kind)  # type: ignore[arg-type]
-    raw = client.batches.with_raw_response.create(input_file_id=file_id, endpoint="/v1/chat/completions",
-                                                  completion_window="24h", metadata={"tag": "once"})
+    raw = client.batches.with_raw_response.create(
+        input_file_id=file_id,
+        endpoint="/v1/chat/completions",
+        completion_window="24h",
+        metadata={"tag": "once"},
+    )
     assert raw.retries_taken == 1
     batches = client.batches.list().data
-    assert len(batches) == 2 and raw.parse().id in {b.id for b in batches}
+    assert len(batches) == 2
+    assert raw.parse().id in {b.id for b in batches}
     assert all(b.metadata == {"tag": "once"} and b.input_file_id == file_id for b in batches)
 
 
@@ -263,18 +327,23 @@ def _lost_pattern(em: Emulator, calls: int = 30) -> list[str | int]:
             pattern.append("drop")
         except openai.APIStatusError as err:
             pattern.append(err.status_code)
-    assert len(client.batches.list(limit=100).data) == calls  # every call was carried out, lost or not
+    assert (
+        len(client.batches.list(limit=100).data) == calls
+    )  # every call was carried out, lost or not
     return pattern
 
 
 def test_lost_response_rate_is_deterministic(tmp_path, clock) -> None:
     first = _lost_pattern(make(tmp_path / "a", clock, seed=5, lost_response_rate=0.4))
     assert first == _lost_pattern(make(tmp_path / "b", clock, seed=5, lost_response_rate=0.4))
-    assert set(first) == {200, "drop", 502, 504} and 5 <= sum(x != 200 for x in first) <= 20
+    assert set(first) == {200, "drop", 502, 504}
+    assert 5 <= sum(x != 200 for x in first) <= 20
     assert first != _lost_pattern(make(tmp_path / "c", clock, seed=6, lost_response_rate=0.4))
     # Non-mutating calls are never lost, and the lost-response draws leave http_error_rate's draws alone.
     em = make(tmp_path / "d", clock, seed=7, http_error_rate=0.3, lost_response_rate=1.0)
-    assert _failure_pattern(em) == _failure_pattern(make(tmp_path / "e", clock, seed=7, http_error_rate=0.3))
+    assert _failure_pattern(em) == _failure_pattern(
+        make(tmp_path / "e", clock, seed=7, http_error_rate=0.3)
+    )
 
 
 def test_inject_lost_response_rejects_bad_arguments(emulator: Emulator) -> None:

@@ -16,11 +16,20 @@ CONTENT = jsonl(chat_line(i) for i in range(3))
 def test_create_retrieve_content_delete(client: openai.OpenAI, check, clock) -> None:
     raw = check(client.files.with_raw_response.create(file=("in.jsonl", CONTENT), purpose="batch"))
     created = FileObject.model_validate(raw)
-    assert (created.bytes, created.filename, created.purpose, created.status) == (len(CONTENT), "in.jsonl", "batch",
-                                                                                  "processed")
+    assert (created.bytes, created.filename, created.purpose, created.status) == (
+        len(CONTENT),
+        "in.jsonl",
+        "batch",
+        "processed",
+    )
     assert created.created_at == int(clock.now)
-    assert created.expires_at == int(clock.now) + 30 * 86400  # batch inputs expire after 30 days by default
-    assert FileObject.model_validate(check(client.files.with_raw_response.retrieve(created.id))) == created
+    assert (
+        created.expires_at == int(clock.now) + 30 * 86400
+    )  # batch inputs expire after 30 days by default
+    assert (
+        FileObject.model_validate(check(client.files.with_raw_response.retrieve(created.id)))
+        == created
+    )
 
     content = client.files.with_raw_response.content(created.id).http_response
     assert content.headers["content-type"] == "application/octet-stream"
@@ -39,15 +48,21 @@ def test_create_retrieve_content_delete(client: openai.OpenAI, check, clock) -> 
 
 
 def test_expires_after_and_expiry(client: openai.OpenAI, clock) -> None:
-    f = client.files.create(file=("in.jsonl", CONTENT), purpose="batch",
-                            expires_after={"anchor": "created_at", "seconds": 3600})
+    f = client.files.create(
+        file=("in.jsonl", CONTENT),
+        purpose="batch",
+        expires_after={"anchor": "created_at", "seconds": 3600},
+    )
     assert f.expires_at == int(clock.now) + 3600
     clock.advance(3601)
     with pytest.raises(openai.NotFoundError):
         client.files.retrieve(f.id)
     with pytest.raises(openai.BadRequestError) as err:
-        client.files.create(file=("in.jsonl", CONTENT), purpose="batch",
-                            expires_after={"anchor": "created_at", "seconds": 10})
+        client.files.create(
+            file=("in.jsonl", CONTENT),
+            purpose="batch",
+            expires_after={"anchor": "created_at", "seconds": 10},
+        )
     assert err.value.param == "expires_after.seconds"
     other = client.files.create(file=("notes.txt", b"x"), purpose="user_data")
     assert other.expires_at is None
@@ -61,7 +76,9 @@ def test_expires_after_and_expiry(client: openai.OpenAI, clock) -> None:
         ("in.jsonl", CONTENT, "batch_output", "Invalid value for 'purpose'"),
     ],
 )
-def test_upload_rejected(client: openai.OpenAI, name: str, content: bytes, purpose: str, fragment: str) -> None:
+def test_upload_rejected(
+    client: openai.OpenAI, name: str, content: bytes, purpose: str, fragment: str
+) -> None:
     with pytest.raises(openai.BadRequestError) as err:
         client.files.create(file=(name, content), purpose=purpose)  # type: ignore[arg-type]
     assert err.value.status_code == 400
@@ -88,12 +105,21 @@ def test_list_pagination_order_and_purpose(client: openai.OpenAI, check, clock) 
     raw = check(client.files.with_raw_response.list(limit=2, purpose="batch"))
     assert [f["id"] for f in raw["data"]] == ids[::-1][:2]
     assert (raw["first_id"], raw["last_id"], raw["has_more"]) == (ids[4], ids[3], True)
-    assert [f.id for f in client.files.list(purpose="batch", limit=2)] == ids[::-1]  # SDK auto-pagination
+    assert [f.id for f in client.files.list(purpose="batch", limit=2)] == ids[
+        ::-1
+    ]  # SDK auto-pagination
     assert [f.id for f in client.files.list(order="asc")] == [*ids, other]
     page = client.files.list(order="asc", after=ids[1], limit=2)
-    assert [f.id for f in page.data] == ids[2:4] and page.has_more
+    assert [f.id for f in page.data] == ids[2:4]
+    assert page.has_more
     empty = check(client.files.with_raw_response.list(purpose="fine-tune"))
-    assert empty == {"object": "list", "data": [], "first_id": None, "last_id": None, "has_more": False}
+    assert empty == {
+        "object": "list",
+        "data": [],
+        "first_id": None,
+        "last_id": None,
+        "has_more": False,
+    }
     for bad in (0, 10_001):
         with pytest.raises(openai.BadRequestError):
             client.files.list(limit=bad)
@@ -115,6 +141,12 @@ def test_unknown_route_is_openai_shaped_404(emulator: Emulator) -> None:
     for method, path in (("GET", "/nope"), ("PUT", "/files"), ("GET", "/batches/b/cancel")):
         response = http.request(method, f"{EMULATOR_BASE_URL}{path}")
         assert response.status_code == 404
-        assert response.json() == {"error": {"message": f"Invalid URL ({method} /v1{path})",
-                                              "type": "invalid_request_error", "param": None, "code": None}}
+        assert response.json() == {
+            "error": {
+                "message": f"Invalid URL ({method} /v1{path})",
+                "type": "invalid_request_error",
+                "param": None,
+                "code": None,
+            }
+        }
         assert response.headers["x-request-id"].startswith("req_")

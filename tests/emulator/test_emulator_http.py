@@ -21,16 +21,26 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_sync_flow_over_http(emulator: Emulator, clock, check, check_lines) -> None:
     with serve(emulator) as url:
-        assert url.startswith("http://127.0.0.1:") and url.endswith("/v1")
+        assert url.startswith("http://127.0.0.1:")
+        assert url.endswith("/v1")
         client = openai.OpenAI(api_key="sk-test", base_url=url, max_retries=0)
-        f = client.files.create(file=("in.jsonl", jsonl(chat_line(i) for i in range(50))), purpose="batch")
-        raw = check(client.batches.with_raw_response.create(input_file_id=f.id, endpoint="/v1/chat/completions",
-                                                            completion_window="24h"))
+        f = client.files.create(
+            file=("in.jsonl", jsonl(chat_line(i) for i in range(50))), purpose="batch"
+        )
+        raw = check(
+            client.batches.with_raw_response.create(
+                input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h"
+            )
+        )
         clock.advance(5)
         b = Batch.model_validate(check(client.batches.with_raw_response.retrieve(raw["id"])))
-        assert b.status == "completed" and b.output_file_id
+        assert b.status == "completed"
+        assert b.output_file_id
         with client.files.with_streaming_response.content(b.output_file_id) as response:
-            assert int(response.headers["content-length"]) == client.files.retrieve(b.output_file_id).bytes
+            assert (
+                int(response.headers["content-length"])
+                == client.files.retrieve(b.output_file_id).bytes
+            )
             body = b"".join(response.iter_bytes())
         assert len(check_lines(body)) == 50
         check(client.files.with_raw_response.list())
@@ -42,11 +52,16 @@ def test_sync_flow_over_http(emulator: Emulator, clock, check, check_lines) -> N
 def test_async_flow_over_http(emulator: Emulator, clock) -> None:
     async def flow(url: str) -> None:
         client = openai.AsyncOpenAI(api_key="sk-test", base_url=url, max_retries=0)
-        f = await client.files.create(file=("in.jsonl", jsonl(chat_line(i) for i in range(5))), purpose="batch")
-        b = await client.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h")
+        f = await client.files.create(
+            file=("in.jsonl", jsonl(chat_line(i) for i in range(5))), purpose="batch"
+        )
+        b = await client.batches.create(
+            input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
         clock.advance(5)
         b = await client.batches.retrieve(b.id)
-        assert b.status == "completed" and b.output_file_id
+        assert b.status == "completed"
+        assert b.output_file_id
         assert len((await client.files.content(b.output_file_id)).content.splitlines()) == 5
         await client.close()
 
@@ -57,21 +72,38 @@ def test_async_flow_over_http(emulator: Emulator, clock) -> None:
 def test_two_processes_share_one_data_dir(tmp_path: Path) -> None:
     data_dir = tmp_path / "shared"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dagster_openai_batch.emulator", "--port", "0", "--data-dir", str(data_dir),
-         "--seconds-per-request", "0.001"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "dagster_openai_batch.emulator",
+            "--port",
+            "0",
+            "--data-dir",
+            str(data_dir),
+            "--seconds-per-request",
+            "0.001",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert proc.stdout is not None
         url = proc.stdout.readline().strip()
-        assert url.startswith("http://127.0.0.1:") and url.endswith("/v1"), proc.stderr.read() if proc.stderr else ""
+        assert url.startswith("http://127.0.0.1:") and url.endswith("/v1"), (
+            proc.stderr.read() if proc.stderr else ""
+        )
         remote = openai.OpenAI(api_key="sk-test", base_url=url, max_retries=0)
         local = Emulator(data_dir).openai_client(max_retries=0)
 
-        uploaded = remote.files.create(file=("in.jsonl", jsonl(chat_line(i) for i in range(20))), purpose="batch")
+        uploaded = remote.files.create(
+            file=("in.jsonl", jsonl(chat_line(i) for i in range(20))), purpose="batch"
+        )
         assert local.files.retrieve(uploaded.id) == uploaded
-        batch = local.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",
-                                     completion_window="24h")
+        batch = local.batches.create(
+            input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
         assert [b.id for b in remote.batches.list()] == [batch.id]
         deadline = time.monotonic() + 20
         while (seen := remote.batches.retrieve(batch.id)).status != "completed":
@@ -79,8 +111,13 @@ def test_two_processes_share_one_data_dir(tmp_path: Path) -> None:
             time.sleep(0.05)
         assert local.batches.retrieve(batch.id) == seen
         assert seen.output_file_id
-        assert local.files.content(seen.output_file_id).content == remote.files.content(seen.output_file_id).content
-        assert len(remote.files.list(purpose="batch_output").data) == 1  # written once, not once per process
+        assert (
+            local.files.content(seen.output_file_id).content
+            == remote.files.content(seen.output_file_id).content
+        )
+        assert (
+            len(remote.files.list(purpose="batch_output").data) == 1
+        )  # written once, not once per process
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
@@ -88,11 +125,16 @@ def test_two_processes_share_one_data_dir(tmp_path: Path) -> None:
 
 def test_concurrent_readers_write_results_once(emulator: Emulator, clock) -> None:
     client = emulator.openai_client(max_retries=0)
-    f = client.files.create(file=("in.jsonl", jsonl(chat_line(i) for i in range(3000))), purpose="batch")
-    batch = client.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h")
+    f = client.files.create(
+        file=("in.jsonl", jsonl(chat_line(i) for i in range(3000))), purpose="batch"
+    )
+    batch = client.batches.create(
+        input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
     client.batches.retrieve(batch.id)  # nothing due yet
     clock.advance(10)
     with serve(emulator) as url, ThreadPoolExecutor(8) as pool:
+
         def poll(_: int) -> tuple[str, str | None]:
             remote = openai.OpenAI(api_key="sk-test", base_url=url, max_retries=0)
             b = remote.batches.retrieve(batch.id)

@@ -19,25 +19,41 @@ from pydantic import BaseModel, Field
 SCHEMA = {
     "type": "object",
     "properties": {
-        "name": {"type": "string"}, "age": {"type": "integer", "minimum": 0, "maximum": 120},
-        "score": {"type": "number"}, "ok": {"type": "boolean"}, "mood": {"enum": ["happy", "sad"]},
+        "name": {"type": "string"},
+        "age": {"type": "integer", "minimum": 0, "maximum": 120},
+        "score": {"type": "number"},
+        "ok": {"type": "boolean"},
+        "mood": {"enum": ["happy", "sad"]},
         "tags": {"type": "array", "items": {"type": "string"}, "minItems": 1},
-        "address": {"$ref": "#/$defs/address"}, "nickname": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+        "address": {"$ref": "#/$defs/address"},
+        "nickname": {"anyOf": [{"type": "string"}, {"type": "null"}]},
     },
     "required": ["name", "age", "score", "ok", "mood", "tags", "address", "nickname"],
     "additionalProperties": False,
-    "$defs": {"address": {"type": "object", "properties": {"city": {"type": "string"}, "zip": {"type": "string"}},
-                          "required": ["city", "zip"], "additionalProperties": False}},
+    "$defs": {
+        "address": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "zip": {"type": "string"}},
+            "required": ["city", "zip"],
+            "additionalProperties": False,
+        }
+    },
 }
 
 
-def run(client: openai.OpenAI, clock, endpoint: str, bodies: list[dict[str, Any]]) -> dict[str, Any]:
+def run(
+    client: openai.OpenAI, clock, endpoint: str, bodies: list[dict[str, Any]]
+) -> dict[str, Any]:
     """Run a batch of `bodies` and return {custom_id: response body}."""
-    lines = [{"custom_id": f"r{i}", "method": "POST", "url": endpoint, "body": b} for i, b in enumerate(bodies)]
+    lines = [
+        {"custom_id": f"r{i}", "method": "POST", "url": endpoint, "body": b}
+        for i, b in enumerate(bodies)
+    ]
     batch_id = start(client, lines, endpoint=endpoint)
     clock.advance(5)
     batch = client.batches.retrieve(batch_id)
-    assert batch.status == "completed" and batch.output_file_id
+    assert batch.status == "completed"
+    assert batch.output_file_id
     out = [orjson.loads(x) for x in client.files.content(batch.output_file_id).content.splitlines()]
     return {x["custom_id"]: x["response"]["body"] for x in out}
 
@@ -45,20 +61,38 @@ def run(client: openai.OpenAI, clock, endpoint: str, bodies: list[dict[str, Any]
 def test_chat_plain_structured_and_tools(client: openai.OpenAI, clock) -> None:
     msgs = [{"role": "user", "content": "Describe a person"}]
     tool = {"type": "function", "function": {"name": "save", "parameters": SCHEMA}}
-    bodies = run(client, clock, "/v1/chat/completions", [
-        {"model": "gpt-4o-mini", "messages": msgs},
-        {"model": "gpt-4o-mini", "messages": msgs,
-         "response_format": {"type": "json_schema", "json_schema": {"name": "p", "strict": True, "schema": SCHEMA}}},
-        {"model": "gpt-4o-mini", "messages": msgs, "tools": [tool], "tool_choice": "required"},
-        {"model": "gpt-4o-mini", "messages": msgs, "n": 2},
-    ])
+    bodies = run(
+        client,
+        clock,
+        "/v1/chat/completions",
+        [
+            {"model": "gpt-4o-mini", "messages": msgs},
+            {
+                "model": "gpt-4o-mini",
+                "messages": msgs,
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {"name": "p", "strict": True, "schema": SCHEMA},
+                },
+            },
+            {"model": "gpt-4o-mini", "messages": msgs, "tools": [tool], "tool_choice": "required"},
+            {"model": "gpt-4o-mini", "messages": msgs, "n": 2},
+        ],
+    )
     plain = ChatCompletion.model_validate(bodies["r0"])
-    assert plain.choices[0].message.content and plain.model == "gpt-4o-mini"
-    assert plain.usage and plain.usage.total_tokens == plain.usage.prompt_tokens + plain.usage.completion_tokens
+    assert plain.choices[0].message.content
+    assert plain.model == "gpt-4o-mini"
+    assert (
+        plain.usage
+    )
+    assert (
+        plain.usage.total_tokens == plain.usage.prompt_tokens + plain.usage.completion_tokens
+    )
     structured = ChatCompletion.model_validate(bodies["r1"])
     jsonschema.validate(orjson.loads(structured.choices[0].message.content or ""), SCHEMA)
     called = ChatCompletion.model_validate(bodies["r2"]).choices[0]
-    assert called.finish_reason == "tool_calls" and called.message.tool_calls
+    assert called.finish_reason == "tool_calls"
+    assert called.message.tool_calls
     jsonschema.validate(orjson.loads(called.message.tool_calls[0].function.arguments), SCHEMA)  # type: ignore[union-attr]
     assert len(ChatCompletion.model_validate(bodies["r3"]).choices) == 2
 
@@ -67,28 +101,53 @@ def test_same_input_same_output(client: openai.OpenAI, clock) -> None:
     body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "same"}]}
     first = run(client, clock, "/v1/chat/completions", [body])["r0"]
     again = run(client, clock, "/v1/chat/completions", [body])["r0"]
-    assert first["choices"] == again["choices"] and first["usage"] == again["usage"]
+    assert first["choices"] == again["choices"]
+    assert first["usage"] == again["usage"]
 
 
 def test_responses_with_json_schema(client: openai.OpenAI, clock) -> None:
-    bodies = run(client, clock, "/v1/responses", [
-        {"model": "gpt-4.1-mini", "input": "hello"},
-        {"model": "gpt-4.1-mini", "input": "person",
-         "text": {"format": {"type": "json_schema", "name": "p", "strict": True, "schema": SCHEMA}}},
-    ])
+    bodies = run(
+        client,
+        clock,
+        "/v1/responses",
+        [
+            {"model": "gpt-4.1-mini", "input": "hello"},
+            {
+                "model": "gpt-4.1-mini",
+                "input": "person",
+                "text": {
+                    "format": {"type": "json_schema", "name": "p", "strict": True, "schema": SCHEMA}
+                },
+            },
+        ],
+    )
     assert Response.model_validate(bodies["r0"]).output_text
     structured = Response.model_validate(bodies["r1"])
     jsonschema.validate(orjson.loads(structured.output_text), SCHEMA)
-    assert structured.usage and structured.usage.total_tokens > 0
+    assert structured.usage
+    assert structured.usage.total_tokens > 0
 
 
-@pytest.mark.parametrize(("model", "dims", "expected"), [
-    ("text-embedding-3-small", None, 1536), ("text-embedding-3-large", None, 3072),
-    ("text-embedding-ada-002", None, 1536), ("text-embedding-3-large", 256, 256),
-])
-def test_embeddings_dimensions(client: openai.OpenAI, clock, model: str, dims: int | None, expected: int) -> None:
-    body: dict[str, Any] = {"model": model, "input": ["alpha", "beta"], **({"dimensions": dims} if dims else {})}
-    parsed = CreateEmbeddingResponse.model_validate(run(client, clock, "/v1/embeddings", [body, body])["r0"])
+@pytest.mark.parametrize(
+    ("model", "dims", "expected"),
+    [
+        ("text-embedding-3-small", None, 1536),
+        ("text-embedding-3-large", None, 3072),
+        ("text-embedding-ada-002", None, 1536),
+        ("text-embedding-3-large", 256, 256),
+    ],
+)
+def test_embeddings_dimensions(
+    client: openai.OpenAI, clock, model: str, dims: int | None, expected: int
+) -> None:
+    body: dict[str, Any] = {
+        "model": model,
+        "input": ["alpha", "beta"],
+        **({"dimensions": dims} if dims else {}),
+    }
+    parsed = CreateEmbeddingResponse.model_validate(
+        run(client, clock, "/v1/embeddings", [body, body])["r0"]
+    )
     assert [len(d.embedding) for d in parsed.data] == [expected, expected]
     assert all(isinstance(x, float) for x in parsed.data[0].embedding)
     assert parsed.data[0].embedding != parsed.data[1].embedding
@@ -96,27 +155,40 @@ def test_embeddings_dimensions(client: openai.OpenAI, clock, model: str, dims: i
 
 
 def test_embeddings_deterministic_and_base64(client: openai.OpenAI, clock) -> None:
-    bodies = run(client, clock, "/v1/embeddings", [
-        {"model": "text-embedding-3-small", "input": "alpha"},
-        {"model": "text-embedding-3-small", "input": ["alpha"]},
-        {"model": "text-embedding-3-small", "input": "alpha", "encoding_format": "base64"},
-    ])
+    bodies = run(
+        client,
+        clock,
+        "/v1/embeddings",
+        [
+            {"model": "text-embedding-3-small", "input": "alpha"},
+            {"model": "text-embedding-3-small", "input": ["alpha"]},
+            {"model": "text-embedding-3-small", "input": "alpha", "encoding_format": "base64"},
+        ],
+    )
     assert bodies["r0"]["data"][0]["embedding"] == bodies["r1"]["data"][0]["embedding"]
     raw = base64.b64decode(bodies["r2"]["data"][0]["embedding"])
     assert len(raw) == 1536 * 4
 
 
 def test_completions_and_moderations(client: openai.OpenAI, clock) -> None:
-    completion = run(client, clock, "/v1/completions", [{"model": "gpt-3.5-turbo-instruct", "prompt": "Say hi"}])
+    completion = run(
+        client, clock, "/v1/completions", [{"model": "gpt-3.5-turbo-instruct", "prompt": "Say hi"}]
+    )
     assert Completion.model_validate(completion["r0"]).choices[0].text
-    moderation = run(client, clock, "/v1/moderations", [{"model": "omni-moderation-latest", "input": ["a", "b"]}])
+    moderation = run(
+        client, clock, "/v1/moderations", [{"model": "omni-moderation-latest", "input": ["a", "b"]}]
+    )
     parsed = ModerationCreateResponse.model_validate(moderation["r0"])
-    assert len(parsed.results) == 2 and not parsed.results[0].flagged
+    assert len(parsed.results) == 2
+    assert not parsed.results[0].flagged
 
 
 def test_other_endpoint_generic_body(client: openai.OpenAI, clock) -> None:
-    body = run(client, clock, "/v1/images/generations", [{"model": "gpt-image-1", "prompt": "a cat"}])["r0"]
-    assert body["model"] == "gpt-image-1" and "usage" in body
+    body = run(
+        client, clock, "/v1/images/generations", [{"model": "gpt-image-1", "prompt": "a cat"}]
+    )["r0"]
+    assert body["model"] == "gpt-image-1"
+    assert "usage" in body
 
 
 class _Address(BaseModel):
@@ -141,14 +213,22 @@ class _Plan(BaseModel):
 
 
 @pytest.mark.parametrize("endpoint", ["/v1/chat/completions", "/v1/responses"])
-def test_structured_output_of_a_nested_recursive_model_validates(client: openai.OpenAI, clock, endpoint: str) -> None:
+def test_structured_output_of_a_nested_recursive_model_validates(
+    client: openai.OpenAI, clock, endpoint: str
+) -> None:
     from dagster_openai_batch.core import RequestTemplate, build_requests
 
-    template = RequestTemplate(endpoint=endpoint, model="gpt-4o-mini", prompt="Plan {topic}", response_model=_Plan)
+    template = RequestTemplate(
+        endpoint=endpoint, model="gpt-4o-mini", prompt="Plan {topic}", response_model=_Plan
+    )
     rows = [{"topic": f"t{i}"} for i in range(20)]
     bodies = run(client, clock, endpoint, [r.body for r in build_requests(rows, template)])
     schema = template.response_format()
-    schema = (schema["text"]["format"] if endpoint == "/v1/responses" else schema["response_format"]["json_schema"])
+    schema = (
+        schema["text"]["format"]
+        if endpoint == "/v1/responses"
+        else schema["response_format"]["json_schema"]
+    )
     for body in bodies.values():
         if endpoint == "/v1/responses":
             text = Response.model_validate(body).output_text
@@ -158,7 +238,9 @@ def test_structured_output_of_a_nested_recursive_model_validates(client: openai.
         _Plan.model_validate_json(text)
 
 
-def test_moderations_line_without_model_uses_the_default_model(client: openai.OpenAI, clock) -> None:
+def test_moderations_line_without_model_uses_the_default_model(
+    client: openai.OpenAI, clock
+) -> None:
     """The real moderations API defaults `model`; a batch line may omit it."""
     bodies = run(client, clock, "/v1/moderations", [{"input": "hello"}, {"input": "again"}])
     parsed = ModerationCreateResponse.model_validate(bodies["r0"])

@@ -18,11 +18,24 @@ def _body(**extra: Any) -> dict[str, Any]:
 
 CASES = [
     ([chat_line(1), b"{not json"], "invalid_json_line", None, 2),
-    ([chat_line(1), {"method": "POST", "url": "/v1/chat/completions", "body": {}}],
-     "missing_required_parameter", "custom_id", 2),
-    ([chat_line(1), {"custom_id": "r2", "url": "/v1/chat/completions", "body": {}}],
-     "missing_required_parameter", "method", 2),
-    ([chat_line(1), {"custom_id": "r2", "method": "POST", "body": {}}], "missing_required_parameter", "url", 2),
+    (
+        [chat_line(1), {"method": "POST", "url": "/v1/chat/completions", "body": {}}],
+        "missing_required_parameter",
+        "custom_id",
+        2,
+    ),
+    (
+        [chat_line(1), {"custom_id": "r2", "url": "/v1/chat/completions", "body": {}}],
+        "missing_required_parameter",
+        "method",
+        2,
+    ),
+    (
+        [chat_line(1), {"custom_id": "r2", "method": "POST", "body": {}}],
+        "missing_required_parameter",
+        "url",
+        2,
+    ),
     ([chat_line(1), _body()], "missing_required_parameter", "body", 2),
     ([chat_line(1), _body(body={"messages": []})], "missing_required_parameter", "body.model", 2),
     ([chat_line(1), chat_line(2, url="/v1/embeddings")], "invalid_url", "url", 2),
@@ -35,14 +48,23 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("lines", "code", "param", "line"), CASES, ids=[c[1] + str(i) for i, c in enumerate(CASES)])
-def test_invalid_input_fails_batch(client: openai.OpenAI, check, clock, lines, code, param, line) -> None:
+@pytest.mark.parametrize(
+    ("lines", "code", "param", "line"), CASES, ids=[c[1] + str(i) for i, c in enumerate(CASES)]
+)
+def test_invalid_input_fails_batch(
+    client: openai.OpenAI, check, clock, lines, code, param, line
+) -> None:
     batch_id = start(client, lines)
     clock.advance(1)
     b = Batch.model_validate(check(client.batches.with_raw_response.retrieve(batch_id)))
-    assert b.status == "failed" and b.failed_at == int(clock.now - 1 + 0.05)
-    assert b.in_progress_at is None and b.output_file_id is None and b.error_file_id is None
-    assert b.errors is not None and b.errors.object == "list" and b.errors.data
+    assert b.status == "failed"
+    assert b.failed_at == int(clock.now - 1 + 0.05)
+    assert b.in_progress_at is None
+    assert b.output_file_id is None
+    assert b.error_file_id is None
+    assert b.errors is not None
+    assert b.errors.object == "list"
+    assert b.errors.data
     err = b.errors.data[0]
     assert (err.code, err.param, err.line) == (code, param, line)
     assert err.message
@@ -52,16 +74,45 @@ def test_too_many_tasks(client: openai.OpenAI, clock) -> None:
     batch_id = start(client, (chat_line(i) for i in range(50_001)))
     clock.advance(1)
     b = client.batches.retrieve(batch_id)
-    assert b.status == "failed" and b.errors and b.errors.data and b.errors.data[0].code == "too_many_tasks"
+    assert (
+        b.status == "failed"
+    )
+    assert (
+        b.errors
+    )
+    assert (
+        b.errors.data
+    )
+    assert (
+        b.errors.data[0].code == "too_many_tasks"
+    )
 
 
 def test_too_many_embedding_inputs(client: openai.OpenAI, clock) -> None:
-    lines = [{"custom_id": f"e{i}", "method": "POST", "url": "/v1/embeddings",
-              "body": {"model": "text-embedding-3-small", "input": ["a"] * 1000}} for i in range(51)]
+    lines = [
+        {
+            "custom_id": f"e{i}",
+            "method": "POST",
+            "url": "/v1/embeddings",
+            "body": {"model": "text-embedding-3-small", "input": ["a"] * 1000},
+        }
+        for i in range(51)
+    ]
     batch_id = start(client, lines, endpoint="/v1/embeddings")
     clock.advance(1)
     b = client.batches.retrieve(batch_id)
-    assert b.status == "failed" and b.errors and b.errors.data and b.errors.data[0].code == "too_many_tasks"
+    assert (
+        b.status == "failed"
+    )
+    assert (
+        b.errors
+    )
+    assert (
+        b.errors.data
+    )
+    assert (
+        b.errors.data[0].code == "too_many_tasks"
+    )
 
 
 def test_token_limit_exceeded(tmp_path, clock) -> None:
@@ -72,5 +123,12 @@ def test_token_limit_exceeded(tmp_path, clock) -> None:
     clock.advance(1)
     assert client.batches.retrieve(ok).status == "completed"
     b = client.batches.retrieve(too_big)
-    assert b.status == "failed" and b.errors and b.errors.data
-    assert b.errors.data[0].code == "token_limit_exceeded" and "Enqueued token limit" in b.errors.data[0].message
+    assert b.status == "failed"
+    assert b.errors
+    assert b.errors.data
+    assert (
+        b.errors.data[0].code == "token_limit_exceeded"
+    )
+    assert (
+        "Enqueued token limit" in b.errors.data[0].message
+    )
