@@ -31,7 +31,7 @@ import dagster as dg
 from ..core.models import MAX_REQUESTS_PER_FILE, BatchEndpoint, as_endpoint
 from ..core.storage import join_uri, safe_segment
 from ..core.templates import RequestTemplate
-from . import stages
+from . import asset_bodies
 from .checks import ACCEPTED, ACCEPTED_DESCRIPTION, check_specs
 
 if TYPE_CHECKING:
@@ -215,7 +215,7 @@ def openai_batch_assets(
             f"template's {template.endpoint}"
         )
     group = group_name or name
-    keys = stages.StageKeys(
+    keys = asset_bodies.StageKeys(
         input_file=dg.AssetKey([name, "input_file"]),
         batch_job=dg.AssetKey([name, "batch_job"]),
         results=dg.AssetKey([name, "results"]),
@@ -237,8 +237,8 @@ def openai_batch_assets(
         partition = context.partition_key if context.has_partition_key else "all"
         return join_uri(root, safe_segment(name), safe_segment(partition))
 
-    def stage_context(context: dg.AssetExecutionContext) -> stages.StageContext:
-        return stages.StageContext(
+    def stage_context(context: dg.AssetExecutionContext) -> asset_bodies.StageContext:
+        return asset_bodies.StageContext(
             context=context,
             resource=getattr(context.resources, resource_key),
             keys=keys,
@@ -262,7 +262,7 @@ def openai_batch_assets(
         def input_file(
             context: dg.AssetExecutionContext, rows: Any
         ) -> Iterator[dg.MaterializeResult]:
-            yield from stages.materialize_input_file(
+            yield from asset_bodies.materialize_input_file(
                 stage_context(context), rows=rows, template=template
             )
 
@@ -271,12 +271,12 @@ def openai_batch_assets(
         @dg.asset(key=keys.input_file, description=input_description, **optional)
         def input_file(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult]:
             if jsonl_path is not None:
-                yield from stages.materialize_input_file(
+                yield from asset_bodies.materialize_input_file(
                     stage_context(context), jsonl_path=jsonl_path
                 )
                 return
             rows = _call_rows_fn(source, context)  # type: ignore[arg-type]
-            yield from stages.materialize_input_file(
+            yield from asset_bodies.materialize_input_file(
                 stage_context(context), rows=rows, template=template
             )
 
@@ -291,9 +291,9 @@ def openai_batch_assets(
         context: dg.AssetExecutionContext, config: BatchJobConfig
     ) -> Iterator[dg.MaterializeResult]:
         if config.cancel:
-            yield from stages.cancel_batch_job(stage_context(context))
+            yield from asset_bodies.cancel_batch_job(stage_context(context))
             return
-        yield from stages.materialize_batch_job(
+        yield from asset_bodies.materialize_batch_job(
             stage_context(context),
             wait=wait if config.wait is None else config.wait,
             wait_timeout_seconds=wait_timeout_seconds,
@@ -310,7 +310,7 @@ def openai_batch_assets(
         **common,
     )
     def results(context: dg.AssetExecutionContext, config: ResultsConfig) -> Iterator[Any]:
-        yield from stages.materialize_results(
+        yield from asset_bodies.materialize_results(
             stage_context(context),
             batch_ids=config.batch_ids,
             allow_superseded=config.allow_superseded,
@@ -328,7 +328,7 @@ def openai_batch_assets(
         context: dg.AssetCheckExecutionContext, config: AcceptedConfig
     ) -> dg.AssetCheckResult:
         partition = context.partition_key if context.has_partition_key else None
-        return stages.check_batches_accepted(
+        return asset_bodies.check_batches_accepted(
             context.instance,
             getattr(context.resources, resource_key),
             keys.batch_job,

@@ -32,10 +32,10 @@ from openai.types import Batch
 from pydantic import BaseModel, ValidationError
 
 from ..core.client import BatchClientError
+from .asset_bodies import TERMINAL, WITH_RESULTS, batch_status_metadata, covered_batch_ids
 from .handoff import metadata_values
 from .pipeline import OpenAIBatchPipeline
 from .resource import OpenAIBatchResource
-from .stages import TERMINAL, WITH_RESULTS, batch_status_metadata, covered_batch_ids
 
 
 class InFlight(BaseModel):

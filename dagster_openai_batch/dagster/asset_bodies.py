@@ -1,4 +1,4 @@
-"""The work of the three assets, kept apart from their declaration in `pipeline.py`."""
+"""What the three assets do when they run (their declaration is in `pipeline.py`)."""
 
 from __future__ import annotations
 
