@@ -1,17 +1,24 @@
-"""The Dagster layer: resource, asset factory, sensor and checks (the only place importing dagster)."""
+"""The Dagster layer: resource, asset factory, translator, sensor, checks and component.
+
+The only part of the package importing dagster.
+"""
 
 from .component import OpenAIBatchComponent
 from .pipeline import BatchJobConfig, OpenAIBatchPipeline, ResultsConfig, openai_batch_assets
 from .resource import OpenAIBatchResource, OpenAIConfigurationError
 from .sensor import openai_batch_sensor
+from .translator import OpenAIBatchStageProps, OpenAIBatchTranslator, StageExecution
 
 __all__ = [
     "BatchJobConfig",
     "OpenAIBatchComponent",
     "OpenAIBatchPipeline",
     "OpenAIBatchResource",
+    "OpenAIBatchStageProps",
+    "OpenAIBatchTranslator",
     "OpenAIConfigurationError",
     "ResultsConfig",
+    "StageExecution",
     "openai_batch_assets",
     "openai_batch_sensor",
 ]

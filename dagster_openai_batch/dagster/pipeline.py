@@ -1,4 +1,4 @@
-"""`openai_batch_assets`: three assets, ``input_file → batch_job → results``, for one batch pipeline.
+"""`openai_batch_assets`: one batch pipeline, assets ``input_file → batch_job → results``.
 
 Example:
     >>> import dagster as dg
@@ -27,12 +27,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
+from pydantic import Field
 
 from ..core.models import MAX_REQUESTS_PER_FILE, BatchEndpoint, as_endpoint
 from ..core.storage import join_uri, safe_segment
 from ..core.templates import RequestTemplate
 from . import asset_bodies
 from .checks import ACCEPTED, ACCEPTED_DESCRIPTION, check_specs
+from .translator import (
+    STAGES,
+    OpenAIBatchStageProps,
+    OpenAIBatchTranslator,
+    Stage,
+    StageExecution,
+)
 
 if TYPE_CHECKING:
     from dagster._core.definitions.unresolved_asset_job_definition import (
@@ -66,7 +74,7 @@ class BatchJobConfig(dg.Config):
 class ResultsConfig(dg.Config):
     """Run config of ``results`` (the sensor fills it in)."""
 
-    batch_ids: list[str] = []
+    batch_ids: list[str] = Field(default_factory=list)
     """The batches to collect; empty means those of the latest ``batch_job`` materialization."""
     allow_superseded: bool = False
     """Collect ``batch_ids`` even though a newer ``batch_job`` submission exists for the partition
@@ -76,7 +84,7 @@ class ResultsConfig(dg.Config):
 class AcceptedConfig(dg.Config):
     """Run config of the ``batches_accepted`` check (the sensor fills it in)."""
 
-    batch_ids: list[str] = []
+    batch_ids: list[str] = Field(default_factory=list)
     """The batches to look at; empty means those of the latest ``batch_job`` materialization."""
 
 
@@ -124,7 +132,7 @@ class OpenAIBatchPipeline:
         return [self.submit_job, self.results_job]
 
     def definitions(self) -> dg.Definitions:
-        """Assets, checks, jobs and schedules of this pipeline (resources and sensor not included)."""
+        """Assets, checks, jobs and schedules of this pipeline (no resource, no sensor)."""
         return dg.Definitions(
             assets=self.assets,
             asset_checks=[self.accepted_check],
@@ -165,16 +173,20 @@ def openai_batch_assets(
     schedule: bool | str = False,
     max_requests_per_file: int = MAX_REQUESTS_PER_FILE,
     pool: str | None = DEFAULT_POOL,
+    translator: OpenAIBatchTranslator | None = None,
 ) -> OpenAIBatchPipeline:
     """Declare one batch pipeline: ``<name>/input_file → <name>/batch_job → <name>/results``.
 
     Args:
-        name: Key prefix and group of the three assets (a valid Dagster name).
+        name: The pipeline's name (a valid Dagster name): key prefix and group of its assets,
+            prefix of its jobs and schedule.
         source: Where the rows come from: an upstream asset (key, definition or spec) whose value
             is a list of dicts, a pandas/polars DataFrame or a pyarrow Table; a function returning
-            such rows (it may take the asset context); or the path of an existing JSONL request file.
+            such rows (it may take the asset context); or the path of an existing JSONL request
+            file.
         template: Turns each row into a request (required unless ``source`` is a JSONL file).
         endpoint: The batch endpoint; defaults to the template's.
+        group_name: The assets' group (default: ``name``).
         partitions_def: Any partitions definition: one batch set per partition key.
         storage: Local directory or URI (``s3://…``) for the input rows and results tables;
             default ``<Dagster instance storage>/openai_batch``.
@@ -187,55 +199,45 @@ def openai_batch_assets(
             split at 200 MB and 50,000 embedding inputs.
         pool: The Dagster concurrency pool of ``batch_job`` (default ``openai_batch_submit``).
             With a limit of 1 (``dagster instance concurrency set openai_batch_submit 1``, or
-            ``concurrency: {pools: {default_limit: 1}}`` in ``dagster.yaml``), submissions run one at
-            a time, so two runs launched together never both create a batch; without a limit,
-            ``batch_job`` still settles such a race by cancelling the younger duplicate before it runs.
+            ``concurrency: {pools: {default_limit: 1}}`` in ``dagster.yaml``), submissions run one
+            at a time, so two runs launched together never both create a batch; without a limit,
+            ``batch_job`` still settles such a race by cancelling the younger duplicate before it
+            runs.
+        translator: Sets each stage's asset spec (key, group, owners, tags, description,
+            automation condition…) and execution (pool, retry policy, op tags); see
+            `OpenAIBatchTranslator`.
     """
     if not 1 <= max_requests_per_file <= MAX_REQUESTS_PER_FILE:
         raise ValueError(
-            f"openai_batch_assets({name!r}): max_requests_per_file must be 1..{MAX_REQUESTS_PER_FILE}"
+            f"openai_batch_assets({name!r}): max_requests_per_file must be "
+            f"1..{MAX_REQUESTS_PER_FILE}"
         )
-    source_key = _source_key(source)
-    jsonl_path = (
-        Path(source) if isinstance(source, (str, os.PathLike)) and source_key is None else None
+    source_key, jsonl_path, resolved_endpoint = _resolve_source(name, source, template, endpoint)
+    specs, executions = _translate(
+        translator or OpenAIBatchTranslator(),
+        name=name,
+        endpoint=resolved_endpoint,
+        source_key=source_key,
+        group_name=group_name or name,
+        pool=pool,
     )
-    if template is None and jsonl_path is None:
-        raise ValueError(
-            f"openai_batch_assets({name!r}): give a template, or a .jsonl file as source"
-        )
-    if template is None and endpoint is None:
-        raise ValueError(
-            f"openai_batch_assets({name!r}): a .jsonl source needs endpoint= (the url of its lines, "
-            "e.g. '/v1/chat/completions')"
-        )
-    resolved_endpoint = as_endpoint(endpoint or template.endpoint)  # type: ignore[union-attr]
-    if template is not None and as_endpoint(template.endpoint) != resolved_endpoint:
-        raise ValueError(
-            f"openai_batch_assets({name!r}): endpoint {resolved_endpoint} differs from the "
-            f"template's {template.endpoint}"
-        )
-    group = group_name or name
     keys = asset_bodies.StageKeys(
-        input_file=dg.AssetKey([name, "input_file"]),
-        batch_job=dg.AssetKey([name, "batch_job"]),
-        results=dg.AssetKey([name, "results"]),
+        input_file=specs["input_file"].key,
+        batch_job=specs["batch_job"].key,
+        results=specs["results"].key,
     )
-    common: dict[str, Any] = {
-        "partitions_def": partitions_def,
-        "group_name": group,
-        "kinds": {"openai"},
-        "required_resource_keys": {resource_key},
-    }
-    # input_file and batch_job may materialize nothing (no rows; nothing to resubmit): what
-    # follows them in the run is then skipped, and the run still succeeds.
-    optional = {**common, "output_required": False}
 
-    def storage_root(context: dg.AssetExecutionContext) -> str:
-        root = storage or os.environ.get("DAGSTER_OPENAI_BATCH_STORAGE")
-        if root is None:
-            root = os.path.join(context.instance.storage_directory(), "openai_batch")
-        partition = context.partition_key if context.has_partition_key else "all"
-        return join_uri(root, safe_segment(name), safe_segment(partition))
+    def asset_args(stage: Stage, *links: dg.AssetKey) -> dict[str, Any]:
+        return _asset_args(
+            specs[stage],
+            executions[stage],
+            links,
+            partitions_def=partitions_def,
+            resource_key=resource_key,
+            # input_file and batch_job may materialize nothing (no rows; nothing to resubmit):
+            # what follows them in the run is then skipped, and the run still succeeds.
+            output_required=stage == "results",
+        )
 
     def stage_context(context: dg.AssetExecutionContext) -> asset_bodies.StageContext:
         return asset_bodies.StageContext(
@@ -244,21 +246,13 @@ def openai_batch_assets(
             keys=keys,
             pipeline=name,
             endpoint=resolved_endpoint,
-            storage_root=storage_root(context),
+            storage_root=_storage_root(context, storage, name),
             max_requests_per_file=max_requests_per_file,
         )
 
-    input_description = (
-        f"JSONL batch input of {name}: built from the rows, validated, split, uploaded."
-    )
     if source_key is not None:
 
-        @dg.asset(
-            key=keys.input_file,
-            ins={"rows": dg.AssetIn(key=source_key)},
-            description=input_description,
-            **optional,
-        )
+        @dg.asset(ins={"rows": dg.AssetIn(key=source_key)}, **asset_args("input_file"))
         def input_file(
             context: dg.AssetExecutionContext, rows: Any
         ) -> Iterator[dg.MaterializeResult]:
@@ -268,7 +262,7 @@ def openai_batch_assets(
 
     else:
 
-        @dg.asset(key=keys.input_file, description=input_description, **optional)
+        @dg.asset(**asset_args("input_file"))
         def input_file(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult]:
             if jsonl_path is not None:
                 yield from asset_bodies.materialize_input_file(
@@ -280,13 +274,7 @@ def openai_batch_assets(
                 stage_context(context), rows=rows, template=template
             )
 
-    @dg.asset(
-        key=keys.batch_job,
-        deps=[keys.input_file],
-        description=f"OpenAI batches of {name}: created (or adopted, never paid twice); returns at once.",
-        pool=pool,
-        **optional,
-    )
+    @dg.asset(**asset_args("batch_job", keys.input_file))
     def batch_job(
         context: dg.AssetExecutionContext, config: BatchJobConfig
     ) -> Iterator[dg.MaterializeResult]:
@@ -303,11 +291,8 @@ def openai_batch_assets(
         )
 
     @dg.asset(
-        key=keys.results,
-        deps=[keys.batch_job],
-        description=f"Answers of {name}: one row per request, joined to the inputs by custom_id.",
         check_specs=check_specs(keys.results, max_failed_share),
-        **common,
+        **asset_args("results", keys.batch_job),
     )
     def results(context: dg.AssetExecutionContext, config: ResultsConfig) -> Iterator[Any]:
         yield from asset_bodies.materialize_results(
@@ -345,7 +330,8 @@ def openai_batch_assets(
         f"{name}_results",
         selection=dg.AssetSelection.assets(keys.results)
         | dg.AssetSelection.checks(batches_accepted),
-        description=f"Download and parse the {name} batch results; check the batches were accepted.",
+        description=f"Download and parse the {name} batch results; check the batches were "
+        "accepted.",
     )
     schedules = _schedules(name, submit_job, partitions_def, schedule)
     return OpenAIBatchPipeline(
@@ -361,6 +347,103 @@ def openai_batch_assets(
         partitions_def=partitions_def,
         resource_key=resource_key,
     )
+
+
+def _asset_args(
+    spec: dg.AssetSpec,
+    execution: StageExecution,
+    links: Sequence[dg.AssetKey],
+    *,
+    partitions_def: dg.PartitionsDefinition | None,
+    resource_key: str,
+    output_required: bool,
+) -> dict[str, Any]:
+    """`dg.asset` arguments of a stage: its spec and execution, linked to the stages before it."""
+    return {
+        "key": spec.key,
+        "deps": [*links, *(dep.asset_key for dep in spec.deps)],
+        "description": spec.description,
+        "metadata": spec.metadata,
+        "group_name": spec.group_name,
+        "code_version": spec.code_version,
+        "automation_condition": spec.automation_condition,
+        "freshness_policy": spec.freshness_policy,
+        "owners": spec.owners,
+        "tags": spec.tags,
+        "kinds": spec.kinds,
+        "pool": execution.pool,
+        "retry_policy": execution.retry_policy,
+        "op_tags": execution.op_tags,
+        "partitions_def": partitions_def,
+        "required_resource_keys": {resource_key},
+        "output_required": output_required,
+    }
+
+
+def _storage_root(context: dg.AssetExecutionContext, storage: str | None, name: str) -> str:
+    """Where this pipeline's tables go for the context's partition."""
+    root = storage or os.environ.get("DAGSTER_OPENAI_BATCH_STORAGE")
+    if root is None:
+        root = os.path.join(context.instance.storage_directory(), "openai_batch")
+    partition = context.partition_key if context.has_partition_key else "all"
+    return join_uri(root, safe_segment(name), safe_segment(partition))
+
+
+def _resolve_source(
+    name: str,
+    source: Source,
+    template: RequestTemplate | None,
+    endpoint: BatchEndpoint | str | None,
+) -> tuple[dg.AssetKey | None, Path | None, BatchEndpoint]:
+    """The source's asset key or JSONL path, and the endpoint; clear errors for bad combinations."""
+    source_key = _source_key(source)
+    jsonl_path = (
+        Path(source) if isinstance(source, (str, os.PathLike)) and source_key is None else None
+    )
+    if template is None:
+        if jsonl_path is None:
+            raise ValueError(
+                f"openai_batch_assets({name!r}): give a template, or a .jsonl file as source"
+            )
+        if endpoint is None:
+            raise ValueError(
+                f"openai_batch_assets({name!r}): a .jsonl source needs endpoint= (the url of "
+                "its lines, e.g. '/v1/chat/completions')"
+            )
+        return source_key, jsonl_path, as_endpoint(endpoint)
+    resolved = as_endpoint(endpoint or template.endpoint)
+    if as_endpoint(template.endpoint) != resolved:
+        raise ValueError(
+            f"openai_batch_assets({name!r}): endpoint {resolved} differs from the "
+            f"template's {template.endpoint}"
+        )
+    return source_key, jsonl_path, resolved
+
+
+def _translate(
+    translator: OpenAIBatchTranslator,
+    *,
+    name: str,
+    endpoint: str,
+    source_key: dg.AssetKey | None,
+    group_name: str,
+    pool: str | None,
+) -> tuple[dict[Stage, dg.AssetSpec], dict[Stage, StageExecution]]:
+    """Each stage's asset spec and execution settings, as the translator gives them."""
+    specs: dict[Stage, dg.AssetSpec] = {}
+    executions: dict[Stage, StageExecution] = {}
+    for stage in STAGES:
+        props = OpenAIBatchStageProps(
+            pipeline=name,
+            stage=stage,
+            endpoint=endpoint,
+            source_key=source_key,
+            group_name=group_name,
+            pool=pool if stage == "batch_job" else None,
+        )
+        specs[stage] = translator.get_asset_spec(props)
+        executions[stage] = translator.get_execution(props)
+    return specs, executions
 
 
 def _schedules(
