@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
 RESOURCE_KEY = "openai_batch"
 DEFAULT_POOL = "openai_batch_submit"
-Source = dg.AssetKey | dg.AssetsDefinition | dg.AssetSpec | Callable[..., Any] | os.PathLike | str
+Source = dg.AssetKey | dg.AssetsDefinition | dg.AssetSpec | Callable[..., Any] | os.PathLike[str] | str
 
 
 class BatchJobConfig(dg.Config):
@@ -255,7 +255,7 @@ def openai_batch_assets(
         @dg.asset(ins={"rows": dg.AssetIn(key=source_key)}, **asset_args("input_file"))
         def input_file(
             context: dg.AssetExecutionContext, rows: Any
-        ) -> Iterator[dg.MaterializeResult]:
+        ) -> Iterator[dg.MaterializeResult[Any]]:
             yield from asset_bodies.materialize_input_file(
                 stage_context(context), rows=rows, template=template
             )
@@ -263,7 +263,7 @@ def openai_batch_assets(
     else:
 
         @dg.asset(**asset_args("input_file"))
-        def input_file(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult]:
+        def input_file(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult[Any]]:
             if jsonl_path is not None:
                 yield from asset_bodies.materialize_input_file(
                     stage_context(context), jsonl_path=jsonl_path
@@ -277,7 +277,7 @@ def openai_batch_assets(
     @dg.asset(**asset_args("batch_job", keys.input_file))
     def batch_job(
         context: dg.AssetExecutionContext, config: BatchJobConfig
-    ) -> Iterator[dg.MaterializeResult]:
+    ) -> Iterator[dg.MaterializeResult[Any]]:
         if config.cancel:
             yield from asset_bodies.cancel_batch_job(stage_context(context))
             return
