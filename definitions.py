@@ -1,4 +1,4 @@
-"""Dagster entry point of the demo: `dagster dev -w workspace.yaml` (or `dagster dev -f definitions.py`).
+"""Dagster entry point of the demo: ``dagster dev -w workspace.yaml`` (or ``-f definitions.py``).
 
 Two batch pipelines over product reviews, on the offline emulator unless OPENAI_API_KEY is set.
 The code lives in `dagster_openai_batch/demo/definitions.py`.

@@ -1,4 +1,4 @@
-"""Shared fixtures. Emulator fixtures: a fake clock and an in-process emulator on a temp data dir."""
+"""Shared fixtures: a fake clock and an in-process emulator on a temporary data directory."""
 
 from __future__ import annotations
 

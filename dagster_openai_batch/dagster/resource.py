@@ -106,13 +106,14 @@ class OpenAIBatchResource(OpenAIResource):
             )
         if not self.api_key:
             raise OpenAIConfigurationError(
-                f"No API key for the {backend} backend: set the OPENAI_API_KEY environment variable "
-                "(api_key=EnvVar('OPENAI_API_KEY')), or set emulator_dir to run offline."
+                f"No API key for the {backend} backend: set the OPENAI_API_KEY environment "
+                "variable (api_key=EnvVar('OPENAI_API_KEY')), or set emulator_dir to run offline."
             )
         if self.azure_endpoint:
             if not self.api_version:
                 raise OpenAIConfigurationError(
-                    "Azure OpenAI needs api_version (e.g. '2025-04-01-preview') beside azure_endpoint."
+                    "Azure OpenAI needs api_version (e.g. '2025-04-01-preview') beside "
+                    "azure_endpoint."
                 )
             return openai.AzureOpenAI(
                 api_key=self.api_key,
