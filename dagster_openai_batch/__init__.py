@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .core.client import BatchClient, BatchClientError
+    from .core.errors import OpenAIBatchError
     from .core.models import (
         MAX_EMBEDDING_INPUTS,
         MAX_FILE_BYTES,
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
 
 _MODULES = {
     ".core.client": ["BatchClient", "BatchClientError"],
+    ".core.errors": ["OpenAIBatchError"],
     ".core.models": [
         "MAX_EMBEDDING_INPUTS",
         "MAX_FILE_BYTES",
@@ -85,6 +87,7 @@ __all__ = [
     "InputPart",
     "InputProblem",
     "OpenAIBatchComponent",
+    "OpenAIBatchError",
     "OpenAIBatchPipeline",
     "OpenAIBatchResource",
     "OpenAIConfigurationError",

@@ -1,10 +1,11 @@
 """Core engine: plain Python over the official ``openai`` SDK (no Dagster here).
 
-Build requests from rows, write validated JSONL parts, run batches with :class:`BatchClient`, and join the
-results back to the inputs as a Parquet table.
+Build requests from rows, write validated JSONL parts, run batches with :class:`BatchClient`, and
+join the results back to the inputs as a Parquet table.
 """
 
 from .client import BatchClient, BatchClientError, DownloadError, check_metadata, upload_filename
+from .errors import OpenAIBatchError
 from .models import (
     MAX_EMBEDDING_INPUTS,
     MAX_FILE_BYTES,
@@ -50,6 +51,7 @@ __all__ = [
     "DownloadError",
     "InputPart",
     "InputProblem",
+    "OpenAIBatchError",
     "PreparedInput",
     "Price",
     "RequestTemplate",

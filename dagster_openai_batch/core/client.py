@@ -20,6 +20,7 @@ import httpx2
 import openai
 from openai.types import Batch, FileObject
 
+from .errors import OpenAIBatchError
 from .models import (
     MAX_METADATA_KEY_CHARS,
     MAX_METADATA_PAIRS,
@@ -41,7 +42,7 @@ _CHUNK = 1 << 20
 _UPLOAD_PREFIX = "dagster-openai-batch-"
 
 
-class BatchClientError(RuntimeError):
+class BatchClientError(OpenAIBatchError, RuntimeError):
     """The service could not be used as configured (wrong URL, not an OpenAI-compatible API, bad credentials)."""
 
 

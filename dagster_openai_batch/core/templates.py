@@ -20,6 +20,7 @@ import orjson
 from openai.lib._pydantic import to_strict_json_schema
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
+from .errors import OpenAIBatchError
 from .models import BatchEndpoint, BatchRequest
 
 ROW_BATCH_SIZE = 8_192
@@ -268,7 +269,7 @@ class _RowIds:
         return base if n == 1 else f"{base}-{n}"
 
 
-class CustomIdError(ValueError):
+class CustomIdError(OpenAIBatchError, ValueError):
     """A row's ``custom_id_column`` value cannot be a custom_id (missing, empty, or a float)."""
 
     fix = (

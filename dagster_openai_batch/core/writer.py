@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel
 
+from .errors import OpenAIBatchError
 from .models import (
     MAX_EMBEDDING_INPUTS,
     MAX_FILE_BYTES,
@@ -69,7 +70,7 @@ class InputProblem(BaseModel):
         return f"{where}{field}: {self.message}. {self.fix}"
 
 
-class BatchInputError(ValueError):
+class BatchInputError(OpenAIBatchError, ValueError):
     """The input breaks the Batch API's rules; ``problems`` lists each one (first :data:`KEPT_PROBLEMS`)."""
 
     def __init__(self, problems: list[InputProblem], total: int | None = None) -> None:
