@@ -11,17 +11,17 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .core.batch_request import BatchRequest
     from .core.client import BatchClient, BatchClientError
     from .core.errors import OpenAIBatchError
-    from .core.models import (
+    from .core.storage import BatchResults
+    from .core.templates import RequestTemplate, build_requests, iter_rows
+    from .core.vocabulary import (
         MAX_EMBEDDING_INPUTS,
         MAX_FILE_BYTES,
         MAX_REQUESTS_PER_FILE,
         BatchEndpoint,
-        BatchRequest,
     )
-    from .core.storage import BatchResults
-    from .core.templates import RequestTemplate, build_requests, iter_rows
     from .core.writer import (
         BatchInputError,
         InputPart,
@@ -42,17 +42,17 @@ if TYPE_CHECKING:
     )
 
 _MODULES = {
+    ".core.batch_request": ["BatchRequest"],
     ".core.client": ["BatchClient", "BatchClientError"],
     ".core.errors": ["OpenAIBatchError"],
-    ".core.models": [
+    ".core.storage": ["BatchResults"],
+    ".core.templates": ["RequestTemplate", "build_requests", "iter_rows"],
+    ".core.vocabulary": [
         "MAX_EMBEDDING_INPUTS",
         "MAX_FILE_BYTES",
         "MAX_REQUESTS_PER_FILE",
         "BatchEndpoint",
-        "BatchRequest",
     ],
-    ".core.storage": ["BatchResults"],
-    ".core.templates": ["RequestTemplate", "build_requests", "iter_rows"],
     ".core.writer": [
         "BatchInputError",
         "InputPart",

@@ -4,9 +4,15 @@ Build requests from rows, write validated JSONL parts, run batches with :class:`
 join the results back to the inputs as a Parquet table.
 """
 
+from .batch_request import BatchRequest
 from .client import BatchClient, BatchClientError, DownloadError, check_metadata, upload_filename
 from .errors import OpenAIBatchError
-from .models import (
+from .pricing import BATCH_PRICES, Price, cost_usd, price_for
+from .resubmit import RETRY_STATUSES, build_resubmission, count_resubmittable, merge_results
+from .results import STATUSES, ResultsSummary, collect_results, result_schema
+from .storage import BatchResults, download_file, join_uri, read_table, safe_segment, upload_file
+from .templates import RequestTemplate, build_requests, build_rows, iter_rows
+from .vocabulary import (
     MAX_EMBEDDING_INPUTS,
     MAX_FILE_BYTES,
     MAX_METADATA_KEY_CHARS,
@@ -14,13 +20,8 @@ from .models import (
     MAX_METADATA_VALUE_CHARS,
     MAX_REQUESTS_PER_FILE,
     BatchEndpoint,
-    BatchRequest,
+    BatchStatus,
 )
-from .pricing import BATCH_PRICES, Price, cost_usd, price_for
-from .resubmit import RETRY_STATUSES, build_resubmission, count_resubmittable, merge_results
-from .results import STATUSES, ResultsSummary, collect_results, result_schema
-from .storage import BatchResults, download_file, join_uri, read_table, safe_segment, upload_file
-from .templates import RequestTemplate, build_requests, build_rows, iter_rows
 from .writer import (
     BatchInputError,
     InputPart,
@@ -48,6 +49,7 @@ __all__ = [
     "BatchInputError",
     "BatchRequest",
     "BatchResults",
+    "BatchStatus",
     "DownloadError",
     "InputPart",
     "InputProblem",

@@ -21,18 +21,19 @@ import openai
 from openai.types import Batch, FileObject
 
 from .errors import OpenAIBatchError
-from .models import (
+from .vocabulary import (
+    ADOPTABLE_STATUSES,
+    COMPLETION_WINDOW,
     MAX_METADATA_KEY_CHARS,
     MAX_METADATA_PAIRS,
     MAX_METADATA_VALUE_CHARS,
+    TERMINAL_STATUSES,
     BatchEndpoint,
     as_endpoint,
 )
 from .writer import InputPart
 
 IDEMPOTENCY_KEY = "dagster_openai_batch_key"
-TERMINAL_STATUSES = frozenset({"completed", "failed", "expired", "cancelled"})
-ADOPTABLE_STATUSES = frozenset({"validating", "in_progress", "finalizing", "completed"})
 PAGE_SIZE = 100
 MAX_SCAN_PAGES = 50
 """At most 5,000 batches are scanned for a key (the service creates at most 2,000 an hour per organization)."""
@@ -284,7 +285,7 @@ class BatchClient:
         search settles a race with another process: the oldest live batch of the key wins and a
         younger duplicate is cancelled before it runs.
         """
-        ep = as_endpoint(endpoint).value
+        ep = as_endpoint(endpoint)
         meta = {**(metadata or {}), IDEMPOTENCY_KEY: idempotency_key}
         check_metadata(meta)
         find = {"input_file_id": input_file_id, "endpoint": ep}
@@ -301,7 +302,7 @@ class BatchClient:
         return settled, True
 
     def _create_once(
-        self, input_file_id: str, endpoint: str, key: str, meta: dict[str, str]
+        self, input_file_id: str, endpoint: BatchEndpoint, key: str, meta: dict[str, str]
     ) -> tuple[Batch, bool]:
         """Send the create, retrying only when the service certainly created nothing: ``(batch, adopted)``."""
         create = self.openai.with_options(max_retries=0).batches.with_raw_response.create
@@ -313,8 +314,8 @@ class BatchClient:
             try:
                 raw = create(
                     input_file_id=input_file_id,
-                    endpoint=endpoint,  # type: ignore[arg-type]
-                    completion_window="24h",
+                    endpoint=endpoint,
+                    completion_window=COMPLETION_WINDOW,
                     metadata=meta,
                 )
             except (
@@ -381,7 +382,7 @@ class BatchClient:
         create whose response was lost), the oldest is the one to use: the younger ones still
         waiting to run are cancelled, so they cost nothing.
         """
-        ep = None if endpoint is None else as_endpoint(endpoint).value
+        ep = None if endpoint is None else as_endpoint(endpoint)
         matches = [
             (batch.created_at, -position, batch)
             for position, batch in enumerate(

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .models import BatchRequest
+from .batch_request import BatchRequest
 from .results import STATUSES, TOKEN_COLUMNS, ResultsSummary, _cost, result_schema
 from .storage import atomic_output, resolve
 from .writer import InputPart, read_jsonl_input

@@ -21,9 +21,9 @@ import pyarrow.parquet as pq
 from openai.types import Batch
 from pydantic import BaseModel
 
-from .models import BatchEndpoint, as_endpoint
 from .pricing import cost_usd
 from .storage import atomic_output, resolve
+from .vocabulary import BatchEndpoint, as_endpoint
 
 STATUSES = ("succeeded", "failed", "expired", "cancelled", "missing")
 JOIN_BATCH_ROWS = 1_024
@@ -52,7 +52,7 @@ class ResultsSummary(BaseModel):
 def result_schema(endpoint: BatchEndpoint | str) -> pa.Schema:
     """The columns :func:`collect_results` adds to the input columns."""
     answer = (
-        pa.list_(pa.float32()) if as_endpoint(endpoint) == BatchEndpoint.EMBEDDINGS else pa.string()
+        pa.list_(pa.float32()) if as_endpoint(endpoint) == "/v1/embeddings" else pa.string()
     )
     return pa.schema(
         [
@@ -71,7 +71,7 @@ def result_schema(endpoint: BatchEndpoint | str) -> pa.Schema:
 
 
 def _text_answer(endpoint: BatchEndpoint, body: dict[str, Any]) -> str | None:
-    if endpoint == BatchEndpoint.CHAT_COMPLETIONS:
+    if endpoint == "/v1/chat/completions":
         choices = body.get("choices") or [{}]
         message = choices[0].get("message") or {}
         if message.get("content") is not None:
@@ -79,9 +79,9 @@ def _text_answer(endpoint: BatchEndpoint, body: dict[str, Any]) -> str | None:
         if message.get("tool_calls"):
             return orjson.dumps(message["tool_calls"]).decode()
         return message.get("refusal")
-    if endpoint == BatchEndpoint.COMPLETIONS:
+    if endpoint == "/v1/completions":
         return (body.get("choices") or [{}])[0].get("text")
-    if endpoint == BatchEndpoint.RESPONSES:
+    if endpoint == "/v1/responses":
         if body.get("output_text") is not None:
             return body["output_text"]
         texts = [
@@ -92,7 +92,7 @@ def _text_answer(endpoint: BatchEndpoint, body: dict[str, Any]) -> str | None:
             if c.get("type") == "output_text"
         ]
         return "".join(texts) if texts else None
-    if endpoint == BatchEndpoint.MODERATIONS:
+    if endpoint == "/v1/moderations":
         first = (body.get("results") or [{}])[0]
         flagged = sorted(k for k, v in (first.get("categories") or {}).items() if v)
         return orjson.dumps({"flagged": bool(first.get("flagged")), "categories": flagged}).decode()
@@ -167,7 +167,7 @@ class _Rows:
                 if code == 200:
                     status = "succeeded"
                     usage = _usage(body)
-                    if self.endpoint == BatchEndpoint.EMBEDDINGS:
+                    if self.endpoint == "/v1/embeddings":
                         answer = _embedding(body)
                         if answer is not None:
                             body = {
@@ -224,7 +224,7 @@ class _Rows:
         arrays = []
         for field in schema:
             values = self.cols[field.name]
-            if field.name == "answer" and self.endpoint == BatchEndpoint.EMBEDDINGS:
+            if field.name == "answer" and self.endpoint == "/v1/embeddings":
                 arrays.append(_vectors(values))
             else:
                 arrays.append(pa.array(values, type=field.type))

@@ -17,16 +17,19 @@ from functools import lru_cache
 from typing import Any, NamedTuple
 
 import orjson
-from openai.lib._pydantic import to_strict_json_schema
+from openai import pydantic_function_tool
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
+from .batch_request import BatchRequest
 from .errors import OpenAIBatchError
-from .models import BatchEndpoint, BatchRequest
+from .vocabulary import ValidEndpoint
 
 ROW_BATCH_SIZE = 8_192
 """Rows converted to Python dicts at a time when reading a DataFrame or Arrow table."""
 
 _FORMATTER = string.Formatter()
+_CONVERSATION_ENDPOINTS = ("/v1/chat/completions", "/v1/responses")
+"""The endpoints that take ``messages`` and a ``response_model``."""
 
 
 def iter_rows(source: Any) -> Iterator[dict[str, Any]]:
@@ -135,7 +138,7 @@ class RequestTemplate(BaseModel):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    endpoint: BatchEndpoint
+    endpoint: ValidEndpoint
     model: str
     messages: list[dict[str, Any]] | None = None
     prompt: str | None = None
@@ -151,20 +154,11 @@ class RequestTemplate(BaseModel):
             raise ValueError("a RequestTemplate needs `messages`, `prompt`, `body` or `body_fn`")
         if self.messages is not None and self.prompt is not None:
             raise ValueError("give either `messages` or `prompt`, not both")
-        if self.messages is not None and self.endpoint not in (
-            BatchEndpoint.CHAT_COMPLETIONS,
-            BatchEndpoint.RESPONSES,
-        ):
-            raise ValueError(
-                f"`messages` only applies to chat completions and responses, not {self.endpoint.value}"
-            )
-        if self.response_model is not None and self.endpoint not in (
-            BatchEndpoint.CHAT_COMPLETIONS,
-            BatchEndpoint.RESPONSES,
-        ):
-            raise ValueError(
-                f"`response_model` only applies to chat completions and responses, not {self.endpoint.value}"
-            )
+        for name in ("messages", "response_model"):
+            if getattr(self, name) is not None and self.endpoint not in _CONVERSATION_ENDPOINTS:
+                raise ValueError(
+                    f"`{name}` only applies to chat completions and responses, not {self.endpoint}"
+                )
         for s in _walk_strings([self.messages, self.prompt, self.body]):
             _fields(s)  # fail early on malformed templates
         return self
@@ -179,9 +173,10 @@ class RequestTemplate(BaseModel):
         """The structured-output body fields for ``response_model`` (strict JSON schema), or None."""
         if self.response_model is None:
             return None
-        schema = to_strict_json_schema(self.response_model)
+        # The SDK's strict JSON schema of the model, as it sends it for a function tool.
+        schema = pydantic_function_tool(self.response_model)["function"]["parameters"]
         name = self.response_model.__name__
-        if self.endpoint == BatchEndpoint.RESPONSES:
+        if self.endpoint == "/v1/responses":
             return {
                 "text": {
                     "format": {
@@ -209,18 +204,14 @@ class RequestTemplate(BaseModel):
         body.update(_render(self.body, row))
         if self.prompt is not None:
             text = _render(self.prompt, row)
-            if self.endpoint == BatchEndpoint.CHAT_COMPLETIONS:
+            if self.endpoint == "/v1/chat/completions":
                 body["messages"] = [{"role": "user", "content": text}]
-            elif self.endpoint in (
-                BatchEndpoint.EMBEDDINGS,
-                BatchEndpoint.MODERATIONS,
-                BatchEndpoint.RESPONSES,
-            ):
+            elif self.endpoint in ("/v1/embeddings", "/v1/moderations", "/v1/responses"):
                 body["input"] = text
             else:
                 body["prompt"] = text
         if self.messages is not None:
-            key = "input" if self.endpoint == BatchEndpoint.RESPONSES else "messages"
+            key = "input" if self.endpoint == "/v1/responses" else "messages"
             body[key] = _render(self.messages, row)
         if self.response_model is not None:
             if self._format is None:
@@ -357,7 +348,7 @@ def check_rows(
     sent, and billed, as the text ``None`` or ``nan``.
     """
     ids = custom_ids(template)
-    url = template.endpoint.value
+    url = template.endpoint
     names = template.placeholders()
     for row in iter_rows(rows):
         problems = []

@@ -23,16 +23,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel
 
+from .batch_request import BatchRequest
 from .errors import OpenAIBatchError
-from .models import (
+from .templates import RequestTemplate, check_rows, is_missing
+from .vocabulary import (
     MAX_EMBEDDING_INPUTS,
     MAX_FILE_BYTES,
     MAX_REQUESTS_PER_FILE,
+    MODEL_REQUIRED_ENDPOINTS,
     BatchEndpoint,
-    BatchRequest,
+    ValidEndpoint,
     as_endpoint,
 )
-from .templates import RequestTemplate, check_rows, is_missing
 
 SHOWN_PROBLEMS = 20
 KEPT_PROBLEMS = 1_000
@@ -41,15 +43,6 @@ PARQUET_ROWS = 10_000
 PARQUET_BYTES = 4_000_000
 """Rows are flushed to ``inputs.parquet`` every PARQUET_ROWS rows or PARQUET_BYTES of request JSON, whichever first."""
 _BUFFER = 1 << 20
-# Endpoints whose API requires `model` (moderations, images and videos have a default model).
-_MODEL_REQUIRED = frozenset(
-    {
-        BatchEndpoint.CHAT_COMPLETIONS,
-        BatchEndpoint.COMPLETIONS,
-        BatchEndpoint.EMBEDDINGS,
-        BatchEndpoint.RESPONSES,
-    }
-)
 
 
 class InputProblem(BaseModel):
@@ -99,7 +92,7 @@ class InputPart(BaseModel):
 class PreparedInput(BaseModel):
     """The validated input of one batch job, as one or more parts."""
 
-    endpoint: BatchEndpoint
+    endpoint: ValidEndpoint
     model: str | None
     parts: list[InputPart]
     requests: int
@@ -646,8 +639,8 @@ def _write(
     id_column: str | None = None,
 ) -> PreparedInput:
     out_dir.mkdir(parents=True, exist_ok=True)
-    url = endpoint.value
-    is_embeddings = endpoint == BatchEndpoint.EMBEDDINGS
+    url = endpoint
+    is_embeddings = endpoint == "/v1/embeddings"
     parts = _PartWriter(out_dir, max_requests, max_bytes, max_inputs if is_embeddings else 1 << 62)
     rows_out = _RowsWriter(out_dir / INPUTS_FILE, id_column) if with_rows else None
     seen: dict[
@@ -699,7 +692,7 @@ def _write(
             inputs = 0
             if isinstance(body, dict):
                 model = body.get("model")
-                if model in (None, "") and endpoint in _MODEL_REQUIRED:
+                if model in (None, "") and endpoint in MODEL_REQUIRED_ENDPOINTS:
                     found.append(
                         _problem(
                             lineno,

@@ -16,12 +16,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from openai.types import Batch
 
-from ..core.client import ADOPTABLE_STATUSES, BatchClientError
-from ..core.models import MAX_REQUESTS_PER_FILE, BatchEndpoint
+from ..core.client import BatchClientError
 from ..core.resubmit import build_resubmission, merge_results
 from ..core.results import collect_results
 from ..core.storage import BatchResults, download_file, join_uri, read_table, resolve, upload_file
 from ..core.templates import RequestTemplate
+from ..core.vocabulary import ADOPTABLE_STATUSES, MAX_REQUESTS_PER_FILE, BatchEndpoint
 from ..core.writer import (
     BatchInputError,
     PreparedInput,

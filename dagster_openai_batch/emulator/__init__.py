@@ -1,6 +1,7 @@
 """Offline emulator of the OpenAI Files + Batches API (WSGI core, served in process or over HTTP).
 
-This package imports nothing from the rest of `dagster_openai_batch`.
+From the rest of `dagster_openai_batch` it imports only `core.vocabulary` (the Batch API's
+endpoints, statuses and limits), and nothing of Dagster.
 """
 
 from __future__ import annotations

@@ -14,12 +14,13 @@ from werkzeug.formparser import parse_form_data
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
+from ..core.vocabulary import MAX_UPLOAD_BYTES
 from .batches import Batches, check_expires_after
 from .config import EmulatorConfig
 from .errors import ApiError, invalid_value, not_found
 from .faults import FaultPlan, LostKind
 from .store import Store
-from .validation import MAX_UPLOAD_BYTES, UploadSink
+from .validation import UploadSink
 
 FILE_PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
 BATCH_INPUT_TTL = 30 * 24 * 3600

@@ -6,23 +6,21 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from ..core.vocabulary import (
+    BATCH_ENDPOINTS,
+    CANCELLABLE_STATUSES,
+    COMPLETION_WINDOW,
+    MAX_METADATA_KEY_CHARS,
+    MAX_METADATA_PAIRS,
+    MAX_METADATA_VALUE_CHARS,
+)
 from .config import EmulatorConfig
 from .errors import ApiError, invalid_value, not_found
-from .lifecycle import CANCELLABLE, View, counts, draw_key, failed_positions, view
+from .lifecycle import View, counts, draw_key, failed_positions, view
 from .results import usage_json, write_results
 from .store import Store, new_id
 from .validation import validate_batch_input
 
-ENDPOINTS = (
-    "/v1/responses",
-    "/v1/chat/completions",
-    "/v1/embeddings",
-    "/v1/completions",
-    "/v1/moderations",
-    "/v1/images/generations",
-    "/v1/images/edits",
-    "/v1/videos",
-)
 WINDOW_SECONDS = 24 * 3600
 _MIN_EXPIRY, _MAX_EXPIRY = 3600, 30 * 24 * 3600
 
@@ -49,29 +47,32 @@ def _check_metadata(metadata: Any) -> dict[str, str] | None:
         return None
     if not isinstance(metadata, dict):
         raise invalid_value("metadata", "Invalid 'metadata': expected an object.", "invalid_type")
-    if len(metadata) > 16:
+    if len(metadata) > MAX_METADATA_PAIRS:
         raise invalid_value(
             "metadata",
-            "Invalid 'metadata': too many properties. Expected an object with at most 16"
+            "Invalid 'metadata': too many properties. Expected an object with at most"
+            f" {MAX_METADATA_PAIRS}"
             f" properties, but got an object with {len(metadata)} properties instead.",
             "object_above_max_properties",
         )
     for key, val in metadata.items():
-        if len(key) > 64:
+        if len(key) > MAX_METADATA_KEY_CHARS:
             raise invalid_value(
                 "metadata",
-                f"Invalid 'metadata': key '{key[:20]}…' is longer than 64 characters.",
+                f"Invalid 'metadata': key '{key[:20]}…' is longer than"
+                f" {MAX_METADATA_KEY_CHARS} characters.",
                 "string_above_max_length",
             )
         if not isinstance(val, str):
             raise invalid_value(
                 f"metadata.{key}", f"Invalid 'metadata.{key}': expected a string.", "invalid_type"
             )
-        if len(val) > 512:
+        if len(val) > MAX_METADATA_VALUE_CHARS:
             raise invalid_value(
                 f"metadata.{key}",
-                f"Invalid 'metadata.{key}': string too long. Expected a string"
-                f" with maximum length 512, but got a string with length {len(val)} instead.",
+                f"Invalid 'metadata.{key}': string too long. Expected a string with maximum"
+                f" length {MAX_METADATA_VALUE_CHARS}, but got a string with length {len(val)}"
+                " instead.",
                 "string_above_max_length",
             )
     return metadata
@@ -95,17 +96,18 @@ class Batches:
                     param=field,
                     code="missing_required_parameter",
                 )
-        if body["endpoint"] not in ENDPOINTS:
+        if body["endpoint"] not in BATCH_ENDPOINTS:
             raise invalid_value(
                 "endpoint",
                 f"Invalid value: '{body['endpoint']}'. Supported values are: "
-                + ", ".join(f"'{e}'" for e in ENDPOINTS)
+                + ", ".join(f"'{e}'" for e in BATCH_ENDPOINTS)
                 + ".",
             )
-        if body["completion_window"] != "24h":
+        if body["completion_window"] != COMPLETION_WINDOW:
             raise invalid_value(
                 "completion_window",
-                f"Invalid value: '{body['completion_window']}'. Supported values are: '24h'.",
+                f"Invalid value: '{body['completion_window']}'."
+                f" Supported values are: '{COMPLETION_WINDOW}'.",
             )
         metadata = _check_metadata(body.get("metadata"))
         output_expires_after = check_expires_after(
@@ -132,7 +134,7 @@ class Batches:
                 "created_at": now,
                 "input_file_id": file["id"],
                 "endpoint": body["endpoint"],
-                "completion_window": "24h",
+                "completion_window": COMPLETION_WINDOW,
                 "metadata": metadata,
                 "output_expires_after": output_expires_after,
                 # Random draws (failing requests, their kind, processing order) are keyed by the input's identity, not
@@ -259,7 +261,7 @@ class Batches:
         """POST /batches/{id}/cancel."""
         now = self.clock()
         row, v = self._advance(self._load(batch_id), now)
-        if v.status in CANCELLABLE:
+        if v.status in CANCELLABLE_STATUSES:
             self.store.set_cancel(batch_id, now)
             row, v = self._advance(self._load(batch_id), now)
         elif v.status not in ("cancelling", "cancelled"):

@@ -13,10 +13,8 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..core.vocabulary import TERMINAL_STATUSES
 from .config import Pace
-
-CANCELLABLE = ("validating", "in_progress", "finalizing")
-TERMINAL = ("completed", "failed", "expired", "cancelled")
 
 
 @dataclass
@@ -113,6 +111,6 @@ def view(row: dict[str, Any], now: float) -> View:
         if t <= now:
             times[f"{name}_at"] = t
             status = name
-    terminal_at = times.get(f"{status}_at") if status in TERMINAL else None
-    done = processed_at_end if status in TERMINAL or status == "cancelling" else processed(now)
+    terminal_at = times.get(f"{status}_at") if status in TERMINAL_STATUSES else None
+    done = processed_at_end if status in TERMINAL_STATUSES or status == "cancelling" else processed(now)
     return View(status=status, times=times, processed=done, total=total, terminal_at=terminal_at)

@@ -10,18 +10,15 @@ from typing import IO, Any
 import orjson
 from pydantic import BaseModel
 
-MAX_UPLOAD_BYTES = 200 * 1024 * 1024
-MAX_REQUESTS = 50_000
-MAX_EMBEDDING_INPUTS = 50_000
+from ..core.vocabulary import (
+    DEFAULT_MODELS,
+    MAX_EMBEDDING_INPUTS,
+    MAX_REQUESTS_PER_FILE,
+    MAX_UPLOAD_BYTES,
+)
+
 # The real service lists several line errors; we stop after this many (the count it shows is not documented).
 MAX_REPORTED_ERRORS = 10
-DEFAULT_MODELS = {
-    # Endpoints whose real API has a default model, so a line may omit body.model.
-    "/v1/moderations": "omni-moderation-latest",
-    "/v1/images/generations": "dall-e-2",
-    "/v1/images/edits": "dall-e-2",
-    "/v1/videos": "sora-2",
-}
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")
 
 
@@ -207,11 +204,11 @@ def validate_batch_input(
                 continue  # blank lines (e.g. a trailing newline) are ignored rather than rejected
             total += 1
             tokens += estimate_tokens(len(raw))
-            if total > MAX_REQUESTS:
+            if total > MAX_REQUESTS_PER_FILE:
                 errors = [
                     LineError(
                         code="too_many_tasks",
-                        message=f"The batch input file contains more than {MAX_REQUESTS:,} requests.",
+                        message=f"The batch input file contains more than {MAX_REQUESTS_PER_FILE:,} requests.",
                     )
                 ]
                 break

@@ -6,7 +6,7 @@ import pyarrow as pa
 import pytest
 from pydantic import BaseModel
 
-from dagster_openai_batch.core import BatchEndpoint, RequestTemplate, build_requests, iter_rows
+from dagster_openai_batch.core import RequestTemplate, build_requests, iter_rows
 
 
 class Verdict(BaseModel):
@@ -59,7 +59,7 @@ def test_prompt_goes_to_the_natural_input(endpoint: str, key: str, value: object
 
 def test_messages_body_placeholders_and_escaped_braces() -> None:
     t = RequestTemplate(
-        endpoint=BatchEndpoint.CHAT_COMPLETIONS,
+        endpoint="/v1/chat/completions",
         model="gpt-4o-mini",
         messages=[
             {"role": "system", "content": 'Reply as JSON {{"n": {n}}}'},
