@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     from .core.batch_request import BatchRequest
     from .core.client import BatchClient, BatchClientError
     from .core.errors import OpenAIBatchError
+    from .core.input_file import InputPart, PreparedInput, prepare_jsonl, prepare_rows
+    from .core.input_validation import BatchInputError, InputProblem
     from .core.storage import BatchResults
     from .core.templates import RequestTemplate, build_requests, iter_rows
     from .core.vocabulary import (
@@ -21,14 +23,6 @@ if TYPE_CHECKING:
         MAX_FILE_BYTES,
         MAX_REQUESTS_PER_FILE,
         BatchEndpoint,
-    )
-    from .core.writer import (
-        BatchInputError,
-        InputPart,
-        InputProblem,
-        PreparedInput,
-        prepare_jsonl,
-        prepare_rows,
     )
     from .dagster import (
         BatchJobConfig,
@@ -45,6 +39,8 @@ _MODULES = {
     ".core.batch_request": ["BatchRequest"],
     ".core.client": ["BatchClient", "BatchClientError"],
     ".core.errors": ["OpenAIBatchError"],
+    ".core.input_file": ["InputPart", "PreparedInput", "prepare_jsonl", "prepare_rows"],
+    ".core.input_validation": ["BatchInputError", "InputProblem"],
     ".core.storage": ["BatchResults"],
     ".core.templates": ["RequestTemplate", "build_requests", "iter_rows"],
     ".core.vocabulary": [
@@ -52,14 +48,6 @@ _MODULES = {
         "MAX_FILE_BYTES",
         "MAX_REQUESTS_PER_FILE",
         "BatchEndpoint",
-    ],
-    ".core.writer": [
-        "BatchInputError",
-        "InputPart",
-        "InputProblem",
-        "PreparedInput",
-        "prepare_jsonl",
-        "prepare_rows",
     ],
     ".dagster": [
         "BatchJobConfig",

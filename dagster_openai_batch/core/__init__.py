@@ -7,6 +7,15 @@ join the results back to the inputs as a Parquet table.
 from .batch_request import BatchRequest
 from .client import BatchClient, BatchClientError, DownloadError, check_metadata, upload_filename
 from .errors import OpenAIBatchError
+from .input_file import (
+    InputPart,
+    PreparedInput,
+    prepare_jsonl,
+    prepare_rows,
+    read_jsonl_input,
+    write_batch_input,
+)
+from .input_validation import BatchInputError, InputProblem
 from .pricing import BATCH_PRICES, Price, cost_usd, price_for
 from .resubmit import RETRY_STATUSES, build_resubmission, count_resubmittable, merge_results
 from .results import STATUSES, ResultsSummary, collect_results, result_schema
@@ -21,16 +30,6 @@ from .vocabulary import (
     MAX_REQUESTS_PER_FILE,
     BatchEndpoint,
     BatchStatus,
-)
-from .writer import (
-    BatchInputError,
-    InputPart,
-    InputProblem,
-    PreparedInput,
-    prepare_jsonl,
-    prepare_rows,
-    read_jsonl_input,
-    write_batch_input,
 )
 
 __all__ = [

@@ -21,6 +21,7 @@ import openai
 from openai.types import Batch, FileObject
 
 from .errors import OpenAIBatchError
+from .input_file import InputPart
 from .vocabulary import (
     ADOPTABLE_STATUSES,
     COMPLETION_WINDOW,
@@ -31,7 +32,6 @@ from .vocabulary import (
     BatchEndpoint,
     as_endpoint,
 )
-from .writer import InputPart
 
 IDEMPOTENCY_KEY = "dagster_openai_batch_key"
 PAGE_SIZE = 100

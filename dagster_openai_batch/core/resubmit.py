@@ -21,9 +21,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .batch_request import BatchRequest
+from .input_file import InputPart, read_jsonl_input
 from .results import STATUSES, TOKEN_COLUMNS, ResultsSummary, _cost, result_schema
 from .storage import atomic_output, resolve
-from .writer import InputPart, read_jsonl_input
 
 RETRY_STATUSES = ("failed", "expired", "cancelled", "missing")
 """Statuses whose requests may be resent; ``failed`` only when not permanent (see :func:`resubmittable`)."""

@@ -17,19 +17,19 @@ import pyarrow.parquet as pq
 from openai.types import Batch
 
 from ..core.client import BatchClientError
-from ..core.resubmit import build_resubmission, merge_results
-from ..core.results import collect_results
-from ..core.storage import BatchResults, download_file, join_uri, read_table, resolve, upload_file
-from ..core.templates import RequestTemplate
-from ..core.vocabulary import ADOPTABLE_STATUSES, MAX_REQUESTS_PER_FILE, BatchEndpoint
-from ..core.writer import (
-    BatchInputError,
+from ..core.input_file import (
     PreparedInput,
     prepare_jsonl,
     prepare_rows,
     read_jsonl_input,
     write_batch_input,
 )
+from ..core.input_validation import BatchInputError
+from ..core.resubmit import build_resubmission, merge_results
+from ..core.results import collect_results
+from ..core.storage import BatchResults, download_file, join_uri, read_table, resolve, upload_file
+from ..core.templates import RequestTemplate
+from ..core.vocabulary import ADOPTABLE_STATUSES, MAX_REQUESTS_PER_FILE, BatchEndpoint
 from .checks import evaluate_checks
 from .handoff import latest_metadata
 from .resource import OpenAIBatchResource

@@ -5,8 +5,8 @@ import pytest
 import dagster_openai_batch
 from dagster_openai_batch.core.client import BatchClientError, DownloadError
 from dagster_openai_batch.core.errors import OpenAIBatchError
+from dagster_openai_batch.core.input_validation import BatchInputError, InputProblem
 from dagster_openai_batch.core.templates import CustomIdError
-from dagster_openai_batch.core.writer import BatchInputError, InputProblem
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,7 @@ from dagster_openai_batch.core import (
     read_jsonl_input,
     write_batch_input,
 )
-from dagster_openai_batch.core.writer import PARQUET_ROWS
+from dagster_openai_batch.core.inputs_table import PARQUET_ROWS
 
 CHAT = "/v1/chat/completions"
 FIX = "Fill or drop these rows, or set the column to an empty string"
