@@ -86,6 +86,8 @@ class ValidationResult(BaseModel):
 def _check_line(
     lineno: int, raw: bytes, endpoint: str, seen: set[str], state: dict[str, Any]
 ) -> LineError | None:
+    """The first error of one input line, or None (then its custom_id and embedding inputs are
+    counted in ``seen`` and ``state``)."""
     try:
         req = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -96,89 +98,89 @@ def _check_line(
             message="This line is not parseable as valid JSON.",
             line=lineno,
         )
-    for field in ("custom_id", "method", "url", "body"):
-        if req.get(field) is None:
-            return LineError(
-                code="missing_required_parameter",
-                message=f"Missing required parameter: '{field}'.",
-                param=field,
-                line=lineno,
-            )
-    custom_id, body = req["custom_id"], req["body"]
-    if not isinstance(custom_id, str):
-        return LineError(
-            code="invalid_request",
-            message="'custom_id' must be a string.",
-            param="custom_id",
-            line=lineno,
-        )
-    if req["method"] != "POST":
-        return LineError(
-            code="invalid_request",
-            message="Only POST requests are supported.",
-            param="method",
-            line=lineno,
-        )
-    if req["url"] != endpoint:
-        return LineError(
-            code="invalid_url",
-            message=f"The URL provided for this request does not match the batch endpoint ({endpoint}).",
-            param="url",
-            line=lineno,
-        )
-    if not isinstance(body, dict):
-        return LineError(
-            code="invalid_request",
-            message="'body' must be a JSON object.",
-            param="body",
-            line=lineno,
-        )
-    if body.get("stream") is True:
-        return LineError(
-            code="streaming_unsupported",
-            message="Streaming is not supported in the Batch API.",
-            param="body.stream",
-            line=lineno,
-        )
-    model = body.get("model") or DEFAULT_MODELS.get(endpoint)
-    if model is None:
-        return LineError(
-            code="missing_required_parameter",
-            message="Missing required parameter: 'body.model'.",
-            param="body.model",
-            line=lineno,
-        )
-    # The emulator knows no model catalogue: any plausible model name exists.
-    if not isinstance(model, str) or not _MODEL_NAME.match(model):
-        return LineError(
-            code="model_not_found",
-            message=f"The model '{model}' does not exist.",
-            param="body.model",
-            line=lineno,
-        )
-    if state["model"] is None:
-        state["model"] = model
-    elif model != state["model"]:
-        return LineError(
-            code="model_mismatch",
-            message=f"All requests in a batch must use the same model; expected '{state['model']}', got '{model}'.",
-            param="body.model",
-            line=lineno,
-        )
-    if custom_id in seen:
-        return LineError(
-            code="duplicate_custom_id",
-            message=f"The custom_id '{custom_id}' is used more than once in this file.",
-            param="custom_id",
-            line=lineno,
-        )
-    seen.add(custom_id)
+    error = (
+        _request_error(req, endpoint)
+        or _model_error(req["body"], endpoint, state)
+        or _duplicate_error(req["custom_id"], seen)
+    )
+    if error is not None:
+        code, message, param = error
+        return LineError(code=code, message=message, param=param, line=lineno)
+    seen.add(req["custom_id"])
     if endpoint == "/v1/embeddings":
-        inputs = body.get("input")
+        inputs = req["body"].get("input")
         state["embedding_inputs"] += (
             len(inputs) if isinstance(inputs, list) and not _is_token_list(inputs) else 1
         )
     return None
+
+
+_Error = tuple[str, str, str]
+"""(code, message, param) of a line error."""
+
+
+def _request_error(req: dict[str, Any], endpoint: str) -> _Error | None:
+    """The first error in the line's fields, method, url and body shape."""
+    for field in ("custom_id", "method", "url", "body"):
+        if req.get(field) is None:
+            return (
+                "missing_required_parameter",
+                f"Missing required parameter: '{field}'.",
+                field,
+            )
+    if not isinstance(req["custom_id"], str):
+        return "invalid_request", "'custom_id' must be a string.", "custom_id"
+    if req["method"] != "POST":
+        return "invalid_request", "Only POST requests are supported.", "method"
+    if req["url"] != endpoint:
+        return (
+            "invalid_url",
+            f"The URL provided for this request does not match the batch endpoint ({endpoint}).",
+            "url",
+        )
+    if not isinstance(req["body"], dict):
+        return "invalid_request", "'body' must be a JSON object.", "body"
+    if req["body"].get("stream") is True:
+        return (
+            "streaming_unsupported",
+            "Streaming is not supported in the Batch API.",
+            "body.stream",
+        )
+    return None
+
+
+def _model_error(body: dict[str, Any], endpoint: str, state: dict[str, Any]) -> _Error | None:
+    """An error in the line's model; the first line's model becomes the batch's."""
+    model = body.get("model") or DEFAULT_MODELS.get(endpoint)
+    if model is None:
+        return (
+            "missing_required_parameter",
+            "Missing required parameter: 'body.model'.",
+            "body.model",
+        )
+    # The emulator knows no model catalogue: any plausible model name exists.
+    if not isinstance(model, str) or not _MODEL_NAME.match(model):
+        return "model_not_found", f"The model '{model}' does not exist.", "body.model"
+    if state["model"] is None:
+        state["model"] = model
+    elif model != state["model"]:
+        return (
+            "model_mismatch",
+            "All requests in a batch must use the same model; expected"
+            f" '{state['model']}', got '{model}'.",
+            "body.model",
+        )
+    return None
+
+
+def _duplicate_error(custom_id: str, seen: set[str]) -> _Error | None:
+    if custom_id not in seen:
+        return None
+    return (
+        "duplicate_custom_id",
+        f"The custom_id '{custom_id}' is used more than once in this file.",
+        "custom_id",
+    )
 
 
 def _is_token_list(value: list[Any]) -> bool:
