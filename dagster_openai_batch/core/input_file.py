@@ -79,8 +79,9 @@ class PreparedInput(BaseModel):
 
 
 def read_jsonl_input(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
-    """Yield each non-blank line of a JSONL file as a dict; an unparsable line raises :class:`BatchInputError`."""
-    for lineno, item in _parse_lines(Path(path)):
+    """Yield each non-blank line of a JSONL file as a dict; an unparsable line raises
+    :class:`BatchInputError`."""
+    for _, item in _parse_lines(Path(path)):
         if isinstance(item, InputProblem):
             raise BatchInputError([item])
         yield item
@@ -189,8 +190,9 @@ def write_batch_input(
 ) -> PreparedInput:
     """Validate ``requests`` and write them as JSONL parts in ``out_dir``.
 
-    ``rows`` (the source rows, in the same order) are also written with their custom_id to ``inputs.parquet``.
-    Raises :class:`BatchInputError` listing every problem; no part is left behind then.
+    ``rows`` (the source rows, in the same order) are also written with their custom_id to
+    ``inputs.parquet``. Raises :class:`BatchInputError` listing every problem; no part is left
+    behind then.
     """
     if rows is None:
         items: Iterable[tuple[int, Any, dict[str, Any] | None]] = (
@@ -231,10 +233,13 @@ def prepare_rows(
     max_bytes: int = MAX_FILE_BYTES,
     max_embedding_inputs: int = MAX_EMBEDDING_INPUTS,
 ) -> PreparedInput:
-    """Build requests from ``rows`` with ``template`` and write them, plus ``inputs.parquet``, in one pass.
+    """Build requests from ``rows`` with ``template`` and write them, plus ``inputs.parquet``, in
+    one pass.
 
     >>> import tempfile, pathlib
-    >>> t = RequestTemplate(endpoint="/v1/moderations", model="omni-moderation-latest", prompt="{text}")
+    >>> t = RequestTemplate(
+    ...     endpoint="/v1/moderations", model="omni-moderation-latest", prompt="{text}"
+    ... )
     >>> prepare_rows([{"text": "hi"}], t, pathlib.Path(tempfile.mkdtemp())).requests
     1
     """

@@ -1,13 +1,16 @@
 """The Batch API's rules for an input, checked line by line before anything is uploaded.
 
 :class:`InputChecker` checks each request in turn (fields, url, body, unique custom_ids, one model,
-the embedding-input and size limits) and collects every :class:`InputProblem`; :meth:`InputChecker.finish`
-raises them together in one :class:`BatchInputError`.
+the embedding-input and size limits) and collects every :class:`InputProblem`;
+:meth:`InputChecker.finish` raises them together in one :class:`BatchInputError`.
 
 >>> checker = InputChecker("/v1/embeddings", max_bytes=1_000, max_inputs=10)
->>> checker.check(1, {"custom_id": "a", "url": "/v1/embeddings", "body": {"model": "m", "input": "x"}})
+>>> def request(cid, text):
+...     body = {"model": "m", "input": text}
+...     return {"custom_id": cid, "url": "/v1/embeddings", "body": body}
+>>> checker.check(1, request("a", "x"))
 CheckedLine(custom_id='a', line=b'{"custom_id":"a",...}\\n', inputs=1)
->>> checker.check(2, {"custom_id": "a", "url": "/v1/embeddings", "body": {"model": "m", "input": "y"}})
+>>> checker.check(2, request("a", "y"))
 >>> print(checker.problems[0])
 line 2 (custom_id 'a'), field 'custom_id': custom_id 'a' is already used on line 1. Give every ...
 """
@@ -58,7 +61,8 @@ class BatchInputError(OpenAIBatchError, ValueError):
         rest = self.total - min(len(problems), SHOWN_PROBLEMS)
         more = f"\n  … and {rest} more problem(s)" if rest > 0 else ""
         super().__init__(
-            f"batch input is invalid ({self.total} problem(s)); nothing was uploaded:\n{shown}{more}"
+            f"batch input is invalid ({self.total} problem(s)); nothing was "
+            f"uploaded:\n{shown}{more}"
         )
 
 

@@ -25,14 +25,14 @@ whichever first."""
 class InputsTableWriter:
     """Streams the source rows, each with its custom_id, to ``inputs.parquet`` in record batches.
 
-    The schema is the union of every row's columns: a column missing from some rows is null there, a column that is
-    null in the first rows takes the type seen later, and integers meet floats as floats. Chunks are written as they
-    come; when a chunk widens the schema a new segment file is started, and the segments are rewritten into one
-    table under the final schema at :meth:`close`. Types that cannot be reconciled raise a :class:`ValueError`
-    naming the column and the line.
+    The schema is the union of every row's columns: a column missing from some rows is null there, a
+    column that is null in the first rows takes the type seen later, and integers meet floats as
+    floats. Chunks are written as they come; when a chunk widens the schema a new segment file is
+    started, and the segments are rewritten into one table under the final schema at :meth:`close`.
+    Types that cannot be reconciled raise a :class:`ValueError` naming the column and the line.
 
-    A row column named ``custom_id`` is kept as ``input_custom_id`` unless it is ``id_column`` (the column the
-    custom_ids were taken from), since ``custom_id`` holds the request's id.
+    A row column named ``custom_id`` is kept as ``input_custom_id`` unless it is ``id_column`` (the
+    column the custom_ids were taken from), since ``custom_id`` holds the request's id.
     """
 
     def __init__(self, path: Path, id_column: str | None = None) -> None:
@@ -80,7 +80,7 @@ class InputsTableWriter:
         fitted = _fit(table, self._writer.schema) if self._writer is not None else None
         if fitted is not None:
             table = fitted
-        else:  # the first chunk, or one with a new column or a wider type: continue in a new segment
+        else:  # the first chunk, or one with a new column or a wider type: a new segment
             schema = table.schema
             if self._writer is not None:
                 schema = _unify(self._writer.schema, table, self._lines)
@@ -122,7 +122,8 @@ class InputsTableWriter:
 
 
 def _column(name: str, values: list[Any], lines: list[int]) -> pa.Array:
-    """One input column as an Arrow array; NaN/NaT count as nulls; mixed types raise a ValueError naming a line."""
+    """One input column as an Arrow array; NaN/NaT count as nulls; mixed types raise a ValueError
+    naming a line."""
     try:
         return pa.array(values)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
@@ -139,14 +140,17 @@ def _column(name: str, values: list[Any], lines: list[int]) -> pa.Array:
     i0, v0 = present[0]
     bad = next(((i, v) for i, v in present if type(v) is not type(v0)), present[-1])
     raise ValueError(
-        f"input rows do not fit one table schema: column {name!r} holds {type(v0).__name__} {v0!r:.40} on line "
-        f"{lines[i0]} but {type(bad[1]).__name__} {bad[1]!r:.40} on line {lines[bad[0]]} ({error}); "
+        f"input rows do not fit one table schema: column {name!r} holds {type(v0).__name__} "
+        f"{v0!r:.40} on line "
+        f"{lines[i0]} but {type(bad[1]).__name__} {bad[1]!r:.40} on line {lines[bad[0]]} "
+        f"({error}); "
         "give every row the same column types"
     ) from error
 
 
 def _fit(table: pa.Table, schema: pa.Schema) -> pa.Table | None:
-    """``table`` cast to ``schema`` (absent columns as nulls), or None if it has a column or a type ``schema`` lacks."""
+    """``table`` cast to ``schema`` (absent columns as nulls), or None if it has a column or a type
+    ``schema`` lacks."""
     if not set(table.column_names) <= set(schema.names):
         return None
     columns = []
@@ -176,7 +180,8 @@ def _fit(table: pa.Table, schema: pa.Schema) -> pa.Table | None:
 
 
 def _unify(schema: pa.Schema, table: pa.Table, lines: list[int]) -> pa.Schema:
-    """The schema holding both ``schema`` and ``table``'s columns, or a ValueError naming the clashing column."""
+    """The schema holding both ``schema`` and ``table``'s columns, or a ValueError naming the
+    clashing column."""
     try:
         return pa.unify_schemas([schema, table.schema], promote_options="permissive")
     except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
@@ -191,8 +196,10 @@ def _unify(schema: pa.Schema, table: pa.Table, lines: list[int]) -> pa.Schema:
                     valid = table.column(field.name).is_valid().to_pylist()
                     line = lines[valid.index(True)] if True in valid else lines[0]
                     raise ValueError(
-                        f"input rows do not fit one table schema: column {field.name!r} is {schema.field(field.name).type} "
-                        f"in earlier rows but {field.type} on line {line}; give every row the same column types"
+                        f"input rows do not fit one table schema: column {field.name!r} is "
+                        f"{schema.field(field.name).type} "
+                        f"in earlier rows but {field.type} on line {line}; give every row the same "
+                        "column types"
                     ) from e
         raise ValueError(
             f"input rows do not fit one table schema ({e}); give every row the same column types"

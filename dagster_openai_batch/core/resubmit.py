@@ -1,8 +1,9 @@
 """Run the requests that did not succeed again, and merge the follow-up's answers back.
 
-Only what can succeed on a retry is resent by default: rows that expired, were cancelled or are missing, and
-failures that are not permanent (HTTP 429, 5xx, or an error line with no HTTP status). A permanent HTTP 4xx
-failure (say 400 ``context_length_exceeded``) fails the same way again, so it is resent only on request.
+Only what can succeed on a retry is resent by default: rows that expired, were cancelled or are
+missing, and failures that are not permanent (HTTP 429, 5xx, or an error line with no HTTP status).
+A permanent HTTP 4xx failure (say 400 ``context_length_exceeded``) fails the same way again, so it
+is resent only on request.
 
 >>> RETRY_STATUSES
 ('failed', 'expired', 'cancelled', 'missing')
@@ -26,7 +27,8 @@ from .results import STATUSES, TOKEN_COLUMNS, ResultsSummary, _cost, result_sche
 from .storage import atomic_output, resolve
 
 RETRY_STATUSES = ("failed", "expired", "cancelled", "missing")
-"""Statuses whose requests may be resent; ``failed`` only when not permanent (see :func:`resubmittable`)."""
+"""Statuses whose requests may be resent; ``failed`` only when not permanent (see
+:func:`resubmittable`)."""
 UNSENT_STATUSES = ("expired", "cancelled", "missing")
 """Statuses of requests that never got an answer: always resent."""
 _BATCH_ROWS = 16_384
@@ -39,8 +41,9 @@ def resubmittable(
 ) -> pa.Array:
     """Boolean mask of the rows of a results table to resend.
 
-    ``expired``, ``cancelled`` and ``missing`` rows, and ``failed`` rows whose ``status_code`` is 429, at least 500
-    or absent (an error line without an HTTP response); with ``include_permanent_failures``, every ``failed`` row.
+    ``expired``, ``cancelled`` and ``missing`` rows, and ``failed`` rows whose ``status_code`` is
+    429, at least 500 or absent (an error line without an HTTP response); with
+    ``include_permanent_failures``, every ``failed`` row.
     """
     status = batch.column("status")
     unsent = pc.is_in(status, value_set=pa.array(UNSENT_STATUSES))
@@ -73,7 +76,8 @@ def _ids_to_retry(
 def count_resubmittable(
     results_path: str | os.PathLike[str], include_permanent_failures: bool = False
 ) -> int:
-    """How many requests :func:`build_resubmission` would resend, so a caller can skip a follow-up early."""
+    """How many requests :func:`build_resubmission` would resend, so a caller can skip a follow-up
+    early."""
     return len(_ids_to_retry(results_path, include_permanent_failures))
 
 
@@ -85,10 +89,10 @@ def build_resubmission(
 ) -> Iterator[BatchRequest]:
     """Yield the original requests (same custom_id) of every row that can succeed on a retry.
 
-    That is every expired, cancelled or missing row, and every failed row that is not a permanent HTTP 4xx
-    failure (429 is retried); ``include_permanent_failures=True`` resends every failed row too. Yields nothing
-    (it does not raise) when there is nothing to resend. ``sent`` is what was submitted: the input parts (or their
-    JSONL paths), or the requests themselves.
+    That is every expired, cancelled or missing row, and every failed row that is not a permanent
+    HTTP 4xx failure (429 is retried); ``include_permanent_failures=True`` resends every failed row
+    too. Yields nothing (it does not raise) when there is nothing to resend. ``sent`` is what was
+    submitted: the input parts (or their JSONL paths), or the requests themselves.
     """
     retry = _ids_to_retry(results_path, include_permanent_failures)
     if not retry:
@@ -104,7 +108,8 @@ def build_resubmission(
 
 
 def _add_tokens(table: pa.Table, tokens_by_model: dict[str, list[int]]) -> None:
-    """Add the token counts of the succeeded rows of ``table`` by model (read from each response body)."""
+    """Add the token counts of the succeeded rows of ``table`` by model (read from each response
+    body)."""
     mask = pc.and_(
         pc.equal(table.column("status"), "succeeded"), pc.is_valid(table.column("input_tokens"))
     )

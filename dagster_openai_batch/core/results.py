@@ -1,9 +1,11 @@
-"""Parse batch output and error files, join them to the inputs by custom_id and write one Parquet table.
+"""Parse batch output and error files, join them to the inputs by custom_id and write one Parquet
+table.
 
 Every input custom_id gets exactly one row, whatever order the result lines come in:
-``succeeded``, ``failed``, ``expired``, ``cancelled`` or ``missing`` (absent from both files of a batch that
-neither expired nor was cancelled). Result files are read twice, never loaded: a first pass indexes the byte
-offset of each custom_id's line, the join then reads each line back in input order.
+``succeeded``, ``failed``, ``expired``, ``cancelled`` or ``missing`` (absent from both files of a
+batch that neither expired nor was cancelled). Result files are read twice, never loaded: a first
+pass indexes the byte offset of each custom_id's line, the join then reads each line back in input
+order.
 """
 
 from __future__ import annotations
@@ -298,7 +300,8 @@ def _batch_for_file(path: Path, batches: list[Batch]) -> str | None:
 
 
 def _index(files: list[Path]) -> dict[str, int]:
-    """custom_id -> (file number, byte offset) of its line, preferring a success when a custom_id repeats."""
+    """custom_id -> (file number, byte offset) of its line, preferring a success when a custom_id
+    repeats."""
     index: dict[str, int] = {}
     for n, path in enumerate(files):
         offset = 0
@@ -376,13 +379,15 @@ def collect_results(
     endpoint: BatchEndpoint | str,
     dest: str | os.PathLike[str],
 ) -> ResultsSummary:
-    """Join result lines to the inputs and write a Parquet table to ``dest`` (local path or ``s3://…`` URI).
+    """Join result lines to the inputs and write a Parquet table to ``dest`` (local path or
+    ``s3://…`` URI).
 
-    Rows come from ``prepared_inputs_path`` (``inputs.parquet``, input columns kept), else ``request_ids``, else
-    (with neither, e.g. for a follow-up merged later) the custom_ids found in the result files.
-    ``request_ids`` items may be ``(custom_id, batch_id)`` pairs, telling which batch each request went to;
-    result files are matched to batches by the file id in their name (as :meth:`BatchClient.download_results`
-    names them; a batch id in the name works too). Embedding vectors go to ``answer`` (float32) and are not repeated in ``response_body``.
+    Rows come from ``prepared_inputs_path`` (``inputs.parquet``, input columns kept), else
+    ``request_ids``, else (with neither, e.g. for a follow-up merged later) the custom_ids found in
+    the result files. ``request_ids`` items may be ``(custom_id, batch_id)`` pairs, telling which
+    batch each request went to; result files are matched to batches by the file id in their name (as
+    :meth:`BatchClient.download_results` names them; a batch id in the name works too). Embedding
+    vectors go to ``answer`` (float32) and are not repeated in ``response_body``.
     """
     ep = as_endpoint(endpoint)
     files = [Path(p) for p in [*output_files, *error_files]]
@@ -428,9 +433,9 @@ def collect_results(
                 if writer is None:
                     writer = pq.ParquetWriter(tmp, table.schema, filesystem=fs)
                 writer.write_table(table)
-                # Arrow's allocator (mimalloc) keeps freed chunks for reuse; hand them back so the join's memory
-                # stays flat (50k chat results: peak RSS growth ~109 MB without this, see
-                # benchmarks/bench_core_results.py).
+                # Arrow's allocator (mimalloc) keeps freed chunks for reuse; hand them back so the
+                # join's memory stays flat (50k chat results: peak RSS growth ~109 MB without this,
+                # see benchmarks/bench_core_results.py).
                 pool.release_unused()
                 total += table.num_rows
                 if len(preview) < 5:
@@ -468,7 +473,8 @@ def _summary(
 
 
 def _cost(tokens_by_model: dict[str, list[int]]) -> tuple[float | None, str]:
-    """Total cost at batch rates of ``{model: [input, cached, output, reasoning] tokens}``, and a note on it."""
+    """Total cost at batch rates of ``{model: [input, cached, output, reasoning] tokens}``, and a
+    note on it."""
     if not tokens_by_model:
         return 0.0, "no successful requests, so nothing billed"
     total = 0.0

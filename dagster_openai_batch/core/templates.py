@@ -1,7 +1,11 @@
 """Turn rows into batch requests with a :class:`RequestTemplate`.
 
->>> t = RequestTemplate(endpoint="/v1/chat/completions", model="gpt-4o-mini", prompt="Summarise: {text}",
-...                     custom_id_column="id")
+>>> t = RequestTemplate(
+...     endpoint="/v1/chat/completions",
+...     model="gpt-4o-mini",
+...     prompt="Summarise: {text}",
+...     custom_id_column="id",
+... )
 >>> [r.body["messages"][0]["content"] for r in build_requests([{"id": 1, "text": "hello"}], t)]
 ['Summarise: hello']
 """
@@ -33,7 +37,8 @@ _CONVERSATION_ENDPOINTS = ("/v1/chat/completions", "/v1/responses")
 
 
 def iter_rows(source: Any) -> Iterator[dict[str, Any]]:
-    """Yield rows as dicts from an iterable of mappings, a pandas/polars DataFrame or an Arrow table/reader.
+    """Yield rows as dicts from an iterable of mappings, a pandas/polars DataFrame or an Arrow
+    table/reader.
 
     Tables are read a record batch at a time, so a large table is never copied into one big list.
 
@@ -71,7 +76,8 @@ def iter_rows(source: Any) -> Iterator[dict[str, Any]]:
 
 
 def _pandas_records(frame: Any) -> list[dict[str, Any]]:
-    """A DataFrame chunk as dicts, its missing values (NaN, NaT, pd.NA) as None; only columns with gaps are touched."""
+    """A DataFrame chunk as dicts, its missing values (NaN, NaT, pd.NA) as None; only columns with
+    gaps are touched."""
     gaps = frame.isna().any()
     if gaps.any():
         frame = frame.copy(deep=False)
@@ -109,7 +115,8 @@ def _fields(template: str) -> tuple[str, ...]:
         root = field.split(".", 1)[0].split("[", 1)[0]
         if not root:
             raise ValueError(
-                f"template {template!r} has an empty or positional placeholder '{{}}'; name a column"
+                f"template {template!r} has an empty or positional placeholder '{{}}'; name a "
+                "column"
             )
         names.append(root)
     return tuple(names)
@@ -129,10 +136,14 @@ def _walk_strings(value: Any) -> Iterator[str]:
 class RequestTemplate(BaseModel):
     """How one row becomes the body of one request.
 
-    Give ``messages`` (chat), ``prompt`` (the endpoint's natural input) or ``body_fn``. Strings may hold
-    ``{column}`` placeholders, filled from the row with :meth:`str.format` rules (write ``{{`` for a literal brace).
+    Give ``messages`` (chat), ``prompt`` (the endpoint's natural input) or ``body_fn``. Strings may
+    hold ``{column}`` placeholders, filled from the row with :meth:`str.format` rules (write ``{{``
+    for a literal brace).
 
-    >>> RequestTemplate(endpoint="/v1/embeddings", model="text-embedding-3-small", prompt="{title}: {text}").placeholders()
+    >>> t = RequestTemplate(
+    ...     endpoint="/v1/embeddings", model="text-embedding-3-small", prompt="{title}: {text}"
+    ... )
+    >>> t.placeholders()
     ['text', 'title']
     """
 
@@ -170,7 +181,8 @@ class RequestTemplate(BaseModel):
         )
 
     def response_format(self) -> dict[str, Any] | None:
-        """The structured-output body fields for ``response_model`` (strict JSON schema), or None."""
+        """The structured-output body fields for ``response_model`` (strict JSON schema), or
+        None."""
         if self.response_model is None:
             return None
         # The SDK's strict JSON schema of the model, as it sends it for a function tool.
@@ -197,7 +209,8 @@ class RequestTemplate(BaseModel):
     def render_body(self, row: Mapping[str, Any]) -> dict[str, Any]:
         """The request body for one row.
 
-        >>> RequestTemplate(endpoint="/v1/completions", model="m", prompt="Q: {q}").render_body({"q": "2+2"})
+        >>> t = RequestTemplate(endpoint="/v1/completions", model="m", prompt="Q: {q}")
+        >>> t.render_body({"q": "2+2"})
         {'model': 'm', 'prompt': 'Q: 2+2'}
         """
         body: dict[str, Any] = {"model": self.model}
@@ -243,7 +256,8 @@ def _render(value: Any, row: Mapping[str, Any]) -> Any:
 
 
 class _RowIds:
-    """Stable ``row-<16 hex>`` ids from a row's content; repeats get ``-2``, ``-3``… in order of appearance."""
+    """Stable ``row-<16 hex>`` ids from a row's content; repeats get ``-2``, ``-3``… in order of
+    appearance."""
 
     def __init__(self) -> None:
         self._seen: dict[str, int] = {}
@@ -264,16 +278,19 @@ class CustomIdError(OpenAIBatchError, ValueError):
     """A row's ``custom_id_column`` value cannot be a custom_id (missing, empty, or a float)."""
 
     fix = (
-        "Give every row an id, a string or an integer (a pandas integer column with missing values turns "
-        "float: fill or drop those rows, or convert the column with .astype('Int64') or .astype(str))"
+        "Give every row an id, a string or an integer (a pandas integer column with missing values "
+        "turns "
+        "float: fill or drop those rows, or convert the column with .astype('Int64') or "
+        ".astype(str))"
     )
 
 
 def custom_ids(template: RequestTemplate) -> Callable[[Mapping[str, Any]], str]:
-    """A function giving each row its custom_id under ``template`` (stateful: call it once per row, in order).
+    """A function giving each row its custom_id under ``template`` (stateful: call it once per row,
+    in order).
 
-    A ``custom_id_column`` value must be a non-empty string or an integer: None, NaN, "" and floats (``1.0`` would
-    silently become ``"1.0"``) raise :class:`CustomIdError`.
+    A ``custom_id_column`` value must be a non-empty string or an integer: None, NaN, "" and floats
+    (``1.0`` would silently become ``"1.0"``) raise :class:`CustomIdError`.
     """
     column = template.custom_id_column
     if column is None:
@@ -284,7 +301,8 @@ def custom_ids(template: RequestTemplate) -> Callable[[Mapping[str, Any]], str]:
             value = row[column]
         except KeyError:
             raise KeyError(
-                f"custom_id_column {column!r} is not a column of the row; available columns: {', '.join(map(str, row))}"
+                f"custom_id_column {column!r} is not a column of the row; available columns: "
+                f"{', '.join(map(str, row))}"
             ) from None
         if isinstance(value, str):
             if value:
@@ -316,7 +334,8 @@ def build_rows(
 ) -> Iterator[tuple[dict[str, Any], BatchRequest]]:
     """Like :func:`build_requests`, also yielding each source row beside its request.
 
-    A row whose id or placeholder value is missing raises :class:`ValueError` (:func:`prepare_rows` lists them all).
+    A row whose id or placeholder value is missing raises :class:`ValueError` (:func:`prepare_rows`
+    lists them all).
     """
     for n, (row, request, problems) in enumerate(check_rows(rows, template), 1):
         if problems:
@@ -344,8 +363,8 @@ def check_rows(
 ) -> Iterator[tuple[dict[str, Any], BatchRequest | None, list[RowProblem]]]:
     """Yield each row with its request, or with the problems that keep it from having one.
 
-    A row's id must be valid (see :func:`custom_ids`) and no placeholder may be missing (None, NaN…): it would be
-    sent, and billed, as the text ``None`` or ``nan``.
+    A row's id must be valid (see :func:`custom_ids`) and no placeholder may be missing (None,
+    NaN…): it would be sent, and billed, as the text ``None`` or ``nan``.
     """
     ids = custom_ids(template)
     url = template.endpoint

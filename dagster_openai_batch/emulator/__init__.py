@@ -79,15 +79,18 @@ class Emulator:
         )
 
     def inject(self, status: int = 500, times: int = 1, operation: str | None = None) -> None:
-        """Make the next `times` API calls matching `operation` (e.g. "batches.create"; None: any) answer `status`."""
+        """Make the next `times` API calls matching `operation` (e.g. "batches.create"; None: any)
+        answer `status`."""
         self.faults.inject(status, times, operation)
 
     def inject_lost_response(
         self, operation: str = "batches.create", kind: LostKind = "drop", times: int = 1
     ) -> None:
-        """Carry out the next `times` successful calls of `operation` (a mutating one), then lose each response.
+        """Carry out the next `times` successful calls of `operation` (a mutating one), then lose
+        each response.
 
-        `kind` "drop": the connection dies without a response (the SDK raises `APIConnectionError`); 502/504: a
-        gateway's HTML error page (`InternalServerError`). The SDK retries both by default: the call happens again.
+        `kind` "drop": the connection dies without a response (the SDK raises `APIConnectionError`);
+        502/504: a gateway's HTML error page (`InternalServerError`). The SDK retries both by
+        default: the call happens again.
         """
         self.faults.inject_lost_response(operation, kind, times)

@@ -1,4 +1,5 @@
-"""Batch operations on top of the store: create, advance (lazy validation / result writing), render, cancel."""
+"""Batch operations on top of the store: create, advance (lazy validation / result writing), render,
+cancel."""
 
 from __future__ import annotations
 
@@ -37,7 +38,8 @@ def check_expires_after(value: Any, param: str) -> dict[str, Any] | None:
     if not isinstance(seconds, int) or not _MIN_EXPIRY <= seconds <= _MAX_EXPIRY:
         raise invalid_value(
             f"{param}.seconds",
-            f"Invalid '{param}.seconds': expected an integer between {_MIN_EXPIRY} and {_MAX_EXPIRY}.",
+            f"Invalid '{param}.seconds': expected an integer between {_MIN_EXPIRY} and "
+            f"{_MAX_EXPIRY}.",
         )
     return {"anchor": "created_at", "seconds": seconds}
 
@@ -115,7 +117,8 @@ class Batches:
         )
         now = self.clock()
         file = self.store.get_file(body["input_file_id"], now=now)
-        # Not stated by the spec: an unknown input file is answered like any unknown file (404 on input_file_id).
+        # Not stated by the spec: an unknown input file is answered like any unknown file (404 on
+        # input_file_id).
         if file is None:
             raise not_found("File", body["input_file_id"], param="input_file_id")
         if file["purpose"] != "batch":
@@ -124,7 +127,8 @@ class Batches:
                 f"The input file must have purpose 'batch', not '{file['purpose']}'.",
             )
         batch_id = new_id("batch_", 32)
-        # The batch keeps its own hard link to the input, so deleting the file does not break a running batch.
+        # The batch keeps its own hard link to the input, so deleting the file does not break a
+        # running batch.
         os.link(self.store.blob_path(file["id"]), self.store.blob_path(f"{batch_id}.input"))
         faults = self.config.faults
         window = faults.expire_after_seconds or WINDOW_SECONDS
@@ -137,8 +141,9 @@ class Batches:
                 "completion_window": COMPLETION_WINDOW,
                 "metadata": metadata,
                 "output_expires_after": output_expires_after,
-                # Random draws (failing requests, their kind, processing order) are keyed by the input's identity, not
-                # by the random batch id, so a seeded run is reproducible: the same input fails the same way.
+                # Random draws (failing requests, their kind, processing order) are keyed by the
+                # input's identity, not by the random batch id, so a seeded run is reproducible: the
+                # same input fails the same way.
                 "plan": {
                     "pace": self.config.pace.model_dump(),
                     "seed": faults.seed,
@@ -194,8 +199,9 @@ class Batches:
                 self.store.complete_claim(row["id"], token, "result", result)
                 row = self._load(row["id"])
             if row["result"] is None:
-                # Another reader is writing the result files: show the state just before the terminal one,
-                # as the real service keeps a batch finalizing/cancelling until its files exist.
+                # Another reader is writing the result files: show the state just before the
+                # terminal one, as the real service keeps a batch finalizing/cancelling until its
+                # files exist.
                 v = view(row, v.terminal_at - 1e-6)
         return row, v
 

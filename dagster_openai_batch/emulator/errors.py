@@ -6,7 +6,8 @@ from typing import Any
 
 
 class ApiError(Exception):
-    """An error answered as `{"error": {"message", "type", "param", "code"}}` with an HTTP status."""
+    """An error answered as `{"error": {"message", "type", "param", "code"}}` with an HTTP
+    status."""
 
     def __init__(
         self,

@@ -1,8 +1,10 @@
-"""Time-driven batch state: everything is computed from the stored timestamps, pace and fault decisions.
+"""Time-driven batch state: everything is computed from the stored timestamps, pace and fault
+decisions.
 
-No background thread runs batches. A read computes where the batch is at `now`; when that requires work
-(validating the input, writing the result files) the reader claims the work in SQLite and does it, so any
-process sharing the data dir computes the same state and only one writes the result files.
+No background thread runs batches. A read computes where the batch is at `now`; when that requires
+work (validating the input, writing the result files) the reader claims the work in SQLite and does
+it, so any process sharing the data dir computes the same state and only one writes the result
+files.
 """
 
 from __future__ import annotations
@@ -32,12 +34,14 @@ class View:
 
 
 def draw_key(row: dict[str, Any]) -> str:
-    """What a batch's random draws are keyed by: its input's identity (batches made before it: the batch id)."""
+    """What a batch's random draws are keyed by: its input's identity (batches made before it: the
+    batch id)."""
     return str(row["plan"].get("draw_key") or row["id"])
 
 
 def failed_positions(key: str, seed: int, rate: float, total: int) -> list[int]:
-    """Processing positions whose request fails individually (Faults.request_error_rate), deterministic."""
+    """Processing positions whose request fails individually (Faults.request_error_rate),
+    deterministic."""
     if rate <= 0:
         return []
     rng = random.Random(f"{seed}:{key}:request-errors")
@@ -45,7 +49,8 @@ def failed_positions(key: str, seed: int, rate: float, total: int) -> list[int]:
 
 
 def processing_order(key: str, seed: int, total: int) -> list[int]:
-    """Input indices in the order the batch processes them; output files follow it (real order is arbitrary)."""
+    """Input indices in the order the batch processes them; output files follow it (real order is
+    arbitrary)."""
     order = list(range(total))
     random.Random(f"{seed}:{key}:order").shuffle(order)
     return order

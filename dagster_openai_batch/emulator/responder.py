@@ -1,4 +1,5 @@
-"""Deterministic fake responses for the endpoints a batch can target: same body in, same body out."""
+"""Deterministic fake responses for the endpoints a batch can target: same body in, same body
+out."""
 
 from __future__ import annotations
 
@@ -156,7 +157,8 @@ def _chat(
 
 
 def _forced_tool(tools: list[dict[str, Any]], tool_choice: Any) -> dict[str, Any] | None:
-    """The function the model must call (`tool_choice` "required" or a named function), else None."""
+    """The function the model must call (`tool_choice` "required" or a named function), else
+    None."""
     functions = [
         t["function"] for t in tools if isinstance(t, dict) and t.get("type") == "function"
     ]
@@ -319,7 +321,8 @@ def _moderations(
 def _generic(
     body: dict[str, Any], rng: random.Random, *, rid: str, model: str, created: int, digest: bytes
 ) -> tuple[dict[str, Any], Usage]:
-    # Images/videos are not emulated in depth: a plausible 200 body with usage is enough for batch plumbing.
+    # Images/videos are not emulated in depth: a plausible 200 body with usage is enough for batch
+    # plumbing.
     tokens = _tokens(body)
     return {
         "id": f"emu_{rid}",
@@ -346,8 +349,8 @@ def failure_body(kind: int, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         tokens = 128_000 + _tokens(body)
         return 400, {
             "error": {
-                "message": f"This model's maximum context length is 128000 tokens. However, your messages resulted in"
-                f" {tokens} tokens. Please reduce the length of the messages.",
+                "message": "This model's maximum context length is 128000 tokens. However, your"
+                f" messages resulted in {tokens} tokens. Please reduce the length of the messages.",
                 "type": "invalid_request_error",
                 "param": "messages",
                 "code": "context_length_exceeded",

@@ -1,4 +1,5 @@
-"""Write a finished batch's output and error files (streamed; one pass to index lines, then seeks)."""
+"""Write a finished batch's output and error files (streamed; one pass to index lines, then
+seeks)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Upload checks and the whole-file validation a batch goes through before it runs (streamed, line by line)."""
+"""Upload checks and the whole-file validation a batch goes through before it runs (streamed, line
+by line)."""
 
 from __future__ import annotations
 
@@ -17,13 +18,15 @@ from ..core.vocabulary import (
     MAX_UPLOAD_BYTES,
 )
 
-# The real service lists several line errors; we stop after this many (the count it shows is not documented).
+# The real service lists several line errors; we stop after this many (the count it shows is not
+# documented).
 MAX_REPORTED_ERRORS = 10
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")
 
 
 class UploadSink:
-    """File-like sink for one multipart file part: writes to disk up to the size limit, checks UTF-8 on the fly.
+    """File-like sink for one multipart file part: writes to disk up to the size limit, checks UTF-8
+    on the fly.
 
     Past the limit it keeps counting (so the request body is still drained) but stops writing.
     """
@@ -75,7 +78,8 @@ class LineError(BaseModel):
 
 
 class ValidationResult(BaseModel):
-    """What validation found: either errors, or the request count, model and estimated token total."""
+    """What validation found: either errors, or the request count, model and estimated token
+    total."""
 
     errors: list[LineError] = []
     total: int = 0
@@ -195,7 +199,8 @@ def estimate_tokens(nbytes: int) -> int:
 def validate_batch_input(
     path: Path, endpoint: str, token_limits: dict[str, int]
 ) -> ValidationResult:
-    """Validate a batch input file, reading one line at a time (memory does not grow with file size)."""
+    """Validate a batch input file, reading one line at a time (memory does not grow with file
+    size)."""
     errors: list[LineError] = []
     seen: set[str] = set()
     state: dict[str, Any] = {"model": None, "embedding_inputs": 0}
@@ -210,7 +215,8 @@ def validate_batch_input(
                 errors = [
                     LineError(
                         code="too_many_tasks",
-                        message=f"The batch input file contains more than {MAX_REQUESTS_PER_FILE:,} requests.",
+                        message="The batch input file contains more than "
+                        f"{MAX_REQUESTS_PER_FILE:,} requests.",
                     )
                 ]
                 break
@@ -229,7 +235,8 @@ def validate_batch_input(
             errors=[
                 LineError(
                     code="too_many_tasks",
-                    message=f"An embeddings batch may contain at most {MAX_EMBEDDING_INPUTS:,} inputs in all;"
+                    message=f"An embeddings batch may contain at most {MAX_EMBEDDING_INPUTS:,} "
+                    "inputs in all;"
                     f" this one has {state['embedding_inputs']:,}.",
                 )
             ]
@@ -241,8 +248,10 @@ def validate_batch_input(
             errors=[
                 LineError(
                     code="token_limit_exceeded",
-                    message=f"Enqueued token limit reached for {model} in organization org-emulator. Limit: {limit:,}"
-                    " enqueued tokens. Please try again once some in_progress batches have been completed.",
+                    message=f"Enqueued token limit reached for {model} in organization "
+                    f"org-emulator. Limit: {limit:,}"
+                    " enqueued tokens. Please try again once some in_progress batches have been "
+                    "completed.",
                 )
             ]
         )

@@ -107,15 +107,9 @@ def test_structured_outputs_are_strict() -> None:
         endpoint="/v1/chat/completions", model="m", prompt="{text}", response_model=Verdict
     )
     fmt = next(build_requests(ROWS, chat)).body["response_format"]
-    assert (
-        fmt["type"] == "json_schema"
-    )
-    assert (
-        fmt["json_schema"]["name"] == "Verdict"
-    )
-    assert (
-        fmt["json_schema"]["strict"]
-    )
+    assert fmt["type"] == "json_schema"
+    assert fmt["json_schema"]["name"] == "Verdict"
+    assert fmt["json_schema"]["strict"]
     schema = fmt["json_schema"]["schema"]
     assert schema["additionalProperties"] is False
     assert sorted(schema["required"]) == [
