@@ -170,11 +170,12 @@ class BatchClient:
             if found is not None:
                 return found
         with self._api(f"uploading {part.path.name}"), part.path.open("rb") as f:
-            return self._parse_json(
+            uploaded: FileObject = self._parse_json(
                 self.openai.files.with_raw_response.create(
                     file=(name, f, "application/jsonl"), purpose="batch"
                 )
             )
+        return uploaded
 
     def find_file(self, filename: str, size: int, *, max_pages: int = 5) -> FileObject | None:
         """A usable purpose-batch file named ``filename`` of ``size`` bytes among the newest files,
@@ -187,6 +188,7 @@ class BatchClient:
                 )
             )
             for _ in range(max_pages):
+                f: FileObject
                 for f in page.data:
                     if (
                         f.filename == filename
@@ -307,15 +309,19 @@ class BatchClient:
         ep = as_endpoint(endpoint)
         meta = {**(metadata or {}), IDEMPOTENCY_KEY: idempotency_key}
         check_metadata(meta)
-        find = {"input_file_id": input_file_id, "endpoint": ep}
-        existing = self.find_batch(idempotency_key, max_pages=search_pages, **find)
+        existing = self.find_batch(
+            idempotency_key, max_pages=search_pages, input_file_id=input_file_id, endpoint=ep
+        )
         if existing is not None:
             return existing, True
         batch, adopted = self._create_once(input_file_id, ep, idempotency_key, meta)
         # Only batches created since a little before ours can be racing duplicates: older ones were
         # searched.
         settled = self.find_batch(
-            idempotency_key, since=batch.created_at - SETTLE_WINDOW_SECONDS, **find
+            idempotency_key,
+            since=batch.created_at - SETTLE_WINDOW_SECONDS,
+            input_file_id=input_file_id,
+            endpoint=ep,
         )
         if settled is None or settled.id == batch.id:
             return batch, adopted
@@ -327,7 +333,8 @@ class BatchClient:
         """Send the create, retrying only when the service certainly created nothing: ``(batch,
         adopted)``."""
         create = self.openai.with_options(max_retries=0).batches.with_raw_response.create
-        problem, last = "", None
+        problem = ""
+        last: Exception | None = None
         for attempt in range(self.create_attempts):
             if attempt:
                 self._sleep(self._retry_delay(last, attempt))
@@ -387,7 +394,8 @@ class BatchClient:
                 return min(float(headers[name]) * scale, self.max_backoff)
             except (KeyError, ValueError):
                 continue
-        return min(self.backoff * 2 ** (attempt - 1), self.max_backoff)
+        delay: float = min(self.backoff * 2 ** (attempt - 1), self.max_backoff)
+        return delay
 
     def find_batch(
         self,
@@ -443,11 +451,12 @@ class BatchClient:
                 except openai.NotFoundError:  # deleted or expired: its content cannot be compared
                     return False
         a, b = found
-        return (
+        same: bool = (
             a.filename == b.filename
             and a.bytes == b.bytes
             and a.filename.startswith(_UPLOAD_PREFIX)
         )
+        return same
 
     def _recent_batches(self, max_pages: int, *, since: float | None = None) -> Iterator[Batch]:
         """Batches page by page (newest first on OpenAI), at most ``max_pages`` pages; with
@@ -464,7 +473,10 @@ class BatchClient:
 
     def retrieve(self, batch_id: str) -> Batch:
         with self._api(f"reading batch {batch_id}"):
-            return self._parse_json(self.openai.batches.with_raw_response.retrieve(batch_id))
+            batch: Batch = self._parse_json(
+                self.openai.batches.with_raw_response.retrieve(batch_id)
+            )
+        return batch
 
     def retrieve_many(
         self,
@@ -528,7 +540,8 @@ class BatchClient:
                 self._sleep(self._retry_delay(last, attempt))
             try:
                 with self._api(f"cancelling batch {batch_id}"):
-                    return self._parse_json(cancel(batch_id))
+                    cancelled: Batch = self._parse_json(cancel(batch_id))
+                    return cancelled
             except openai.ConflictError:  # already completed, failed or expired: that is the answer
                 return self.retrieve(batch_id)
             except (

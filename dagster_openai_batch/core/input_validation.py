@@ -248,7 +248,7 @@ class InputChecker:
             self.report(found)
             return None
         self.requests += 1
-        return CheckedLine(cid, line, inputs)
+        return CheckedLine(str(cid), line, inputs)  # a non-empty str: checked above
 
     def finish(self) -> None:
         """Raise a :class:`BatchInputError` listing every problem, if any (an input without any

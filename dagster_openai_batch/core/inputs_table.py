@@ -115,7 +115,7 @@ class InputsTableWriter:
             with pq.ParquetWriter(self.path, schema) as out:
                 for segment in self._segments:
                     for batch in pq.ParquetFile(segment).iter_batches(batch_size=PARQUET_ROWS):
-                        out.write_table(_fit(pa.Table.from_batches([batch]), schema))  # type: ignore[arg-type]
+                        out.write_table(_fit(pa.Table.from_batches([batch]), schema))
                     segment.unlink()
         self._segments = []
         return self.path

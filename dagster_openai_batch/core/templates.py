@@ -46,7 +46,7 @@ def iter_rows(source: Any) -> Iterator[dict[str, Any]]:
     >>> list(iter_rows(pa.table({"a": [1, 2]})))
     [{'a': 1}, {'a': 2}]
     """
-    import pyarrow as pa
+    import pyarrow as pa  # type: ignore[import-untyped]
 
     if isinstance(source, pa.Table):
         for batch in source.to_batches(max_chunksize=ROW_BATCH_SIZE):
@@ -84,7 +84,8 @@ def _pandas_records(frame: Any) -> list[dict[str, Any]]:
         for i in gaps.to_numpy().nonzero()[0]:
             column = frame.iloc[:, i]
             frame.isetitem(i, column.astype(object).where(column.notna(), None))
-    return frame.to_dict("records")
+    records: list[dict[str, Any]] = frame.to_dict("records")
+    return records
 
 
 def is_missing(value: Any) -> bool:

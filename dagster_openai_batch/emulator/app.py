@@ -251,7 +251,8 @@ class EmulatorApp:
                     param="file",
                     code="missing_required_parameter",
                 )
-            sink = next(s for s in sinks if s is upload.stream)
+            stream: object = upload.stream  # one of the sinks (see the stream factory)
+            sink = next(s for s in sinks if s is stream)
             return self._store_upload(form, upload.filename or "file", sink)
         finally:
             for s in sinks:

@@ -159,7 +159,7 @@ def _chat(
 def _forced_tool(tools: list[dict[str, Any]], tool_choice: Any) -> dict[str, Any] | None:
     """The function the model must call (`tool_choice` "required" or a named function), else
     None."""
-    functions = [
+    functions: list[dict[str, Any]] = [
         t["function"] for t in tools if isinstance(t, dict) and t.get("type") == "function"
     ]
     if not functions:
@@ -168,7 +168,8 @@ def _forced_tool(tools: list[dict[str, Any]], tool_choice: Any) -> dict[str, Any
         return functions[0]
     if isinstance(tool_choice, dict):
         name = (tool_choice.get("function") or {}).get("name") or tool_choice.get("name")
-        return next((f for f in functions if f.get("name") == name), None)
+        chosen: dict[str, Any] | None = next((f for f in functions if f.get("name") == name), None)
+        return chosen
     return None
 
 
