@@ -1,5 +1,4 @@
-"""`BatchClient`: upload, create-or-adopt, poll, cancel and download over an ``openai.OpenAI``
-client.
+"""`BatchClient`: upload, create-or-adopt, poll, cancel and download over an ``openai.OpenAI``.
 
 >>> import openai
 >>> client = BatchClient(openai.OpenAI(api_key="sk-test", base_url="http://localhost:9/v1"))

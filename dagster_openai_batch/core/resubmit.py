@@ -1,4 +1,4 @@
-"""Run the requests that did not succeed again, and merge the follow-up's answers back.
+"""Follow-ups: resend the requests that did not succeed, and merge their answers back.
 
 Only what can succeed on a retry is resent by default: rows that expired, were cancelled or are
 missing, and failures that are not permanent (HTTP 429, 5xx, or an error line with no HTTP status).

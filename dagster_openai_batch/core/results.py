@@ -1,5 +1,4 @@
-"""Parse batch output and error files, join them to the inputs by custom_id and write one Parquet
-table.
+"""The results table: output and error files joined to the inputs by custom_id, as Parquet.
 
 Every input custom_id gets exactly one row, whatever order the result lines come in:
 ``succeeded``, ``failed``, ``expired``, ``cancelled`` or ``missing`` (absent from both files of a

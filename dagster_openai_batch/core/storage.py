@@ -1,5 +1,4 @@
-"""Files in a storage location that is a local directory or any pyarrow.fs URI (``s3://…``,
-``gs://…``).
+"""Files in a storage location: a local directory or any pyarrow.fs URI (``s3://…``, ``gs://…``).
 
 >>> join_uri("s3://bucket/root/", "results", "a.parquet")
 's3://bucket/root/results/a.parquet'

@@ -1,4 +1,4 @@
-"""Turn rows into batch requests with a :class:`RequestTemplate`.
+"""Rows into batch requests: :class:`RequestTemplate` and the functions that apply it.
 
 >>> t = RequestTemplate(
 ...     endpoint="/v1/chat/completions",

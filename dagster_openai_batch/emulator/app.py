@@ -1,5 +1,4 @@
-"""The WSGI application: routing, auth, fault injection, request parsing and responses for all nine
-operations."""
+"""The WSGI application: routing, auth, faults, parsing and responses for all nine operations."""
 
 from __future__ import annotations
 

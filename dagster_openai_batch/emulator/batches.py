@@ -1,5 +1,7 @@
-"""Batch operations on top of the store: create, advance (lazy validation / result writing), render,
-cancel."""
+"""The batch operations on top of the store: create, advance, render, list and cancel.
+
+Advancing does a batch's due work lazily: validating its input, writing its result files.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""OpenAI-shaped API errors."""
+"""The emulated service's HTTP errors, shaped like the OpenAI API's."""
 
 from __future__ import annotations
 

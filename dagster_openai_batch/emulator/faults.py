@@ -1,5 +1,4 @@
-"""Deterministic fault decisions for API calls and downloads, plus queues of injected failures for
-tests."""
+"""Deterministic fault decisions for API calls and downloads, and queues of injected failures."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Time-driven batch state: everything is computed from the stored timestamps, pace and fault
-decisions.
+"""A batch's state at a given time, computed from its stored timestamps, pace and fault decisions.
 
 No background thread runs batches. A read computes where the batch is at `now`; when that requires
 work (validating the input, writing the result files) the reader claims the work in SQLite and does

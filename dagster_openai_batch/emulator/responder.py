@@ -1,5 +1,4 @@
-"""Deterministic fake responses for the endpoints a batch can target: same body in, same body
-out."""
+"""Deterministic fake responses for each batch endpoint: the same body in, the same body out."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Write a finished batch's output and error files (streamed; one pass to index lines, then
-seeks)."""
+"""A finished batch's output and error files, written streamed (one pass to index, then seeks)."""
 
 from __future__ import annotations
 

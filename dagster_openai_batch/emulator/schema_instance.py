@@ -1,4 +1,4 @@
-"""Build a deterministic JSON value that satisfies a (structured-outputs style) JSON Schema."""
+"""A deterministic JSON value that satisfies a (structured-outputs style) JSON Schema."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Serving the WSGI app over real HTTP (threaded werkzeug server)."""
+"""Serving the WSGI app over real HTTP (a threaded werkzeug server)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Durable state: SQLite (WAL) rows for files and batches, blob files for contents, all under one
-data dir.
+"""Durable state under one data dir: SQLite (WAL) rows for files and batches, blobs for contents.
 
 Several threads, processes or `Emulator` instances may share a data dir; each thread gets its own
 connection.

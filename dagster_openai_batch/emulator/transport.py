@@ -1,5 +1,4 @@
-"""In-process httpx2 transport: calls the WSGI app directly, streaming request and response
-bodies."""
+"""An in-process httpx2 transport: calls the WSGI app directly, streaming both bodies."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Upload checks and the whole-file validation a batch goes through before it runs (streamed, line
-by line)."""
+"""Upload checks, and the validation of a batch's whole input file before it runs (streamed)."""
 
 from __future__ import annotations
 
