@@ -1,9 +1,10 @@
 """Benchmark: rows → validated JSONL parts → uploaded, core engine vs. the bare SDK + ``json``.
 
-Runs an emulator over HTTP in its own process, then each variant in a fresh process, and prints wall time,
-MB/s (of JSONL written) and peak RSS growth over the process's RSS after imports.
+Runs an emulator over HTTP in its own process, then each variant in a fresh process, and prints wall
+time, MB/s (of JSONL written) and peak RSS growth over the process's RSS after imports.
 
-    .venv/bin/python benchmarks/bench_core_input.py            # 50,000 chat requests, and a ~240 MB input
+    # 50,000 chat requests, and a ~240 MB input:
+    .venv/bin/python benchmarks/bench_core_input.py
 """
 
 from __future__ import annotations
@@ -132,7 +133,8 @@ def main() -> None:
                 )
                 r = json.loads(res.stdout.strip().splitlines()[-1])
                 print(
-                    f"{case:<12} {variant:<9} {r['wall']:>7.2f} {r['bytes'] / 1e6 / r['wall']:>7.1f} "
+                    f"{case:<12} {variant:<9} {r['wall']:>7.2f} "
+                    f"{r['bytes'] / 1e6 / r['wall']:>7.1f} "
                     f"{r['rss_growth'] / 1e6:>13.1f}",
                     flush=True,
                 )

@@ -1,7 +1,9 @@
-"""Benchmark: download + parse + join 50,000 chat results to Parquet, core engine vs. the bare SDK + ``json``.
+"""Benchmark: download + parse + join 50,000 chat results to Parquet, core engine vs. the bare SDK +
+``json``.
 
-Runs an emulator over HTTP in its own process, completes one 50,000-request batch (not timed), then runs each
-variant in a fresh process and prints wall time, MB/s (of result JSONL) and peak RSS growth.
+Runs an emulator over HTTP in its own process, completes one 50,000-request batch (not timed), then
+runs each variant in a fresh process and prints wall time, MB/s (of result JSONL) and peak RSS
+growth.
 
     .venv/bin/python benchmarks/bench_core_results.py
 """
@@ -129,7 +131,8 @@ def main() -> None:
             )
             r = json.loads(res.stdout.strip().splitlines()[-1])
             print(
-                f"{variant:<9} {r['wall']:>7.2f} {r['bytes'] / 1e6 / r['wall']:>7.1f} {r['rss_growth'] / 1e6:>13.1f}",
+                f"{variant:<9} {r['wall']:>7.2f} {r['bytes'] / 1e6 / r['wall']:>7.1f} "
+                f"{r['rss_growth'] / 1e6:>13.1f}",
                 flush=True,
             )
 

@@ -1,7 +1,8 @@
 """Benchmark: push large chat batches through the emulator over real HTTP with the official SDK.
 
 The server runs in a subprocess so its RSS can be sampled with psutil. Two sizes show that memory
-does not grow with file size. Usage: python benchmarks/bench_emulator.py [N ...]   (default: 5000 50000)
+does not grow with file size. Usage: python benchmarks/bench_emulator.py [N ...]   (default: 5000
+50000)
 """
 
 from __future__ import annotations
@@ -111,7 +112,8 @@ def bench(n: int, work: Path) -> None:
             time.sleep(0.05)
             batch = client.batches.retrieve(batch.id)
         stages["wait (validate+run+write)"] = time.perf_counter() - t
-        assert batch.status == "completed" and batch.output_file_id, batch
+        assert batch.status == "completed", batch
+        assert batch.output_file_id, batch
 
         t = time.perf_counter()
         with (

@@ -3,10 +3,10 @@
     .venv/bin/python benchmarks/fault_campaign.py --count 1000 --workers 2 --start-seed 0
     .venv/bin/python benchmarks/fault_campaign.py --seeds 17,42 --verbose      # replay given seeds
 
-Each scenario runs in a fresh worker process (forked from a server that imported Dagster once) in its
-own temporary directory, deleted afterwards (``--keep`` keeps the directories of failing scenarios).
-Prints the count of violations per invariant, the failing seeds and the time taken; exits 1 if any
-scenario violated an invariant or crashed the harness.
+Each scenario runs in a fresh worker process (forked from a server that imported Dagster once) in
+its own temporary directory, deleted afterwards (``--keep`` keeps the directories of failing
+scenarios). Prints the count of violations per invariant, the failing seeds and the time taken;
+exits 1 if any scenario violated an invariant or crashed the harness.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""What the core benchmarks share: an emulator over HTTP in its own process, and one measured run."""
+"""What the core benchmarks share: an emulator over HTTP in its own process, and one measured
+run."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ import psutil
 
 @contextmanager
 def emulator_over_http(*args: str) -> Iterator[tuple[str, Path]]:
-    """Start ``python -m dagster_openai_batch.emulator`` (extra CLI ``args``); yield its base URL and data dir."""
+    """Start ``python -m dagster_openai_batch.emulator`` (extra CLI ``args``); yield its base URL
+    and data dir."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -53,7 +55,8 @@ def emulator_over_http(*args: str) -> Iterator[tuple[str, Path]]:
 
 
 def measure(run: Callable[[Path], int]) -> None:
-    """Run ``run(work_dir) -> bytes processed`` once; print wall time, bytes and peak RSS growth as JSON."""
+    """Run ``run(work_dir) -> bytes processed`` once; print wall time, bytes and peak RSS growth as
+    JSON."""
     with tempfile.TemporaryDirectory() as tmp:
         before = psutil.Process().memory_info().rss
         start = time.perf_counter()

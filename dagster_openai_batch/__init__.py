@@ -11,23 +11,18 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .core.batch_request import BatchRequest
     from .core.client import BatchClient, BatchClientError
-    from .core.models import (
+    from .core.errors import OpenAIBatchError
+    from .core.input_file import InputPart, PreparedInput, prepare_jsonl, prepare_rows
+    from .core.input_validation import BatchInputError, InputProblem
+    from .core.storage import BatchResults
+    from .core.templates import RequestTemplate, build_requests, iter_rows
+    from .core.vocabulary import (
         MAX_EMBEDDING_INPUTS,
         MAX_FILE_BYTES,
         MAX_REQUESTS_PER_FILE,
         BatchEndpoint,
-        BatchRequest,
-    )
-    from .core.storage import BatchResults
-    from .core.templates import RequestTemplate, build_requests, iter_rows
-    from .core.writer import (
-        BatchInputError,
-        InputPart,
-        InputProblem,
-        PreparedInput,
-        prepare_jsonl,
-        prepare_rows,
     )
     from .dagster import (
         BatchJobConfig,
@@ -44,23 +39,18 @@ if TYPE_CHECKING:
     )
 
 _MODULES = {
+    ".core.batch_request": ["BatchRequest"],
     ".core.client": ["BatchClient", "BatchClientError"],
-    ".core.models": [
+    ".core.errors": ["OpenAIBatchError"],
+    ".core.input_file": ["InputPart", "PreparedInput", "prepare_jsonl", "prepare_rows"],
+    ".core.input_validation": ["BatchInputError", "InputProblem"],
+    ".core.storage": ["BatchResults"],
+    ".core.templates": ["RequestTemplate", "build_requests", "iter_rows"],
+    ".core.vocabulary": [
         "MAX_EMBEDDING_INPUTS",
         "MAX_FILE_BYTES",
         "MAX_REQUESTS_PER_FILE",
         "BatchEndpoint",
-        "BatchRequest",
-    ],
-    ".core.storage": ["BatchResults"],
-    ".core.templates": ["RequestTemplate", "build_requests", "iter_rows"],
-    ".core.writer": [
-        "BatchInputError",
-        "InputPart",
-        "InputProblem",
-        "PreparedInput",
-        "prepare_jsonl",
-        "prepare_rows",
     ],
     ".dagster": [
         "BatchJobConfig",
@@ -94,6 +84,7 @@ __all__ = [
     "InputPart",
     "InputProblem",
     "OpenAIBatchComponent",
+    "OpenAIBatchError",
     "OpenAIBatchPipeline",
     "OpenAIBatchResource",
     "OpenAIBatchStageProps",

@@ -1,11 +1,27 @@
 """Core engine: plain Python over the official ``openai`` SDK (no Dagster here).
 
-Build requests from rows, write validated JSONL parts, run batches with :class:`BatchClient`, and join the
-results back to the inputs as a Parquet table.
+Build requests from rows, write validated JSONL parts, run batches with :class:`BatchClient`, and
+join the results back to the inputs as a Parquet table.
 """
 
+from .batch_request import BatchRequest
 from .client import BatchClient, BatchClientError, DownloadError, check_metadata, upload_filename
-from .models import (
+from .errors import OpenAIBatchError
+from .input_file import (
+    InputPart,
+    PreparedInput,
+    prepare_jsonl,
+    prepare_rows,
+    read_jsonl_input,
+    write_batch_input,
+)
+from .input_validation import BatchInputError, InputProblem
+from .pricing import BATCH_PRICES, Price, cost_usd, price_for
+from .resubmit import RETRY_STATUSES, build_resubmission, count_resubmittable, merge_results
+from .results import STATUSES, ResultsSummary, collect_results, result_schema
+from .storage import BatchResults, download_file, join_uri, read_table, safe_segment, upload_file
+from .templates import RequestTemplate, build_requests, build_rows, iter_rows
+from .vocabulary import (
     MAX_EMBEDDING_INPUTS,
     MAX_FILE_BYTES,
     MAX_METADATA_KEY_CHARS,
@@ -13,22 +29,7 @@ from .models import (
     MAX_METADATA_VALUE_CHARS,
     MAX_REQUESTS_PER_FILE,
     BatchEndpoint,
-    BatchRequest,
-)
-from .pricing import BATCH_PRICES, Price, cost_usd, price_for
-from .resubmit import RETRY_STATUSES, build_resubmission, count_resubmittable, merge_results
-from .results import STATUSES, ResultsSummary, collect_results, result_schema
-from .storage import BatchResults, download_file, join_uri, read_table, safe_segment, upload_file
-from .templates import RequestTemplate, build_requests, build_rows, iter_rows
-from .writer import (
-    BatchInputError,
-    InputPart,
-    InputProblem,
-    PreparedInput,
-    prepare_jsonl,
-    prepare_rows,
-    read_jsonl_input,
-    write_batch_input,
+    BatchStatus,
 )
 
 __all__ = [
@@ -47,9 +48,11 @@ __all__ = [
     "BatchInputError",
     "BatchRequest",
     "BatchResults",
+    "BatchStatus",
     "DownloadError",
     "InputPart",
     "InputProblem",
+    "OpenAIBatchError",
     "PreparedInput",
     "Price",
     "RequestTemplate",

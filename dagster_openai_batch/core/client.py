@@ -1,4 +1,4 @@
-"""`BatchClient`: upload, create-or-adopt, poll, cancel and download over an ``openai.OpenAI`` client.
+"""`BatchClient`: upload, create-or-adopt, poll, cancel and download over an ``openai.OpenAI``.
 
 >>> import openai
 >>> client = BatchClient(openai.OpenAI(api_key="sk-test", base_url="http://localhost:9/v1"))
@@ -20,29 +20,34 @@ import httpx2
 import openai
 from openai.types import Batch, FileObject
 
-from .models import (
+from .errors import OpenAIBatchError
+from .input_file import InputPart
+from .vocabulary import (
+    ADOPTABLE_STATUSES,
+    COMPLETION_WINDOW,
     MAX_METADATA_KEY_CHARS,
     MAX_METADATA_PAIRS,
     MAX_METADATA_VALUE_CHARS,
+    TERMINAL_STATUSES,
     BatchEndpoint,
     as_endpoint,
 )
-from .writer import InputPart
 
 IDEMPOTENCY_KEY = "dagster_openai_batch_key"
-TERMINAL_STATUSES = frozenset({"completed", "failed", "expired", "cancelled"})
-ADOPTABLE_STATUSES = frozenset({"validating", "in_progress", "finalizing", "completed"})
 PAGE_SIZE = 100
 MAX_SCAN_PAGES = 50
-"""At most 5,000 batches are scanned for a key (the service creates at most 2,000 an hour per organization)."""
+"""At most 5,000 batches are scanned for a key (the service creates at most 2,000 an hour per
+organization)."""
 SETTLE_WINDOW_SECONDS = 600
-"""Batches created this long before a create may be racing duplicates of it (generous for clock skew)."""
+"""Batches created this long before a create may be racing duplicates of it (generous for clock
+skew)."""
 _CHUNK = 1 << 20
 _UPLOAD_PREFIX = "dagster-openai-batch-"
 
 
-class BatchClientError(RuntimeError):
-    """The service could not be used as configured (wrong URL, not an OpenAI-compatible API, bad credentials)."""
+class BatchClientError(OpenAIBatchError, RuntimeError):
+    """The service could not be used as configured (wrong URL, not an OpenAI-compatible API, bad
+    credentials)."""
 
 
 class DownloadError(BatchClientError):
@@ -50,7 +55,8 @@ class DownloadError(BatchClientError):
 
 
 def upload_filename(part: InputPart) -> str:
-    """The name a part is uploaded under; it embeds the content hash so an identical upload can be reused."""
+    """The name a part is uploaded under; it embeds the content hash so an identical upload can be
+    reused."""
     return f"{_UPLOAD_PREFIX}{part.sha256[:32]}.jsonl"
 
 
@@ -63,11 +69,12 @@ def _public_url(url: str) -> str:
 
 
 class BatchClient:
-    """Batch operations with few API calls, adoption instead of double payment, and robust downloads.
+    """Batch operations with few API calls, adoption instead of double payment, and robust
+    downloads.
 
-    ``sleep`` and ``clock`` are injectable for tests; ``download_retries`` bounds retries of a dropped or
-    truncated download and ``create_attempts`` the attempts of a create or cancel, waiting
-    ``backoff * 2**attempt`` seconds (at most ``max_backoff``) between them.
+    ``sleep`` and ``clock`` are injectable for tests; ``download_retries`` bounds retries of a
+    dropped or truncated download and ``create_attempts`` the attempts of a create or cancel,
+    waiting ``backoff * 2**attempt`` seconds (at most ``max_backoff``) between them.
     """
 
     def __init__(
@@ -95,24 +102,29 @@ class BatchClient:
 
     @contextmanager
     def _api(self, what: str) -> Iterator[None]:
-        """Turn configuration-shaped failures into one clear :class:`BatchClientError` (never showing the key)."""
+        """Turn configuration-shaped failures into one clear :class:`BatchClientError` (never
+        showing the key)."""
         url = self.base_url
         try:
             yield
         except openai.APIConnectionError as e:
             raise BatchClientError(
-                f"{what}: cannot reach {url} ({type(e.__cause__ or e).__name__}). Check base_url (it ends in /v1, "
-                "e.g. https://api.openai.com/v1), that the service is running and that the network allows it."
+                f"{what}: cannot reach {url} ({type(e.__cause__ or e).__name__}). Check base_url "
+                "(it ends in /v1, "
+                "e.g. https://api.openai.com/v1), that the service is running and that the network "
+                "allows it."
             ) from e
         except openai.AuthenticationError as e:
             raise BatchClientError(
-                f"{what}: {url} rejected the credentials (401). Check the API key (and organization/project) "
+                f"{what}: {url} rejected the credentials (401). Check the API key (and "
+                "organization/project) "
                 "configured for this backend."
             ) from e
         except openai.APIResponseValidationError as e:
             kind = e.response.headers.get("content-type", "no content type")
             raise BatchClientError(
-                f"{what}: {url} answered with {kind} instead of JSON: it is not an OpenAI-compatible API. "
+                f"{what}: {url} answered with {kind} instead of JSON: it is not an "
+                "OpenAI-compatible API. "
                 "Check base_url (a web page or proxy answered; it should end in /v1)."
             ) from e
         except openai.APIStatusError as e:
@@ -131,12 +143,15 @@ class BatchClient:
             raise
 
     def _parse_json(self, raw: Any) -> Any:
-        """Parse a raw SDK response, refusing one that is not JSON (the SDK would fail obscurely on a page)."""
+        """Parse a raw SDK response, refusing one that is not JSON (the SDK would fail obscurely on
+        a page)."""
         kind = raw.headers.get("content-type", "no content type")
         if "json" not in kind:
             raise BatchClientError(
-                f"{_public_url(str(raw.http_request.url))} answered with {kind} instead of JSON: it is not an "
-                "OpenAI-compatible API. Check base_url (a web page or proxy answered; it should end in /v1)."
+                f"{_public_url(str(raw.http_request.url))} answered with {kind} instead of JSON: "
+                "it is not an "
+                "OpenAI-compatible API. Check base_url (a web page or proxy answered; it should "
+                "end in /v1)."
             )
         return raw.parse()
 
@@ -145,8 +160,8 @@ class BatchClient:
     def upload(self, part: InputPart, *, reuse: bool = True) -> FileObject:
         """Upload one part (streamed from disk) with purpose ``batch``.
 
-        With ``reuse``, an already uploaded, unexpired file with the same content-hash name and size is
-        returned instead of uploading again.
+        With ``reuse``, an already uploaded, unexpired file with the same content-hash name and size
+        is returned instead of uploading again.
         """
         name = upload_filename(part)
         if reuse:
@@ -154,14 +169,16 @@ class BatchClient:
             if found is not None:
                 return found
         with self._api(f"uploading {part.path.name}"), part.path.open("rb") as f:
-            return self._parse_json(
+            uploaded: FileObject = self._parse_json(
                 self.openai.files.with_raw_response.create(
                     file=(name, f, "application/jsonl"), purpose="batch"
                 )
             )
+        return uploaded
 
     def find_file(self, filename: str, size: int, *, max_pages: int = 5) -> FileObject | None:
-        """A usable purpose-batch file named ``filename`` of ``size`` bytes among the newest files, or None."""
+        """A usable purpose-batch file named ``filename`` of ``size`` bytes among the newest files,
+        or None."""
         now = self._clock()
         with self._api("listing files"):
             page = self._parse_json(
@@ -170,6 +187,7 @@ class BatchClient:
                 )
             )
             for _ in range(max_pages):
+                f: FileObject
                 for f in page.data:
                     if (
                         f.filename == filename
@@ -184,7 +202,8 @@ class BatchClient:
         return None
 
     def download(self, file_id: str, dest: Path, *, expected_bytes: int | None = None) -> Path:
-        """Stream a file to ``dest`` (via a temporary file renamed at the end), retrying drops and truncation.
+        """Stream a file to ``dest`` (via a temporary file renamed at the end), retrying drops and
+        truncation.
 
         Without ``expected_bytes`` the size is read from the file object first.
         """
@@ -199,7 +218,8 @@ class BatchClient:
         try:
             return self._download_attempts(file_id, dest, tmp, expected_bytes)
         finally:
-            # Whatever happened (retries exhausted, a non-retryable error, an interrupt), no partial file stays.
+            # Whatever happened (retries exhausted, a non-retryable error, an interrupt), no partial
+            # file stays.
             tmp.unlink(missing_ok=True)
 
     def _download_attempts(
@@ -237,7 +257,8 @@ class BatchClient:
                 return dest
             problem = f"received {received:,} of {expected_bytes:,} bytes"
         raise DownloadError(
-            f"downloading file {file_id} from {self.base_url} failed {self.download_retries + 1} times "
+            f"downloading file {file_id} from {self.base_url} failed {self.download_retries + 1} "
+            "times "
             f"(last: {problem}). Retry later; the file stays available until it expires."
         )
 
@@ -272,39 +293,47 @@ class BatchClient:
         metadata: dict[str, str] | None = None,
         search_pages: int = 5,
     ) -> tuple[Batch, bool]:
-        """Create a batch, or adopt the live one already created with ``idempotency_key``: ``(batch, adopted)``.
+        """Create a batch, or adopt the live one already created with ``idempotency_key``: ``(batch,
+        adopted)``.
 
-        Exactly once, although the API has no idempotency key: the key is stored in the batch metadata
-        under ``dagster_openai_batch_key`` and the newest ``search_pages`` pages of batches are searched
-        first (see :meth:`find_batch`). The create itself is never retried blindly: a refusal that
-        proves nothing was created (429, 400 "Cannot find file") is retried after a wait; a failure
-        whose outcome is unknown (dropped connection, timeout, 5xx) is followed by a search for the
-        key, and the create is sent again only if no such batch exists. After creating, a second
-        search settles a race with another process: the oldest live batch of the key wins and a
-        younger duplicate is cancelled before it runs.
+        Exactly once, although the API has no idempotency key: the key is stored in the batch
+        metadata under ``dagster_openai_batch_key`` and the newest ``search_pages`` pages of batches
+        are searched first (see :meth:`find_batch`). The create itself is never retried blindly: a
+        refusal that proves nothing was created (429, 400 "Cannot find file") is retried after a
+        wait; a failure whose outcome is unknown (dropped connection, timeout, 5xx) is followed by a
+        search for the key, and the create is sent again only if no such batch exists. After
+        creating, a second search settles a race with another process: the oldest live batch of the
+        key wins and a younger duplicate is cancelled before it runs.
         """
-        ep = as_endpoint(endpoint).value
+        ep = as_endpoint(endpoint)
         meta = {**(metadata or {}), IDEMPOTENCY_KEY: idempotency_key}
         check_metadata(meta)
-        find = {"input_file_id": input_file_id, "endpoint": ep}
-        existing = self.find_batch(idempotency_key, max_pages=search_pages, **find)
+        existing = self.find_batch(
+            idempotency_key, max_pages=search_pages, input_file_id=input_file_id, endpoint=ep
+        )
         if existing is not None:
             return existing, True
         batch, adopted = self._create_once(input_file_id, ep, idempotency_key, meta)
-        # Only batches created since a little before ours can be racing duplicates: older ones were searched.
+        # Only batches created since a little before ours can be racing duplicates: older ones were
+        # searched.
         settled = self.find_batch(
-            idempotency_key, since=batch.created_at - SETTLE_WINDOW_SECONDS, **find
+            idempotency_key,
+            since=batch.created_at - SETTLE_WINDOW_SECONDS,
+            input_file_id=input_file_id,
+            endpoint=ep,
         )
         if settled is None or settled.id == batch.id:
             return batch, adopted
         return settled, True
 
     def _create_once(
-        self, input_file_id: str, endpoint: str, key: str, meta: dict[str, str]
+        self, input_file_id: str, endpoint: BatchEndpoint, key: str, meta: dict[str, str]
     ) -> tuple[Batch, bool]:
-        """Send the create, retrying only when the service certainly created nothing: ``(batch, adopted)``."""
+        """Send the create, retrying only when the service certainly created nothing: ``(batch,
+        adopted)``."""
         create = self.openai.with_options(max_retries=0).batches.with_raw_response.create
-        problem, last = "", None
+        problem = ""
+        last: Exception | None = None
         for attempt in range(self.create_attempts):
             if attempt:
                 self._sleep(self._retry_delay(last, attempt))
@@ -312,8 +341,8 @@ class BatchClient:
             try:
                 raw = create(
                     input_file_id=input_file_id,
-                    endpoint=endpoint,  # type: ignore[arg-type]
-                    completion_window="24h",
+                    endpoint=endpoint,
+                    completion_window=COMPLETION_WINDOW,
                     metadata=meta,
                 )
             except (
@@ -323,7 +352,8 @@ class BatchClient:
                 continue
             except openai.BadRequestError as e:
                 if "cannot find file" not in str(e.message).lower():
-                    raise  # a definite refusal: nothing was created, and sending it again would not help
+                    # A definite refusal: nothing was created, and sending it again would not help.
+                    raise
                 problem, last = _short(e), e  # a fresh upload not yet visible to the batch service
                 continue
             except (openai.APIConnectionError, openai.InternalServerError) as e:
@@ -335,8 +365,8 @@ class BatchClient:
             else:
                 with self._api("creating a batch"):
                     return self._parse_json(raw), False
-            # Look at once (a duplicate must be cancelled while it is still validating), and once more after a
-            # pause in case the listing lags, before sending the create again.
+            # Look at once (a duplicate must be cancelled while it is still validating), and once
+            # more after a pause in case the listing lags, before sending the create again.
             for pause in (0.0, self.backoff):
                 self._sleep(pause)
                 found = self.find_batch(
@@ -348,20 +378,23 @@ class BatchClient:
                 if found is not None:
                     return found, True
         raise BatchClientError(
-            f"creating a batch on {self.base_url} failed {self.create_attempts} times (last: {problem}); no batch "
+            f"creating a batch on {self.base_url} failed {self.create_attempts} times (last: "
+            f"{problem}); no batch "
             f"with key {key!r} exists, so nothing was paid for. Run again later."
         )
 
     def _retry_delay(self, error: Exception | None, attempt: int) -> float:
-        """How long to wait before attempt ``attempt`` (≥ 1): what the service asked for (``retry-after-ms``,
-        ``retry-after`` seconds), else ``backoff * 2**(attempt - 1)``; at most ``max_backoff``."""
+        """How long to wait before attempt ``attempt`` (≥ 1): what the service asked for
+        (``retry-after-ms``, ``retry-after`` seconds), else ``backoff * 2**(attempt - 1)``; at most
+        ``max_backoff``."""
         headers = getattr(getattr(error, "response", None), "headers", None) or {}
         for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
             try:
                 return min(float(headers[name]) * scale, self.max_backoff)
             except (KeyError, ValueError):
                 continue
-        return min(self.backoff * 2 ** (attempt - 1), self.max_backoff)
+        delay: float = min(self.backoff * 2 ** (attempt - 1), self.max_backoff)
+        return delay
 
     def find_batch(
         self,
@@ -372,15 +405,15 @@ class BatchClient:
         endpoint: BatchEndpoint | str | None = None,
         since: float | None = None,
     ) -> Batch | None:
-        """The live batch carrying ``idempotency_key`` (and, if given, for ``endpoint`` and the content of
-        ``input_file_id``), or None.
+        """The live batch carrying ``idempotency_key`` (and, if given, for ``endpoint`` and the
+        content of ``input_file_id``), or None.
 
-        Searches the newest ``max_pages`` pages, or with ``since`` (unix seconds) every page until one
-        holds only batches created before it. If several live batches carry the key (a race, or a
-        create whose response was lost), the oldest is the one to use: the younger ones still
+        Searches the newest ``max_pages`` pages, or with ``since`` (unix seconds) every page until
+        one holds only batches created before it. If several live batches carry the key (a race, or
+        a create whose response was lost), the oldest is the one to use: the younger ones still
         waiting to run are cancelled, so they cost nothing.
         """
-        ep = None if endpoint is None else as_endpoint(endpoint).value
+        ep = None if endpoint is None else as_endpoint(endpoint)
         matches = [
             (batch.created_at, -position, batch)
             for position, batch in enumerate(
@@ -393,8 +426,9 @@ class BatchClient:
         ]
         if not matches:
             return None
-        # created_at has a resolution of one second, so racing creates often tie: the listing (newest first)
-        # then tells which came first. Every racer must agree, or one could cancel what another adopted.
+        # created_at has a resolution of one second, so racing creates often tie: the listing
+        # (newest first) then tells which came first. Every racer must agree, or one could cancel
+        # what another adopted.
         oldest, *younger = [batch for *_, batch in sorted(matches, key=lambda m: m[:2])]
         for duplicate in younger:
             if duplicate.status not in TERMINAL_STATUSES:
@@ -402,8 +436,8 @@ class BatchClient:
         return oldest
 
     def _same_content(self, file_a: str, file_b: str) -> bool:
-        """Whether two uploaded files hold the same bytes: the same id, or two uploads named by the same
-        content hash (:func:`upload_filename`) with the same size."""
+        """Whether two uploaded files hold the same bytes: the same id, or two uploads named by the
+        same content hash (:func:`upload_filename`) with the same size."""
         if file_a == file_b:
             return True
         found = []
@@ -416,15 +450,16 @@ class BatchClient:
                 except openai.NotFoundError:  # deleted or expired: its content cannot be compared
                     return False
         a, b = found
-        return (
+        same: bool = (
             a.filename == b.filename
             and a.bytes == b.bytes
             and a.filename.startswith(_UPLOAD_PREFIX)
         )
+        return same
 
     def _recent_batches(self, max_pages: int, *, since: float | None = None) -> Iterator[Batch]:
-        """Batches page by page (newest first on OpenAI), at most ``max_pages`` pages; with ``since``,
-        ending after a page that holds only batches created before it."""
+        """Batches page by page (newest first on OpenAI), at most ``max_pages`` pages; with
+        ``since``, ending after a page that holds only batches created before it."""
         with self._api("listing batches"):
             page = self._parse_json(self.openai.batches.with_raw_response.list(limit=PAGE_SIZE))
             for n in range(max_pages):
@@ -437,7 +472,10 @@ class BatchClient:
 
     def retrieve(self, batch_id: str) -> Batch:
         with self._api(f"reading batch {batch_id}"):
-            return self._parse_json(self.openai.batches.with_raw_response.retrieve(batch_id))
+            batch: Batch = self._parse_json(
+                self.openai.batches.with_raw_response.retrieve(batch_id)
+            )
+        return batch
 
     def retrieve_many(
         self,
@@ -449,10 +487,10 @@ class BatchClient:
     ) -> dict[str, Batch]:
         """Current state of many batches in few calls.
 
-        Walks ``batches.list`` (100 per page, newest first) until every id is seen, a page reaches batches
-        created before ``since`` (unix seconds), or ``max_pages`` pages were read; ids still unseen are
-        retrieved one by one (with ``missing_ok``, ids the service answers 404 for are left out).
-        1,000 batches among the 1,000 newest take 10 calls.
+        Walks ``batches.list`` (100 per page, newest first) until every id is seen, a page reaches
+        batches created before ``since`` (unix seconds), or ``max_pages`` pages were read; ids still
+        unseen are retrieved one by one (with ``missing_ok``, ids the service answers 404 for are
+        left out). 1,000 batches among the 1,000 newest take 10 calls.
         """
         wanted = set(batch_ids)
         found: dict[str, Batch] = {}
@@ -483,7 +521,8 @@ class BatchClient:
         return self._cancel_with_retries(batch_id)
 
     def cancel_many(self, batch_ids: Iterable[str]) -> tuple[list[Batch], dict[str, str]]:
-        """Cancel every batch, whatever happens to the others: ``(batches, {batch id: why it failed})``."""
+        """Cancel every batch, whatever happens to the others: ``(batches, {batch id: why it
+        failed})``."""
         done, failed = [], {}
         for batch_id in batch_ids:
             try:
@@ -500,7 +539,8 @@ class BatchClient:
                 self._sleep(self._retry_delay(last, attempt))
             try:
                 with self._api(f"cancelling batch {batch_id}"):
-                    return self._parse_json(cancel(batch_id))
+                    cancelled: Batch = self._parse_json(cancel(batch_id))
+                    return cancelled
             except openai.ConflictError:  # already completed, failed or expired: that is the answer
                 return self.retrieve(batch_id)
             except (
@@ -523,7 +563,8 @@ class BatchClient:
     def wait(
         self, batch_ids: Iterable[str], *, timeout: float, poll_interval: float = 30.0
     ) -> dict[str, Batch]:
-        """Poll until every batch is terminal or ``timeout`` seconds pass; returns the latest states either way.
+        """Poll until every batch is terminal or ``timeout`` seconds pass; returns the latest states
+        either way.
 
         Polls start at 1 s and double up to ``poll_interval``, so small jobs return quickly.
         """
@@ -549,7 +590,8 @@ def _short(error: Exception) -> str:
 
 
 def check_metadata(metadata: dict[str, Any]) -> None:
-    """Raise ``ValueError`` if ``metadata`` breaks the service limits (16 pairs, keys ≤ 64, string values ≤ 512)."""
+    """Raise ``ValueError`` if ``metadata`` breaks the service limits (16 pairs, keys ≤ 64, string
+    values ≤ 512)."""
     problems = []
     if len(metadata) > MAX_METADATA_PAIRS:
         problems.append(

@@ -1,9 +1,11 @@
 """Batch API prices per model, and the cost of a token count.
 
-Prices are USD per 1M tokens at **batch rates** (50% of the standard rates), from openai.com/api/pricing as of
-2025-10. Check them against the current page before relying on a figure; an unknown model gives no figure at all.
+Prices are USD per 1M tokens at **batch rates** (50% of the standard rates), from
+openai.com/api/pricing as of 2025-10. Check them against the current page before relying on a
+figure; an unknown model gives no figure at all.
 
->>> cost_usd("gpt-4o-mini-2024-07-18", input_tokens=1_000_000, cached_tokens=0, output_tokens=1_000_000)
+>>> million = 1_000_000
+>>> cost_usd("gpt-4o-mini-2024-07-18", input_tokens=million, cached_tokens=0, output_tokens=million)
 0.375
 >>> cost_usd("my-finetune", input_tokens=1, cached_tokens=0, output_tokens=1) is None
 True
@@ -69,7 +71,8 @@ def price_for(model: str) -> Price | None:
 def cost_usd(
     model: str, *, input_tokens: int, cached_tokens: int, output_tokens: int
 ) -> float | None:
-    """Cost in USD of the given usage for ``model`` at batch rates; None when the model is not in the table."""
+    """Cost in USD of the given usage for ``model`` at batch rates; None when the model is not in
+    the table."""
     price = price_for(model)
     if price is None:
         return None

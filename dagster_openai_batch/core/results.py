@@ -1,29 +1,31 @@
-"""Parse batch output and error files, join them to the inputs by custom_id and write one Parquet table.
+"""The results table: output and error files joined to the inputs by custom_id, as Parquet.
 
 Every input custom_id gets exactly one row, whatever order the result lines come in:
-``succeeded``, ``failed``, ``expired``, ``cancelled`` or ``missing`` (absent from both files of a batch that
-neither expired nor was cancelled). Result files are read twice, never loaded: a first pass indexes the byte
-offset of each custom_id's line, the join then reads each line back in input order.
+``succeeded``, ``failed``, ``expired``, ``cancelled`` or ``missing`` (absent from both files of a
+batch that neither expired nor was cancelled). Result files are read twice, never loaded: a first
+pass indexes the byte offset of each custom_id's line, the join then reads each line back in input
+order.
 """
 
 from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 import orjson
-import pyarrow as pa
-import pyarrow.parquet as pq
+import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.parquet as pq  # type: ignore[import-untyped]
 from openai.types import Batch
 from pydantic import BaseModel
 
-from .models import BatchEndpoint, as_endpoint
 from .pricing import cost_usd
 from .storage import atomic_output, resolve
+from .vocabulary import BatchEndpoint, as_endpoint
 
 STATUSES = ("succeeded", "failed", "expired", "cancelled", "missing")
 JOIN_BATCH_ROWS = 1_024
@@ -51,9 +53,7 @@ class ResultsSummary(BaseModel):
 
 def result_schema(endpoint: BatchEndpoint | str) -> pa.Schema:
     """The columns :func:`collect_results` adds to the input columns."""
-    answer = (
-        pa.list_(pa.float32()) if as_endpoint(endpoint) == BatchEndpoint.EMBEDDINGS else pa.string()
-    )
+    answer = pa.list_(pa.float32()) if as_endpoint(endpoint) == "/v1/embeddings" else pa.string()
     return pa.schema(
         [
             ("custom_id", pa.string()),
@@ -70,33 +70,55 @@ def result_schema(endpoint: BatchEndpoint | str) -> pa.Schema:
     )
 
 
+def _chat_answer(body: dict[str, Any]) -> str | None:
+    choices = body.get("choices") or [{}]
+    message = choices[0].get("message") or {}
+    content: str | None = message.get("content")
+    if content is not None:
+        return content
+    if message.get("tool_calls"):
+        return orjson.dumps(message["tool_calls"]).decode()
+    refusal: str | None = message.get("refusal")
+    return refusal
+
+
+def _completion_answer(body: dict[str, Any]) -> str | None:
+    text: str | None = (body.get("choices") or [{}])[0].get("text")
+    return text
+
+
+def _responses_answer(body: dict[str, Any]) -> str | None:
+    output_text: str | None = body.get("output_text")
+    if output_text is not None:
+        return output_text
+    texts = [
+        c.get("text", "")
+        for item in body.get("output") or []
+        if item.get("type") == "message"
+        for c in item.get("content") or []
+        if c.get("type") == "output_text"
+    ]
+    return "".join(texts) if texts else None
+
+
+def _moderation_answer(body: dict[str, Any]) -> str | None:
+    first = (body.get("results") or [{}])[0]
+    flagged = sorted(k for k, v in (first.get("categories") or {}).items() if v)
+    return orjson.dumps({"flagged": bool(first.get("flagged")), "categories": flagged}).decode()
+
+
+_TEXT_ANSWERS: dict[str, Callable[[dict[str, Any]], str | None]] = {
+    "/v1/chat/completions": _chat_answer,
+    "/v1/completions": _completion_answer,
+    "/v1/responses": _responses_answer,
+    "/v1/moderations": _moderation_answer,
+}
+"""How each endpoint's text answer is read from its response body."""
+
+
 def _text_answer(endpoint: BatchEndpoint, body: dict[str, Any]) -> str | None:
-    if endpoint == BatchEndpoint.CHAT_COMPLETIONS:
-        choices = body.get("choices") or [{}]
-        message = choices[0].get("message") or {}
-        if message.get("content") is not None:
-            return message["content"]
-        if message.get("tool_calls"):
-            return orjson.dumps(message["tool_calls"]).decode()
-        return message.get("refusal")
-    if endpoint == BatchEndpoint.COMPLETIONS:
-        return (body.get("choices") or [{}])[0].get("text")
-    if endpoint == BatchEndpoint.RESPONSES:
-        if body.get("output_text") is not None:
-            return body["output_text"]
-        texts = [
-            c.get("text", "")
-            for item in body.get("output") or []
-            if item.get("type") == "message"
-            for c in item.get("content") or []
-            if c.get("type") == "output_text"
-        ]
-        return "".join(texts) if texts else None
-    if endpoint == BatchEndpoint.MODERATIONS:
-        first = (body.get("results") or [{}])[0]
-        flagged = sorted(k for k, v in (first.get("categories") or {}).items() if v)
-        return orjson.dumps({"flagged": bool(first.get("flagged")), "categories": flagged}).decode()
-    return None
+    read = _TEXT_ANSWERS.get(endpoint)
+    return None if read is None else read(body)
 
 
 def _embedding(body: dict[str, Any]) -> np.ndarray | None:
@@ -136,6 +158,81 @@ def _is_success(line: dict[str, Any]) -> bool:
     return isinstance(response, dict) and response.get("status_code") == 200
 
 
+@dataclass(frozen=True)
+class _Outcome:
+    """What one result line (or its absence) says about a request: the result columns of its row."""
+
+    status: str
+    status_code: Any = None
+    error_code: Any = None
+    error_message: Any = None
+    response_body: str | None = None
+    answer: Any = None
+    request_id: Any = None
+    usage: tuple[int | None, ...] = (None, None, None, None)
+    model: Any = None
+    """The model that answered (successes only)."""
+
+
+def _outcome(line: dict[str, Any] | None, endpoint: BatchEndpoint, absent_status: str) -> _Outcome:
+    if line is None:
+        return _Outcome(absent_status)
+    response, error = line.get("response"), line.get("error")
+    if isinstance(response, dict):
+        return _response_outcome(response, endpoint)
+    if isinstance(error, dict):
+        code = error.get("code")
+        status = {"batch_expired": "expired", "batch_cancelled": "cancelled"}.get(
+            code or "", "failed"
+        )
+        return _Outcome(status, error_code=code, error_message=error.get("message"))
+    return _Outcome(
+        "failed",
+        error_code="malformed_result_line",
+        error_message="result line has neither response nor error",
+    )
+
+
+def _response_outcome(response: dict[str, Any], endpoint: BatchEndpoint) -> _Outcome:
+    code, request_id = response.get("status_code"), response.get("request_id")
+    raw_body = response.get("body")
+    body: dict[str, Any] = raw_body if isinstance(raw_body, dict) else {}
+    if code != 200:
+        raw_error = body.get("error")
+        e: dict[str, Any] = raw_error if isinstance(raw_error, dict) else {}
+        return _Outcome(
+            "failed",
+            status_code=code,
+            error_code=e.get("code") or e.get("type") or f"http_{code}",
+            error_message=e.get("message"),
+            response_body=orjson.dumps(body).decode(),
+            request_id=request_id,
+        )
+    usage = _usage(body)
+    answer, body = _answer(endpoint, body)
+    return _Outcome(
+        "succeeded",
+        status_code=code,
+        response_body=orjson.dumps(body).decode(),
+        answer=answer,
+        request_id=request_id,
+        usage=usage,
+        model=body.get("model"),
+    )
+
+
+def _answer(endpoint: BatchEndpoint, body: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """The answer in a success's ``body``, and the body to keep (without an embedding vector, which
+    the answer holds)."""
+    if endpoint != "/v1/embeddings":
+        return _text_answer(endpoint, body), body
+    vector = _embedding(body)
+    if vector is not None:
+        first = {k: v for k, v in body["data"][0].items() if k != "embedding"}
+        body = {**body, "data": [first]}
+    return vector, body
+
+
 class _Rows:
     """Accumulates result columns for one record batch."""
 
@@ -148,83 +245,33 @@ class _Rows:
     def add(
         self, custom_id: str, line: dict[str, Any] | None, batch_id: str | None, absent_status: str
     ) -> None:
-        c = self.cols
-        status: str = absent_status
-        code: Any = None
-        err_code: Any = None
-        err_msg: Any = None
-        body_json: str | None = None
-        answer: Any = None
-        body: dict[str, Any]
-        usage: tuple[int | None, ...] = (None, None, None, None)
-        request_id = None
-        if line is not None:
-            response, error = line.get("response"), line.get("error")
-            if isinstance(response, dict):
-                code, request_id = response.get("status_code"), response.get("request_id")
-                raw_body = response.get("body")
-                body = raw_body if isinstance(raw_body, dict) else {}
-                if code == 200:
-                    status = "succeeded"
-                    usage = _usage(body)
-                    if self.endpoint == BatchEndpoint.EMBEDDINGS:
-                        answer = _embedding(body)
-                        if answer is not None:
-                            body = {
-                                **body,
-                                "data": [
-                                    {k: v for k, v in body["data"][0].items() if k != "embedding"}
-                                ],
-                            }
-                    else:
-                        answer = _text_answer(self.endpoint, body)
-                    model = body.get("model")
-                    if isinstance(model, str) and usage[0] is not None:
-                        totals = self.tokens_by_model.setdefault(model, [0, 0, 0, 0])
-                        for i, value in enumerate(usage):
-                            totals[i] += value or 0
-                else:
-                    status = "failed"
-                    raw_error = body.get("error")
-                    e: dict[str, Any] = raw_error if isinstance(raw_error, dict) else {}
-                    err_code, err_msg = (
-                        e.get("code") or e.get("type") or f"http_{code}",
-                        e.get("message"),
-                    )
-                body_json = orjson.dumps(body).decode()
-            elif isinstance(error, dict):
-                err_code, err_msg = error.get("code"), error.get("message")
-                status = {"batch_expired": "expired", "batch_cancelled": "cancelled"}.get(
-                    err_code or "", "failed"
-                )
-            else:
-                status, err_code, err_msg = (
-                    "failed",
-                    "malformed_result_line",
-                    "result line has neither response nor error",
-                )
-        self.counts[status] += 1
+        o = _outcome(line, self.endpoint, absent_status)
+        self.counts[o.status] += 1
+        if isinstance(o.model, str) and o.usage[0] is not None:
+            totals = self.tokens_by_model.setdefault(o.model, [0, 0, 0, 0])
+            for i, value in enumerate(o.usage):
+                totals[i] += value or 0
         for name, cell in (
             ("custom_id", custom_id),
-            ("status", status),
-            ("status_code", code),
-            ("error_code", err_code),
-            ("error_message", err_msg),
-            ("response_body", body_json),
-            ("answer", answer),
+            ("status", o.status),
+            ("status_code", o.status_code),
+            ("error_code", o.error_code),
+            ("error_message", o.error_message),
+            ("response_body", o.response_body),
+            ("answer", o.answer),
             ("batch_id", batch_id),
-            ("request_id", request_id),
+            ("request_id", o.request_id),
         ):
-            c[name].append(cell)
-        for name, tokens in zip(TOKEN_COLUMNS, usage, strict=True):
-            c[name].append(tokens)
+            self.cols[name].append(cell)
+        for name, tokens in zip(TOKEN_COLUMNS, o.usage, strict=True):
+            self.cols[name].append(tokens)
 
     def table(self) -> pa.Table:
         schema = result_schema(self.endpoint)
         arrays = []
         for field in schema:
             values = self.cols[field.name]
-            if field.name == "answer" and self.endpoint == BatchEndpoint.EMBEDDINGS:
+            if field.name == "answer" and self.endpoint == "/v1/embeddings":
                 arrays.append(_vectors(values))
             else:
                 arrays.append(pa.array(values, type=field.type))
@@ -252,7 +299,8 @@ def _batch_for_file(path: Path, batches: list[Batch]) -> str | None:
 
 
 def _index(files: list[Path]) -> dict[str, int]:
-    """custom_id -> (file number, byte offset) of its line, preferring a success when a custom_id repeats."""
+    """custom_id -> (file number, byte offset) of its line, preferring a success when a custom_id
+    repeats."""
     index: dict[str, int] = {}
     for n, path in enumerate(files):
         offset = 0
@@ -330,13 +378,15 @@ def collect_results(
     endpoint: BatchEndpoint | str,
     dest: str | os.PathLike[str],
 ) -> ResultsSummary:
-    """Join result lines to the inputs and write a Parquet table to ``dest`` (local path or ``s3://…`` URI).
+    """Join result lines to the inputs and write a Parquet table to ``dest`` (local path or
+    ``s3://…`` URI).
 
-    Rows come from ``prepared_inputs_path`` (``inputs.parquet``, input columns kept), else ``request_ids``, else
-    (with neither, e.g. for a follow-up merged later) the custom_ids found in the result files.
-    ``request_ids`` items may be ``(custom_id, batch_id)`` pairs, telling which batch each request went to;
-    result files are matched to batches by the file id in their name (as :meth:`BatchClient.download_results`
-    names them; a batch id in the name works too). Embedding vectors go to ``answer`` (float32) and are not repeated in ``response_body``.
+    Rows come from ``prepared_inputs_path`` (``inputs.parquet``, input columns kept), else
+    ``request_ids``, else (with neither, e.g. for a follow-up merged later) the custom_ids found in
+    the result files. ``request_ids`` items may be ``(custom_id, batch_id)`` pairs, telling which
+    batch each request went to; result files are matched to batches by the file id in their name (as
+    :meth:`BatchClient.download_results` names them; a batch id in the name works too). Embedding
+    vectors go to ``answer`` (float32) and are not repeated in ``response_body``.
     """
     ep = as_endpoint(endpoint)
     files = [Path(p) for p in [*output_files, *error_files]]
@@ -382,9 +432,9 @@ def collect_results(
                 if writer is None:
                     writer = pq.ParquetWriter(tmp, table.schema, filesystem=fs)
                 writer.write_table(table)
-                # Arrow's allocator (mimalloc) keeps freed chunks for reuse; hand them back so the join's memory
-                # stays flat (50k chat results: peak RSS growth ~109 MB without this, see
-                # benchmarks/bench_core_results.py).
+                # Arrow's allocator (mimalloc) keeps freed chunks for reuse; hand them back so the
+                # join's memory stays flat (50k chat results: peak RSS growth ~109 MB without this,
+                # see benchmarks/bench_core_results.py).
                 pool.release_unused()
                 total += table.num_rows
                 if len(preview) < 5:
@@ -422,7 +472,8 @@ def _summary(
 
 
 def _cost(tokens_by_model: dict[str, list[int]]) -> tuple[float | None, str]:
-    """Total cost at batch rates of ``{model: [input, cached, output, reasoning] tokens}``, and a note on it."""
+    """Total cost at batch rates of ``{model: [input, cached, output, reasoning] tokens}``, and a
+    note on it."""
     if not tokens_by_model:
         return 0.0, "no successful requests, so nothing billed"
     total = 0.0

@@ -1,4 +1,4 @@
-"""Files in a storage location that is a local directory or any pyarrow.fs URI (``s3://…``, ``gs://…``).
+"""Files in a storage location: a local directory or any pyarrow.fs URI (``s3://…``, ``gs://…``).
 
 >>> join_uri("s3://bucket/root/", "results", "a.parquet")
 's3://bucket/root/results/a.parquet'
@@ -19,13 +19,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pyarrow as pa
-import pyarrow.fs as pafs
-import pyarrow.parquet as pq
+import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.fs as pafs  # type: ignore[import-untyped]
+import pyarrow.parquet as pq  # type: ignore[import-untyped]
 from pydantic import BaseModel
 
 if TYPE_CHECKING:
-    import pandas
+    import pandas  # type: ignore[import-untyped]
     import polars
 
 
@@ -53,7 +53,8 @@ def resolve(uri: str | os.PathLike[str]) -> tuple[pafs.FileSystem, str]:
     """The filesystem and the path within it for a local path or a URI."""
     uri = os.fspath(uri)
     if "://" in uri:
-        return pafs.FileSystem.from_uri(uri)
+        fs, path = pafs.FileSystem.from_uri(uri)
+        return fs, path
     return pafs.LocalFileSystem(), os.path.abspath(uri)
 
 
@@ -68,12 +69,14 @@ def open_output(uri: str | os.PathLike[str]) -> tuple[pafs.FileSystem, str]:
 
 @contextlib.contextmanager
 def atomic_output(uri: str | os.PathLike[str]) -> Iterator[tuple[pafs.FileSystem, str]]:
-    """Yield a filesystem and a temporary path beside ``uri``; on success the file is moved to ``uri``.
+    """Yield a filesystem and a temporary path beside ``uri``; on success the file is moved to
+    ``uri``.
 
-    Close the file before the block ends. A reader of ``uri`` sees the old file or the whole new one, never a part
-    (a rename on local disk; on object stores the object appears whole anyway, and ``move`` is used where the
-    filesystem has it, else copy + delete). Each writer has its own temporary name, so two writers never
-    interleave: the last to finish wins. On an error the temporary file is removed and ``uri`` is untouched.
+    Close the file before the block ends. A reader of ``uri`` sees the old file or the whole new
+    one, never a part (a rename on local disk; on object stores the object appears whole anyway, and
+    ``move`` is used where the filesystem has it, else copy + delete). Each writer has its own
+    temporary name, so two writers never interleave: the last to finish wins. On an error the
+    temporary file is removed and ``uri`` is untouched.
     """
     fs, path = open_output(uri)
     parent, _, name = path.rpartition("/")
@@ -101,11 +104,13 @@ SEGMENT_CHARS = 80
 
 
 def safe_segment(text: str) -> str:
-    """``text`` made safe as one path segment (letters, digits, ``._-``), distinct for distinct texts.
+    """``text`` made safe as one path segment (letters, digits, ``._-``), distinct for distinct
+    texts.
 
-    Text that is already safe and at most :data:`SEGMENT_CHARS` long is returned unchanged. Otherwise the
-    sanitised text, cut to :data:`SEGMENT_CHARS`, gets ``-`` and 8 hex digits of the SHA-256 of the raw text,
-    so ``a/b`` and ``a_b`` get different folders and a long key never makes a file name too long.
+    Text that is already safe and at most :data:`SEGMENT_CHARS` long is returned unchanged.
+    Otherwise the sanitised text, cut to :data:`SEGMENT_CHARS`, gets ``-`` and 8 hex digits of the
+    SHA-256 of the raw text, so ``a/b`` and ``a_b`` get different folders and a long key never makes
+    a file name too long.
 
     >>> safe_segment("all"), safe_segment("a_b"), safe_segment("a/b")
     ('all', 'a_b', 'a_b-c14cddc0')

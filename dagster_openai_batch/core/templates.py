@@ -1,7 +1,11 @@
-"""Turn rows into batch requests with a :class:`RequestTemplate`.
+"""Rows into batch requests: :class:`RequestTemplate` and the functions that apply it.
 
->>> t = RequestTemplate(endpoint="/v1/chat/completions", model="gpt-4o-mini", prompt="Summarise: {text}",
-...                     custom_id_column="id")
+>>> t = RequestTemplate(
+...     endpoint="/v1/chat/completions",
+...     model="gpt-4o-mini",
+...     prompt="Summarise: {text}",
+...     custom_id_column="id",
+... )
 >>> [r.body["messages"][0]["content"] for r in build_requests([{"id": 1, "text": "hello"}], t)]
 ['Summarise: hello']
 """
@@ -17,19 +21,24 @@ from functools import lru_cache
 from typing import Any, NamedTuple
 
 import orjson
-from openai.lib._pydantic import to_strict_json_schema
+from openai import pydantic_function_tool
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
-from .models import BatchEndpoint, BatchRequest
+from .batch_request import BatchRequest
+from .errors import OpenAIBatchError
+from .vocabulary import ValidEndpoint
 
 ROW_BATCH_SIZE = 8_192
 """Rows converted to Python dicts at a time when reading a DataFrame or Arrow table."""
 
 _FORMATTER = string.Formatter()
+_CONVERSATION_ENDPOINTS = ("/v1/chat/completions", "/v1/responses")
+"""The endpoints that take ``messages`` and a ``response_model``."""
 
 
 def iter_rows(source: Any) -> Iterator[dict[str, Any]]:
-    """Yield rows as dicts from an iterable of mappings, a pandas/polars DataFrame or an Arrow table/reader.
+    """Yield rows as dicts from an iterable of mappings, a pandas/polars DataFrame or an Arrow
+    table/reader.
 
     Tables are read a record batch at a time, so a large table is never copied into one big list.
 
@@ -37,7 +46,7 @@ def iter_rows(source: Any) -> Iterator[dict[str, Any]]:
     >>> list(iter_rows(pa.table({"a": [1, 2]})))
     [{'a': 1}, {'a': 2}]
     """
-    import pyarrow as pa
+    import pyarrow as pa  # type: ignore[import-untyped]
 
     if isinstance(source, pa.Table):
         for batch in source.to_batches(max_chunksize=ROW_BATCH_SIZE):
@@ -67,14 +76,16 @@ def iter_rows(source: Any) -> Iterator[dict[str, Any]]:
 
 
 def _pandas_records(frame: Any) -> list[dict[str, Any]]:
-    """A DataFrame chunk as dicts, its missing values (NaN, NaT, pd.NA) as None; only columns with gaps are touched."""
+    """A DataFrame chunk as dicts, its missing values (NaN, NaT, pd.NA) as None; only columns with
+    gaps are touched."""
     gaps = frame.isna().any()
     if gaps.any():
         frame = frame.copy(deep=False)
         for i in gaps.to_numpy().nonzero()[0]:
             column = frame.iloc[:, i]
             frame.isetitem(i, column.astype(object).where(column.notna(), None))
-    return frame.to_dict("records")
+    records: list[dict[str, Any]] = frame.to_dict("records")
+    return records
 
 
 def is_missing(value: Any) -> bool:
@@ -105,7 +116,8 @@ def _fields(template: str) -> tuple[str, ...]:
         root = field.split(".", 1)[0].split("[", 1)[0]
         if not root:
             raise ValueError(
-                f"template {template!r} has an empty or positional placeholder '{{}}'; name a column"
+                f"template {template!r} has an empty or positional placeholder '{{}}'; name a "
+                "column"
             )
         names.append(root)
     return tuple(names)
@@ -125,16 +137,20 @@ def _walk_strings(value: Any) -> Iterator[str]:
 class RequestTemplate(BaseModel):
     """How one row becomes the body of one request.
 
-    Give ``messages`` (chat), ``prompt`` (the endpoint's natural input) or ``body_fn``. Strings may hold
-    ``{column}`` placeholders, filled from the row with :meth:`str.format` rules (write ``{{`` for a literal brace).
+    Give ``messages`` (chat), ``prompt`` (the endpoint's natural input) or ``body_fn``. Strings may
+    hold ``{column}`` placeholders, filled from the row with :meth:`str.format` rules (write ``{{``
+    for a literal brace).
 
-    >>> RequestTemplate(endpoint="/v1/embeddings", model="text-embedding-3-small", prompt="{title}: {text}").placeholders()
+    >>> t = RequestTemplate(
+    ...     endpoint="/v1/embeddings", model="text-embedding-3-small", prompt="{title}: {text}"
+    ... )
+    >>> t.placeholders()
     ['text', 'title']
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    endpoint: BatchEndpoint
+    endpoint: ValidEndpoint
     model: str
     messages: list[dict[str, Any]] | None = None
     prompt: str | None = None
@@ -150,20 +166,11 @@ class RequestTemplate(BaseModel):
             raise ValueError("a RequestTemplate needs `messages`, `prompt`, `body` or `body_fn`")
         if self.messages is not None and self.prompt is not None:
             raise ValueError("give either `messages` or `prompt`, not both")
-        if self.messages is not None and self.endpoint not in (
-            BatchEndpoint.CHAT_COMPLETIONS,
-            BatchEndpoint.RESPONSES,
-        ):
-            raise ValueError(
-                f"`messages` only applies to chat completions and responses, not {self.endpoint.value}"
-            )
-        if self.response_model is not None and self.endpoint not in (
-            BatchEndpoint.CHAT_COMPLETIONS,
-            BatchEndpoint.RESPONSES,
-        ):
-            raise ValueError(
-                f"`response_model` only applies to chat completions and responses, not {self.endpoint.value}"
-            )
+        for name in ("messages", "response_model"):
+            if getattr(self, name) is not None and self.endpoint not in _CONVERSATION_ENDPOINTS:
+                raise ValueError(
+                    f"`{name}` only applies to chat completions and responses, not {self.endpoint}"
+                )
         for s in _walk_strings([self.messages, self.prompt, self.body]):
             _fields(s)  # fail early on malformed templates
         return self
@@ -175,12 +182,14 @@ class RequestTemplate(BaseModel):
         )
 
     def response_format(self) -> dict[str, Any] | None:
-        """The structured-output body fields for ``response_model`` (strict JSON schema), or None."""
+        """The structured-output body fields for ``response_model`` (strict JSON schema), or
+        None."""
         if self.response_model is None:
             return None
-        schema = to_strict_json_schema(self.response_model)
+        # The SDK's strict JSON schema of the model, as it sends it for a function tool.
+        schema = pydantic_function_tool(self.response_model)["function"]["parameters"]
         name = self.response_model.__name__
-        if self.endpoint == BatchEndpoint.RESPONSES:
+        if self.endpoint == "/v1/responses":
             return {
                 "text": {
                     "format": {
@@ -201,25 +210,22 @@ class RequestTemplate(BaseModel):
     def render_body(self, row: Mapping[str, Any]) -> dict[str, Any]:
         """The request body for one row.
 
-        >>> RequestTemplate(endpoint="/v1/completions", model="m", prompt="Q: {q}").render_body({"q": "2+2"})
+        >>> t = RequestTemplate(endpoint="/v1/completions", model="m", prompt="Q: {q}")
+        >>> t.render_body({"q": "2+2"})
         {'model': 'm', 'prompt': 'Q: 2+2'}
         """
         body: dict[str, Any] = {"model": self.model}
         body.update(_render(self.body, row))
         if self.prompt is not None:
             text = _render(self.prompt, row)
-            if self.endpoint == BatchEndpoint.CHAT_COMPLETIONS:
+            if self.endpoint == "/v1/chat/completions":
                 body["messages"] = [{"role": "user", "content": text}]
-            elif self.endpoint in (
-                BatchEndpoint.EMBEDDINGS,
-                BatchEndpoint.MODERATIONS,
-                BatchEndpoint.RESPONSES,
-            ):
+            elif self.endpoint in ("/v1/embeddings", "/v1/moderations", "/v1/responses"):
                 body["input"] = text
             else:
                 body["prompt"] = text
         if self.messages is not None:
-            key = "input" if self.endpoint == BatchEndpoint.RESPONSES else "messages"
+            key = "input" if self.endpoint == "/v1/responses" else "messages"
             body[key] = _render(self.messages, row)
         if self.response_model is not None:
             if self._format is None:
@@ -251,7 +257,8 @@ def _render(value: Any, row: Mapping[str, Any]) -> Any:
 
 
 class _RowIds:
-    """Stable ``row-<16 hex>`` ids from a row's content; repeats get ``-2``, ``-3``… in order of appearance."""
+    """Stable ``row-<16 hex>`` ids from a row's content; repeats get ``-2``, ``-3``… in order of
+    appearance."""
 
     def __init__(self) -> None:
         self._seen: dict[str, int] = {}
@@ -268,20 +275,23 @@ class _RowIds:
         return base if n == 1 else f"{base}-{n}"
 
 
-class CustomIdError(ValueError):
+class CustomIdError(OpenAIBatchError, ValueError):
     """A row's ``custom_id_column`` value cannot be a custom_id (missing, empty, or a float)."""
 
     fix = (
-        "Give every row an id, a string or an integer (a pandas integer column with missing values turns "
-        "float: fill or drop those rows, or convert the column with .astype('Int64') or .astype(str))"
+        "Give every row an id, a string or an integer (a pandas integer column with missing values "
+        "turns "
+        "float: fill or drop those rows, or convert the column with .astype('Int64') or "
+        ".astype(str))"
     )
 
 
 def custom_ids(template: RequestTemplate) -> Callable[[Mapping[str, Any]], str]:
-    """A function giving each row its custom_id under ``template`` (stateful: call it once per row, in order).
+    """A function giving each row its custom_id under ``template`` (stateful: call it once per row,
+    in order).
 
-    A ``custom_id_column`` value must be a non-empty string or an integer: None, NaN, "" and floats (``1.0`` would
-    silently become ``"1.0"``) raise :class:`CustomIdError`.
+    A ``custom_id_column`` value must be a non-empty string or an integer: None, NaN, "" and floats
+    (``1.0`` would silently become ``"1.0"``) raise :class:`CustomIdError`.
     """
     column = template.custom_id_column
     if column is None:
@@ -292,7 +302,8 @@ def custom_ids(template: RequestTemplate) -> Callable[[Mapping[str, Any]], str]:
             value = row[column]
         except KeyError:
             raise KeyError(
-                f"custom_id_column {column!r} is not a column of the row; available columns: {', '.join(map(str, row))}"
+                f"custom_id_column {column!r} is not a column of the row; available columns: "
+                f"{', '.join(map(str, row))}"
             ) from None
         if isinstance(value, str):
             if value:
@@ -324,7 +335,8 @@ def build_rows(
 ) -> Iterator[tuple[dict[str, Any], BatchRequest]]:
     """Like :func:`build_requests`, also yielding each source row beside its request.
 
-    A row whose id or placeholder value is missing raises :class:`ValueError` (:func:`prepare_rows` lists them all).
+    A row whose id or placeholder value is missing raises :class:`ValueError` (:func:`prepare_rows`
+    lists them all).
     """
     for n, (row, request, problems) in enumerate(check_rows(rows, template), 1):
         if problems:
@@ -352,11 +364,11 @@ def check_rows(
 ) -> Iterator[tuple[dict[str, Any], BatchRequest | None, list[RowProblem]]]:
     """Yield each row with its request, or with the problems that keep it from having one.
 
-    A row's id must be valid (see :func:`custom_ids`) and no placeholder may be missing (None, NaN…): it would be
-    sent, and billed, as the text ``None`` or ``nan``.
+    A row's id must be valid (see :func:`custom_ids`) and no placeholder may be missing (None,
+    NaN…): it would be sent, and billed, as the text ``None`` or ``nan``.
     """
     ids = custom_ids(template)
-    url = template.endpoint.value
+    url = template.endpoint
     names = template.placeholders()
     for row in iter_rows(rows):
         problems = []

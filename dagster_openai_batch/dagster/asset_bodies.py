@@ -16,20 +16,20 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from openai.types import Batch
 
-from ..core.client import ADOPTABLE_STATUSES, BatchClientError
-from ..core.models import MAX_REQUESTS_PER_FILE, BatchEndpoint
-from ..core.resubmit import build_resubmission, merge_results
-from ..core.results import collect_results
-from ..core.storage import BatchResults, download_file, join_uri, read_table, resolve, upload_file
-from ..core.templates import RequestTemplate
-from ..core.writer import (
-    BatchInputError,
+from ..core.client import BatchClientError
+from ..core.input_file import (
     PreparedInput,
     prepare_jsonl,
     prepare_rows,
     read_jsonl_input,
     write_batch_input,
 )
+from ..core.input_validation import BatchInputError
+from ..core.resubmit import build_resubmission, merge_results
+from ..core.results import collect_results
+from ..core.storage import BatchResults, download_file, join_uri, read_table, resolve, upload_file
+from ..core.templates import RequestTemplate
+from ..core.vocabulary import ADOPTABLE_STATUSES, MAX_REQUESTS_PER_FILE, BatchEndpoint
 from .checks import evaluate_checks
 from .handoff import latest_metadata
 from .resource import OpenAIBatchResource

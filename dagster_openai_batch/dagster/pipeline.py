@@ -29,9 +29,9 @@ from typing import TYPE_CHECKING, Any
 import dagster as dg
 from pydantic import Field
 
-from ..core.models import MAX_REQUESTS_PER_FILE, BatchEndpoint, as_endpoint
 from ..core.storage import join_uri, safe_segment
 from ..core.templates import RequestTemplate
+from ..core.vocabulary import MAX_REQUESTS_PER_FILE, BatchEndpoint, as_endpoint
 from . import asset_bodies
 from .checks import ACCEPTED, ACCEPTED_DESCRIPTION, check_specs
 from .translator import (

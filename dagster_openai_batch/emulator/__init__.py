@@ -1,6 +1,7 @@
 """Offline emulator of the OpenAI Files + Batches API (WSGI core, served in process or over HTTP).
 
-This package imports nothing from the rest of `dagster_openai_batch`.
+From the rest of `dagster_openai_batch` it imports only `core.vocabulary` (the Batch API's
+endpoints, statuses and limits), and nothing of Dagster.
 """
 
 from __future__ import annotations
@@ -78,15 +79,18 @@ class Emulator:
         )
 
     def inject(self, status: int = 500, times: int = 1, operation: str | None = None) -> None:
-        """Make the next `times` API calls matching `operation` (e.g. "batches.create"; None: any) answer `status`."""
+        """Make the next `times` API calls matching `operation` (e.g. "batches.create"; None: any)
+        answer `status`."""
         self.faults.inject(status, times, operation)
 
     def inject_lost_response(
         self, operation: str = "batches.create", kind: LostKind = "drop", times: int = 1
     ) -> None:
-        """Carry out the next `times` successful calls of `operation` (a mutating one), then lose each response.
+        """Carry out the next `times` successful calls of `operation` (a mutating one), then lose
+        each response.
 
-        `kind` "drop": the connection dies without a response (the SDK raises `APIConnectionError`); 502/504: a
-        gateway's HTML error page (`InternalServerError`). The SDK retries both by default: the call happens again.
+        `kind` "drop": the connection dies without a response (the SDK raises `APIConnectionError`);
+        502/504: a gateway's HTML error page (`InternalServerError`). The SDK retries both by
+        default: the call happens again.
         """
         self.faults.inject_lost_response(operation, kind, times)

@@ -35,7 +35,8 @@ def _parser() -> argparse.ArgumentParser:
         "--lost-response-rate",
         type=float,
         default=0.0,
-        help="share of batches.create/cancel and files.create calls carried out whose response is lost",
+        help="share of batches.create/cancel and files.create calls carried out whose response is "
+        "lost",
     )
     p.add_argument("--stuck-finalizing", action="store_true")
     p.add_argument("--expire-after-seconds", type=float)

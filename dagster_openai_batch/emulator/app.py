@@ -1,7 +1,8 @@
-"""The WSGI application: routing, auth, fault injection, request parsing and responses for all nine operations."""
+"""The WSGI application: routing, auth, faults, parsing and responses for all nine operations."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import uuid
@@ -14,12 +15,13 @@ from werkzeug.formparser import parse_form_data
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
+from ..core.vocabulary import MAX_UPLOAD_BYTES
 from .batches import Batches, check_expires_after
 from .config import EmulatorConfig
 from .errors import ApiError, invalid_value, not_found
 from .faults import FaultPlan, LostKind
 from .store import Store
-from .validation import MAX_UPLOAD_BYTES, UploadSink
+from .validation import UploadSink
 
 FILE_PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
 BATCH_INPUT_TTL = 30 * 24 * 3600
@@ -69,7 +71,8 @@ def _limit(request: Request, default: int, maximum: int) -> int:
         raise invalid_value(
             "limit", f"Invalid 'limit': expected an integer, got '{raw}'.", "invalid_type"
         ) from None
-    # The API's usual wording and codes for integer bounds (seen for `n`, `max_tokens` and list `limit`s).
+    # The API's usual wording and codes for integer bounds (seen for `n`, `max_tokens` and list
+    # `limit`s).
     if value < 1:
         raise invalid_value(
             "limit",
@@ -91,16 +94,15 @@ def _drop_connection(environ: dict[str, Any]) -> None:
     """Make the peer see the connection die (HTTP server), then abort the response."""
     sock = environ.get("werkzeug.socket")
     if sock is not None:
-        try:
+        with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
     raise ConnectionAbortedError("emulated connection drop")
 
 
-# Lost responses answered by a gateway follow what clients of the real service get from its Cloudflare/nginx front,
-# not the spec (which describes only 200s, and JSON errors elsewhere): an HTML page, no OpenAI error body, no
-# x-request-id. The service behind it has already carried the call out.
+# Lost responses answered by a gateway follow what clients of the real service get from its
+# Cloudflare/nginx front, not the spec (which describes only 200s, and JSON errors elsewhere): an
+# HTML page, no OpenAI error body, no x-request-id. The service behind it has already carried the
+# call out.
 _GATEWAY_TITLES = {502: "502 Bad Gateway", 504: "504 Gateway Time-out"}
 
 
@@ -109,12 +111,14 @@ class _LostResponse(Response):
 
 
 def _lost_response(kind: LostKind, environ: dict[str, Any]) -> Response:
-    """A gateway error page, or (kind "drop") a response whose body drops the connection before anything is sent."""
+    """A gateway error page, or (kind "drop") a response whose body drops the connection before
+    anything is sent."""
     if kind == "drop":
 
         def body() -> Iterator[bytes]:
             _drop_connection(environ)
-            yield b""  # unreachable: makes this a generator, so the drop happens when the body is sent
+            # Unreachable: makes this a generator, so the drop happens when the body is sent.
+            yield b""
 
         return _LostResponse(body(), direct_passthrough=True)
     title = _GATEWAY_TITLES[kind]
@@ -173,7 +177,8 @@ class EmulatorApp:
         status = self.faults.http_fault(operation)
         if status is not None:
             message, kind, code = _FAULT_ERRORS.get(status, _FAULT_ERRORS[500])
-            # retry-after-ms is sent on every injected error (not only 429) so SDK retries stay fast in tests.
+            # retry-after-ms is sent on every injected error (not only 429) so SDK retries stay fast
+            # in tests.
             raise ApiError(
                 status,
                 message,
@@ -192,7 +197,8 @@ class EmulatorApp:
         if not token:
             raise ApiError(
                 401,
-                "You didn't provide an API key. You need to provide your API key in an Authorization"
+                "You didn't provide an API key. You need to provide your API key in an "
+                "Authorization"
                 " header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
             )
         if self.config.api_key is not None and token != self.config.api_key:
@@ -204,7 +210,7 @@ class EmulatorApp:
                 code="invalid_api_key",
             )
 
-    # -- files ------------------------------------------------------------------------------------------------
+    # -- files ---------------------------------------------------------------------------------
 
     def _file_json(self, row: dict[str, Any]) -> dict[str, Any]:
         expires = row["expires_at"]
@@ -244,7 +250,8 @@ class EmulatorApp:
                     param="file",
                     code="missing_required_parameter",
                 )
-            sink = next(s for s in sinks if s is upload.stream)
+            stream: object = upload.stream  # one of the sinks (see the stream factory)
+            sink = next(s for s in sinks if s is stream)
             return self._store_upload(form, upload.filename or "file", sink)
         finally:
             for s in sinks:
@@ -276,7 +283,8 @@ class EmulatorApp:
                 },
                 "expires_after",
             )
-        # The emulator applies the Batch API's 200 MB cap to every upload (the general limit is 512 MB).
+        # The emulator applies the Batch API's 200 MB cap to every upload (the general limit is 512
+        # MB).
         if sink.size > MAX_UPLOAD_BYTES:
             raise ApiError(
                 400,
@@ -372,7 +380,7 @@ class EmulatorApp:
         response.headers["Content-Length"] = str(size)
         return response
 
-    # -- batches ----------------------------------------------------------------------------------------------
+    # -- batches -----------------------------------------------------------------------------------
 
     def _batches_create(self, request: Request) -> Response:
         try:

@@ -1,4 +1,7 @@
-"""Batch operations on top of the store: create, advance (lazy validation / result writing), render, cancel."""
+"""The batch operations on top of the store: create, advance, render, list and cancel.
+
+Advancing does a batch's due work lazily: validating its input, writing its result files.
+"""
 
 from __future__ import annotations
 
@@ -6,23 +9,21 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from ..core.vocabulary import (
+    BATCH_ENDPOINTS,
+    CANCELLABLE_STATUSES,
+    COMPLETION_WINDOW,
+    MAX_METADATA_KEY_CHARS,
+    MAX_METADATA_PAIRS,
+    MAX_METADATA_VALUE_CHARS,
+)
 from .config import EmulatorConfig
 from .errors import ApiError, invalid_value, not_found
-from .lifecycle import CANCELLABLE, View, counts, draw_key, failed_positions, view
+from .lifecycle import View, counts, draw_key, failed_positions, view
 from .results import usage_json, write_results
 from .store import Store, new_id
 from .validation import validate_batch_input
 
-ENDPOINTS = (
-    "/v1/responses",
-    "/v1/chat/completions",
-    "/v1/embeddings",
-    "/v1/completions",
-    "/v1/moderations",
-    "/v1/images/generations",
-    "/v1/images/edits",
-    "/v1/videos",
-)
 WINDOW_SECONDS = 24 * 3600
 _MIN_EXPIRY, _MAX_EXPIRY = 3600, 30 * 24 * 3600
 
@@ -39,7 +40,8 @@ def check_expires_after(value: Any, param: str) -> dict[str, Any] | None:
     if not isinstance(seconds, int) or not _MIN_EXPIRY <= seconds <= _MAX_EXPIRY:
         raise invalid_value(
             f"{param}.seconds",
-            f"Invalid '{param}.seconds': expected an integer between {_MIN_EXPIRY} and {_MAX_EXPIRY}.",
+            f"Invalid '{param}.seconds': expected an integer between {_MIN_EXPIRY} and "
+            f"{_MAX_EXPIRY}.",
         )
     return {"anchor": "created_at", "seconds": seconds}
 
@@ -49,29 +51,32 @@ def _check_metadata(metadata: Any) -> dict[str, str] | None:
         return None
     if not isinstance(metadata, dict):
         raise invalid_value("metadata", "Invalid 'metadata': expected an object.", "invalid_type")
-    if len(metadata) > 16:
+    if len(metadata) > MAX_METADATA_PAIRS:
         raise invalid_value(
             "metadata",
-            "Invalid 'metadata': too many properties. Expected an object with at most 16"
+            "Invalid 'metadata': too many properties. Expected an object with at most"
+            f" {MAX_METADATA_PAIRS}"
             f" properties, but got an object with {len(metadata)} properties instead.",
             "object_above_max_properties",
         )
     for key, val in metadata.items():
-        if len(key) > 64:
+        if len(key) > MAX_METADATA_KEY_CHARS:
             raise invalid_value(
                 "metadata",
-                f"Invalid 'metadata': key '{key[:20]}…' is longer than 64 characters.",
+                f"Invalid 'metadata': key '{key[:20]}…' is longer than"
+                f" {MAX_METADATA_KEY_CHARS} characters.",
                 "string_above_max_length",
             )
         if not isinstance(val, str):
             raise invalid_value(
                 f"metadata.{key}", f"Invalid 'metadata.{key}': expected a string.", "invalid_type"
             )
-        if len(val) > 512:
+        if len(val) > MAX_METADATA_VALUE_CHARS:
             raise invalid_value(
                 f"metadata.{key}",
-                f"Invalid 'metadata.{key}': string too long. Expected a string"
-                f" with maximum length 512, but got a string with length {len(val)} instead.",
+                f"Invalid 'metadata.{key}': string too long. Expected a string with maximum"
+                f" length {MAX_METADATA_VALUE_CHARS}, but got a string with length {len(val)}"
+                " instead.",
                 "string_above_max_length",
             )
     return metadata
@@ -95,17 +100,18 @@ class Batches:
                     param=field,
                     code="missing_required_parameter",
                 )
-        if body["endpoint"] not in ENDPOINTS:
+        if body["endpoint"] not in BATCH_ENDPOINTS:
             raise invalid_value(
                 "endpoint",
                 f"Invalid value: '{body['endpoint']}'. Supported values are: "
-                + ", ".join(f"'{e}'" for e in ENDPOINTS)
+                + ", ".join(f"'{e}'" for e in BATCH_ENDPOINTS)
                 + ".",
             )
-        if body["completion_window"] != "24h":
+        if body["completion_window"] != COMPLETION_WINDOW:
             raise invalid_value(
                 "completion_window",
-                f"Invalid value: '{body['completion_window']}'. Supported values are: '24h'.",
+                f"Invalid value: '{body['completion_window']}'."
+                f" Supported values are: '{COMPLETION_WINDOW}'.",
             )
         metadata = _check_metadata(body.get("metadata"))
         output_expires_after = check_expires_after(
@@ -113,7 +119,8 @@ class Batches:
         )
         now = self.clock()
         file = self.store.get_file(body["input_file_id"], now=now)
-        # Not stated by the spec: an unknown input file is answered like any unknown file (404 on input_file_id).
+        # Not stated by the spec: an unknown input file is answered like any unknown file (404 on
+        # input_file_id).
         if file is None:
             raise not_found("File", body["input_file_id"], param="input_file_id")
         if file["purpose"] != "batch":
@@ -122,7 +129,8 @@ class Batches:
                 f"The input file must have purpose 'batch', not '{file['purpose']}'.",
             )
         batch_id = new_id("batch_", 32)
-        # The batch keeps its own hard link to the input, so deleting the file does not break a running batch.
+        # The batch keeps its own hard link to the input, so deleting the file does not break a
+        # running batch.
         os.link(self.store.blob_path(file["id"]), self.store.blob_path(f"{batch_id}.input"))
         faults = self.config.faults
         window = faults.expire_after_seconds or WINDOW_SECONDS
@@ -132,11 +140,12 @@ class Batches:
                 "created_at": now,
                 "input_file_id": file["id"],
                 "endpoint": body["endpoint"],
-                "completion_window": "24h",
+                "completion_window": COMPLETION_WINDOW,
                 "metadata": metadata,
                 "output_expires_after": output_expires_after,
-                # Random draws (failing requests, their kind, processing order) are keyed by the input's identity, not
-                # by the random batch id, so a seeded run is reproducible: the same input fails the same way.
+                # Random draws (failing requests, their kind, processing order) are keyed by the
+                # input's identity, not by the random batch id, so a seeded run is reproducible: the
+                # same input fails the same way.
                 "plan": {
                     "pace": self.config.pace.model_dump(),
                     "seed": faults.seed,
@@ -192,8 +201,9 @@ class Batches:
                 self.store.complete_claim(row["id"], token, "result", result)
                 row = self._load(row["id"])
             if row["result"] is None:
-                # Another reader is writing the result files: show the state just before the terminal one,
-                # as the real service keeps a batch finalizing/cancelling until its files exist.
+                # Another reader is writing the result files: show the state just before the
+                # terminal one, as the real service keeps a batch finalizing/cancelling until its
+                # files exist.
                 v = view(row, v.terminal_at - 1e-6)
         return row, v
 
@@ -259,7 +269,7 @@ class Batches:
         """POST /batches/{id}/cancel."""
         now = self.clock()
         row, v = self._advance(self._load(batch_id), now)
-        if v.status in CANCELLABLE:
+        if v.status in CANCELLABLE_STATUSES:
             self.store.set_cancel(batch_id, now)
             row, v = self._advance(self._load(batch_id), now)
         elif v.status not in ("cancelling", "cancelled"):

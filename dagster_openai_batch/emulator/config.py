@@ -19,8 +19,9 @@ class Pace(BaseModel):
     def fast(cls) -> Pace:
         """Tests: a 1,000-request batch completes in about 1.5 s.
 
-        Validation lasts 0.5 s: the real service validates for seconds at least, and a client that settles a
-        create race by cancelling the younger duplicate relies on doing so before any request runs.
+        Validation lasts 0.5 s: the real service validates for seconds at least, and a client that
+        settles a create race by cancelling the younger duplicate relies on doing so before any
+        request runs.
         """
         return cls(
             validating_seconds=0.5,
@@ -41,7 +42,8 @@ class Pace(BaseModel):
 
 
 class Faults(BaseModel):
-    """Faults to inject; every random decision is deterministic given `seed`. Unknown fields are rejected."""
+    """Faults to inject; every random decision is deterministic given `seed`. Unknown fields are
+    rejected."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -50,7 +52,8 @@ class Faults(BaseModel):
     download_truncate_rate: float = Field(default=0.0, ge=0, le=1)
     download_drop_rate: float = Field(default=0.0, ge=0, le=1)
     request_error_rate: float = Field(default=0.0, ge=0, le=1)
-    # A mutating call (batches.create/cancel, files.create) is carried out, then its response is lost.
+    # A mutating call (batches.create/cancel, files.create) is carried out, then its response is
+    # lost.
     lost_response_rate: float = Field(default=0.0, ge=0, le=1)
     stuck_finalizing: bool = False
     expire_after_seconds: float | None = Field(default=None, gt=0)

@@ -1,4 +1,4 @@
-"""OpenAI-shaped API errors."""
+"""The emulated service's HTTP errors, shaped like the OpenAI API's."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from typing import Any
 
 
 class ApiError(Exception):
-    """An error answered as `{"error": {"message", "type", "param", "code"}}` with an HTTP status."""
+    """An error answered as `{"error": {"message", "type", "param", "code"}}` with an HTTP
+    status."""
 
     def __init__(
         self,

@@ -1,4 +1,4 @@
-"""Deterministic fault decisions for API calls and downloads, plus queues of injected failures for tests."""
+"""Deterministic fault decisions for API calls and downloads, and queues of injected failures."""
 
 from __future__ import annotations
 
@@ -12,10 +12,12 @@ from .config import Faults
 _HTTP_FAULT_STATUSES = (429, 500, 503)
 
 LostKind = Literal["drop", 502, 504]
-"""How a response is lost: the connection dies without a response, or a gateway answers 502 / 504."""
+"""How a response is lost: the connection dies without a response, or a gateway answers 502 /
+504."""
 LOST_KINDS: tuple[LostKind, ...] = get_args(LostKind)
 MUTATING_OPERATIONS = ("batches.create", "batches.cancel", "files.create")
-"""The calls whose response `Faults.lost_response_rate` and `FaultPlan.inject_lost_response` may lose."""
+"""The calls whose response `Faults.lost_response_rate` and `FaultPlan.inject_lost_response` may
+lose."""
 
 
 @dataclass
@@ -35,8 +37,8 @@ class _LostInjection:
 class FaultPlan:
     """Decides, call by call, whether an API call or a download misbehaves.
 
-    The n-th call of an emulator instance gets the n-th draw of a generator seeded with `Faults.seed`,
-    so a run with the same seed and the same call sequence fails the same calls.
+    The n-th call of an emulator instance gets the n-th draw of a generator seeded with
+    `Faults.seed`, so a run with the same seed and the same call sequence fails the same calls.
     """
 
     def __init__(self, faults: Faults) -> None:
@@ -56,7 +58,8 @@ class FaultPlan:
     def inject_lost_response(
         self, operation: str = "batches.create", kind: LostKind = "drop", times: int = 1
     ) -> None:
-        """Carry out the next `times` successful calls of `operation`, then lose their response the `kind` way."""
+        """Carry out the next `times` successful calls of `operation`, then lose their response the
+        `kind` way."""
         if operation not in MUTATING_OPERATIONS:
             raise ValueError(f"operation must be one of {MUTATING_OPERATIONS}, got {operation!r}")
         if kind not in LOST_KINDS:
@@ -83,7 +86,8 @@ class FaultPlan:
         return None
 
     def download_fault(self) -> str | None:
-        """ "drop" (no response at all), "truncate" (body cut short) or None for a file content download."""
+        """ "drop" (no response at all), "truncate" (body cut short) or None for a file content
+        download."""
         f = self.faults
         if not (f.download_drop_rate or f.download_truncate_rate):
             return None
@@ -98,8 +102,9 @@ class FaultPlan:
     def lost_response(self, operation: str) -> LostKind | None:
         """How the response of a call that was just carried out is lost, or None to send it.
 
-        Asked only after the call succeeded (errors are never lost); the injection queue comes first, then the
-        n-th successful mutating call it does not serve gets the n-th draw of a generator seeded with `seed`.
+        Asked only after the call succeeded (errors are never lost); the injection queue comes
+        first, then the n-th successful mutating call it does not serve gets the n-th draw of a
+        generator seeded with `seed`.
         """
         if operation not in MUTATING_OPERATIONS:
             return None

@@ -1,8 +1,9 @@
-"""Time-driven batch state: everything is computed from the stored timestamps, pace and fault decisions.
+"""A batch's state at a given time, computed from its stored timestamps, pace and fault decisions.
 
-No background thread runs batches. A read computes where the batch is at `now`; when that requires work
-(validating the input, writing the result files) the reader claims the work in SQLite and does it, so any
-process sharing the data dir computes the same state and only one writes the result files.
+No background thread runs batches. A read computes where the batch is at `now`; when that requires
+work (validating the input, writing the result files) the reader claims the work in SQLite and does
+it, so any process sharing the data dir computes the same state and only one writes the result
+files.
 """
 
 from __future__ import annotations
@@ -13,10 +14,8 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..core.vocabulary import TERMINAL_STATUSES
 from .config import Pace
-
-CANCELLABLE = ("validating", "in_progress", "finalizing")
-TERMINAL = ("completed", "failed", "expired", "cancelled")
 
 
 @dataclass
@@ -34,12 +33,14 @@ class View:
 
 
 def draw_key(row: dict[str, Any]) -> str:
-    """What a batch's random draws are keyed by: its input's identity (batches made before it: the batch id)."""
+    """What a batch's random draws are keyed by: its input's identity (batches made before it: the
+    batch id)."""
     return str(row["plan"].get("draw_key") or row["id"])
 
 
 def failed_positions(key: str, seed: int, rate: float, total: int) -> list[int]:
-    """Processing positions whose request fails individually (Faults.request_error_rate), deterministic."""
+    """Processing positions whose request fails individually (Faults.request_error_rate),
+    deterministic."""
     if rate <= 0:
         return []
     rng = random.Random(f"{seed}:{key}:request-errors")
@@ -47,7 +48,8 @@ def failed_positions(key: str, seed: int, rate: float, total: int) -> list[int]:
 
 
 def processing_order(key: str, seed: int, total: int) -> list[int]:
-    """Input indices in the order the batch processes them; output files follow it (real order is arbitrary)."""
+    """Input indices in the order the batch processes them; output files follow it (real order is
+    arbitrary)."""
     order = list(range(total))
     random.Random(f"{seed}:{key}:order").shuffle(order)
     return order
@@ -63,56 +65,85 @@ def counts(validation: dict[str, Any] | None, processed: int) -> tuple[int, int]
 
 def view(row: dict[str, Any], now: float) -> View:
     """Where the batch stands at `now` (ignoring whether its result files exist yet)."""
-    plan = row["plan"]
-    pace = Pace.model_validate(plan["pace"])
-    created, expires, cancel = row["created_at"], plan["expires_at"], row["cancel_at"]
-    t_v = created + pace.validating_seconds
-    inf = math.inf
-    cancel_t = inf if cancel is None else cancel
-    events: list[tuple[float, str]] = [(created, "validating")]
-    validation = row["validation"]
-    total = processed_at_end = 0
-    spr = pace.seconds_per_request
-
-    def processed(t: float) -> int:
-        if t < t_v:
-            return 0
-        return total if spr == 0 else min(total, int((t - t_v) / spr))
-
-    first = min(cancel_t, expires, t_v)
-    if cancel_t == first and cancel_t < t_v:  # cancelled while validating: nothing ran
-        events += [(cancel_t, "cancelling"), (cancel_t + pace.cancelling_seconds, "cancelled")]
-    elif (
-        expires < t_v
-    ):  # window over before validation ended (only with a tiny expire_after_seconds)
-        events.append((expires, "expired"))
-    elif now < t_v:
-        pass
-    elif validation is None:
-        return View(status="validating", times={"created_at": created}, needs_validation=True)
-    elif validation["errors"]:
-        events.append((t_v, "failed"))
-    else:
-        total = validation["total"]
-        t_fin = t_v + total * spr
-        t_done = inf if plan["stuck_finalizing"] else t_fin + pace.finalizing_seconds
-        events.append((t_v, "in_progress"))
-        end = min(cancel_t, expires, t_done)
-        if t_fin <= end:
-            events.append((t_fin, "finalizing"))
-        if cancel_t == end and cancel_t < inf:
-            events += [(cancel_t, "cancelling"), (cancel_t + pace.cancelling_seconds, "cancelled")]
-        elif expires == end:
-            events.append((expires, "expired"))
-        else:
-            events.append((t_done, "completed"))
-        processed_at_end = processed(end)
+    pace = Pace.model_validate(row["plan"]["pace"])
+    run = _run(row, pace, now)
+    if run is None:
+        return View(
+            status="validating", times={"created_at": row["created_at"]}, needs_validation=True
+        )
     times: dict[str, float] = {}
     status = "validating"
-    for t, name in events:
+    for t, name in run.events:
         if t <= now:
             times[f"{name}_at"] = t
             status = name
-    terminal_at = times.get(f"{status}_at") if status in TERMINAL else None
-    done = processed_at_end if status in TERMINAL or status == "cancelling" else processed(now)
-    return View(status=status, times=times, processed=done, total=total, terminal_at=terminal_at)
+    terminal_at = times.get(f"{status}_at") if status in TERMINAL_STATUSES else None
+    if status in TERMINAL_STATUSES or status == "cancelling":
+        done = run.processed_at_end
+    else:
+        done = _processed(now, row["created_at"] + pace.validating_seconds, run.total, pace)
+    return View(
+        status=status, times=times, processed=done, total=run.total, terminal_at=terminal_at
+    )
+
+
+@dataclass
+class _Run:
+    """A batch's timeline as planned: (time, status) events, its request count, and how many
+    requests it has processed when it ends."""
+
+    events: list[tuple[float, str]]
+    total: int = 0
+    processed_at_end: int = 0
+
+
+def _processed(t: float, t_v: float, total: int, pace: Pace) -> int:
+    """Requests processed by `t` when processing starts at `t_v`."""
+    if t < t_v:
+        return 0
+    spr = pace.seconds_per_request
+    return total if spr == 0 else min(total, int((t - t_v) / spr))
+
+
+def _cancel_events(t: float, pace: Pace) -> list[tuple[float, str]]:
+    return [(t, "cancelling"), (t + pace.cancelling_seconds, "cancelled")]
+
+
+def _run(row: dict[str, Any], pace: Pace, now: float) -> _Run | None:
+    """The batch's timeline, or None when its validation must be done first."""
+    created, expires, validation = row["created_at"], row["plan"]["expires_at"], row["validation"]
+    cancel_t = math.inf if row["cancel_at"] is None else row["cancel_at"]
+    t_v = created + pace.validating_seconds
+    start = [(created, "validating")]
+    if cancel_t < t_v and cancel_t <= expires:  # cancelled while validating: nothing ran
+        return _Run(start + _cancel_events(cancel_t, pace))
+    if expires < t_v:  # window over before validation ended (only with a tiny expire_after_seconds)
+        return _Run([*start, (expires, "expired")])
+    if now < t_v:
+        return _Run(start)
+    if validation is None:
+        return None
+    if validation["errors"]:
+        return _Run([*start, (t_v, "failed")])
+    return _processing_run(row, pace, start, t_v, cancel_t)
+
+
+def _processing_run(
+    row: dict[str, Any], pace: Pace, start: list[tuple[float, str]], t_v: float, cancel_t: float
+) -> _Run:
+    """The timeline of a validated batch: it runs until it is done, cancelled or expires."""
+    expires = row["plan"]["expires_at"]
+    total = row["validation"]["total"]
+    t_fin = t_v + total * pace.seconds_per_request
+    t_done = math.inf if row["plan"]["stuck_finalizing"] else t_fin + pace.finalizing_seconds
+    events = [*start, (t_v, "in_progress")]
+    end = min(cancel_t, expires, t_done)
+    if t_fin <= end:
+        events.append((t_fin, "finalizing"))
+    if cancel_t == end and cancel_t < math.inf:
+        events += _cancel_events(cancel_t, pace)
+    elif expires == end:
+        events.append((expires, "expired"))
+    else:
+        events.append((t_done, "completed"))
+    return _Run(events, total, _processed(end, t_v, total, pace))

@@ -1,4 +1,4 @@
-"""Deterministic fake responses for the endpoints a batch can target: same body in, same body out."""
+"""Deterministic fake responses for each batch endpoint: the same body in, the same body out."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import orjson
 
+from ..core.vocabulary import DEFAULT_MODELS
 from .schema_instance import instance_for
-from .validation import DEFAULT_MODELS
 
 _WORDS = (
     "the",
@@ -156,8 +156,9 @@ def _chat(
 
 
 def _forced_tool(tools: list[dict[str, Any]], tool_choice: Any) -> dict[str, Any] | None:
-    """The function the model must call (`tool_choice` "required" or a named function), else None."""
-    functions = [
+    """The function the model must call (`tool_choice` "required" or a named function), else
+    None."""
+    functions: list[dict[str, Any]] = [
         t["function"] for t in tools if isinstance(t, dict) and t.get("type") == "function"
     ]
     if not functions:
@@ -166,7 +167,8 @@ def _forced_tool(tools: list[dict[str, Any]], tool_choice: Any) -> dict[str, Any
         return functions[0]
     if isinstance(tool_choice, dict):
         name = (tool_choice.get("function") or {}).get("name") or tool_choice.get("name")
-        return next((f for f in functions if f.get("name") == name), None)
+        chosen: dict[str, Any] | None = next((f for f in functions if f.get("name") == name), None)
+        return chosen
     return None
 
 
@@ -319,7 +321,8 @@ def _moderations(
 def _generic(
     body: dict[str, Any], rng: random.Random, *, rid: str, model: str, created: int, digest: bytes
 ) -> tuple[dict[str, Any], Usage]:
-    # Images/videos are not emulated in depth: a plausible 200 body with usage is enough for batch plumbing.
+    # Images/videos are not emulated in depth: a plausible 200 body with usage is enough for batch
+    # plumbing.
     tokens = _tokens(body)
     return {
         "id": f"emu_{rid}",
@@ -346,8 +349,8 @@ def failure_body(kind: int, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         tokens = 128_000 + _tokens(body)
         return 400, {
             "error": {
-                "message": f"This model's maximum context length is 128000 tokens. However, your messages resulted in"
-                f" {tokens} tokens. Please reduce the length of the messages.",
+                "message": "This model's maximum context length is 128000 tokens. However, your"
+                f" messages resulted in {tokens} tokens. Please reduce the length of the messages.",
                 "type": "invalid_request_error",
                 "param": "messages",
                 "code": "context_length_exceeded",

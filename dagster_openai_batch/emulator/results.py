@@ -1,4 +1,4 @@
-"""Write a finished batch's output and error files (streamed; one pass to index lines, then seeks)."""
+"""A finished batch's output and error files, written streamed (one pass to index, then seeks)."""
 
 from __future__ import annotations
 
@@ -120,18 +120,18 @@ def write_results(
                 n_out += 1
     expires_after = row["output_expires_after"]
     expires_at = finished_at + expires_after["seconds"] if expires_after else None
-    for tmp, count, kind in ((out_tmp, n_out, "output"), (err_tmp, n_err, "error")):
+    for tmp, count, file_kind in ((out_tmp, n_out, "output"), (err_tmp, n_err, "error")):
         if count:
             meta = store.add_file(
                 tmp,
-                filename=f"{batch_id}_{kind}.jsonl",
+                filename=f"{batch_id}_{file_kind}.jsonl",
                 purpose="batch_output",
                 size=tmp.stat().st_size,
                 created_at=finished_at,
                 expires_at=expires_at,
-                file_id=_hid("file-", batch_id, kind)[:27],
+                file_id=_hid("file-", batch_id, file_kind)[:27],
             )
-            result[f"{kind}_file_id"] = meta["id"]
+            result[f"{file_kind}_file_id"] = meta["id"]
         else:
             tmp.unlink()
     n_failed = sum(1 for p in failing if p < processed)

@@ -1,4 +1,4 @@
-"""Build a deterministic JSON value that satisfies a (structured-outputs style) JSON Schema."""
+"""A deterministic JSON value that satisfies a (structured-outputs style) JSON Schema."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import math
 import random
 from typing import Any
 
-# Past this nesting depth, optional branches are null and arrays minimal, so recursive schemas terminate.
+# Past this nesting depth, optional branches are null and arrays minimal, so recursive schemas
+# terminate.
 _DEEP = 6
 _WORDS = (
     "alpha",
@@ -33,7 +34,8 @@ def _resolve(ref: str, root: dict[str, Any]) -> dict[str, Any]:
     for part in ref.lstrip("#/").split("/"):
         if part:
             node = node[part.replace("~1", "/").replace("~0", "~")]
-    return node
+    resolved: dict[str, Any] = node
+    return resolved
 
 
 def _gen(schema: Any, rng: random.Random, root: dict[str, Any], depth: int) -> Any:
@@ -45,36 +47,56 @@ def _gen(schema: Any, rng: random.Random, root: dict[str, Any], depth: int) -> A
         return schema["const"]
     if "enum" in schema:
         return rng.choice(schema["enum"])
-    deep = depth >= _DEEP
-    for key in ("anyOf", "oneOf"):
-        if key in schema:
-            options = [
-                o for o in schema[key] if not (isinstance(o, dict) and o.get("type") == "null")
-            ]
-            if deep and len(options) < len(schema[key]):
-                return None  # a recursive schema (`child: Node | None`) must end somewhere: null ends it
-            return _gen((options or schema[key])[0], rng, root, depth + 1)
+    if "anyOf" in schema or "oneOf" in schema:
+        return _gen_union(schema, rng, root, depth)
     if "allOf" in schema:
-        merged: dict[str, Any] = {}
-        for part in schema["allOf"]:
-            part = _resolve(part["$ref"], root) if "$ref" in part else part
-            for k, v in part.items():
-                merged[k] = (
-                    {**merged.get(k, {}), **v} if isinstance(v, dict) and k == "properties" else v
-                )
-        return _gen(merged, rng, root, depth + 1)
+        return _gen(_merge_all_of(schema["allOf"], root), rng, root, depth + 1)
+    return _gen_typed(schema, rng, root, depth)
+
+
+def _gen_union(schema: dict[str, Any], rng: random.Random, root: dict[str, Any], depth: int) -> Any:
+    """A value of the first non-null option of ``anyOf`` (else ``oneOf``)."""
+    choices = schema["anyOf"] if "anyOf" in schema else schema["oneOf"]
+    options = [o for o in choices if not (isinstance(o, dict) and o.get("type") == "null")]
+    if depth >= _DEEP and len(options) < len(choices):
+        return None  # a recursive schema (`child: Node | None`) must end somewhere: null ends it
+    return _gen((options or choices)[0], rng, root, depth + 1)
+
+
+def _merge_all_of(parts: list[dict[str, Any]], root: dict[str, Any]) -> dict[str, Any]:
+    """One schema holding every part of an ``allOf`` (their ``properties`` merged)."""
+    merged: dict[str, Any] = {}
+    for part in parts:
+        part = _resolve(part["$ref"], root) if "$ref" in part else part
+        for k, v in part.items():
+            merged[k] = (
+                {**merged.get(k, {}), **v} if isinstance(v, dict) and k == "properties" else v
+            )
+    return merged
+
+
+def _kind(schema: dict[str, Any], deep: bool) -> str:
+    """The JSON type to build for ``schema`` (null for an optional value deep down)."""
     kind = schema.get("type")
     if isinstance(kind, list):
         kind = "null" if deep and "null" in kind else next((k for k in kind if k != "null"), "null")
     if kind is None:
         kind = "object" if "properties" in schema else "array" if "items" in schema else "string"
+    return str(kind)
+
+
+def _gen_typed(schema: dict[str, Any], rng: random.Random, root: dict[str, Any], depth: int) -> Any:
+    deep = depth >= _DEEP
+    kind = _kind(schema, deep)
     if kind == "object":
         props: dict[str, Any] = schema.get("properties", {})
-        # Strict structured outputs return every property; deep recursion stops at the required ones.
+        # Strict structured outputs return every property; deep recursion stops at the required
+        # ones.
         keys = list(props) if not deep else schema.get("required", [])
         return {k: _gen(props.get(k, {}), rng, root, depth + 1) for k in keys}
     if kind == "array":
-        # Deep down, arrays are as short as allowed (empty unless minItems), so recursive schemas terminate.
+        # Deep down, arrays are as short as allowed (empty unless minItems), so recursive schemas
+        # terminate.
         lo = schema.get("minItems", 0 if deep else 1)
         hi = max(lo, min(schema.get("maxItems", 3), lo + 2)) if not deep else lo
         return [
@@ -103,7 +125,7 @@ def _number(schema: dict[str, Any], rng: random.Random, integer: bool) -> int | 
     if hi is None:
         hi = lo + 100
     if integer:
-        return rng.randint(int(math.ceil(lo)), max(int(math.ceil(lo)), int(math.floor(hi))))
+        return rng.randint(math.ceil(lo), max(math.ceil(lo), math.floor(hi)))
     return round(lo + (hi - lo) * (0.1 + 0.8 * rng.random()), 3)
 
 
@@ -116,7 +138,7 @@ def _string(schema: dict[str, Any], rng: random.Random) -> str:
     if fmt == "email":
         return f"{rng.choice(_WORDS)}@example.com"
     if fmt == "uuid":
-        return "%08x-0000-4000-8000-%012x" % (rng.getrandbits(32), rng.getrandbits(48))
+        return f"{rng.getrandbits(32):08x}-0000-4000-8000-{rng.getrandbits(48):012x}"
     text = " ".join(rng.choice(_WORDS) for _ in range(rng.randint(1, 4)))
     lo, hi = schema.get("minLength", 0), schema.get("maxLength")
     text = text.ljust(lo, "x")

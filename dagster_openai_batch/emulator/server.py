@@ -1,4 +1,4 @@
-"""Serving the WSGI app over real HTTP (threaded werkzeug server)."""
+"""Serving the WSGI app over real HTTP (a threaded werkzeug server)."""
 
 from __future__ import annotations
 
@@ -36,7 +36,8 @@ def base_url(server: BaseWSGIServer) -> str:
 
 @contextmanager
 def serve(emulator: Emulator, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
-    """Run the emulator's HTTP server in a background thread; yields its base URL (ending in /v1)."""
+    """Run the emulator's HTTP server in a background thread; yields its base URL (ending in
+    /v1)."""
     server = make_http_server(emulator, host, port)
     thread = threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True

@@ -1,6 +1,7 @@
-"""Durable state: SQLite (WAL) rows for files and batches, blob files for contents, all under one data dir.
+"""Durable state under one data dir: SQLite (WAL) rows for files and batches, blobs for contents.
 
-Several threads, processes or `Emulator` instances may share a data dir; each thread gets its own connection.
+Several threads, processes or `Emulator` instances may share a data dir; each thread gets its own
+connection.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ class Store:
         self._local = threading.local()
         self._conn().executescript(_SCHEMA)
 
-    # -- plumbing ---------------------------------------------------------------------------------------------
+    # -- plumbing ------------------------------------------------------------------------------
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -112,10 +113,11 @@ class Store:
         return self.blob_dir / blob_id
 
     def temp_path(self) -> Path:
-        """A fresh path in the data dir's scratch area (same filesystem as the blobs, so renames are atomic)."""
+        """A fresh path in the data dir's scratch area (same filesystem as the blobs, so renames are
+        atomic)."""
         return self.tmp_dir / uuid.uuid4().hex
 
-    # -- files ------------------------------------------------------------------------------------------------
+    # -- files ---------------------------------------------------------------------------------
 
     def add_file(
         self,
@@ -133,7 +135,8 @@ class Store:
         os.replace(src, self.blob_path(file_id))
         with self._tx() as db:
             db.execute(
-                "INSERT OR REPLACE INTO files (id, bytes, created_at, expires_at, filename, purpose) VALUES (?,?,?,?,?,?)",
+                "INSERT OR REPLACE INTO files (id, bytes, created_at, expires_at, filename, "
+                "purpose) VALUES (?,?,?,?,?,?)",
                 (file_id, size, created_at, expires_at, filename, purpose),
             )
         row = self.get_file(file_id, now=created_at)
@@ -141,11 +144,13 @@ class Store:
         return row
 
     def get_file(self, file_id: str, *, now: float) -> dict[str, Any] | None:
-        """A live file row: not deleted and not past its expiry (expired files are gone, as on the real service)."""
+        """A live file row: not deleted and not past its expiry (expired files are gone, as on the
+        real service)."""
         row = (
             self._conn()
             .execute(
-                "SELECT * FROM files WHERE id=? AND deleted=0 AND (expires_at IS NULL OR expires_at > ?)",
+                "SELECT * FROM files WHERE id=? AND deleted=0 AND (expires_at IS NULL OR "
+                "expires_at > ?)",
                 (file_id, now),
             )
             .fetchone()
@@ -162,7 +167,8 @@ class Store:
             sql += " AND purpose=?"
             args.append(purpose)
         if after:
-            sql += f" AND seq {'>' if ascending else '<'} COALESCE((SELECT seq FROM files WHERE id=?), ?)"
+            order = ">" if ascending else "<"
+            sql += f" AND seq {order} COALESCE((SELECT seq FROM files WHERE id=?), ?)"
             args += [after, -1 if ascending else 2**62]
         sql += f" ORDER BY seq {'ASC' if ascending else 'DESC'} LIMIT ?"
         args.append(limit + 1)
@@ -173,14 +179,15 @@ class Store:
         """Delete a live file; False if there is none."""
         with self._tx() as db:
             cur = db.execute(
-                "UPDATE files SET deleted=1 WHERE id=? AND deleted=0 AND (expires_at IS NULL OR expires_at > ?)",
+                "UPDATE files SET deleted=1 WHERE id=? AND deleted=0 AND (expires_at IS NULL OR "
+                "expires_at > ?)",
                 (file_id, now),
             )
         if cur.rowcount:
             self.blob_path(file_id).unlink(missing_ok=True)
         return bool(cur.rowcount)
 
-    # -- batches ----------------------------------------------------------------------------------------------
+    # -- batches -------------------------------------------------------------------------------
 
     def insert_batch(self, row: dict[str, Any]) -> None:
         """Record a new batch. JSON columns are serialised here."""
@@ -219,7 +226,8 @@ class Store:
             )
 
     def claim(self, batch_id: str, column: str) -> str | None:
-        """Take the exclusive right to fill `column` (validation/result) of a batch; None if done or taken."""
+        """Take the exclusive right to fill `column` (validation/result) of a batch; None if done or
+        taken."""
         token = uuid.uuid4().hex
         wall = time.time()
         with self._tx() as db:
@@ -231,7 +239,8 @@ class Store:
         return token if cur.rowcount else None
 
     def complete_claim(self, batch_id: str, token: str, column: str, value: Any) -> bool:
-        """Store the claimed work's outcome and release the claim; False if the claim was lost meanwhile."""
+        """Store the claimed work's outcome and release the claim; False if the claim was lost
+        meanwhile."""
         with self._tx() as db:
             cur = db.execute(
                 f"UPDATE batches SET {column}=?, claim=NULL, claim_at=NULL WHERE id=? AND claim=?",

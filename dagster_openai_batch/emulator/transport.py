@@ -1,4 +1,4 @@
-"""In-process httpx2 transport: calls the WSGI app directly, streaming request and response bodies."""
+"""An in-process httpx2 transport: calls the WSGI app directly, streaming both bodies."""
 
 from __future__ import annotations
 
@@ -42,7 +42,8 @@ def _sync_source(chunks: Iterable[bytes]) -> Callable[[], bytes | None]:
 
 
 def _async_source(chunks: AsyncIterator[bytes]) -> Callable[[], bytes | None]:
-    """Pull the next chunk of an async body from the worker thread running the app, via the event loop."""
+    """Pull the next chunk of an async body from the worker thread running the app, via the event
+    loop."""
 
     async def pull() -> bytes | None:
         try:
@@ -83,7 +84,8 @@ def _environ(request: httpx2.Request, wsgi_input: io.RawIOBase) -> dict[str, Any
 
 
 class _Call:
-    """One WSGI invocation: status, headers and the body iterator, turning aborted bodies into httpx2 errors."""
+    """One WSGI invocation: status, headers and the body iterator, turning aborted bodies into
+    httpx2 errors."""
 
     def __init__(self, app: Callable[..., Iterable[bytes]], environ: dict[str, Any]) -> None:
         self.status = 500
@@ -111,7 +113,8 @@ class _Call:
         self._sent = len(self.first)
 
     def next_chunk(self) -> bytes | None:
-        """The next body chunk, None at the end; a body cut short raises like a real dropped connection."""
+        """The next body chunk, None at the end; a body cut short raises like a real dropped
+        connection."""
         try:
             chunk = next(self._iter, None)
         except ConnectionError:

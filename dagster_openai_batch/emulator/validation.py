@@ -1,4 +1,4 @@
-"""Upload checks and the whole-file validation a batch goes through before it runs (streamed, line by line)."""
+"""Upload checks, and the validation of a batch's whole input file before it runs (streamed)."""
 
 from __future__ import annotations
 
@@ -10,23 +10,22 @@ from typing import IO, Any
 import orjson
 from pydantic import BaseModel
 
-MAX_UPLOAD_BYTES = 200 * 1024 * 1024
-MAX_REQUESTS = 50_000
-MAX_EMBEDDING_INPUTS = 50_000
-# The real service lists several line errors; we stop after this many (the count it shows is not documented).
+from ..core.vocabulary import (
+    DEFAULT_MODELS,
+    MAX_EMBEDDING_INPUTS,
+    MAX_REQUESTS_PER_FILE,
+    MAX_UPLOAD_BYTES,
+)
+
+# The real service lists several line errors; we stop after this many (the count it shows is not
+# documented).
 MAX_REPORTED_ERRORS = 10
-DEFAULT_MODELS = {
-    # Endpoints whose real API has a default model, so a line may omit body.model.
-    "/v1/moderations": "omni-moderation-latest",
-    "/v1/images/generations": "dall-e-2",
-    "/v1/images/edits": "dall-e-2",
-    "/v1/videos": "sora-2",
-}
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")
 
 
 class UploadSink:
-    """File-like sink for one multipart file part: writes to disk up to the size limit, checks UTF-8 on the fly.
+    """File-like sink for one multipart file part: writes to disk up to the size limit, checks UTF-8
+    on the fly.
 
     Past the limit it keeps counting (so the request body is still drained) but stops writing.
     """
@@ -78,7 +77,8 @@ class LineError(BaseModel):
 
 
 class ValidationResult(BaseModel):
-    """What validation found: either errors, or the request count, model and estimated token total."""
+    """What validation found: either errors, or the request count, model and estimated token
+    total."""
 
     errors: list[LineError] = []
     total: int = 0
@@ -89,6 +89,8 @@ class ValidationResult(BaseModel):
 def _check_line(
     lineno: int, raw: bytes, endpoint: str, seen: set[str], state: dict[str, Any]
 ) -> LineError | None:
+    """The first error of one input line, or None (then its custom_id and embedding inputs are
+    counted in ``seen`` and ``state``)."""
     try:
         req = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -99,89 +101,89 @@ def _check_line(
             message="This line is not parseable as valid JSON.",
             line=lineno,
         )
-    for field in ("custom_id", "method", "url", "body"):
-        if req.get(field) is None:
-            return LineError(
-                code="missing_required_parameter",
-                message=f"Missing required parameter: '{field}'.",
-                param=field,
-                line=lineno,
-            )
-    custom_id, body = req["custom_id"], req["body"]
-    if not isinstance(custom_id, str):
-        return LineError(
-            code="invalid_request",
-            message="'custom_id' must be a string.",
-            param="custom_id",
-            line=lineno,
-        )
-    if req["method"] != "POST":
-        return LineError(
-            code="invalid_request",
-            message="Only POST requests are supported.",
-            param="method",
-            line=lineno,
-        )
-    if req["url"] != endpoint:
-        return LineError(
-            code="invalid_url",
-            message=f"The URL provided for this request does not match the batch endpoint ({endpoint}).",
-            param="url",
-            line=lineno,
-        )
-    if not isinstance(body, dict):
-        return LineError(
-            code="invalid_request",
-            message="'body' must be a JSON object.",
-            param="body",
-            line=lineno,
-        )
-    if body.get("stream") is True:
-        return LineError(
-            code="streaming_unsupported",
-            message="Streaming is not supported in the Batch API.",
-            param="body.stream",
-            line=lineno,
-        )
-    model = body.get("model") or DEFAULT_MODELS.get(endpoint)
-    if model is None:
-        return LineError(
-            code="missing_required_parameter",
-            message="Missing required parameter: 'body.model'.",
-            param="body.model",
-            line=lineno,
-        )
-    # The emulator knows no model catalogue: any plausible model name exists.
-    if not isinstance(model, str) or not _MODEL_NAME.match(model):
-        return LineError(
-            code="model_not_found",
-            message=f"The model '{model}' does not exist.",
-            param="body.model",
-            line=lineno,
-        )
-    if state["model"] is None:
-        state["model"] = model
-    elif model != state["model"]:
-        return LineError(
-            code="model_mismatch",
-            message=f"All requests in a batch must use the same model; expected '{state['model']}', got '{model}'.",
-            param="body.model",
-            line=lineno,
-        )
-    if custom_id in seen:
-        return LineError(
-            code="duplicate_custom_id",
-            message=f"The custom_id '{custom_id}' is used more than once in this file.",
-            param="custom_id",
-            line=lineno,
-        )
-    seen.add(custom_id)
+    error = (
+        _request_error(req, endpoint)
+        or _model_error(req["body"], endpoint, state)
+        or _duplicate_error(req["custom_id"], seen)
+    )
+    if error is not None:
+        code, message, param = error
+        return LineError(code=code, message=message, param=param, line=lineno)
+    seen.add(req["custom_id"])
     if endpoint == "/v1/embeddings":
-        inputs = body.get("input")
+        inputs = req["body"].get("input")
         state["embedding_inputs"] += (
             len(inputs) if isinstance(inputs, list) and not _is_token_list(inputs) else 1
         )
     return None
+
+
+_Error = tuple[str, str, str]
+"""(code, message, param) of a line error."""
+
+
+def _request_error(req: dict[str, Any], endpoint: str) -> _Error | None:
+    """The first error in the line's fields, method, url and body shape."""
+    for field in ("custom_id", "method", "url", "body"):
+        if req.get(field) is None:
+            return (
+                "missing_required_parameter",
+                f"Missing required parameter: '{field}'.",
+                field,
+            )
+    if not isinstance(req["custom_id"], str):
+        return "invalid_request", "'custom_id' must be a string.", "custom_id"
+    if req["method"] != "POST":
+        return "invalid_request", "Only POST requests are supported.", "method"
+    if req["url"] != endpoint:
+        return (
+            "invalid_url",
+            f"The URL provided for this request does not match the batch endpoint ({endpoint}).",
+            "url",
+        )
+    if not isinstance(req["body"], dict):
+        return "invalid_request", "'body' must be a JSON object.", "body"
+    if req["body"].get("stream") is True:
+        return (
+            "streaming_unsupported",
+            "Streaming is not supported in the Batch API.",
+            "body.stream",
+        )
+    return None
+
+
+def _model_error(body: dict[str, Any], endpoint: str, state: dict[str, Any]) -> _Error | None:
+    """An error in the line's model; the first line's model becomes the batch's."""
+    model = body.get("model") or DEFAULT_MODELS.get(endpoint)
+    if model is None:
+        return (
+            "missing_required_parameter",
+            "Missing required parameter: 'body.model'.",
+            "body.model",
+        )
+    # The emulator knows no model catalogue: any plausible model name exists.
+    if not isinstance(model, str) or not _MODEL_NAME.match(model):
+        return "model_not_found", f"The model '{model}' does not exist.", "body.model"
+    if state["model"] is None:
+        state["model"] = model
+    elif model != state["model"]:
+        return (
+            "model_mismatch",
+            "All requests in a batch must use the same model; expected"
+            f" '{state['model']}', got '{model}'.",
+            "body.model",
+        )
+    return None
+
+
+def _duplicate_error(custom_id: str, seen: set[str]) -> _Error | None:
+    if custom_id not in seen:
+        return None
+    return (
+        "duplicate_custom_id",
+        f"The custom_id '{custom_id}' is used more than once in this file.",
+        "custom_id",
+    )
 
 
 def _is_token_list(value: list[Any]) -> bool:
@@ -196,7 +198,8 @@ def estimate_tokens(nbytes: int) -> int:
 def validate_batch_input(
     path: Path, endpoint: str, token_limits: dict[str, int]
 ) -> ValidationResult:
-    """Validate a batch input file, reading one line at a time (memory does not grow with file size)."""
+    """Validate a batch input file, reading one line at a time (memory does not grow with file
+    size)."""
     errors: list[LineError] = []
     seen: set[str] = set()
     state: dict[str, Any] = {"model": None, "embedding_inputs": 0}
@@ -207,11 +210,12 @@ def validate_batch_input(
                 continue  # blank lines (e.g. a trailing newline) are ignored rather than rejected
             total += 1
             tokens += estimate_tokens(len(raw))
-            if total > MAX_REQUESTS:
+            if total > MAX_REQUESTS_PER_FILE:
                 errors = [
                     LineError(
                         code="too_many_tasks",
-                        message=f"The batch input file contains more than {MAX_REQUESTS:,} requests.",
+                        message="The batch input file contains more than "
+                        f"{MAX_REQUESTS_PER_FILE:,} requests.",
                     )
                 ]
                 break
@@ -230,7 +234,8 @@ def validate_batch_input(
             errors=[
                 LineError(
                     code="too_many_tasks",
-                    message=f"An embeddings batch may contain at most {MAX_EMBEDDING_INPUTS:,} inputs in all;"
+                    message=f"An embeddings batch may contain at most {MAX_EMBEDDING_INPUTS:,} "
+                    "inputs in all;"
                     f" this one has {state['embedding_inputs']:,}.",
                 )
             ]
@@ -242,8 +247,10 @@ def validate_batch_input(
             errors=[
                 LineError(
                     code="token_limit_exceeded",
-                    message=f"Enqueued token limit reached for {model} in organization org-emulator. Limit: {limit:,}"
-                    " enqueued tokens. Please try again once some in_progress batches have been completed.",
+                    message=f"Enqueued token limit reached for {model} in organization "
+                    f"org-emulator. Limit: {limit:,}"
+                    " enqueued tokens. Please try again once some in_progress batches have been "
+                    "completed.",
                 )
             ]
         )

@@ -1,4 +1,5 @@
-"""Fixtures for the core tests: an emulator on a fake clock that `BatchClient` advances when it sleeps."""
+"""Fixtures for the core tests: an emulator on a fake clock that `BatchClient` advances when it
+sleeps."""
 
 from __future__ import annotations
 
@@ -70,7 +71,8 @@ def bc(counting: Counting, clock: FakeClock) -> BatchClient:
 def make_client(
     make_emu: Callable[..., Emulator], clock: FakeClock
 ) -> Callable[..., tuple[BatchClient, Counting]]:
-    """A fresh emulator with the given faults, and a `BatchClient` (plus its request log) over it."""
+    """A fresh emulator with the given faults, and a `BatchClient` (plus its request log) over
+    it."""
 
     def make(download_retries: int = 5, **faults: object) -> tuple[BatchClient, Counting]:
         counting = Counting(make_emu(**faults))

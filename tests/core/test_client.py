@@ -75,17 +75,14 @@ def test_flow_with_reuse_adoption_and_per_request_errors(make_client, tmp_path: 
     summary = results(bc, tmp_path, prepared, [final])
     assert summary.rows == 50
     assert summary.counts["succeeded"] == final.request_counts.completed
-    assert (
-        summary.counts["failed"] == final.request_counts.failed
-    )
-    assert (
-        summary.counts["missing"] == 0
-    )
+    assert summary.counts["failed"] == final.request_counts.failed
+    assert summary.counts["missing"] == 0
     table = pq.read_table(summary.path)
     assert sorted(table.column("custom_id").to_pylist()) == sorted(f"r{i}" for i in range(50))
     assert set(table.column_names) >= {"id", "word", "answer", "error_code", "batch_id"}
 
-    # follow-up with the failures that can succeed on retry (5xx, not the 400s), merged back: the later success wins
+    # follow-up with the failures that can succeed on retry (5xx, not the 400s), merged back: the
+    # later success wins
     retry = list(build_resubmission(summary.path, prepared.parts))  # type: ignore[attr-defined]
     failed = table.filter(pc.not_equal(table["status"], "succeeded"))
     permanent = set(failed.filter(pc.equal(failed["status_code"], 400))["custom_id"].to_pylist())
@@ -173,15 +170,9 @@ def test_expiry_and_cancellation(make_client, clock, tmp_path: Path) -> None:
     final = bc2.wait([batch.id], timeout=3600)[batch.id]  # type: ignore[attr-defined]
     assert final.status == "cancelled"
     summary = results(bc2, tmp_path / "c", prepared, [final])
-    assert (
-        summary.rows == 1000
-    )
-    assert (
-        summary.counts["cancelled"] > 0
-    )
-    assert (
-        summary.counts["missing"] == 0
-    )
+    assert summary.rows == 1000
+    assert summary.counts["cancelled"] > 0
+    assert summary.counts["missing"] == 0
     assert bc2.cancel(batch.id).status == "cancelled"  # idempotent
 
 
@@ -260,8 +251,11 @@ def test_wrong_base_url_errors_are_clear_over_http(emu, html_server: str) -> Non
         assert ok.data == []
         cases = {
             url + "/v1": r"answered 404 .*Check base_url: it should end in a single /v1",
-            "http://127.0.0.1:9/v1": r"cannot reach http://127.0.0.1:9/v1/ \(ConnectError\)\. Check base_url",
-            html_server: r"answered with text/html instead of JSON: it is not an OpenAI-compatible API",
+            "http://127.0.0.1:9/v1": (
+                r"cannot reach http://127.0.0.1:9/v1/ \(ConnectError\)\. Check base_url"
+            ),
+            html_server: r"answered with text/html instead of JSON: it is not an OpenAI-compatible "
+            r"API",
         }
         for base, message in cases.items():
             bc = BatchClient(openai.OpenAI(api_key=KEY, base_url=base, max_retries=0))
@@ -309,7 +303,8 @@ def test_failed_download_never_leaves_a_partial_file(make_emu, clock, tmp_path: 
     runner = BatchClient(emu.openai_client(api_key=KEY), sleep=clock.sleep, clock=clock)
     _, batch = run(runner, tmp_path, n=20)
     final = runner.wait([batch.id], timeout=3600)[batch.id]  # type: ignore[attr-defined]
-    # The first attempt is cut short (a partial file is written); the retry meets a 404, which is not retried.
+    # The first attempt is cut short (a partial file is written); the retry meets a 404, which is
+    # not retried.
     bc = BatchClient(
         emu.openai_client(api_key=KEY, max_retries=0),
         sleep=lambda _: emu.inject(404, operation="files.content"),

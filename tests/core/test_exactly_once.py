@@ -142,7 +142,8 @@ def test_create_gives_up_with_a_clear_message_when_rate_limited_throughout(
 
 
 class _CreateBarrier(httpx2.BaseTransport):
-    """The service's front door, holding each ``POST /v1/batches`` until every racer has sent one."""
+    """The service's front door, holding each ``POST /v1/batches`` until every racer has sent
+    one."""
 
     def __init__(self, inner: httpx2.BaseTransport, barrier: threading.Barrier) -> None:
         self.inner, self.barrier = inner, barrier

@@ -1,4 +1,5 @@
-"""Missing values in rows: pandas gaps, columns that appear late, placeholders and ids with no value."""
+"""Missing values in rows: pandas gaps, columns that appear late, placeholders and ids with no
+value."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from dagster_openai_batch.core import (
     read_jsonl_input,
     write_batch_input,
 )
-from dagster_openai_batch.core.writer import PARQUET_ROWS
+from dagster_openai_batch.core.inputs_table import PARQUET_ROWS
 
 CHAT = "/v1/chat/completions"
 FIX = "Fill or drop these rows, or set the column to an empty string"
@@ -35,7 +36,8 @@ def template(prompt: str = "Answer: {question}", id_column: str | None = "id") -
 
 
 def run_to_results(bc: BatchClient, rows: object, t: RequestTemplate, tmp: Path) -> pa.Table:
-    """prepare_rows, then a real batch on the emulator through the openai SDK, then collect_results."""
+    """prepare_rows, then a real batch on the emulator through the openai SDK, then
+    collect_results."""
     prepared = prepare_rows(rows, t, tmp / "in")
     files = [bc.upload(part).id for part in prepared.parts]
     batch, _ = bc.create_or_adopt(input_file_id=files[0], endpoint=CHAT, idempotency_key="k")
@@ -73,12 +75,8 @@ def test_iter_rows_turns_pandas_gaps_into_none() -> None:
     assert rows[0]["f"] == 1.5
     assert rows[0]["t"] == pd.Timestamp("2026-01-01")
     assert rows[2]["n"] == 3
-    assert (
-        type(rows[0]["i"]) is int
-    )
-    assert (
-        df["s"].isna().sum() == 1
-    )
+    assert type(rows[0]["i"]) is int
+    assert df["s"].isna().sum() == 1
 
 
 def test_pandas_nan_in_a_string_column_runs_through(bc: BatchClient, tmp_path: Path) -> None:
@@ -112,12 +110,8 @@ def test_column_null_for_the_whole_first_chunk_then_set(tmp_path: Path) -> None:
     ]
     p = prepare_rows(rows, template(), tmp_path)
     table = pq.read_table(p.inputs_path)
-    assert (
-        table.schema.field("late").type == pa.string()
-    )
-    assert (
-        table.schema.field("num").type == pa.int64()
-    )
+    assert table.schema.field("late").type == pa.string()
+    assert table.schema.field("num").type == pa.int64()
     assert table.column("late").to_pylist()[-5:] == [f"v{i}" for i in range(PARQUET_ROWS, n)]
     assert table.column("late").null_count == PARQUET_ROWS
     assert table.num_rows == n
@@ -142,12 +136,8 @@ def test_ints_meet_floats_across_chunks(tmp_path: Path) -> None:
     ]
     table = pq.read_table(prepare_rows(rows, template(), tmp_path).inputs_path)
     assert table.schema.field("score").type == pa.float64()
-    assert (
-        table.column("score").to_pylist()[-1] == PARQUET_ROWS + 1.5
-    )
-    assert (
-        table.column("score")[3].as_py() == 3.0
-    )
+    assert table.column("score").to_pylist()[-1] == PARQUET_ROWS + 1.5
+    assert table.column("score")[3].as_py() == 3.0
 
 
 def test_clashing_types_name_the_column_and_line(tmp_path: Path) -> None:
@@ -268,12 +258,8 @@ def test_bad_ids_are_problems(tmp_path: Path) -> None:
             "placeholder {question} has no value (None); it would be sent as the text 'None'",
         ),
     ]
-    assert (
-        "a string or an integer" in e.value.problems[0].fix
-    )
-    assert (
-        e.value.problems[4].custom_id == "7"
-    )
+    assert "a string or an integer" in e.value.problems[0].fix
+    assert e.value.problems[4].custom_id == "7"
 
 
 def test_pandas_int_ids_with_a_gap_are_rejected(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""Resubmission policy, merged cost and atomic result writes, from result files in the real line formats."""
+"""Resubmission policy, merged cost and atomic result writes, from result files in the real line
+formats."""
 
 from __future__ import annotations
 
@@ -138,12 +139,8 @@ def test_merged_results_keep_a_real_cost(tmp_path: Path) -> None:
         cost_usd(MODEL, input_tokens=10, cached_tokens=4, output_tokens=5)  # type: ignore[operator]
         + 2 * cost_usd(MODEL, input_tokens=10, cached_tokens=0, output_tokens=5)
     )  # type: ignore[operator]
-    assert (
-        isinstance(merged.cost_usd, float)
-    )
-    assert (
-        merged.cost_usd == round(expected, 6) > 0
-    )
+    assert isinstance(merged.cost_usd, float)
+    assert merged.cost_usd == round(expected, 6) > 0
     assert merged.input_tokens == 30
     assert "gpt-4o-mini" in merged.cost_note
     unknown = results(tmp_path, ["b"], [ok("b", chat_body("B", model="ft:mine"))], [], name="u")
@@ -151,7 +148,8 @@ def test_merged_results_keep_a_real_cost(tmp_path: Path) -> None:
 
 
 def test_merge_into_its_own_base(tmp_path: Path) -> None:
-    """The merged table is written beside and moved into place, so the base may be the destination."""
+    """The merged table is written beside and moved into place, so the base may be the
+    destination."""
     ids = [f"r{i}" for i in range(3000)]
     base = results(
         tmp_path,
@@ -239,7 +237,8 @@ def test_two_writers_do_not_interleave(tmp_path: Path) -> None:
 
 
 def test_a_follow_up_with_no_answer_at_all_keeps_the_base(tmp_path: Path) -> None:
-    """A follow-up batch that expired before any request ran has empty result files: the base rows stand."""
+    """A follow-up batch that expired before any request ran has empty result files: the base rows
+    stand."""
     ids = ["a", "b", "c"]
     base = results(
         tmp_path,

@@ -137,24 +137,12 @@ def test_join_every_status_whatever_the_order(tmp_path: Path) -> None:
         "d": "expired",
         "e": "expired",
     }
-    assert (
-        got["c"]["answer"] == "C!"
-    )
-    assert (
-        got["c"]["cached_tokens"] == 4
-    )
-    assert (
-        got["c"]["reasoning_tokens"] == 2
-    )
-    assert (
-        got["c"]["request_id"] == "req_c"
-    )
-    assert (
-        got["c"]["batch_id"] == "batch_1"
-    )
-    assert (
-        got["c"]["question"] == "C"
-    )
+    assert got["c"]["answer"] == "C!"
+    assert got["c"]["cached_tokens"] == 4
+    assert got["c"]["reasoning_tokens"] == 2
+    assert got["c"]["request_id"] == "req_c"
+    assert got["c"]["batch_id"] == "batch_1"
+    assert got["c"]["question"] == "C"
     assert orjson.loads(got["a"]["response_body"])["choices"][0]["message"]["content"] == "A!"
     assert (got["b"]["status_code"], got["b"]["error_code"], got["b"]["error_message"]) == (
         400,
@@ -350,13 +338,8 @@ def test_unknown_model_gives_no_cost(tmp_path: Path) -> None:
         endpoint=CHAT,
         dest=tmp_path / "r.parquet",
     )
-    assert (
-        s.cost_usd is None
-    )
-    assert (
-        s.cost_note
-        == "unknown model 'ft:my-model': not in the price table, so no cost is given"
-    )
+    assert s.cost_usd is None
+    assert s.cost_note == "unknown model 'ft:my-model': not in the price table, so no cost is given"
 
 
 def test_truncated_result_file_is_reported(tmp_path: Path) -> None:
@@ -389,12 +372,8 @@ def test_dest_uri_through_pyarrow_fs(tmp_path: Path) -> None:
         endpoint=CHAT,
         dest=f"file://{tmp_path}/deep/dir/r.parquet",
     )
-    assert (
-        s.path.startswith("file://")
-    )
-    assert (
-        pq.read_table(tmp_path / "deep/dir/r.parquet").num_rows == 1
-    )
+    assert s.path.startswith("file://")
+    assert pq.read_table(tmp_path / "deep/dir/r.parquet").num_rows == 1
 
 
 def test_pricing_table() -> None:

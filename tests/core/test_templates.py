@@ -6,7 +6,7 @@ import pyarrow as pa
 import pytest
 from pydantic import BaseModel
 
-from dagster_openai_batch.core import BatchEndpoint, RequestTemplate, build_requests, iter_rows
+from dagster_openai_batch.core import RequestTemplate, build_requests, iter_rows
 
 
 class Verdict(BaseModel):
@@ -59,7 +59,7 @@ def test_prompt_goes_to_the_natural_input(endpoint: str, key: str, value: object
 
 def test_messages_body_placeholders_and_escaped_braces() -> None:
     t = RequestTemplate(
-        endpoint=BatchEndpoint.CHAT_COMPLETIONS,
+        endpoint="/v1/chat/completions",
         model="gpt-4o-mini",
         messages=[
             {"role": "system", "content": 'Reply as JSON {{"n": {n}}}'},
@@ -107,15 +107,9 @@ def test_structured_outputs_are_strict() -> None:
         endpoint="/v1/chat/completions", model="m", prompt="{text}", response_model=Verdict
     )
     fmt = next(build_requests(ROWS, chat)).body["response_format"]
-    assert (
-        fmt["type"] == "json_schema"
-    )
-    assert (
-        fmt["json_schema"]["name"] == "Verdict"
-    )
-    assert (
-        fmt["json_schema"]["strict"]
-    )
+    assert fmt["type"] == "json_schema"
+    assert fmt["json_schema"]["name"] == "Verdict"
+    assert fmt["json_schema"]["strict"]
     schema = fmt["json_schema"]["schema"]
     assert schema["additionalProperties"] is False
     assert sorted(schema["required"]) == [

@@ -1,4 +1,5 @@
-"""Helpers for the emulator tests: contract validation (OpenAPI + line schemas) and input-file builders."""
+"""Helpers for the emulator tests: contract validation (OpenAPI + line schemas) and input-file
+builders."""
 
 from __future__ import annotations
 

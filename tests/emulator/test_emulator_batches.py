@@ -1,4 +1,5 @@
-"""Batches API through the official SDK: create checks, every lifecycle path (fake clock), listing, results."""
+"""Batches API through the official SDK: create checks, every lifecycle path (fake clock), listing,
+results."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ FAST = Pace.fast()
 
 
 def get(client: openai.OpenAI, check, batch_id: str) -> Batch:
-    """Retrieve a batch, validating the raw JSON against the spec and the SDK model (strict enums)."""
+    """Retrieve a batch, validating the raw JSON against the spec and the SDK model (strict
+    enums)."""
     return Batch.model_validate(check(client.batches.with_raw_response.retrieve(batch_id)))
 
 
@@ -39,15 +41,9 @@ def test_complete_lifecycle(client: openai.OpenAI, check, check_lines, clock) ->
         None,
         None,
     )
-    assert (
-        b.metadata == {"job": "nightly"}
-    )
-    assert (
-        b.request_counts is not None
-    )
-    assert (
-        b.request_counts.total == 0
-    )
+    assert b.metadata == {"job": "nightly"}
+    assert b.request_counts is not None
+    assert b.request_counts.total == 0
 
     clock.advance(FAST.validating_seconds + 50 * FAST.seconds_per_request + 1e-6)
     b = get(client, check, b.id)
@@ -267,12 +263,14 @@ async def _async_flow(emulator, clock) -> None:
         (
             0,
             "integer_below_min_value",
-            "Invalid 'limit': integer below minimum value. Expected a value >= 1, but got 0 instead.",
+            "Invalid 'limit': integer below minimum value. Expected a value >= 1, but got 0 "
+            "instead.",
         ),
         (
             101,
             "integer_above_max_value",
-            "Invalid 'limit': integer above maximum value. Expected a value <= 100, but got 101 instead.",
+            "Invalid 'limit': integer above maximum value. Expected a value <= 100, but got 101 "
+            "instead.",
         ),
     ],
 )

@@ -1,4 +1,5 @@
-"""Injected faults: HTTP errors (queue and rate), download cuts, per-request errors, stuck/expired batches."""
+"""Injected faults: HTTP errors (queue and rate), download cuts, per-request errors, stuck/expired
+batches."""
 
 from __future__ import annotations
 
@@ -212,7 +213,7 @@ def test_config_rejects_unknown_fields(build) -> None:
         build()
 
 
-# -- lost responses: the service acted, the client never got the answer ------------------------------------------
+# -- lost responses: the service acted, the client never got the answer ----------------------------
 
 LOST_KINDS = ["drop", 502, 504]
 
@@ -234,15 +235,9 @@ def _assert_lost(err: pytest.ExceptionInfo[openai.APIError], kind: str | int) ->
     assert isinstance(err.value, openai.InternalServerError)
     assert err.value.status_code == kind
     headers = err.value.response.headers
-    assert (
-        headers["content-type"].startswith("text/html")
-    )
-    assert (
-        "x-request-id" not in headers
-    )
-    assert (
-        "cf-ray" in headers
-    )
+    assert headers["content-type"].startswith("text/html")
+    assert "x-request-id" not in headers
+    assert "cf-ray" in headers
     assert f"<title>{kind} " in err.value.response.text
     assert "cloudflare" in err.value.response.text
 
@@ -276,7 +271,8 @@ def test_lost_response_on_create_still_creates(tmp_path, clock, kind: str | int,
 
 @pytest.mark.parametrize("kind", LOST_KINDS)
 def test_lost_response_with_sdk_retries_pays_twice(tmp_path, clock, kind: str | int) -> None:
-    """The real-world hazard: the SDK retries the lost create by itself, and the service creates a second batch."""
+    """The real-world hazard: the SDK retries the lost create by itself, and the service creates a
+    second batch."""
     em = make(tmp_path, clock)
     client = em.openai_client()  # the SDK's default max_retries=2
     file_id = upload(client, [chat_line(1)])
@@ -339,7 +335,8 @@ def test_lost_response_rate_is_deterministic(tmp_path, clock) -> None:
     assert set(first) == {200, "drop", 502, 504}
     assert 5 <= sum(x != 200 for x in first) <= 20
     assert first != _lost_pattern(make(tmp_path / "c", clock, seed=6, lost_response_rate=0.4))
-    # Non-mutating calls are never lost, and the lost-response draws leave http_error_rate's draws alone.
+    # Non-mutating calls are never lost, and the lost-response draws leave http_error_rate's draws
+    # alone.
     em = make(tmp_path / "d", clock, seed=7, http_error_rate=0.3, lost_response_rate=1.0)
     assert _failure_pattern(em) == _failure_pattern(
         make(tmp_path / "e", clock, seed=7, http_error_rate=0.3)

@@ -1,4 +1,5 @@
-"""Files API through the official SDK (in process): every operation, upload validation, pagination, auth."""
+"""Files API through the official SDK (in process): every operation, upload validation, pagination,
+auth."""
 
 from __future__ import annotations
 

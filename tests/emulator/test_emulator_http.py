@@ -1,4 +1,5 @@
-"""Real HTTP: `serve()` in a thread, the CLI in a subprocess, and two processes sharing one data dir."""
+"""Real HTTP: `serve()` in a thread, the CLI in a subprocess, and two processes sharing one data
+dir."""
 
 from __future__ import annotations
 
@@ -91,9 +92,8 @@ def test_two_processes_share_one_data_dir(tmp_path: Path) -> None:
     try:
         assert proc.stdout is not None
         url = proc.stdout.readline().strip()
-        assert url.startswith("http://127.0.0.1:") and url.endswith("/v1"), (
-            proc.stderr.read() if proc.stderr else ""
-        )
+        assert url.startswith("http://127.0.0.1:"), proc.stderr.read() if proc.stderr else ""
+        assert url.endswith("/v1"), proc.stderr.read() if proc.stderr else ""
         remote = openai.OpenAI(api_key="sk-test", base_url=url, max_retries=0)
         local = Emulator(data_dir).openai_client(max_retries=0)
 
@@ -141,7 +141,8 @@ def test_concurrent_readers_write_results_once(emulator: Emulator, clock) -> Non
             return b.status, b.output_file_id
 
         seen = list(pool.map(poll, range(16)))
-    # Readers that lost a race see the batch still validating or finalizing; the winner (and all later reads) see it completed.
+    # Readers that lost a race see the batch still validating or finalizing; the winner (and all
+    # later reads) see it completed.
     assert {status for status, _ in seen} <= {"validating", "finalizing", "completed"}
     final = client.batches.retrieve(batch.id)
     assert final.status == "completed"

@@ -82,12 +82,8 @@ def test_chat_plain_structured_and_tools(client: openai.OpenAI, clock) -> None:
     plain = ChatCompletion.model_validate(bodies["r0"])
     assert plain.choices[0].message.content
     assert plain.model == "gpt-4o-mini"
-    assert (
-        plain.usage
-    )
-    assert (
-        plain.usage.total_tokens == plain.usage.prompt_tokens + plain.usage.completion_tokens
-    )
+    assert plain.usage
+    assert plain.usage.total_tokens == plain.usage.prompt_tokens + plain.usage.completion_tokens
     structured = ChatCompletion.model_validate(bodies["r1"])
     jsonschema.validate(orjson.loads(structured.choices[0].message.content or ""), SCHEMA)
     called = ChatCompletion.model_validate(bodies["r2"]).choices[0]

@@ -1,4 +1,5 @@
-"""Whole-batch validation: each error code ends the batch `failed` with errors.data[{code, message, param, line}]."""
+"""Whole-batch validation: each error code ends the batch `failed` with errors.data[{code, message,
+param, line}]."""
 
 from __future__ import annotations
 
@@ -74,18 +75,10 @@ def test_too_many_tasks(client: openai.OpenAI, clock) -> None:
     batch_id = start(client, (chat_line(i) for i in range(50_001)))
     clock.advance(1)
     b = client.batches.retrieve(batch_id)
-    assert (
-        b.status == "failed"
-    )
-    assert (
-        b.errors
-    )
-    assert (
-        b.errors.data
-    )
-    assert (
-        b.errors.data[0].code == "too_many_tasks"
-    )
+    assert b.status == "failed"
+    assert b.errors
+    assert b.errors.data
+    assert b.errors.data[0].code == "too_many_tasks"
 
 
 def test_too_many_embedding_inputs(client: openai.OpenAI, clock) -> None:
@@ -101,34 +94,22 @@ def test_too_many_embedding_inputs(client: openai.OpenAI, clock) -> None:
     batch_id = start(client, lines, endpoint="/v1/embeddings")
     clock.advance(1)
     b = client.batches.retrieve(batch_id)
-    assert (
-        b.status == "failed"
-    )
-    assert (
-        b.errors
-    )
-    assert (
-        b.errors.data
-    )
-    assert (
-        b.errors.data[0].code == "too_many_tasks"
-    )
+    assert b.status == "failed"
+    assert b.errors
+    assert b.errors.data
+    assert b.errors.data[0].code == "too_many_tasks"
 
 
 def test_token_limit_exceeded(tmp_path, clock) -> None:
     config = EmulatorConfig(faults=Faults(token_limits={"gpt-4o-mini": 100}))
     client = Emulator(tmp_path / "e", config, clock=clock).openai_client(max_retries=0)
     ok = start(client, [chat_line(1)])
-    too_big = start(client, [chat_line(i) for i in range(20)])  # ~20 × 30 tokens > 100
+    too_big = start(client, [chat_line(i) for i in range(20)])  # ~20 x 30 tokens > 100
     clock.advance(1)
     assert client.batches.retrieve(ok).status == "completed"
     b = client.batches.retrieve(too_big)
     assert b.status == "failed"
     assert b.errors
     assert b.errors.data
-    assert (
-        b.errors.data[0].code == "token_limit_exceeded"
-    )
-    assert (
-        "Enqueued token limit" in b.errors.data[0].message
-    )
+    assert b.errors.data[0].code == "token_limit_exceeded"
+    assert "Enqueued token limit" in b.errors.data[0].message

@@ -53,7 +53,8 @@ BAD_INPUTS = [
     (
         [req(cid=7)],
         [
-            "line 1, field 'custom_id': custom_id must be a string, got int 7. Convert custom_id to a string"
+            "line 1, field 'custom_id': custom_id must be a string, got int 7. Convert custom_id "
+            "to a string"
         ],
     ),
     (
@@ -63,20 +64,23 @@ BAD_INPUTS = [
     (
         [req(url="/v1/completions")],
         [
-            "line 1 (custom_id 'r1'), field 'url': url '/v1/completions' differs from the batch endpoint "
+            "line 1 (custom_id 'r1'), field 'url': url '/v1/completions' differs from the batch "
+            "endpoint "
             "'/v1/chat/completions'. Send every line of a batch to the same endpoint"
         ],
     ),
     (
         [{"custom_id": "a", "url": CHAT, "body": "text"}],
         [
-            "line 1 (custom_id 'a'), field 'body': body must be a JSON object, got str. Put the request parameters in an object"
+            "line 1 (custom_id 'a'), field 'body': body must be a JSON object, got str. Put the "
+            "request parameters in an object"
         ],
     ),
     (
         [req(stream=True)],
         [
-            "line 1 (custom_id 'r1'), field 'body.stream': streaming is not supported in a batch. Remove `stream` from the body"
+            "line 1 (custom_id 'r1'), field 'body.stream': streaming is not supported in a batch. "
+            "Remove `stream` from the body"
         ],
     ),
     (
@@ -89,14 +93,16 @@ BAD_INPUTS = [
     (
         [req("a"), req("b", model="gpt-4o")],
         [
-            "line 2 (custom_id 'b'), field 'body.model': model 'gpt-4o' differs from 'gpt-4o-mini' (line 1). "
+            "line 2 (custom_id 'b'), field 'body.model': model 'gpt-4o' differs from 'gpt-4o-mini' "
+            "(line 1). "
             "Use one model per batch; split the input by model"
         ],
     ),
     (
         [{"custom_id": "a", "url": CHAT, "body": {"messages": []}}, req("b")],
         [
-            "line 1 (custom_id 'a'), field 'body.model': `body.model` is missing (/v1/chat/completions needs a model). "
+            "line 1 (custom_id 'a'), field 'body.model': `body.model` is missing "
+            "(/v1/chat/completions needs a model). "
             "Give every request a `model` (the same one on every line)"
         ],
     ),
@@ -113,7 +119,8 @@ def test_every_rule_has_a_clear_message(
 
 def test_oversized_line_and_embedding_request(tmp_path: Path) -> None:
     assert problems_of([req(pad="x" * 500)], tmp_path, max_bytes=300) == [
-        "line 1 (custom_id 'r1'): the request is 648 bytes; a file holds at most 300. Shorten this request"
+        "line 1 (custom_id 'r1'): the request is 648 bytes; a file holds at most 300. Shorten this "
+        "request"
     ]
     emb = {
         "custom_id": "e",
@@ -121,7 +128,8 @@ def test_oversized_line_and_embedding_request(tmp_path: Path) -> None:
         "body": {"model": "m", "input": ["a", "b", "c"]},
     }
     assert problems_of([emb], tmp_path, endpoint="/v1/embeddings", max_embedding_inputs=2) == [
-        "line 1 (custom_id 'e'), field 'body.input': 3 embedding inputs in one request; the limit is 2. "
+        "line 1 (custom_id 'e'), field 'body.input': 3 embedding inputs in one request; the limit "
+        "is 2. "
         "Split this request into smaller ones"
     ]
 
@@ -152,9 +160,7 @@ def test_splits_by_requests_bytes_and_embedding_inputs(tmp_path: Path) -> None:
         [req(f"r{i}") for i in range(10)], tmp_path / "b", endpoint=CHAT, max_bytes=3 * line
     )
     assert [x.requests for x in p.parts] == [3, 3, 3, 1]
-    assert all(
-        x.bytes <= 3 * line for x in p.parts
-    )
+    assert all(x.bytes <= 3 * line for x in p.parts)
     assert sum(x.bytes for x in p.parts) == p.bytes == sum(x.path.stat().st_size for x in p.parts)
     emb = [
         {"custom_id": f"e{i}", "url": "/v1/embeddings", "body": {"model": "m", "input": ["a"] * 3}}
@@ -214,15 +220,9 @@ def test_prepare_jsonl_validates_json_and_infers_endpoint(tmp_path: Path) -> Non
     )
     src.write_bytes(b"".join(orjson.dumps(req(f"r{i}")) + b"\n" for i in range(5)))
     p = prepare_jsonl(src, tmp_path / "out", max_requests=2)
-    assert (
-        p.endpoint == CHAT
-    )
-    assert (
-        [x.requests for x in p.parts] == [2, 2, 1]
-    )
-    assert (
-        p.inputs_path is None
-    )
+    assert p.endpoint == CHAT
+    assert [x.requests for x in p.parts] == [2, 2, 1]
+    assert p.inputs_path is None
     with pytest.raises(BatchInputError, match="unknown batch endpoint '/v1/nope'"):
         prepare_jsonl(src, tmp_path / "out2", endpoint="/v1/nope")
     empty = tmp_path / "empty.jsonl"

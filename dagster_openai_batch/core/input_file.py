@@ -1,0 +1,388 @@
+"""Batch input files: validated JSONL parts that respect every Batch API limit, written in one pass.
+
+:func:`prepare_rows` (rows and a template), :func:`write_batch_input` (requests) and
+:func:`prepare_jsonl` (an existing JSONL file) check every line with an
+:class:`~.input_validation.InputChecker` while writing; all problems are reported together in one
+:class:`BatchInputError` before anything is uploaded, and no part is left behind then. Inputs over
+the size limits are split into several parts, never rejected.
+
+>>> import tempfile, pathlib
+>>> reqs = [
+...     {"custom_id": f"r{i}", "url": "/v1/embeddings", "body": {"model": "m", "input": "x"}}
+...     for i in range(5)
+... ]
+>>> out = pathlib.Path(tempfile.mkdtemp())
+>>> p = write_batch_input(reqs, out, endpoint="/v1/embeddings", max_requests=2)
+>>> [part.requests for part in p.parts]
+[2, 2, 1]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+from pydantic import BaseModel
+
+from .batch_request import BatchRequest
+from .input_validation import BatchInputError, InputChecker, InputProblem
+from .inputs_table import INPUTS_FILE, InputsTableWriter
+from .templates import RequestTemplate, check_rows
+from .vocabulary import (
+    MAX_EMBEDDING_INPUTS,
+    MAX_FILE_BYTES,
+    MAX_REQUESTS_PER_FILE,
+    BatchEndpoint,
+    ValidEndpoint,
+    as_endpoint,
+)
+
+PREVIEW_REQUESTS = 5
+"""Requests kept in :attr:`PreparedInput.preview`."""
+_BUFFER = 1 << 20
+_NO_LIMIT = 1 << 62
+
+
+class InputPart(BaseModel):
+    """One JSONL file ready to upload."""
+
+    index: int
+    path: Path
+    requests: int
+    bytes: int
+    sha256: str
+    model: str | None
+    embedding_inputs: int = 0
+
+
+class PreparedInput(BaseModel):
+    """The validated input of one batch job, as one or more parts."""
+
+    endpoint: ValidEndpoint
+    model: str | None
+    parts: list[InputPart]
+    requests: int
+    bytes: int
+    content_hash: str
+    inputs_path: Path | None = None
+    preview: list[dict[str, Any]] = []
+
+    def custom_ids(self) -> Iterator[str]:
+        """Every custom_id, part by part, read back from disk."""
+        for part in self.parts:
+            for line in read_jsonl_input(part.path):
+                yield line["custom_id"]
+
+
+def read_jsonl_input(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
+    """Yield each non-blank line of a JSONL file as a dict; an unparsable line raises
+    :class:`BatchInputError`."""
+    for _, item in _parse_lines(Path(path)):
+        if isinstance(item, InputProblem):
+            raise BatchInputError([item])
+        yield item
+
+
+def _parse_lines(path: Path) -> Iterator[tuple[int, dict[str, Any] | InputProblem]]:
+    with path.open("rb", buffering=_BUFFER) as f:
+        for lineno, raw in enumerate(f, 1):
+            if not raw.strip():
+                continue
+            try:
+                obj = orjson.loads(raw)
+            except orjson.JSONDecodeError as e:
+                yield (
+                    lineno,
+                    InputProblem(
+                        line=lineno,
+                        code="invalid_json_line",
+                        message=f"not valid JSON ({e})",
+                        fix="Write one JSON object per line (JSONL)",
+                    ),
+                )
+                continue
+            if not isinstance(obj, dict):
+                yield (
+                    lineno,
+                    InputProblem(
+                        line=lineno,
+                        code="invalid_json_line",
+                        message=f"a line must be a JSON object, got {type(obj).__name__}",
+                        fix="Write one JSON object per line (JSONL)",
+                    ),
+                )
+                continue
+            yield lineno, obj
+
+
+class _PartWriter:
+    """Writes lines into numbered parts, rolling over before a limit would be passed."""
+
+    def __init__(self, out_dir: Path, max_requests: int, max_bytes: int, max_inputs: int) -> None:
+        self.out_dir, self.max_requests, self.max_bytes, self.max_inputs = (
+            out_dir,
+            max_requests,
+            max_bytes,
+            max_inputs,
+        )
+        self.parts: list[InputPart] = []
+        self._file: IO[bytes] | None = None
+        self._hash = hashlib.sha256()
+        self._requests = self._bytes = self._inputs = 0
+        self.model: str | None = None
+
+    def write(self, line: bytes, inputs: int) -> None:
+        if self._file is not None and (
+            self._requests + 1 > self.max_requests
+            or self._bytes + len(line) > self.max_bytes
+            or self._inputs + inputs > self.max_inputs
+        ):
+            self.close()
+        if self._file is None:
+            path = self.out_dir / f"part-{len(self.parts):05d}.jsonl"
+            self._file = path.open("wb", buffering=_BUFFER)
+        self._file.write(line)
+        self._hash.update(line)
+        self._requests += 1
+        self._bytes += len(line)
+        self._inputs += inputs
+
+    def close(self) -> None:
+        if self._file is None:
+            return
+        self._file.close()
+        self.parts.append(
+            InputPart(
+                index=len(self.parts),
+                path=Path(self._file.name),
+                requests=self._requests,
+                bytes=self._bytes,
+                sha256=self._hash.hexdigest(),
+                model=self.model,
+                embedding_inputs=self._inputs,
+            )
+        )
+        self._file, self._hash = None, hashlib.sha256()
+        self._requests = self._bytes = self._inputs = 0
+
+    def discard(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            Path(self._file.name).unlink(missing_ok=True)
+            self._file = None
+        for part in self.parts:
+            part.path.unlink(missing_ok=True)
+
+
+def write_batch_input(
+    requests: Iterable[BatchRequest | dict[str, Any]],
+    out_dir: Path,
+    *,
+    endpoint: BatchEndpoint | str,
+    rows: Iterable[dict[str, Any]] | None = None,
+    max_requests: int = MAX_REQUESTS_PER_FILE,
+    max_bytes: int = MAX_FILE_BYTES,
+    max_embedding_inputs: int = MAX_EMBEDDING_INPUTS,
+) -> PreparedInput:
+    """Validate ``requests`` and write them as JSONL parts in ``out_dir``.
+
+    ``rows`` (the source rows, in the same order) are also written with their custom_id to
+    ``inputs.parquet``. Raises :class:`BatchInputError` listing every problem; no part is left
+    behind then.
+    """
+    if rows is None:
+        items: Iterable[tuple[int, Any, dict[str, Any] | None]] = (
+            (i, r, None) for i, r in enumerate(requests, 1)
+        )
+    else:
+        items = ((i, r, row) for i, (r, row) in enumerate(_zip_rows(requests, rows), 1))
+    return _write(
+        items,
+        Path(out_dir),
+        as_endpoint(endpoint),
+        rows is not None,
+        max_requests,
+        max_bytes,
+        max_embedding_inputs,
+    )
+
+
+def _zip_rows(
+    requests: Iterable[Any], rows: Iterable[dict[str, Any]]
+) -> Iterator[tuple[Any, dict[str, Any]]]:
+    try:
+        yield from zip(requests, rows, strict=True)
+    except ValueError as e:
+        if "zip()" not in str(e):
+            raise
+        raise ValueError(
+            "`rows` and `requests` differ in length; give exactly one row per request"
+        ) from None
+
+
+def prepare_rows(
+    rows: Any,
+    template: RequestTemplate,
+    out_dir: Path,
+    *,
+    max_requests: int = MAX_REQUESTS_PER_FILE,
+    max_bytes: int = MAX_FILE_BYTES,
+    max_embedding_inputs: int = MAX_EMBEDDING_INPUTS,
+) -> PreparedInput:
+    """Build requests from ``rows`` with ``template`` and write them, plus ``inputs.parquet``, in
+    one pass.
+
+    >>> import tempfile, pathlib
+    >>> t = RequestTemplate(
+    ...     endpoint="/v1/moderations", model="omni-moderation-latest", prompt="{text}"
+    ... )
+    >>> prepare_rows([{"text": "hi"}], t, pathlib.Path(tempfile.mkdtemp())).requests
+    1
+    """
+    return _write(
+        _template_items(rows, template),
+        Path(out_dir),
+        template.endpoint,
+        True,
+        max_requests,
+        max_bytes,
+        max_embedding_inputs,
+        id_column=template.custom_id_column,
+    )
+
+
+def _template_items(
+    rows: Any, template: RequestTemplate
+) -> Iterator[tuple[int, BatchRequest | InputProblem, dict[str, Any]]]:
+    for i, (row, request, problems) in enumerate(check_rows(rows, template), 1):
+        if request is not None:
+            yield i, request, row
+        for p in problems:
+            yield (
+                i,
+                InputProblem(
+                    line=i,
+                    custom_id=p.custom_id,
+                    field=p.field,
+                    code="missing_value",
+                    message=p.message,
+                    fix=p.fix,
+                ),
+                row,
+            )
+
+
+def prepare_jsonl(
+    path: str | os.PathLike[str],
+    out_dir: Path,
+    *,
+    endpoint: BatchEndpoint | str | None = None,
+    max_requests: int = MAX_REQUESTS_PER_FILE,
+    max_bytes: int = MAX_FILE_BYTES,
+    max_embedding_inputs: int = MAX_EMBEDDING_INPUTS,
+) -> PreparedInput:
+    """Validate an existing JSONL input file and rewrite it as parts (split if over a limit).
+
+    Without ``endpoint``, the first line's url is taken as the endpoint.
+    """
+    path = Path(path)
+    if endpoint is None:
+        first = next((obj for _, obj in _parse_lines(path) if isinstance(obj, dict)), None)
+        if first is None or not isinstance(first.get("url"), str):
+            raise BatchInputError(
+                [
+                    InputProblem(
+                        line=1,
+                        field="url",
+                        code="empty_file" if first is None else "missing_required_parameter",
+                        message=f"{path} has no request with a url",
+                        fix="Pass `endpoint=` or add requests to the file",
+                    )
+                ]
+            )
+        endpoint = first["url"]
+    try:
+        ep = as_endpoint(endpoint)
+    except ValueError as e:
+        raise BatchInputError(
+            [
+                InputProblem(
+                    line=1,
+                    field="url",
+                    code="invalid_url",
+                    message=str(e),
+                    fix="Use a batch endpoint",
+                )
+            ]
+        ) from None
+    items = ((i, obj, None) for i, obj in _parse_lines(path))
+    return _write(items, Path(out_dir), ep, False, max_requests, max_bytes, max_embedding_inputs)
+
+
+_Item = tuple[int, BatchRequest | dict[str, Any] | InputProblem, dict[str, Any] | None]
+"""(line number, the request or why there is none, its source row or None)."""
+
+
+def _write(
+    items: Iterable[_Item],
+    out_dir: Path,
+    endpoint: BatchEndpoint,
+    with_rows: bool,
+    max_requests: int,
+    max_bytes: int,
+    max_inputs: int,
+    id_column: str | None = None,
+) -> PreparedInput:
+    """Check every item and, while none has a problem, write the parts (and ``inputs.parquet``)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    checker = InputChecker(endpoint, max_bytes=max_bytes, max_inputs=max_inputs)
+    part_inputs = max_inputs if endpoint == "/v1/embeddings" else _NO_LIMIT
+    parts = _PartWriter(out_dir, max_requests, max_bytes, part_inputs)
+    rows_out = InputsTableWriter(out_dir / INPUTS_FILE, id_column) if with_rows else None
+    preview: list[dict[str, Any]] = []
+    try:
+        for lineno, item, row in items:
+            checked = checker.check(lineno, item)
+            if checked is None or checker.total_problems:
+                continue  # after a problem nothing more is written: the input will be refused
+            parts.model = checker.model
+            parts.write(checked.line, checked.inputs)
+            if rows_out is not None and row is not None:
+                rows_out.add(checked.custom_id, row, len(checked.line), lineno)
+            if len(preview) < PREVIEW_REQUESTS:
+                preview.append(orjson.loads(checked.line))
+        checker.finish()
+        parts.close()
+        inputs_path = rows_out.close() if rows_out is not None else None
+    except BaseException:
+        parts.discard()
+        if rows_out is not None:
+            rows_out.discard()
+        raise
+    return _prepared(endpoint, parts, checker.requests, inputs_path, preview)
+
+
+def _prepared(
+    endpoint: BatchEndpoint,
+    parts: _PartWriter,
+    requests: int,
+    inputs_path: Path | None,
+    preview: list[dict[str, Any]],
+) -> PreparedInput:
+    content = hashlib.sha256(
+        endpoint.encode() + b"".join(p.sha256.encode() for p in parts.parts)
+    ).hexdigest()
+    return PreparedInput(
+        endpoint=endpoint,
+        model=parts.model,
+        parts=parts.parts,
+        requests=requests,
+        bytes=sum(p.bytes for p in parts.parts),
+        content_hash=content,
+        inputs_path=inputs_path,
+        preview=preview,
+    )

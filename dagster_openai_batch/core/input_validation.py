@@ -1,0 +1,352 @@
+"""The Batch API's rules for an input, checked line by line before anything is uploaded.
+
+:class:`InputChecker` checks each request in turn (fields, url, body, unique custom_ids, one model,
+the embedding-input and size limits) and collects every :class:`InputProblem`;
+:meth:`InputChecker.finish` raises them together in one :class:`BatchInputError`.
+
+>>> checker = InputChecker("/v1/embeddings", max_bytes=1_000, max_inputs=10)
+>>> def request(cid, text):
+...     body = {"model": "m", "input": text}
+...     return {"custom_id": cid, "url": "/v1/embeddings", "body": body}
+>>> checker.check(1, request("a", "x"))
+CheckedLine(custom_id='a', line=b'{"custom_id":"a",...}\\n', inputs=1)
+>>> checker.check(2, request("a", "y"))
+>>> print(checker.problems[0])
+line 2 (custom_id 'a'), field 'custom_id': custom_id 'a' is already used on line 1. Give every ...
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import orjson
+from pydantic import BaseModel
+
+from .batch_request import BatchRequest
+from .errors import OpenAIBatchError
+from .vocabulary import MODEL_REQUIRED_ENDPOINTS, BatchEndpoint
+
+SHOWN_PROBLEMS = 20
+"""Problems listed in the message of a :class:`BatchInputError`."""
+KEPT_PROBLEMS = 1_000
+"""Problems kept in :attr:`BatchInputError.problems` (all are counted)."""
+
+
+class InputProblem(BaseModel):
+    """One thing wrong with one input line."""
+
+    line: int
+    custom_id: str | None = None
+    field: str | None = None
+    code: str
+    message: str
+    fix: str
+
+    def __str__(self) -> str:
+        where = f"line {self.line}" + (
+            f" (custom_id {self.custom_id!r})" if self.custom_id is not None else ""
+        )
+        field = f", field {self.field!r}" if self.field else ""
+        return f"{where}{field}: {self.message}. {self.fix}"
+
+
+class BatchInputError(OpenAIBatchError, ValueError):
+    """The input breaks the Batch API's rules; ``problems`` lists each one (the first
+    :data:`KEPT_PROBLEMS`)."""
+
+    def __init__(self, problems: list[InputProblem], total: int | None = None) -> None:
+        self.problems = problems
+        self.total = total if total is not None else len(problems)
+        shown = "\n".join(f"  - {p}" for p in problems[:SHOWN_PROBLEMS])
+        rest = self.total - min(len(problems), SHOWN_PROBLEMS)
+        more = f"\n  … and {rest} more problem(s)" if rest > 0 else ""
+        super().__init__(
+            f"batch input is invalid ({self.total} problem(s)); nothing was "
+            f"uploaded:\n{shown}{more}"
+        )
+
+
+def count_embedding_inputs(body: dict[str, Any]) -> int:
+    """Inputs in an embeddings body: a string or a token array counts 1, a list of them counts each.
+
+    >>> count_embedding_inputs({"input": ["a", "b"]}), count_embedding_inputs({"input": [1, 2, 3]})
+    (2, 1)
+    """
+    value = body.get("input")
+    if isinstance(value, list) and value and isinstance(value[0], (str, list)):
+        return len(value)
+    return 1 if value is not None else 0
+
+
+def _problem(
+    lineno: int, cid: Any, field: str | None, code: str, message: str, fix: str
+) -> InputProblem:
+    return InputProblem(
+        line=lineno,
+        custom_id=cid if isinstance(cid, str) else None,
+        field=field,
+        code=code,
+        message=message,
+        fix=fix,
+    )
+
+
+def check_line(lineno: int, req: dict[str, Any], endpoint: str) -> list[InputProblem]:
+    """The rules one line must follow on its own: required fields, method, url, body shape, no
+    streaming."""
+    cid = req.get("custom_id")
+    return [
+        *_missing_fields(lineno, req),
+        *_custom_id_type(lineno, cid),
+        *_method_and_url(lineno, req, endpoint),
+        *_body_shape(lineno, cid, req.get("body")),
+    ]
+
+
+def _missing_fields(lineno: int, req: dict[str, Any]) -> list[InputProblem]:
+    return [
+        _problem(
+            lineno,
+            req.get("custom_id"),
+            field,
+            "missing_required_parameter",
+            f"`{field}` is missing",
+            f"Give every line a `{field}`",
+        )
+        for field in ("custom_id", "url", "body")
+        if req.get(field) in (None, "")
+    ]
+
+
+def _custom_id_type(lineno: int, cid: Any) -> list[InputProblem]:
+    if cid is None or isinstance(cid, str):
+        return []
+    return [
+        _problem(
+            lineno,
+            None,
+            "custom_id",
+            "invalid_request",
+            f"custom_id must be a string, got {type(cid).__name__} {cid!r}",
+            "Convert custom_id to a string",
+        )
+    ]
+
+
+def _method_and_url(lineno: int, req: dict[str, Any], endpoint: str) -> list[InputProblem]:
+    cid = req.get("custom_id")
+    problems = []
+    if req.get("method", "POST") != "POST":
+        problems.append(
+            _problem(
+                lineno,
+                cid,
+                "method",
+                "invalid_request",
+                f"method is {req.get('method')!r}",
+                'Use "method": "POST"',
+            )
+        )
+    url = req.get("url")
+    if url not in (None, "") and url != endpoint:
+        problems.append(
+            _problem(
+                lineno,
+                cid,
+                "url",
+                "invalid_url",
+                f"url {url!r} differs from the batch endpoint {endpoint!r}",
+                "Send every line of a batch to the same endpoint",
+            )
+        )
+    return problems
+
+
+def _body_shape(lineno: int, cid: Any, body: Any) -> list[InputProblem]:
+    if body not in (None, "") and not isinstance(body, dict):
+        return [
+            _problem(
+                lineno,
+                cid,
+                "body",
+                "invalid_request",
+                f"body must be a JSON object, got {type(body).__name__}",
+                "Put the request parameters in an object",
+            )
+        ]
+    if isinstance(body, dict) and body.get("stream"):
+        return [
+            _problem(
+                lineno,
+                cid,
+                "body.stream",
+                "streaming_unsupported",
+                "streaming is not supported in a batch",
+                "Remove `stream` from the body",
+            )
+        ]
+    return []
+
+
+class CheckedLine(NamedTuple):
+    """A request that passed every check: its custom_id, its JSONL line and its embedding inputs."""
+
+    custom_id: str
+    line: bytes
+    inputs: int
+
+
+class InputChecker:
+    """Checks the requests of one batch input in order, keeping what the rules between lines need
+    (custom_ids seen, the batch's model) and every problem found.
+
+    Only a hash of each custom_id is kept, so memory stays small however long the input.
+    """
+
+    def __init__(self, endpoint: BatchEndpoint, *, max_bytes: int, max_inputs: int) -> None:
+        self.endpoint = endpoint
+        self.max_bytes, self.max_inputs = max_bytes, max_inputs
+        self.model: str | None = None
+        """The batch's model: the first line's (every other line must use the same)."""
+        self.requests = 0
+        """Requests that passed every check."""
+        self.problems: list[InputProblem] = []
+        """The first :data:`KEPT_PROBLEMS` problems."""
+        self.total_problems = 0
+        self._model_line = 0
+        self._seen: dict[int, int] = {}  # hash(custom_id) -> the line it is first used on
+
+    def report(self, problems: list[InputProblem]) -> None:
+        """Count ``problems`` and keep them (up to :data:`KEPT_PROBLEMS` in all)."""
+        self.total_problems += len(problems)
+        self.problems.extend(problems[: max(0, KEPT_PROBLEMS - len(self.problems))])
+
+    def check(
+        self, lineno: int, item: BatchRequest | dict[str, Any] | InputProblem
+    ) -> CheckedLine | None:
+        """``item`` as the line to write, or None when it has problems (they are reported)."""
+        if isinstance(item, InputProblem):
+            self.report([item])
+            return None
+        req = _as_dict(item)
+        cid = req.get("custom_id")
+        body = req.get("body")
+        found = check_line(lineno, req, self.endpoint)
+        found += self._check_unique(lineno, cid)
+        inputs = 0
+        if isinstance(body, dict):
+            found += self._check_model(lineno, cid, body)
+            if self.endpoint == "/v1/embeddings":
+                inputs = count_embedding_inputs(body)
+                found += self._check_inputs(lineno, cid, inputs)
+        line = (
+            orjson.dumps({"custom_id": cid, "method": "POST", "url": req.get("url"), "body": body})
+            + b"\n"
+        )
+        found += self._check_size(lineno, cid, line)
+        if found:
+            self.report(found)
+            return None
+        self.requests += 1
+        return CheckedLine(str(cid), line, inputs)  # a non-empty str: checked above
+
+    def finish(self) -> None:
+        """Raise a :class:`BatchInputError` listing every problem, if any (an input without any
+        request is one)."""
+        if self.requests == 0 and self.total_problems == 0:
+            self.report(
+                [
+                    InputProblem(
+                        line=0,
+                        code="empty_file",
+                        message="the input has no requests",
+                        fix="Give at least one row or request",
+                    )
+                ]
+            )
+        if self.total_problems:
+            raise BatchInputError(self.problems, self.total_problems)
+
+    def _check_unique(self, lineno: int, cid: Any) -> list[InputProblem]:
+        if not (isinstance(cid, str) and cid):
+            return []
+        first = self._seen.setdefault(hash(cid), lineno)
+        if first == lineno:
+            return []
+        return [
+            _problem(
+                lineno,
+                cid,
+                "custom_id",
+                "duplicate_custom_id",
+                f"custom_id {cid!r} is already used on line {first}",
+                "Give every request a unique custom_id",
+            )
+        ]
+
+    def _check_model(self, lineno: int, cid: Any, body: dict[str, Any]) -> list[InputProblem]:
+        model = body.get("model")
+        if model in (None, "") and self.endpoint in MODEL_REQUIRED_ENDPOINTS:
+            return [
+                _problem(
+                    lineno,
+                    cid,
+                    "body.model",
+                    "missing_required_parameter",
+                    f"`body.model` is missing ({self.endpoint} needs a model)",
+                    "Give every request a `model` (the same one on every line)",
+                )
+            ]
+        if self._model_line == 0:
+            self.model, self._model_line = model, lineno
+        elif model != self.model:
+            return [
+                _problem(
+                    lineno,
+                    cid,
+                    "body.model",
+                    "model_mismatch",
+                    f"model {model!r} differs from {self.model!r} (line {self._model_line})",
+                    "Use one model per batch; split the input by model",
+                )
+            ]
+        return []
+
+    def _check_inputs(self, lineno: int, cid: Any, inputs: int) -> list[InputProblem]:
+        if inputs <= self.max_inputs:
+            return []
+        return [
+            _problem(
+                lineno,
+                cid,
+                "body.input",
+                "too_many_inputs",
+                f"{inputs} embedding inputs in one request; the limit is {self.max_inputs}",
+                "Split this request into smaller ones",
+            )
+        ]
+
+    def _check_size(self, lineno: int, cid: Any, line: bytes) -> list[InputProblem]:
+        if len(line) <= self.max_bytes:
+            return []
+        return [
+            _problem(
+                lineno,
+                cid,
+                None,
+                "line_too_large",
+                f"the request is {len(line):,} bytes; a file holds at most {self.max_bytes:,}",
+                "Shorten this request",
+            )
+        ]
+
+
+def _as_dict(item: BatchRequest | dict[str, Any]) -> dict[str, Any]:
+    if isinstance(item, BatchRequest):
+        return {
+            "custom_id": item.custom_id,
+            "method": item.method,
+            "url": item.url,
+            "body": item.body,
+        }
+    return item
