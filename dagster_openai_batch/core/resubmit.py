@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import pyarrow as pa  # type: ignore[import-untyped]
-import pyarrow.compute as pc  # type: ignore[import-untyped]
-import pyarrow.parquet as pq  # type: ignore[import-untyped]
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from .batch_request import BatchRequest
 from .input_file import InputPart, read_jsonl_input

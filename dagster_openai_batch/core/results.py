@@ -18,8 +18,8 @@ from typing import IO, Any
 
 import numpy as np
 import orjson
-import pyarrow as pa  # type: ignore[import-untyped]
-import pyarrow.parquet as pq  # type: ignore[import-untyped]
+import pyarrow as pa
+import pyarrow.parquet as pq
 from openai.types import Batch
 from pydantic import BaseModel
 

@@ -46,7 +46,7 @@ def iter_rows(source: Any) -> Iterator[dict[str, Any]]:
     >>> list(iter_rows(pa.table({"a": [1, 2]})))
     [{'a': 1}, {'a': 2}]
     """
-    import pyarrow as pa  # type: ignore[import-untyped]
+    import pyarrow as pa
 
     if isinstance(source, pa.Table):
         for batch in source.to_batches(max_chunksize=ROW_BATCH_SIZE):

@@ -4,7 +4,13 @@ The only part of the package importing dagster.
 """
 
 from .component import OpenAIBatchComponent
-from .pipeline import BatchJobConfig, OpenAIBatchPipeline, ResultsConfig, openai_batch_assets
+from .pipeline import (
+    BatchJobConfig,
+    OpenAIBatchPipeline,
+    PipelineDefinitionError,
+    ResultsConfig,
+    openai_batch_assets,
+)
 from .resource import OpenAIBatchResource, OpenAIConfigurationError
 from .sensor import openai_batch_sensor
 from .translator import OpenAIBatchStageProps, OpenAIBatchTranslator, StageExecution
@@ -17,6 +23,7 @@ __all__ = [
     "OpenAIBatchStageProps",
     "OpenAIBatchTranslator",
     "OpenAIConfigurationError",
+    "PipelineDefinitionError",
     "ResultsConfig",
     "StageExecution",
     "openai_batch_assets",

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import dagster as dg
 from pydantic import Field
 
+from ..core.errors import OpenAIBatchError
 from ..core.storage import join_uri, safe_segment
 from ..core.templates import RequestTemplate
 from ..core.vocabulary import MAX_REQUESTS_PER_FILE, BatchEndpoint, as_endpoint
@@ -49,7 +50,13 @@ if TYPE_CHECKING:
 
 RESOURCE_KEY = "openai_batch"
 DEFAULT_POOL = "openai_batch_submit"
-Source = dg.AssetKey | dg.AssetsDefinition | dg.AssetSpec | Callable[..., Any] | os.PathLike[str] | str
+Source = (
+    dg.AssetKey | dg.AssetsDefinition | dg.AssetSpec | Callable[..., Any] | os.PathLike[str] | str
+)
+
+
+class PipelineDefinitionError(OpenAIBatchError, ValueError):
+    """`openai_batch_assets` was given arguments that cannot make a pipeline (raised at load)."""
 
 
 class BatchJobConfig(dg.Config):
@@ -208,7 +215,7 @@ def openai_batch_assets(
             `OpenAIBatchTranslator`.
     """
     if not 1 <= max_requests_per_file <= MAX_REQUESTS_PER_FILE:
-        raise ValueError(
+        raise PipelineDefinitionError(
             f"openai_batch_assets({name!r}): max_requests_per_file must be "
             f"1..{MAX_REQUESTS_PER_FILE}"
         )
@@ -402,22 +409,29 @@ def _resolve_source(
     )
     if template is None:
         if jsonl_path is None:
-            raise ValueError(
+            raise PipelineDefinitionError(
                 f"openai_batch_assets({name!r}): give a template, or a .jsonl file as source"
             )
         if endpoint is None:
-            raise ValueError(
+            raise PipelineDefinitionError(
                 f"openai_batch_assets({name!r}): a .jsonl source needs endpoint= (the url of "
                 "its lines, e.g. '/v1/chat/completions')"
             )
-        return source_key, jsonl_path, as_endpoint(endpoint)
-    resolved = as_endpoint(endpoint or template.endpoint)
-    if as_endpoint(template.endpoint) != resolved:
-        raise ValueError(
+        return source_key, jsonl_path, _endpoint(name, endpoint)
+    resolved = _endpoint(name, endpoint or template.endpoint)
+    if template.endpoint != resolved:
+        raise PipelineDefinitionError(
             f"openai_batch_assets({name!r}): endpoint {resolved} differs from the "
             f"template's {template.endpoint}"
         )
     return source_key, jsonl_path, resolved
+
+
+def _endpoint(name: str, endpoint: str) -> BatchEndpoint:
+    try:
+        return as_endpoint(endpoint)
+    except ValueError as e:
+        raise PipelineDefinitionError(f"openai_batch_assets({name!r}): {e}") from None
 
 
 def _translate(
@@ -459,7 +473,7 @@ def _schedules(
             dg.ScheduleDefinition(name=f"{name}_schedule", job=submit_job, cron_schedule=schedule)
         ]
     if not isinstance(partitions_def, dg.TimeWindowPartitionsDefinition):
-        raise ValueError(
+        raise PipelineDefinitionError(
             f"openai_batch_assets({name!r}): schedule=True needs time-based partitions; "
             "pass a cron string instead"
         )

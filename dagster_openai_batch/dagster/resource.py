@@ -24,12 +24,13 @@ from dagster_openai import OpenAIResource
 from pydantic import Field, PrivateAttr
 
 from ..core.client import BatchClient
+from ..core.errors import OpenAIBatchError
 
 Backend = Literal["emulator", "openai", "azure", "compatible"]
 OPENAI_API_HOST = "api.openai.com"
 
 
-class OpenAIConfigurationError(ValueError):
+class OpenAIConfigurationError(OpenAIBatchError, ValueError):
     """The resource cannot reach any backend as configured (raised before any API call)."""
 
 

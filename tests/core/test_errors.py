@@ -40,3 +40,15 @@ def _ruff_order(name: str) -> tuple[int, str]:
     """RUF022's isort-style order: CONSTANTS, then Classes, then functions."""
     kind = 0 if name.isupper() else 1 if name[0].isupper() else 2
     return kind, name
+
+
+def test_dagster_layer_errors_share_the_root() -> None:
+    from dagster_openai_batch import OpenAIConfigurationError, PipelineDefinitionError
+
+    for error in (OpenAIConfigurationError, PipelineDefinitionError):
+        assert issubclass(error, OpenAIBatchError)
+        assert issubclass(error, ValueError)
+    with pytest.raises(PipelineDefinitionError, match="unknown batch endpoint '/v1/nope'"):
+        dagster_openai_batch.openai_batch_assets(
+            name="bad", source="rows.jsonl", endpoint="/v1/nope"
+        )
