@@ -15,11 +15,11 @@ from werkzeug.formparser import parse_form_data
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from ..core.vocabulary import MAX_UPLOAD_BYTES
 from .batches import Batches, check_expires_after
 from .config import EmulatorConfig
 from .errors import ApiError, invalid_value, not_found
 from .faults import FaultPlan, LostKind
+from .service_rules import MAX_UPLOAD_BYTES
 from .store import Store
 from .validation import UploadSink
 

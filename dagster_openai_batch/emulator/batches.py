@@ -9,18 +9,18 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from ..core.vocabulary import (
-    BATCH_ENDPOINTS,
-    CANCELLABLE_STATUSES,
-    COMPLETION_WINDOW,
-    MAX_METADATA_KEY_CHARS,
-    MAX_METADATA_PAIRS,
-    MAX_METADATA_VALUE_CHARS,
-)
 from .config import EmulatorConfig
 from .errors import ApiError, invalid_value, not_found
 from .lifecycle import View, counts, draw_key, failed_positions, view
 from .results import usage_json, write_results
+from .service_rules import (
+    CANCELLABLE,
+    COMPLETION_WINDOW,
+    ENDPOINTS,
+    MAX_METADATA_KEY_CHARS,
+    MAX_METADATA_PAIRS,
+    MAX_METADATA_VALUE_CHARS,
+)
 from .store import Store, new_id
 from .validation import validate_batch_input
 
@@ -100,11 +100,11 @@ class Batches:
                     param=field,
                     code="missing_required_parameter",
                 )
-        if body["endpoint"] not in BATCH_ENDPOINTS:
+        if body["endpoint"] not in ENDPOINTS:
             raise invalid_value(
                 "endpoint",
                 f"Invalid value: '{body['endpoint']}'. Supported values are: "
-                + ", ".join(f"'{e}'" for e in BATCH_ENDPOINTS)
+                + ", ".join(f"'{e}'" for e in ENDPOINTS)
                 + ".",
             )
         if body["completion_window"] != COMPLETION_WINDOW:
@@ -269,7 +269,7 @@ class Batches:
         """POST /batches/{id}/cancel."""
         now = self.clock()
         row, v = self._advance(self._load(batch_id), now)
-        if v.status in CANCELLABLE_STATUSES:
+        if v.status in CANCELLABLE:
             self.store.set_cancel(batch_id, now)
             row, v = self._advance(self._load(batch_id), now)
         elif v.status not in ("cancelling", "cancelled"):

@@ -14,8 +14,8 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..core.vocabulary import TERMINAL_STATUSES
 from .config import Pace
+from .service_rules import TERMINAL
 
 
 @dataclass
@@ -77,8 +77,8 @@ def view(row: dict[str, Any], now: float) -> View:
         if t <= now:
             times[f"{name}_at"] = t
             status = name
-    terminal_at = times.get(f"{status}_at") if status in TERMINAL_STATUSES else None
-    if status in TERMINAL_STATUSES or status == "cancelling":
+    terminal_at = times.get(f"{status}_at") if status in TERMINAL else None
+    if status in TERMINAL or status == "cancelling":
         done = run.processed_at_end
     else:
         done = _processed(now, row["created_at"] + pace.validating_seconds, run.total, pace)

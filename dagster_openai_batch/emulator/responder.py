@@ -10,8 +10,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import orjson
 
-from ..core.vocabulary import DEFAULT_MODELS
 from .schema_instance import instance_for
+from .service_rules import DEFAULT_MODELS
 
 _WORDS = (
     "the",

@@ -10,7 +10,7 @@ from typing import IO, Any
 import orjson
 from pydantic import BaseModel
 
-from ..core.vocabulary import (
+from .service_rules import (
     DEFAULT_MODELS,
     MAX_EMBEDDING_INPUTS,
     MAX_REQUESTS_PER_FILE,
