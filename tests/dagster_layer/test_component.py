@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 import textwrap
 from pathlib import Path
 from types import ModuleType
@@ -96,7 +97,7 @@ def defs_folder(
     attributes: str,
     files: dict[str, str] | None = None,
 ) -> ModuleType:
-    """A package holding one ``pipeline/defs.yaml`` with ``attributes``; returns the imported package."""
+    """A package of one ``pipeline/defs.yaml`` with ``attributes`` (and ``files``), imported."""
     package = tmp_path / f"component_defs_{next(_counter)}"
     (package / "pipeline").mkdir(parents=True)
     (package / "__init__.py").write_text("")
@@ -112,7 +113,7 @@ def defs_folder(
 
 def load_error(module: ModuleType) -> str:
     """The messages of the load error and its causes."""
-    with pytest.raises(Exception) as caught:
+    with pytest.raises(Exception, match=r"defs\.yaml") as caught:
         load_pipelines_from_defs_folder(module)
     messages, error = [], caught.value
     while error is not None:
@@ -130,55 +131,72 @@ GOOD = """
 """
 
 
-@pytest.mark.parametrize(
-    ("attributes", "field", "problem"),
-    [
-        (GOOD + "    colour: red", "colour", "Extra inputs are not permitted"),
-        (GOOD.replace("/v1/chat/completions", "/v1/chat"), "`endpoint`", "Input should be"),
-        (
-            GOOD.replace("/v1/chat/completions", "/v1/embeddings"),
-            "`messages",
-            "only applies to chat",
-        ),
-        (
-            GOOD + "    partitions: {daily: {start_date: '2026-01-01'}, static: [a]}",
-            "partitions",
-            "exactly one",
-        ),
-        (GOOD + "    partitions: {daily: {start: '2026-01-01'}}", "start", "Extra inputs"),
-        (GOOD + "    schedule: true", "schedule=True needs time-based partitions", ""),
-        (GOOD + "    max_failed_share: 2", "max_failed_share", "less than or equal to 1"),
-        (
-            GOOD.replace("source: questions", "jsonl_path: missing.jsonl"),
-            "`model`",
-            "does not apply",
-        ),
-        (GOOD.replace("model: gpt-4o-mini", ""), "`model`", "required unless `jsonl_path`"),
-        (
-            GOOD.replace("source: questions", ""),
-            "`source`",
-            "exactly one of `source` and `jsonl_path`",
-        ),
-    ],
-    ids=[
-        "unknown-field",
-        "endpoint",
-        "messages-on-embeddings",
-        "two-partitionings",
-        "partition-field",
-        "schedule-unpartitioned",
-        "max-failed-share",
-        "jsonl-with-template",
-        "no-model",
-        "no-source",
-    ],
-)
-def test_bad_yaml_fails_at_load_naming_file_and_field(
-    tmp_path, monkeypatch, attributes, field, problem
+BAD_YAML = {
+    # id: (attributes, where it is reported: "field at" or "field at defs.yaml:line", problem)
+    "unknown-field": (GOOD + "    colour: red", "colour at", "Extra inputs are not permitted"),
+    "endpoint": (
+        GOOD.replace("/v1/chat/completions", "/v1/chat"),
+        "endpoint at defs.yaml:5",
+        "is not one of",
+    ),
+    "messages-on-embeddings": (
+        GOOD.replace("/v1/chat/completions", "/v1/embeddings"),
+        "messages at defs.yaml:7",
+        "only applies to chat completions and responses",
+    ),
+    "two-partitionings": (
+        GOOD + "    partitions: {daily: {start_date: '2026-01-01'}, static: [a]}",
+        "partitions at defs.yaml:8",
+        "exactly one of hourly",
+    ),
+    "partition-field": (
+        GOOD + "    partitions: {daily: {start: '2026-01-01'}}",
+        "start at",
+        "Extra inputs",
+    ),
+    "schedule-unpartitioned": (
+        GOOD + "    schedule: true",
+        "schedule at defs.yaml:8",
+        "needs time partitions",
+    ),
+    "bad-cron": (GOOD + "    schedule: every day", "schedule at", "not a cron string"),
+    "max-failed-share": (
+        GOOD + "    max_failed_share: 2",
+        "max_failed_share",
+        "less than or equal",
+    ),
+    "jsonl-with-template": (
+        GOOD.replace("source: questions", "jsonl_path: missing.jsonl"),
+        "model at defs.yaml:6",
+        "does not apply with `jsonl_path`",
+    ),
+    "no-model": (
+        GOOD.replace("model: gpt-4o-mini", ""),
+        "model at defs.yaml:2",
+        "give `source` and `model`, or `jsonl_path`",
+    ),
+    "no-source": (
+        GOOD.replace("source: questions", ""),
+        "source at defs.yaml:2",
+        "give `source` and `model`, or `jsonl_path`",
+    ),
+    "source-and-jsonl": (
+        GOOD + "    jsonl_path: requests.jsonl",
+        "source at defs.yaml:4",
+        "does not apply with `jsonl_path`",
+    ),
+    "bad-name": (GOOD.replace("name: qa", "name: q-a"), "name at", "should match pattern"),
+}
+
+
+@pytest.mark.parametrize(("attributes", "where", "problem"), BAD_YAML.values(), ids=BAD_YAML)
+def test_bad_yaml_fails_at_load_naming_file_line_and_field(
+    tmp_path, monkeypatch, attributes, where, problem
 ):
     message = load_error(defs_folder(tmp_path, monkeypatch, attributes))
     assert "pipeline/defs.yaml" in message
-    assert field in message
+    field, _, line = where.removesuffix(" at").partition(" at defs.yaml:")
+    assert re.search(rf"{field}\S* at \S*pipeline/defs.yaml:{line}", message), message
     assert problem in message
 
 
