@@ -255,6 +255,24 @@ class OpenAIBatchComponent(dg.Component, dg.Resolvable, dg.Model):
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         pipeline = self.build_pipeline(context)
         parts = [pipeline.definitions()]
+        if any(
+            sensor.watches(self)
+            for sensor in context.component_tree.get_all_components(OpenAIBatchSensorComponent)
+        ):
+            # The shared sensor's Definitions carry the results job: Dagster copies each
+            # component's definitions (to add the YAML's code reference), so the job must come
+            # from exactly one component.
+            own = parts[0]
+            parts = [
+                dg.Definitions(
+                    assets=own.assets,
+                    asset_checks=own.asset_checks,
+                    jobs=[job for job in own.jobs or [] if job is not pipeline.results_job],
+                    schedules=own.schedules,
+                    sensors=own.sensors,
+                    resources=own.resources,
+                )
+            ]
         if self.sensor is not None:
             sensor = openai_batch_sensor(
                 [pipeline],
@@ -331,6 +349,12 @@ class OpenAIBatchSensorComponent(dg.Component, dg.Resolvable, dg.Model):
         json_schema_extra={"enum": ["running", "stopped"]},
     )
 
+    def watches(self, component: OpenAIBatchComponent) -> bool:
+        """Whether this sensor watches the pipeline of ``component``."""
+        return component.sensor is None and (
+            self.pipelines is None or component.name in self.pipelines
+        )
+
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         components = context.component_tree.get_all_components(OpenAIBatchComponent)
         if self.pipelines is not None:
@@ -342,13 +366,20 @@ class OpenAIBatchSensorComponent(dg.Component, dg.Resolvable, dg.Model):
                     f"`pipelines`: no OpenAIBatchComponent named {unknown} "
                     f"(the project has {sorted(by_name)})",
                 )
-            watched = [by_name[name] for name in self.pipelines]
-        else:
-            watched = [c for c in components if c.sensor is None]
+            own = sorted(name for name in self.pipelines if by_name[name].sensor is not None)
+            if own:
+                raise _error(context, f"`pipelines`: {own} have a `sensor` of their own")
+        watched = [c for c in components if self.watches(c)]
         if not watched:
-            raise _error(
-                context, "no OpenAIBatchComponent pipeline (without its own sensor) to watch"
-            )
+            raise _error(context, "no OpenAIBatchComponent (without a sensor of its own) to watch")
+        for other in context.component_tree.get_all_components(OpenAIBatchSensorComponent):
+            twice = sorted(c.name for c in watched if other is not self and other.watches(c))
+            if twice:
+                raise _error(
+                    context,
+                    f"pipelines {twice} are watched by two sensors ({self.name!r} and "
+                    f"{other.name!r}); give each OpenAIBatchSensorComponent its `pipelines`",
+                )
         by_key: dict[str, list[OpenAIBatchPipeline]] = {}
         for component in watched:
             pipeline = component.build_pipeline()
@@ -404,7 +435,8 @@ def load_pipelines_from_defs_folder(
                 batch_job=assets[built.batch_job.key],
                 results=assets[built.results.key],
                 submit_job=jobs[built.submit_job.name],
-                results_job=jobs[built.results_job.name],
+                # (the results job of a pipeline that a sensor component watches is the sensor's)
+                results_job=jobs.get(built.results_job.name, built.results_job),
                 schedules=[schedules[s.name] for s in built.schedules],
             )
         )
