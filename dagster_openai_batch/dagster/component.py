@@ -50,8 +50,10 @@ from .component_attributes import (
     PartitionsModel,
     ResourceModel,
     SensorModel,
+    TimeWindowPartitions,
     is_row_file,
     raise_problems,
+    restore_descriptions,
     row_file_reader,
     shared_resource,
 )
@@ -86,6 +88,7 @@ class OpenAIBatchComponent(dg.Component, dg.Resolvable, dg.Model):
 
     name: str = Field(
         pattern=NAME_PATTERN,
+        json_schema_extra={"pattern": NAME_PATTERN},
         description="Key prefix and group of the three assets, and prefix of the jobs "
         "(`<name>_submit`, `<name>_results`).",
         examples=["review_labels"],
@@ -168,11 +171,15 @@ class OpenAIBatchComponent(dg.Component, dg.Resolvable, dg.Model):
         "it returns at once and a sensor collects the results.",
     )
     group_name: str | None = Field(
-        default=None, pattern=NAME_PATTERN, description="Asset group (default: `name`)."
+        default=None,
+        pattern=NAME_PATTERN,
+        json_schema_extra={"pattern": NAME_PATTERN},
+        description="Asset group (default: `name`).",
     )
     resource_key: str = Field(
         default=RESOURCE_KEY,
         pattern=NAME_PATTERN,
+        json_schema_extra={"pattern": NAME_PATTERN},
         description="Resource key of the OpenAIBatchResource the assets and sensors use.",
     )
     storage: str | None = Field(
@@ -320,6 +327,7 @@ def _attributes_model(component: type[dg.Resolvable]) -> type[BaseModel]:
 
     # Named after the component: pydantic titles its errors with the model's name.
     model: type[BaseModel] = create_model(component.__name__, __base__=Rules)
+    restore_descriptions(component, model)
     return model
 
 
@@ -333,7 +341,10 @@ class OpenAIBatchSensorComponent(dg.Component, dg.Resolvable, dg.Model):
     """
 
     name: str = Field(
-        default="openai_batch_sensor", pattern=NAME_PATTERN, description="The sensor's name."
+        default="openai_batch_sensor",
+        pattern=NAME_PATTERN,
+        json_schema_extra={"pattern": NAME_PATTERN},
+        description="The sensor's name.",
     )
     minimum_interval_seconds: int = Field(
         default=30, ge=1, description="Seconds between two looks at the batches."
@@ -395,6 +406,16 @@ class OpenAIBatchSensorComponent(dg.Component, dg.Resolvable, dg.Model):
             for key, pipelines in sorted(by_key.items())
         ]
         return dg.Definitions(sensors=sensors)
+
+
+for _resolvable in (
+    TimeWindowPartitions,
+    PartitionsModel,
+    SensorModel,
+    ResourceModel,
+    OpenAIBatchSensorComponent,
+):
+    restore_descriptions(_resolvable, _resolvable.model())
 
 
 def _error(context: dg.ComponentLoadContext, problem: str) -> ValueError:

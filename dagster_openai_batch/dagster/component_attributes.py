@@ -36,11 +36,30 @@ CRON_PATTERN = (
 DATE_PATTERN = rf"{TEMPLATED}|^\d{{4}}-\d{{2}}-\d{{2}}"
 
 
+def restore_descriptions(resolvable: type[dg.Resolvable], model: type[BaseModel]) -> None:
+    """Put the descriptions of ``resolvable``'s fields back into the JSON schema of ``model``
+    (Dagster's derived model of it), which drops them for fields with a default."""
+    fields: dict[str, Any] = getattr(resolvable, "model_fields", {})
+    descriptions = {name: f.description for name, f in fields.items() if f.description}
+    extra = model.model_config.get("json_schema_extra")
+    if callable(extra):
+        return  # already restored
+
+    def json_schema_extra(schema: dict[str, Any]) -> None:
+        schema.update(extra or {})
+        for name, prop in schema.get("properties", {}).items():
+            if name in descriptions:
+                prop.setdefault("description", descriptions[name])
+
+    model.model_config["json_schema_extra"] = json_schema_extra
+
+
 class TimeWindowPartitions(dg.Resolvable, dg.Model):
     """A time partitioning: ``{start_date: "2026-11-01", end_offset: 0, timezone: UTC}``."""
 
     start_date: str = Field(
         pattern=DATE_PATTERN,
+        json_schema_extra={"pattern": DATE_PATTERN},
         description='The first partition, "YYYY-MM-DD" (or "YYYY-MM-DD-HH:MM" for hourly).',
         examples=["2026-11-01"],
     )
@@ -97,6 +116,7 @@ class SensorModel(dg.Resolvable, dg.Model):
     name: str | None = Field(
         default=None,
         pattern=NAME_PATTERN,
+        json_schema_extra={"pattern": NAME_PATTERN},
         description="The sensor's name; default ``<name>_sensor``, so pipelines never clash.",
     )
     minimum_interval_seconds: int = Field(
