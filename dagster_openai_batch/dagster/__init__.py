@@ -3,7 +3,7 @@
 The only part of the package importing dagster.
 """
 
-from .component import OpenAIBatchComponent
+from .component import OpenAIBatchComponent, OpenAIBatchSensorComponent
 from .pipeline import (
     BatchJobConfig,
     OpenAIBatchPipeline,
@@ -20,6 +20,7 @@ __all__ = [
     "OpenAIBatchComponent",
     "OpenAIBatchPipeline",
     "OpenAIBatchResource",
+    "OpenAIBatchSensorComponent",
     "OpenAIBatchStageProps",
     "OpenAIBatchTranslator",
     "OpenAIConfigurationError",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 import textwrap
 from pathlib import Path
 from types import ModuleType
@@ -96,7 +97,7 @@ def defs_folder(
     attributes: str,
     files: dict[str, str] | None = None,
 ) -> ModuleType:
-    """A package holding one ``pipeline/defs.yaml`` with ``attributes``; returns the imported package."""
+    """A package of one ``pipeline/defs.yaml`` with ``attributes`` (and ``files``), imported."""
     package = tmp_path / f"component_defs_{next(_counter)}"
     (package / "pipeline").mkdir(parents=True)
     (package / "__init__.py").write_text("")
@@ -112,7 +113,7 @@ def defs_folder(
 
 def load_error(module: ModuleType) -> str:
     """The messages of the load error and its causes."""
-    with pytest.raises(Exception) as caught:
+    with pytest.raises(Exception, match=r"defs\.yaml") as caught:
         load_pipelines_from_defs_folder(module)
     messages, error = [], caught.value
     while error is not None:
@@ -130,55 +131,72 @@ GOOD = """
 """
 
 
-@pytest.mark.parametrize(
-    ("attributes", "field", "problem"),
-    [
-        (GOOD + "    colour: red", "colour", "Extra inputs are not permitted"),
-        (GOOD.replace("/v1/chat/completions", "/v1/chat"), "`endpoint`", "Input should be"),
-        (
-            GOOD.replace("/v1/chat/completions", "/v1/embeddings"),
-            "`messages",
-            "only applies to chat",
-        ),
-        (
-            GOOD + "    partitions: {daily: {start_date: '2026-01-01'}, static: [a]}",
-            "partitions",
-            "exactly one",
-        ),
-        (GOOD + "    partitions: {daily: {start: '2026-01-01'}}", "start", "Extra inputs"),
-        (GOOD + "    schedule: true", "schedule=True needs time-based partitions", ""),
-        (GOOD + "    max_failed_share: 2", "max_failed_share", "less than or equal to 1"),
-        (
-            GOOD.replace("source: questions", "jsonl_path: missing.jsonl"),
-            "`model`",
-            "does not apply",
-        ),
-        (GOOD.replace("model: gpt-4o-mini", ""), "`model`", "required unless `jsonl_path`"),
-        (
-            GOOD.replace("source: questions", ""),
-            "`source`",
-            "exactly one of `source` and `jsonl_path`",
-        ),
-    ],
-    ids=[
-        "unknown-field",
-        "endpoint",
-        "messages-on-embeddings",
-        "two-partitionings",
-        "partition-field",
-        "schedule-unpartitioned",
-        "max-failed-share",
-        "jsonl-with-template",
-        "no-model",
-        "no-source",
-    ],
-)
-def test_bad_yaml_fails_at_load_naming_file_and_field(
-    tmp_path, monkeypatch, attributes, field, problem
+BAD_YAML = {
+    # id: (attributes, where it is reported: "field at" or "field at defs.yaml:line", problem)
+    "unknown-field": (GOOD + "    colour: red", "colour at", "Extra inputs are not permitted"),
+    "endpoint": (
+        GOOD.replace("/v1/chat/completions", "/v1/chat"),
+        "endpoint at defs.yaml:5",
+        "is not one of",
+    ),
+    "messages-on-embeddings": (
+        GOOD.replace("/v1/chat/completions", "/v1/embeddings"),
+        "messages at defs.yaml:7",
+        "only applies to chat completions and responses",
+    ),
+    "two-partitionings": (
+        GOOD + "    partitions: {daily: {start_date: '2026-01-01'}, static: [a]}",
+        "partitions at defs.yaml:8",
+        "exactly one of hourly",
+    ),
+    "partition-field": (
+        GOOD + "    partitions: {daily: {start: '2026-01-01'}}",
+        "start at",
+        "Extra inputs",
+    ),
+    "schedule-unpartitioned": (
+        GOOD + "    schedule: true",
+        "schedule at defs.yaml:8",
+        "needs time partitions",
+    ),
+    "bad-cron": (GOOD + "    schedule: every day", "schedule at", "not a cron string"),
+    "max-failed-share": (
+        GOOD + "    max_failed_share: 2",
+        "max_failed_share",
+        "less than or equal",
+    ),
+    "jsonl-with-template": (
+        GOOD.replace("source: questions", "jsonl_path: missing.jsonl"),
+        "model at defs.yaml:6",
+        "does not apply with `jsonl_path`",
+    ),
+    "no-model": (
+        GOOD.replace("model: gpt-4o-mini", ""),
+        "model at defs.yaml:2",
+        "give `source` and `model`, or `jsonl_path`",
+    ),
+    "no-source": (
+        GOOD.replace("source: questions", ""),
+        "source at defs.yaml:2",
+        "give `source` and `model`, or `jsonl_path`",
+    ),
+    "source-and-jsonl": (
+        GOOD + "    jsonl_path: requests.jsonl",
+        "source at defs.yaml:4",
+        "does not apply with `jsonl_path`",
+    ),
+    "bad-name": (GOOD.replace("name: qa", "name: q-a"), "name at", "should match pattern"),
+}
+
+
+@pytest.mark.parametrize(("attributes", "where", "problem"), BAD_YAML.values(), ids=BAD_YAML)
+def test_bad_yaml_fails_at_load_naming_file_line_and_field(
+    tmp_path, monkeypatch, attributes, where, problem
 ):
     message = load_error(defs_folder(tmp_path, monkeypatch, attributes))
     assert "pipeline/defs.yaml" in message
-    assert field in message
+    field, _, line = where.removesuffix(" at").partition(" at defs.yaml:")
+    assert re.search(rf"{field}\S* at \S*pipeline/defs.yaml:{line}", message), message
     assert problem in message
 
 
@@ -219,3 +237,181 @@ def test_readme_yaml_is_the_demo_file():
     readme = (root / "README.md").read_text()
     demo_yaml = (root / "dagster_openai_batch/demo/defs/review_embeddings/defs.yaml").read_text()
     assert f"```yaml\n{demo_yaml}```" in readme
+
+
+def defs_tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, files: dict[str, str]) -> ModuleType:
+    """A package holding ``files`` (``folder/defs.yaml`` texts and data files); imported."""
+    package = tmp_path / f"component_tree_{next(_counter)}"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    for name, text in files.items():
+        (package / name).parent.mkdir(parents=True, exist_ok=True)
+        (package / name).write_text(textwrap.dedent(text))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return importlib.import_module(package.name)
+
+
+def pipeline_yaml(name: str, extra: str = "") -> str:
+    return textwrap.dedent(
+        f"""\
+        type: dagster_openai_batch.OpenAIBatchComponent
+        attributes:
+          name: {name}
+          source: rows.csv
+          endpoint: /v1/embeddings
+          model: text-embedding-3-small
+          prompt: "{{text}}"
+          custom_id_column: id
+        """
+    ) + textwrap.indent(textwrap.dedent(extra), "  ")
+
+
+ROWS_CSV = "id,text\n001,first\n002,second\n"
+SENSOR_YAML = "type: dagster_openai_batch.OpenAIBatchSensorComponent\nattributes: {}\n"
+
+
+def test_every_attribute_is_described():
+    from dagster_openai_batch import OpenAIBatchComponent, OpenAIBatchSensorComponent
+
+    for component in (OpenAIBatchComponent, OpenAIBatchSensorComponent):
+        schema = component.get_model_cls().model_json_schema()  # type: ignore[union-attr]
+        models = [schema, *schema.get("$defs", {}).values()]
+        undescribed = [
+            f"{model['title']}.{name}"
+            for model in models
+            for name, field in model["properties"].items()
+            if not field.get("description")
+        ]
+        assert undescribed == []
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "endpoint",
+        "messages-on-embeddings",
+        "two-partitionings",
+        "schedule-unpartitioned",
+        "bad-cron",
+        "jsonl-with-template",
+        "no-model",
+        "no-source",
+        "source-and-jsonl",
+        "bad-name",
+    ],
+)
+def test_the_json_schema_dg_check_yaml_uses_states_the_same_rules(case):
+    import jsonschema
+    import yaml
+
+    from dagster_openai_batch import OpenAIBatchComponent
+
+    schema = OpenAIBatchComponent.get_model_cls().model_json_schema()  # type: ignore[union-attr]
+    validator = jsonschema.Draft202012Validator(schema)
+    assert list(validator.iter_errors(yaml.safe_load(textwrap.dedent(GOOD)))) == []
+    attributes, _, _ = BAD_YAML[case]
+    assert list(validator.iter_errors(yaml.safe_load(textwrap.dedent(attributes)))) != []
+
+
+def test_shared_sensor_component_watches_pipelines_without_their_own(
+    tmp_path, monkeypatch, resource
+):
+    module = defs_tree(
+        tmp_path,
+        monkeypatch,
+        {
+            "a/defs.yaml": pipeline_yaml("a", "resource: {emulator_dir: emu}\n"),
+            "a/rows.csv": ROWS_CSV,
+            "b/defs.yaml": pipeline_yaml("b", "resource: {emulator_dir: emu}\n"),
+            "b/rows.csv": ROWS_CSV,
+            "c/defs.yaml": pipeline_yaml("c", "sensor: {}\n"),
+            "c/rows.csv": ROWS_CSV,
+            "d/defs.yaml": pipeline_yaml("d", "sensor: {}\n"),
+            "d/rows.csv": ROWS_CSV,
+            "sensor/defs.yaml": SENSOR_YAML,
+        },
+    )
+    defs, pipelines = load_pipelines_from_defs_folder(module)
+    repo = defs.get_repository_def()
+    targets = {s.name: sorted(t.job_name for t in s.targets) for s in repo.sensor_defs}
+    assert targets == {
+        "openai_batch_sensor": ["a_results", "b_results"],
+        "c_sensor": ["c_results"],  # sensors named after their pipeline never clash
+        "d_sensor": ["d_results"],
+    }
+    # Two YAML files with the same settings declare one resource.
+    assert isinstance((defs.resources or {})["openai_batch"], type(resource))
+    assert sorted(p.name for p in pipelines) == ["a", "b", "c", "d"]
+
+
+def test_different_resource_settings_under_one_key_fail_naming_both(tmp_path, monkeypatch):
+    module = defs_tree(
+        tmp_path,
+        monkeypatch,
+        {
+            "a/defs.yaml": pipeline_yaml("a", "resource: {emulator_dir: emu}\n"),
+            "a/rows.csv": ROWS_CSV,
+            "b/defs.yaml": pipeline_yaml("b", "resource: {emulator_dir: other}\n"),
+            "b/rows.csv": ROWS_CSV,
+        },
+    )
+    message = load_error(module)
+    assert (
+        "pipelines 'a' and 'b' declare different settings for resource key 'openai_batch'"
+        in (message)
+        or "pipelines 'b' and 'a'" in message
+    )
+
+
+@pytest.mark.parametrize(
+    ("file", "write"),
+    [
+        ("rows.csv", lambda path: path.write_text(ROWS_CSV)),
+        (
+            "rows.jsonl",
+            lambda path: path.write_text(
+                '{"id": "001", "text": "first"}\n\n{"id": "002", "text": "second"}\n'
+            ),
+        ),
+        (
+            "rows.parquet",
+            lambda path: __import__("pyarrow.parquet").parquet.write_table(
+                __import__("pyarrow").table({"id": ["001", "002"], "text": ["first", "second"]}),
+                path,
+            ),
+        ),
+    ],
+    ids=["csv", "jsonl", "parquet"],
+)
+def test_source_file_of_rows_per_partition(tmp_path, monkeypatch, instance, resource, file, write):
+    suffix = Path(file).suffix
+    module = defs_tree(
+        tmp_path,
+        monkeypatch,
+        {
+            "p/defs.yaml": pipeline_yaml("p", "partitions: {static: [eu, us]}\n").replace(
+                "source: rows.csv", f"source: data/{{partition_key}}{suffix}"
+            )
+        },
+    )
+    folder = Path(module.__file__).parent / "p" / "data"  # type: ignore[arg-type]
+    folder.mkdir()
+    write(folder / f"eu{suffix}")
+    _, (pipeline,) = load_pipelines_from_defs_folder(module)
+    result = dg.materialize(
+        [pipeline.input_file],
+        partition_key="eu",
+        resources={"openai_batch": resource},
+        instance=instance,
+    )
+    (materialization,) = result.asset_materializations_for_node(pipeline.input_file.op.name)
+    assert materialization.metadata["requests"].value == 2
+    # Every file keeps the ids as written (CSV cells are read as text: no 001 -> 1).
+    assert "001" in str(materialization.metadata)
+    with pytest.raises(dg.Failure, match=r"No file of rows at .*/us"):
+        dg.materialize(
+            [pipeline.input_file],
+            partition_key="us",
+            resources={"openai_batch": resource},
+            instance=instance,
+        )
