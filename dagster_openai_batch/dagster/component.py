@@ -57,6 +57,13 @@ from .component_attributes import (
     row_file_reader,
     shared_resource,
 )
+from .component_translation import (
+    ComponentTranslator,
+    ExecutionModel,
+    ResolvedStageTranslation,
+    RetryPolicyModel,
+    StageExecutionModel,
+)
 from .pipeline import RESOURCE_KEY, OpenAIBatchPipeline, openai_batch_assets
 from .scaffolder import OpenAIBatchScaffolder, OpenAIBatchSensorScaffolder
 from .sensor import openai_batch_sensor
@@ -187,6 +194,19 @@ class OpenAIBatchComponent(dg.Component, dg.Resolvable, dg.Model):
         description="Directory or URI (s3://…) for input rows and results tables; default "
         "`<Dagster storage>/openai_batch`.",
     )
+    translation: ResolvedStageTranslation | None = Field(
+        default=None,
+        description="Asset attributes of the three assets (key, group_name, owners, tags, "
+        "description, automation_condition, freshness_policy…), templated with `props` "
+        "(`props.pipeline`, `props.stage`, `props.endpoint`) and `spec` (the default spec).",
+        examples=[{"key": "llm/{{ props.pipeline }}/{{ props.stage }}", "owners": ["team:ml"]}],
+    )
+    execution: ExecutionModel | None = Field(
+        default=None,
+        description="Op settings per stage (`input_file`, `batch_job`, `results`): `pool`, "
+        "`retry_policy`, `op_tags`.",
+        examples=[{"results": {"retry_policy": {"max_retries": 2, "delay": 5}}}],
+    )
 
     _pipeline: OpenAIBatchPipeline | None = PrivateAttr(default=None)
     _context: dg.ComponentLoadContext | None = PrivateAttr(default=None)
@@ -254,6 +274,7 @@ class OpenAIBatchComponent(dg.Component, dg.Resolvable, dg.Model):
                 wait=self.wait,
                 max_failed_share=self.max_failed_share,
                 schedule=self.schedule,
+                translator=ComponentTranslator(self.translation, self.execution),
             )
         except (ValueError, dg.DagsterInvalidDefinitionError) as e:
             raise _error(context, str(e)) from None
@@ -413,6 +434,9 @@ for _resolvable in (
     PartitionsModel,
     SensorModel,
     ResourceModel,
+    RetryPolicyModel,
+    StageExecutionModel,
+    ExecutionModel,
     OpenAIBatchSensorComponent,
 ):
     restore_descriptions(_resolvable, _resolvable.model())

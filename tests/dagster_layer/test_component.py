@@ -12,9 +12,16 @@ from types import ModuleType
 from typing import Any
 
 import dagster as dg
+import jsonschema
 import pytest
+import yaml
 
-from dagster_openai_batch import OpenAIBatchPipeline, RequestTemplate, openai_batch_assets
+from dagster_openai_batch import (
+    OpenAIBatchComponent,
+    OpenAIBatchPipeline,
+    RequestTemplate,
+    openai_batch_assets,
+)
 from dagster_openai_batch.dagster.component import load_pipelines_from_defs_folder
 from dagster_openai_batch.demo import definitions as demo
 
@@ -270,12 +277,23 @@ ROWS_CSV = "id,text\n001,first\n002,second\n"
 SENSOR_YAML = "type: dagster_openai_batch.OpenAIBatchSensorComponent\nattributes: {}\n"
 
 
+DAGSTER_MODELS = {
+    "Asset Spec Update Kwargs",
+    *(
+        f"{kind}PartitionsDefinitionModel"
+        for kind in ("Hourly", "Daily", "Weekly", "TimeWindow", "Static")
+    ),
+}
+
+
 def test_every_attribute_is_described():
     from dagster_openai_batch import OpenAIBatchComponent, OpenAIBatchSensorComponent
 
     for component in (OpenAIBatchComponent, OpenAIBatchSensorComponent):
         schema = component.get_model_cls().model_json_schema()  # type: ignore[union-attr]
         models = [schema, *schema.get("$defs", {}).values()]
+        # Dagster's own models (the asset attributes of `translation`) are Dagster's to describe.
+        models = [m for m in models if m["title"] not in DAGSTER_MODELS]
         undescribed = [
             f"{model['title']}.{name}"
             for model in models
@@ -415,3 +433,44 @@ def test_source_file_of_rows_per_partition(tmp_path, monkeypatch, instance, reso
             resources={"openai_batch": resource},
             instance=instance,
         )
+
+
+def test_yaml_translation_and_execution_reach_the_assets(tmp_path, monkeypatch, resource):
+    extra = """\
+    sensor: {}
+    translation:
+      key: "llm/{{ props.pipeline }}/{{ props.stage }}"
+      owners: [team:ml]
+      tags: {stage: "{{ props.stage }}"}
+      automation_condition: "{{ automation_condition.eager() }}"
+    execution:
+      batch_job: {pool: one_at_a_time}
+      results: {retry_policy: {max_retries: 2, delay: 5, backoff: exponential}}
+    """
+    module = defs_tree(
+        tmp_path,
+        monkeypatch,
+        {"t/defs.yaml": pipeline_yaml("t", extra), "t/rows.csv": ROWS_CSV},
+    )
+    attributes = yaml.safe_load((tmp_path / module.__name__ / "t" / "defs.yaml").read_text())
+    schema = OpenAIBatchComponent.get_model_cls().model_json_schema()
+    jsonschema.validate(attributes["attributes"], schema)  # what `dg check yaml` checks
+    defs, (pipeline,) = load_pipelines_from_defs_folder(module)
+    defs = dg.Definitions.merge(defs, dg.Definitions(resources={"openai_batch": resource}))
+    graph = defs.resolve_asset_graph()
+    assert [k.to_user_string() for k in pipeline.asset_keys] == [
+        "llm/t/input_file",
+        "llm/t/batch_job",
+        "llm/t/results",
+    ]
+    assert graph.get(pipeline.results.key).parent_keys == {pipeline.batch_job.key}
+    for asset in pipeline.assets:
+        spec = asset.specs_by_key[asset.key]
+        assert spec.owners == ["team:ml"]
+        assert spec.tags["stage"] == asset.key.path[-1]
+        assert spec.automation_condition == dg.AutomationCondition.eager()
+    assert pipeline.batch_job.op.pool == "one_at_a_time"
+    assert pipeline.input_file.op.pool is None
+    assert pipeline.results.op.retry_policy == dg.RetryPolicy(
+        max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL
+    )
