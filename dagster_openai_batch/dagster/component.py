@@ -230,7 +230,7 @@ class OpenAIBatchComponent(dg.Component, dg.Resolvable, dg.Model):
             return None
         try:
             return RequestTemplate(
-                endpoint=self.endpoint,  # type: ignore[arg-type]
+                endpoint=self.endpoint,
                 model=self.model,  # type: ignore[arg-type]  # checked by the attribute rules
                 messages=self.messages,
                 prompt=self.prompt,

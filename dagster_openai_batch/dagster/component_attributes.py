@@ -10,18 +10,18 @@ import json
 import re
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import dagster as dg
 from pydantic import BaseModel, Field, ValidationError
 from pydantic_core import InitErrorDetails
 
+from ..core.vocabulary import AnswerEndpoint
 from .resource import OpenAIBatchResource
 
-Endpoint = Literal[
-    "/v1/responses", "/v1/chat/completions", "/v1/embeddings", "/v1/completions", "/v1/moderations"
-]
-ENDPOINTS: list[Any] = list(Endpoint.__args__)  # type: ignore[attr-defined]
+Endpoint = AnswerEndpoint
+"""The endpoints a template can build requests for."""
+ENDPOINTS: list[Any] = list(get_args(AnswerEndpoint))
 MESSAGE_ENDPOINTS = ["/v1/chat/completions", "/v1/responses"]
 TEMPLATE_FIELDS = ("model", "messages", "prompt", "custom_id_column")
 """Fields of a request template: they do not apply to a file of ready requests (`jsonl_path`)."""
@@ -346,8 +346,8 @@ def row_file_reader(path: Path) -> Callable[[dg.AssetExecutionContext], Any]:
         if suffix == ".csv":
             return _csv_batches(file)
         if suffix in (".parquet", ".pq"):
-            import pyarrow as pa  # type: ignore[import-untyped]
-            import pyarrow.parquet as pq  # type: ignore[import-untyped]
+            import pyarrow as pa
+            import pyarrow.parquet as pq
 
             parquet = pq.ParquetFile(file)
             return pa.RecordBatchReader.from_batches(
@@ -362,7 +362,7 @@ def _csv_batches(file: Path) -> Any:
     import csv
 
     import pyarrow as pa
-    import pyarrow.csv as pacsv  # type: ignore[import-untyped]
+    import pyarrow.csv as pacsv
 
     with file.open(newline="", encoding="utf-8") as f:
         header = next(csv.reader(f), [])
