@@ -15,11 +15,12 @@ from pathlib import Path
 import dagster as dg
 import pyarrow.parquet as pq
 import pytest
-from pipeline_helpers import results_metadata, run_sensor_until_idle
+from pipeline_helpers import recorded, run_sensor_until_idle
 from submitter import PIPELINE, definitions, submit
 
 from dagster_openai_batch import OpenAIBatchResource
 from dagster_openai_batch.dagster.sensor import SensorCursor
+from dagster_openai_batch.dagster.stage_records import BatchJobRecord, ResultsRecord
 from dagster_openai_batch.demo.run import SENSOR_NAME, evaluate_sensor_once
 from dagster_openai_batch.emulator import Emulator
 
@@ -55,8 +56,18 @@ def paid_per_key(emulator_dir: Path, partition: str) -> dict[str, list[str]]:
 
 
 def result_ids(instance: dg.DagsterInstance, partition: str) -> list[str]:
-    meta = results_metadata(instance, PIPELINE.results.key, partition)
-    return pq.read_table(meta["results_uri"], columns=["custom_id"]).column("custom_id").to_pylist()
+    uri = recorded(instance, PIPELINE.results.key, ResultsRecord, partition).results_uri
+    return pq.read_table(uri, columns=["custom_id"]).column("custom_id").to_pylist()
+
+
+def submitted_ids(instance: dg.DagsterInstance, partition: str) -> list[str]:
+    """The batch ids of the partition's latest ``batch_job``."""
+    return recorded(instance, PIPELINE.batch_job.key, BatchJobRecord, partition).batch_id_list
+
+
+def collected_ids(instance: dg.DagsterInstance, partition: str) -> list[str]:
+    """The batch ids the partition's latest ``results`` collected."""
+    return recorded(instance, PIPELINE.results.key, ResultsRecord, partition).batch_id_list
 
 
 def test_resubmitting_a_partition_again_and_again_keeps_the_sensor_green(instance, resource):
@@ -67,13 +78,13 @@ def test_resubmitting_a_partition_again_and_again_keeps_the_sensor_green(instanc
         # round 0: first submission; 1: a deliberate paid re-run; 2: a plain re-run (adopts round 1's batches)
         config = {"new_batches": True} if round_ == 1 else {}
         assert submit(instance, resource, "a", **config).success
-        seen_sets.append(results_metadata(instance, PIPELINE.batch_job.key, "a")["batch_ids"])
+        seen_sets.append(submitted_ids(instance, "a"))
         cursor, runs = run_sensor_until_idle(defs, instance, cursor=cursor)
         assert len(runs) == (0 if round_ == 2 else 1)
         assert all(instance.get_run_by_id(r).status == dg.DagsterRunStatus.SUCCESS for r in runs)
         assert sorted(result_ids(instance, "a")) == sorted(f"a{i}" for i in range(30))
     assert seen_sets[2] == seen_sets[1] != seen_sets[0]
-    assert results_metadata(instance, PIPELINE.results.key, "a")["batch_ids"] == seen_sets[1]
+    assert collected_ids(instance, "a") == seen_sets[1]
     # the sensor validated each finished set in its results run: one evaluation per run, no conflict
     check = PIPELINE.accepted_check_key
     history = instance.event_log_storage.get_asset_check_execution_history(check, limit=10)
@@ -101,10 +112,12 @@ def test_resubmitting_a_partition_again_and_again_keeps_the_sensor_green(instanc
 
 
 def test_a_malformed_record_and_an_unknown_batch_never_block_the_others(instance, resource):
+    key = BatchJobRecord.key("batch_ids")
     for metadata in (
-        {"batch_ids": "batch_1,batch_2"},
-        {"batch_ids": dg.MetadataValue.json([1, None])},
-        {"batch_ids": dg.MetadataValue.json(["batch_unknown"])},
+        {key: "batch_1,batch_2"},
+        {key: dg.MetadataValue.json([1, None])},
+        {**BatchJobRecord(batch_ids=dg.MetadataValue.json(["batch_unknown"]))},
+        {"batch_ids": "batch_3,batch_4"},  # the same, as written before the records
     ):
         instance.report_runless_asset_event(
             dg.AssetMaterialization(
@@ -132,16 +145,16 @@ def test_an_older_set_is_never_collected_over_the_newest(instance, emulator_dir)
     slow = OpenAIBatchResource(emulator_dir=str(emulator_dir), emulator_pace="realistic")
     defs = definitions(slow)
     assert submit(instance, slow, "a").success  # set A: several seconds
-    older = results_metadata(instance, PIPELINE.batch_job.key, "a")["batch_ids"]
+    older = submitted_ids(instance, "a")
     fast = slow.model_copy(update={"emulator_pace": "fast"})
     assert submit(instance, fast, "a", new_batches=True).success  # set B: newer, finishes first
-    newer = results_metadata(instance, PIPELINE.batch_job.key, "a")["batch_ids"]
+    newer = submitted_ids(instance, "a")
     _, runs = run_sensor_until_idle(defs, instance, timeout=60)
     assert (
         len(runs) == 1
     )
     assert (
-        results_metadata(instance, PIPELINE.results.key, "a")["batch_ids"] == newer
+        collected_ids(instance, "a") == newer
     )
 
     # Collecting A explicitly is refused (it would overwrite B's answers), unless asked for.
@@ -170,7 +183,7 @@ def test_an_older_set_is_never_collected_over_the_newest(instance, emulator_dir)
     message = refused.get_step_failure_events()[0].event_specific_data.error.message
     assert "newer batch_job submission" in message
     assert "allow_superseded" in message
-    assert results_metadata(instance, PIPELINE.results.key, "a")["batch_ids"] == newer
+    assert collected_ids(instance, "a") == newer
     assert collect(allow_superseded=True).success
 
 
@@ -229,8 +242,8 @@ def test_a_submission_killed_after_creating_then_rerun_pays_once(instance, resou
     assert submit(instance, resource, "a").success  # the re-run
     paid = paid_per_key(emulator_dir, "a")
     assert len(paid) == 3 and all(len(ids) == 1 for ids in paid.values()), paid
-    recorded = results_metadata(instance, PIPELINE.batch_job.key, "a")["batch_ids"]
-    assert sorted(recorded) == sorted(ids[0] for ids in paid.values())
+    submitted = submitted_ids(instance, "a")
+    assert sorted(submitted) == sorted(ids[0] for ids in paid.values())
     _, runs = run_sensor_until_idle(definitions(resource), instance)
     assert sorted(result_ids(instance, "a")) == sorted(f"a{i}" for i in range(30))
     assert SensorCursor().in_flight == []
