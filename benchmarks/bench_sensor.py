@@ -28,6 +28,7 @@ from dagster_openai_batch import (
     openai_batch_sensor,
 )
 from dagster_openai_batch.dagster.sensor import SensorCursor
+from dagster_openai_batch.dagster.stage_records import BatchJobRecord
 from dagster_openai_batch.emulator import Emulator, EmulatorConfig, Pace
 from dagster_openai_batch.emulator.server import serve
 
@@ -95,7 +96,7 @@ def main() -> None:
                     dg.AssetMaterialization(
                         asset_key=pipeline.batch_job.key,
                         partition=partition,
-                        metadata={"batch_ids": dg.MetadataValue.json([batch.id])},
+                        metadata={**BatchJobRecord(batch_ids=dg.MetadataValue.json([batch.id]))},
                     )
                 )
             print(

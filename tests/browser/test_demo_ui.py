@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 from conftest import LOCATION, Server
 
+from dagster_openai_batch.dagster.stage_records import ResultsRecord
+
 PIPELINES = ["review_labels", "review_embeddings"]
 STAGES = ["input_file", "batch_job", "results"]
 
@@ -166,14 +168,8 @@ def test_results_page_shows_counts_tokens_cost_and_preview(
 ):
     (latest,) = server.graphql(RESULTS)["assetOrError"]["assetMaterializations"]
     labels = {entry["label"] for entry in latest["metadataEntries"]}
-    expected = [
-        "status_succeeded",
-        "status_failed",
-        "input_tokens",
-        "output_tokens",
-        "cost_usd",
-        "preview",
-    ]
+    fields = ("status_succeeded", "status_failed", "input_tokens", "output_tokens", "cost_usd")
+    expected = [ResultsRecord.key(field) for field in (*fields, "preview")]
     assert set(expected) <= labels
 
     open_page(page, server, "/assets/review_labels/results", *expected)

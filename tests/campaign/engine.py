@@ -72,6 +72,12 @@ from dagster_openai_batch import (
     openai_batch_sensor,
 )
 from dagster_openai_batch.dagster.sensor import SensorCursor
+from dagster_openai_batch.dagster.stage_records import (
+    BatchJobRecord,
+    ResultsRecord,
+    StageRecordError,
+    latest_record,
+)
 from dagster_openai_batch.demo.run import SENSOR_NAME, evaluate_sensor_once, launch_run_requests
 from dagster_openai_batch.emulator import Emulator
 from dagster_openai_batch.emulator.store import Store
@@ -957,30 +963,16 @@ class ScenarioRun:
 
     # -- checks
 
-    def latest_results(self, partition: str | None) -> dict[str, Any] | None:
-        records = self.instance.fetch_materializations(
-            dg.AssetRecordsFilter(
-                asset_key=self.defs.pipeline.results.key,
-                asset_partitions=[partition] if partition is not None else None,
-            ),
-            limit=1,
-        ).records
-        if not records or records[0].asset_materialization is None:
-            return None
-        return {k: v.value for k, v in records[0].asset_materialization.metadata.items()}
+    def latest_results(self, partition: str | None) -> ResultsRecord | None:
+        return latest_record(
+            self.instance, self.defs.pipeline.results.key, partition, ResultsRecord
+        )
 
     def latest_batch_ids(self, partition: str | None) -> list[str]:
-        records = self.instance.fetch_materializations(
-            dg.AssetRecordsFilter(
-                asset_key=self.defs.pipeline.batch_job.key,
-                asset_partitions=[partition] if partition is not None else None,
-            ),
-            limit=1,
-        ).records
-        if not records or records[0].asset_materialization is None:
-            return []
-        value = records[0].asset_materialization.metadata.get("batch_ids")
-        return list(value.value) if value is not None else []  # type: ignore[arg-type]
+        job = latest_record(
+            self.instance, self.defs.pipeline.batch_job.key, partition, BatchJobRecord
+        )
+        return job.batch_id_list if job is not None else []
 
     def results_runs(self) -> list[dg.DagsterRun]:
         return list(self.instance.get_runs(dg.RunsFilter(job_name=f"{PIPELINE}_results")))
@@ -1038,7 +1030,7 @@ class ScenarioRun:
                     "1_results_exactly_once", f"{where}: no results materialization{late}"
                 )
                 continue
-            uri = str(latest.get("results_uri", ""))
+            uri = latest.results_uri
             try:
                 ids = pq.read_table(uri, columns=["custom_id"]).column("custom_id").to_pylist()
             except Exception as error:
@@ -1056,7 +1048,7 @@ class ScenarioRun:
                     "1_results_exactly_once",
                     f"{where}: of {len(expected)} custom_ids, {len(missing)} missing {missing[:3]}, "
                     f"{len(duplicated)} duplicated {duplicated[:3]}, {len(unexpected)} unexpected "
-                    f"{unexpected[:3]} in {Path(uri).name} (batches {latest.get('batch_ids')}){late}",
+                    f"{unexpected[:3]} in {Path(uri).name} (batches {latest.batch_id_list}){late}",
                 )
 
     def check_paid_batches(self) -> None:
@@ -1170,9 +1162,10 @@ class ScenarioRun:
         ).records
         for record in records:
             if record.asset_materialization is not None:
-                value = record.asset_materialization.metadata.get("results_uri")
-                if value is not None:
-                    uris.add(str(value.value))
+                with contextlib.suppress(StageRecordError):
+                    results = ResultsRecord.read(record.asset_materialization.metadata)
+                    if results.results_uri:
+                        uris.add(results.results_uri)
         storage = self.world.home / "storage" / "openai_batch"
         uris |= {str(p) for p in _files(storage) if p.suffix == ".parquet"}
         for uri in sorted(uris):

@@ -62,7 +62,9 @@ def plant_one_violation_of_each_invariant(run: ScenarioRun) -> None:
     )
     assert rerun.success
     # 1: one custom_id lost and another doubled in the final results table
-    results_uri = run.latest_results(None)["results_uri"]
+    latest = run.latest_results(None)
+    assert latest is not None
+    results_uri = latest.results_uri
     table = pq.read_table(results_uri)
     pq.write_table(pa.concat_tables([table.slice(1), table.slice(1, 1)]), results_uri)
     # 2: a second batch under the key of a live one (it will run: paid twice)
