@@ -16,6 +16,16 @@ keys namespaced ``openai_batch/`` (``openai_batch/batch_ids``, ``openai_batch/co
 Write a record with ``metadata={**Record(...)}``; read one with ``Record.read(metadata)`` or
 :func:`latest_record`. Nothing else indexes metadata by key. Metadata written before the records
 existed (bare keys) is still read: see :func:`with_legacy_keys`.
+
+Example:
+    >>> record = BatchJobRecord(batch_ids=dg.MetadataValue.json(["batch_1"]), status="completed")
+    >>> metadata = {**record}
+    >>> metadata["openai_batch/status"]
+    'completed'
+    >>> BatchJobRecord.read(metadata).batch_id_list
+    ['batch_1']
+    >>> BatchJobRecord.read({"batch_ids": dg.MetadataValue.json(["batch_1"])}).batch_id_list
+    ['batch_1']
 """
 
 from collections.abc import Callable, Iterator, Mapping
