@@ -1,8 +1,9 @@
-"""The fault campaign in CI: half of a fixed slice of seeds (the other half is in test_campaign_more.py,
-so that pytest-xdist's ``--dist loadfile`` spreads the slice over two workers).
+"""The fault campaign in CI: half of a fixed slice of seeds (the other half is in
+test_campaign_more.py, so that pytest-xdist's ``--dist loadfile`` spreads the slice over two
+workers).
 
-Each scenario plays submissions, faults and sensor ticks on a real Dagster instance and must violate no
-invariant; a failure prints the drawn scenario and the command replaying it. A thousand seeds:
+Each scenario plays submissions, faults and sensor ticks on a real Dagster instance and must violate
+no invariant; a failure prints the drawn scenario and the command replaying it. A thousand seeds:
 ``.venv/bin/python benchmarks/fault_campaign.py --count 1000 --workers 2``.
 """
 
