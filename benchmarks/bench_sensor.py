@@ -4,7 +4,8 @@ The emulator serves over real HTTP in this process (a WSGI wrapper counts the AP
 receives); the sensor runs on a real temporary Dagster instance holding 1,000 ``batch_job``
 materializations (one per partition, one batch each). Prints API calls and seconds per tick:
 
-- tick 1: reads the 1,000 new batch sets from the event log, looks at every batch, observes progress;
+- tick 1: reads the 1,000 new batch sets from the event log, looks at every batch, observes
+  progress;
 - tick 2: steady state, nothing changed (no observation);
 - tick 3: every batch has finished (the emulator writes the result files while answering):
   1,000 observations and ``batches_accepted`` check evaluations, 1,000 results runs requested.
@@ -99,9 +100,8 @@ def main() -> None:
                         metadata={**BatchJobRecord(batch_ids=dg.MetadataValue.json([batch.id]))},
                     )
                 )
-            print(
-                f"setup: {args.batches} batches created and recorded in {time.perf_counter() - started:.1f}s"
-            )
+            elapsed = time.perf_counter() - started
+            print(f"setup: {args.batches} batches created and recorded in {elapsed:.1f}s")
 
             resource = OpenAIBatchResource(api_key="sk-bench", base_url=url)
             sensor = openai_batch_sensor([pipeline])
@@ -123,8 +123,8 @@ def main() -> None:
                 in_flight = len(SensorCursor.model_validate_json(cursor).in_flight)
                 print(
                     f"tick ({label}): {CountingEmulator.calls} API calls, {seconds:.2f}s, "
-                    f"{len(result.asset_events)} asset events, {len(result.run_requests)} runs requested, "
-                    f"{in_flight} still in flight"
+                    f"{len(result.asset_events)} asset events, "
+                    f"{len(result.run_requests)} runs requested, {in_flight} still in flight"
                 )
 
 

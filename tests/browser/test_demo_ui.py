@@ -40,8 +40,8 @@ def shoot(page: Any, screenshots: Path, name: str) -> None:
     page.screenshot(path=str(screenshots / f"{name}.png"))
 
 
-ASSET_NODES = """{ assetNodes { assetKey { path } dependencyKeys { path } groupName partitionDefinition { type }
-  kinds } }"""
+ASSET_NODES = """{ assetNodes { assetKey { path } dependencyKeys { path } groupName
+  partitionDefinition { type } kinds } }"""
 
 
 def test_lineage_shows_each_pipeline(page, server, screenshots):
@@ -130,8 +130,8 @@ def click_materialize(
 
 @pytest.fixture(scope="module")
 def labels_collected(server: Server, browser_context: Any, screenshots: Path) -> dict[str, Any]:
-    """Materialize the reviews, then ``review_labels`` input_file + batch_job, by clicking in the UI;
-    returns the results run the daemon's sensor then launches on its own."""
+    """Materialize the reviews, then ``review_labels`` input_file + batch_job, by clicking in the
+    UI; returns the results run the daemon's sensor then launches on its own."""
     page = browser_context.new_page()
     try:
         click_materialize(page, server, "/assets/product_reviews", "Materialize", "__ASSET_JOB")

@@ -1,4 +1,5 @@
-"""The sensor and the assets when batches expire, are cancelled, fail validation or lose requests."""
+"""The sensor and the assets when batches expire, are cancelled, fail validation or lose
+requests."""
 
 import time
 from pathlib import Path
@@ -165,9 +166,7 @@ def test_batch_failing_validation_gets_a_red_check_run_and_no_results(instance, 
         selection=dg.AssetSelection.checks(PIPELINE.accepted_check),
     )
     evaluation = looked_up.get_asset_check_evaluations()[0]
-    assert (
-        evaluation.passed is False
-    )
+    assert evaluation.passed is False
     looked = BatchStatusRecord.read(evaluation.metadata)
     assert looked.errors is not None
     assert "token_limit_exceeded" in looked.errors.value
@@ -411,7 +410,8 @@ def test_sensor_misconfiguration_fails_the_tick_with_one_clear_message(instance,
                 resources={"openai_batch": bad},
             ),
         )
-        with pytest.raises(Exception) as raised:
+        # Any exception: its message is looked for along the cause chain below.
+        with pytest.raises(Exception) as raised:  # noqa: PT011
             evaluate_sensor_once(defs, instance, None)
         text = "".join(
             str(e) for e in (raised.value, raised.value.__cause__, raised.value.__context__) if e

@@ -39,7 +39,8 @@ def emulator_batches(emulator_dir: Path) -> list:
 
 
 def paid_per_key(emulator_dir: Path, partition: str) -> dict[str, list[str]]:
-    """Batches that cost money (not cancelled before running, not failed validation), by idempotency key."""
+    """Batches that cost money (not cancelled before running, not failed validation), by
+    idempotency key."""
     paid: dict[str, list[str]] = {}
     for b in emulator_batches(emulator_dir):
         meta = b.metadata or {}
@@ -75,7 +76,8 @@ def test_resubmitting_a_partition_again_and_again_keeps_the_sensor_green(instanc
     cursor = None
     seen_sets = []
     for round_ in range(3):
-        # round 0: first submission; 1: a deliberate paid re-run; 2: a plain re-run (adopts round 1's batches)
+        # round 0: first submission; 1: a deliberate paid re-run;
+        # 2: a plain re-run (adopts round 1's batches)
         config = {"new_batches": True} if round_ == 1 else {}
         assert submit(instance, resource, "a", **config).success
         seen_sets.append(submitted_ids(instance, "a"))
@@ -127,9 +129,7 @@ def test_a_malformed_record_and_an_unknown_batch_never_block_the_others(instance
     assert submit(instance, resource, "a").success
     _, runs = run_sensor_until_idle(definitions(resource), instance)
     assert len(runs) == 1
-    assert sorted(result_ids(instance, "a")) == sorted(
-        f"a{i}" for i in range(30)
-    )
+    assert sorted(result_ids(instance, "a")) == sorted(f"a{i}" for i in range(30))
 
 
 def test_an_unreadable_cursor_starts_again_safely(instance, resource):
@@ -150,12 +150,8 @@ def test_an_older_set_is_never_collected_over_the_newest(instance, emulator_dir)
     assert submit(instance, fast, "a", new_batches=True).success  # set B: newer, finishes first
     newer = submitted_ids(instance, "a")
     _, runs = run_sensor_until_idle(defs, instance, timeout=60)
-    assert (
-        len(runs) == 1
-    )
-    assert (
-        collected_ids(instance, "a") == newer
-    )
+    assert len(runs) == 1
+    assert collected_ids(instance, "a") == newer
 
     # Collecting A explicitly is refused (it would overwrite B's answers), unless asked for.
     def collect(**config: object) -> dg.ExecuteInProcessResult:
@@ -210,7 +206,8 @@ def test_two_processes_submitting_the_same_partition_at_once_pay_once(
         _, err = proc.communicate(timeout=240)
         assert proc.returncode == 0, err.decode()[-2000:]
     paid = paid_per_key(emulator_dir, "a")
-    assert len(paid) == 3 and all(len(ids) == 1 for ids in paid.values()), paid
+    assert len(paid) == 3, paid
+    assert all(len(ids) == 1 for ids in paid.values()), paid
     created = [
         b
         for b in emulator_batches(emulator_dir)
@@ -241,10 +238,11 @@ def test_a_submission_killed_after_creating_then_rerun_pays_once(instance, resou
     proc.wait(timeout=30)
     assert submit(instance, resource, "a").success  # the re-run
     paid = paid_per_key(emulator_dir, "a")
-    assert len(paid) == 3 and all(len(ids) == 1 for ids in paid.values()), paid
+    assert len(paid) == 3, paid
+    assert all(len(ids) == 1 for ids in paid.values()), paid
     submitted = submitted_ids(instance, "a")
     assert sorted(submitted) == sorted(ids[0] for ids in paid.values())
-    _, runs = run_sensor_until_idle(definitions(resource), instance)
+    run_sensor_until_idle(definitions(resource), instance)
     assert sorted(result_ids(instance, "a")) == sorted(f"a{i}" for i in range(30))
     assert SensorCursor().in_flight == []
 
@@ -281,15 +279,11 @@ def test_a_tick_that_cannot_reach_the_service_writes_nothing_and_says_so_in_one_
         emulator_faults={"http_error_rate": 1.0},
     )
     events_before = len(instance.fetch_observations(PIPELINE.batch_job.key, limit=100).records)
-    with pytest.raises(Exception) as raised:
+    with pytest.raises(Exception, match=r"Could not look at 3 in-flight batch\(es\)") as raised:
         evaluate_sensor_once(definitions(down), instance, None)
     message = str(raised.value)
-    assert (
-        "Could not look at 3 in-flight batch(es)" in message
-    )
-    assert (
-        "next tick tries again" in message
-    )
+    assert "Could not look at 3 in-flight batch(es)" in message
+    assert "next tick tries again" in message
     assert "\n" not in message
     assert ".." not in message
     assert raised.value.__cause__ is None

@@ -73,7 +73,8 @@ def test_every_public_name_imports():
 
 
 def test_readme_pool_command_limits_submissions(tmp_path: Path):
-    """The README's `dagster instance concurrency set ...` line, run as written, limits batch_job's pool."""
+    """The README's `dagster instance concurrency set ...` line, run as written, limits
+    batch_job's pool."""
     section = README.split("**Two submissions at the same moment pay once.**", 1)[1]
     command = re.findall(r"```bash\n\s*(.*?)\n\s*```", section, flags=re.S)[0].split()
     assert command[:4] == ["dagster", "instance", "concurrency", "set"]
