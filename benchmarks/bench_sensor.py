@@ -29,6 +29,7 @@ from dagster_openai_batch import (
     openai_batch_sensor,
 )
 from dagster_openai_batch.dagster.sensor import SensorCursor
+from dagster_openai_batch.dagster.stage_records import BatchJobRecord
 from dagster_openai_batch.emulator import Emulator, EmulatorConfig, Pace
 from dagster_openai_batch.emulator.server import serve
 
@@ -96,13 +97,11 @@ def main() -> None:
                     dg.AssetMaterialization(
                         asset_key=pipeline.batch_job.key,
                         partition=partition,
-                        metadata={"batch_ids": dg.MetadataValue.json([batch.id])},
+                        metadata={**BatchJobRecord(batch_ids=dg.MetadataValue.json([batch.id]))},
                     )
                 )
-            print(
-                f"setup: {args.batches} batches created and recorded in "
-                f"{time.perf_counter() - started:.1f}s"
-            )
+            elapsed = time.perf_counter() - started
+            print(f"setup: {args.batches} batches created and recorded in {elapsed:.1f}s")
 
             resource = OpenAIBatchResource(api_key="sk-bench", base_url=url)
             sensor = openai_batch_sensor([pipeline])
@@ -124,9 +123,8 @@ def main() -> None:
                 in_flight = len(SensorCursor.model_validate_json(cursor).in_flight)
                 print(
                     f"tick ({label}): {CountingEmulator.calls} API calls, {seconds:.2f}s, "
-                    f"{len(result.asset_events)} asset events, {len(result.run_requests)} runs "
-                    "requested, "
-                    f"{in_flight} still in flight"
+                    f"{len(result.asset_events)} asset events, "
+                    f"{len(result.run_requests)} runs requested, {in_flight} still in flight"
                 )
 
 

@@ -5,15 +5,16 @@ from __future__ import annotations
 import hashlib
 import itertools
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import dagster as dg
 import openai
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from dagster._core.definitions.metadata import TableMetadataSet
 from openai.types import Batch
 
 from ..core.client import BatchClientError
@@ -26,16 +27,28 @@ from ..core.input_file import (
 )
 from ..core.input_validation import BatchInputError
 from ..core.resubmit import build_resubmission, merge_results
-from ..core.results import collect_results
+from ..core.results import ResultsSummary, collect_results
 from ..core.storage import BatchResults, download_file, join_uri, read_table, resolve, upload_file
 from ..core.templates import RequestTemplate
-from ..core.vocabulary import ADOPTABLE_STATUSES, MAX_REQUESTS_PER_FILE, BatchEndpoint
+from ..core.vocabulary import (
+    ADOPTABLE_STATUSES,
+    MAX_REQUESTS_PER_FILE,
+    TERMINAL_STATUSES,
+    BatchEndpoint,
+)
 from .checks import evaluate_checks
-from .handoff import latest_metadata
 from .resource import OpenAIBatchResource
+from .stage_records import (
+    BatchJobRecord,
+    BatchStatusRecord,
+    InputFileRecord,
+    ResultsRecord,
+    StageRecord,
+    StageRecordError,
+    latest_record,
+)
 
-TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
-WITH_RESULTS = frozenset({"completed", "expired", "cancelled"})
+R = TypeVar("R", bound=StageRecord)
 
 
 @dataclass(frozen=True)
@@ -61,18 +74,31 @@ class StageContext:
     def partition_key(self) -> str | None:
         return self.context.partition_key if self.context.has_partition_key else None
 
-    def upstream(self, key: dg.AssetKey, **matching: Any) -> dict[str, Any]:
-        found = latest_metadata(
-            self.context.instance, key, self.partition_key, matching=matching or None
+    def upstream(
+        self,
+        key: dg.AssetKey,
+        record_type: type[R],
+        *,
+        where: Callable[[R], bool] | None = None,
+        described: str = "",
+    ) -> R:
+        """The record of the newest materialization of ``key`` (satisfying ``where``, described
+        in words for the error as ``described``)."""
+        found = latest_record(
+            self.context.instance, key, self.partition_key, record_type, where=where
         )
         if found is None:
-            where = f" for partition {self.partition_key!r}" if self.partition_key else ""
+            partition = f" for partition {self.partition_key!r}" if self.partition_key else ""
             raise dg.Failure(
-                f"{key.to_user_string()} has no materialization{where}"
-                + (f" with {matching}" if matching else "")
+                f"{key.to_user_string()} has no materialization{partition}"
+                + (f" with {described}" if described else "")
                 + ": materialize it first."
             )
         return found
+
+    def latest(self, key: dg.AssetKey, record_type: type[R]) -> R | None:
+        """The record of the newest materialization of ``key`` for the partition, if any."""
+        return latest_record(self.context.instance, key, self.partition_key, record_type)
 
 
 def _work_dir() -> tempfile.TemporaryDirectory[str]:
@@ -88,7 +114,7 @@ def materialize_input_file(
     rows: Any = None,
     template: RequestTemplate | None = None,
     jsonl_path: Path | None = None,
-) -> Iterator[dg.MaterializeResult]:
+) -> Iterator[dg.MaterializeResult[Any]]:
     """Build, validate and split the JSONL input, keep a copy in storage, upload every part.
 
     An input without rows materializes nothing (and so submits nothing): quiet days are not errors.
@@ -125,22 +151,21 @@ def materialize_input_file(
         f"{prepared.requests} requests in {len(files)} file(s) on {stage.resource.backend}: "
         + ", ".join(f.id for f in files)
     )
-    yield dg.MaterializeResult(
-        metadata={
-            "backend": stage.resource.backend,
-            "endpoint": str(stage.endpoint),
-            "model": prepared.model or "",
-            "file_ids": dg.MetadataValue.json([f.id for f in files]),
-            "parts": len(prepared.parts),
-            "requests": prepared.requests,
-            "bytes": prepared.bytes,
-            "content_hash": prepared.content_hash,
-            "storage_uri": stage.storage_root,
-            "part_uris": dg.MetadataValue.json(stored["parts"]),
-            "inputs_uri": stored["inputs"] or "",
-            "preview": dg.MetadataValue.json(prepared.preview),
-        }
+    record = InputFileRecord(
+        backend=stage.resource.backend,
+        endpoint=str(stage.endpoint),
+        model=prepared.model or "",
+        file_ids=dg.MetadataValue.json([f.id for f in files]),
+        parts=len(prepared.parts),
+        requests=prepared.requests,
+        bytes=prepared.bytes,
+        content_hash=prepared.content_hash,
+        storage_uri=stage.storage_root,
+        part_uris=dg.MetadataValue.json(stored["parts"]),
+        inputs_uri=stored["inputs"] or "",
+        preview=dg.MetadataValue.json(prepared.preview),
     )
+    yield dg.MaterializeResult(metadata={**record})
 
 
 def _input_failure(message: str) -> dg.Failure:
@@ -174,16 +199,16 @@ def materialize_batch_job(
     resubmit_failed: bool,
     include_permanent_failures: bool = False,
     new_batches: bool = False,
-) -> Iterator[dg.MaterializeResult]:
+) -> Iterator[dg.MaterializeResult[Any]]:
     """Create (or adopt) one batch per uploaded part; return at once unless ``wait``."""
-    source = stage.upstream(stage.keys.input_file)
-    file_ids: list[str] = list(source["file_ids"])
-    key_base = f"{stage.pipeline}:{stage.partition_key or '-'}:{source['content_hash']}"
+    source = stage.upstream(stage.keys.input_file, InputFileRecord)
+    file_ids = source.file_id_list
+    key_base = f"{stage.pipeline}:{stage.partition_key or '-'}:{source.content_hash}"
     if new_batches:  # a deliberate re-run (e.g. sampling with temperature > 0): paid again, once
         # Keyed by the root run, so a retry or re-execution of that run adopts what it created.
         run = stage.context.run
         key_base = f"{key_base}:run:{run.root_run_id or run.run_id}"
-    followup_of, requests = "", source["requests"]
+    followup_of, requests = "", source.requests
     if resubmit_failed:
         followup = _upload_resubmission(stage, source, include_permanent_failures)
         if followup is None:
@@ -210,22 +235,21 @@ def materialize_batch_job(
             stage.context.log.info(f"Adopted {adopted} existing batch(es): nothing paid twice")
         if wait:
             batches = _wait(stage, client, batches, wait_timeout_seconds)
-    handoff = {
-        "content_hash": source["content_hash"],
-        "requests": requests,
-        "expected_rows": source["requests"],
-        "inputs_uri": source.get("inputs_uri", ""),
-        "part_uris": source.get("part_uris", []),
-        "followup_of": followup_of,
-    }
-    yield dg.MaterializeResult(
-        metadata=_job_metadata(stage, batches, adopted=adopted, handoff=handoff)
-    )
+    handed_on = BatchJobRecord(
+        content_hash=source.content_hash,
+        requests=requests,
+        expected_rows=source.requests,
+        inputs_uri=source.inputs_uri,
+        part_uris=source.part_uris,
+        followup_of=followup_of,
+    ).handed_on()
+    record = _job_record(stage, batches, adopted=adopted, handed_on=handed_on)
+    yield dg.MaterializeResult(metadata={**record})
 
 
 def _wait(stage: StageContext, client: Any, batches: list[Batch], timeout: float) -> list[Batch]:
-    """The batches once finished; as they are if waiting fails or times out (they are recorded either way,
-    and the sensor collects them)."""
+    """The batches once finished; as they are if waiting fails or times out (they are recorded
+    either way, and the sensor collects them)."""
     try:
         done = client.wait([b.id for b in batches], timeout=timeout)
     except (BatchClientError, openai.APIError) as error:
@@ -233,7 +257,7 @@ def _wait(stage: StageContext, client: Any, batches: list[Batch], timeout: float
             f"Stopped waiting ({error}); the sensor will collect the batches."
         )
         return batches
-    if any(done[b.id].status not in TERMINAL for b in batches):
+    if any(done[b.id].status not in TERMINAL_STATUSES for b in batches):
         stage.context.log.warning(
             f"Batches still running after {timeout:.0f}s; the sensor will collect them."
         )
@@ -241,19 +265,20 @@ def _wait(stage: StageContext, client: Any, batches: list[Batch], timeout: float
 
 
 def _current_set(
-    stage: StageContext, client: Any, source: dict[str, Any], parts: int
+    stage: StageContext, client: Any, source: InputFileRecord, parts: int
 ) -> list[Batch]:
-    """The batches of the partition's latest ``batch_job`` when they were made from this very input and
-    are still usable: a plain re-run keeps the current set (even one made with ``new_batches``)."""
-    latest = (
-        latest_metadata(stage.context.instance, stage.keys.batch_job, stage.partition_key) or {}
-    )
-    ids = list(latest.get("batch_ids") or [])
-    if (
-        latest.get("content_hash") != source["content_hash"]
-        or latest.get("followup_of")
-        or len(ids) != parts
-    ):
+    """The batches of the partition's latest ``batch_job`` when they were made from this very
+    input and are still usable: a plain re-run keeps the current set (even one made with
+    ``new_batches``). An unreadable latest record has none (the batches' key still adopts)."""
+    try:
+        latest = stage.latest(stage.keys.batch_job, BatchJobRecord)
+    except StageRecordError as error:
+        stage.context.log.warning(f"Not adopting the latest batch_job's batches: {error}")
+        return []
+    if latest is None:
+        return []
+    ids = latest.batch_id_list
+    if latest.content_hash != source.content_hash or latest.followup_of or len(ids) != parts:
         return []
     found = client.retrieve_many(ids, missing_ok=True)
     batches = [found[i] for i in ids if i in found]
@@ -261,38 +286,38 @@ def _current_set(
     return batches if usable else []
 
 
-def cancel_batch_job(stage: StageContext) -> Iterator[dg.MaterializeResult]:
-    """Cancel the batches of the latest ``batch_job``; the sensor then collects their partial output."""
-    previous = stage.upstream(stage.keys.batch_job)
+def cancel_batch_job(stage: StageContext) -> Iterator[dg.MaterializeResult[Any]]:
+    """Cancel the batches of the latest ``batch_job``; the sensor then collects their partial
+    output."""
+    previous = stage.upstream(stage.keys.batch_job, BatchJobRecord)
+    ids = previous.batch_id_list
     with stage.resource.get_batch_client() as client:
-        batches, failed = client.cancel_many(previous["batch_ids"])
+        batches, failed = client.cancel_many(ids)
     if failed:
         # The sensor still watches the set through the previous record, cancelled parts included.
         raise dg.Failure(
-            f"Cancelled {len(batches)} of {len(previous['batch_ids'])} batches; could not cancel "
+            f"Cancelled {len(batches)} of {len(ids)} batches; could not cancel "
             + "; ".join(f"{batch_id} ({why})" for batch_id, why in failed.items())
-            + ". Run again with cancel: true to retry them; the sensor collects what finished either way."
+            + ". Run again with cancel: true to retry them; the sensor collects what finished "
+            "either way."
         )
     stage.context.log.info(f"Cancel requested for {', '.join(b.id for b in batches)}")
-    handoff = {key: previous.get(key, "") for key in HANDED_ON}
-    yield dg.MaterializeResult(metadata=_job_metadata(stage, batches, adopted=0, handoff=handoff))
+    record = _job_record(stage, batches, adopted=0, handed_on=previous.handed_on())
+    yield dg.MaterializeResult(metadata={**record})
 
 
-HANDED_ON = ("content_hash", "requests", "expected_rows", "inputs_uri", "part_uris", "followup_of")
-"""What ``batch_job`` hands ``results`` (besides the batch ids) in its metadata."""
-
-
-def _job_metadata(
-    stage: StageContext, batches: Sequence[Batch], *, adopted: int, handoff: dict[str, Any]
-) -> dict[str, Any]:
-    return {
-        **batch_status_metadata(stage.resource, batches),
-        "backend": stage.resource.backend,
-        "endpoint": str(stage.endpoint),
-        "adopted": adopted,
-        **handoff,
-        "part_uris": dg.MetadataValue.json(list(handoff["part_uris"])),
-    }
+def _job_record(
+    stage: StageContext, batches: Sequence[Batch], *, adopted: int, handed_on: dict[str, Any]
+) -> BatchJobRecord:
+    """``batch_job``'s record: where the batches stand, and what ``results`` needs."""
+    status = batch_status(stage.resource, batches)
+    return BatchJobRecord(
+        **{name: getattr(status, name) for name in BatchStatusRecord.model_fields},
+        backend=stage.resource.backend,
+        endpoint=str(stage.endpoint),
+        adopted=adopted,
+        **handed_on,
+    )
 
 
 def _short_key(key: str) -> str:
@@ -310,47 +335,64 @@ def _batch_metadata(stage: StageContext) -> dict[str, str]:
     return metadata
 
 
-def batch_status_metadata(
-    resource: OpenAIBatchResource, batches: Sequence[Batch]
-) -> dict[str, Any]:
-    """Metadata describing batches: ids, status, progress, links (batch_job and observations)."""
-    statuses = sorted({b.status for b in batches})
-    totals = {"total": 0, "completed": 0, "failed": 0}
-    for batch in batches:
-        if batch.request_counts:
-            totals["total"] += batch.request_counts.total
-            totals["completed"] += batch.request_counts.completed
-            totals["failed"] += batch.request_counts.failed
-    done = totals["completed"] + totals["failed"]
-    share = f" ({done / totals['total']:.0%})" if totals["total"] else ""
-    links = [resource.dashboard_url(b.id) for b in batches]
-    metadata: dict[str, Any] = {
-        "batch_ids": dg.MetadataValue.json([b.id for b in batches]),
-        "status": ",".join(statuses),
-        "progress": f"{done:,}/{totals['total']:,} requests done{share}"
-        if totals["total"]
-        else "not started",
-        "requests_total": totals["total"],
-        "requests_completed": totals["completed"],
-        "requests_failed": totals["failed"],
-        "model": next((b.model for b in batches if b.model), "") or "",
-    }
+def batch_status(resource: OpenAIBatchResource, batches: Sequence[Batch]) -> BatchStatusRecord:
+    """Where ``batches`` stand: ids, statuses, progress, links and errors (recorded by
+    ``batch_job``, by the sensor's observations and by ``batches_accepted``)."""
+    total, completed, failed = _request_counts(batches)
+    return BatchStatusRecord(
+        batch_ids=dg.MetadataValue.json([b.id for b in batches]),
+        status=",".join(sorted({b.status for b in batches})),
+        progress=_progress(total, completed + failed),
+        requests_total=total,
+        requests_completed=completed,
+        requests_failed=failed,
+        model=next((b.model for b in batches if b.model), "") or "",
+        expires_at=_first_expiry(batches),
+        dashboard=_dashboard_links(resource, batches),
+        errors=_validation_errors(batches),
+    )
+
+
+def _request_counts(batches: Sequence[Batch]) -> tuple[int, int, int]:
+    """(total, completed, failed) requests of ``batches``, as far as the service has counted."""
+    counts = [b.request_counts for b in batches if b.request_counts]
+    return (
+        sum(c.total for c in counts),
+        sum(c.completed for c in counts),
+        sum(c.failed for c in counts),
+    )
+
+
+def _progress(total: int, done: int) -> str:
+    """``1,200/5,000 requests done (24%)``, or ``not started`` before the service counts them."""
+    if not total:
+        return "not started"
+    return f"{done:,}/{total:,} requests done ({done / total:.0%})"
+
+
+def _first_expiry(batches: Sequence[Batch]) -> dg.TimestampMetadataValue | None:
     expiries = [b.expires_at for b in batches if b.expires_at]
-    if expiries:
-        metadata["expires_at"] = dg.MetadataValue.timestamp(float(min(expiries)))
-    if any(links):
-        metadata["dashboard"] = dg.MetadataValue.md(
-            "\n".join(f"- [{b.id}]({link})" for b, link in zip(batches, links, strict=True) if link)
-        )
+    return dg.MetadataValue.timestamp(float(min(expiries))) if expiries else None
+
+
+def _dashboard_links(
+    resource: OpenAIBatchResource, batches: Sequence[Batch]
+) -> dg.MarkdownMetadataValue | None:
+    """A markdown list of the batches' dashboard pages (None when the backend has none)."""
+    links = [(b.id, resource.dashboard_url(b.id)) for b in batches]
+    lines = [f"- [{batch_id}]({link})" for batch_id, link in links if link]
+    return dg.MetadataValue.md("\n".join(lines)) if lines else None
+
+
+def _validation_errors(batches: Sequence[Batch]) -> dg.MarkdownMetadataValue | None:
+    """A markdown list of the batches' validation errors (the first 20; None when none)."""
     errors = [
         _describe_error(b.id, e)
         for b in batches
         if b.errors and b.errors.data
         for e in b.errors.data
     ]
-    if errors:
-        metadata["errors"] = dg.MetadataValue.md("\n".join(f"- {e}" for e in errors[:20]))
-    return metadata
+    return dg.MetadataValue.md("\n".join(f"- {e}" for e in errors[:20])) if errors else None
 
 
 def _describe_error(batch_id: str, error: Any) -> str:
@@ -363,9 +405,10 @@ def _describe_error(batch_id: str, error: Any) -> str:
         )
         if part
     )
-    return f"{batch_id}{' ' + where if where else ''}: {error.code or 'error'} — {error.message or ''}".rstrip(
-        " —"
+    text = (
+        f"{batch_id}{' ' + where if where else ''}: {error.code or 'error'} — {error.message or ''}"
     )
+    return text.rstrip(" —")
 
 
 def check_batches_accepted(
@@ -379,30 +422,37 @@ def check_batches_accepted(
     """``batches_accepted``, looked up now: did any of ``batch_ids`` (default: the latest
     ``batch_job``'s batches) fail validation?"""
     if not batch_ids:
-        latest = latest_metadata(instance, batch_job_key, partition)
-        batch_ids = list((latest or {}).get("batch_ids") or [])
-    if not batch_ids:
-        return dg.AssetCheckResult(passed=True, metadata={"batches": 0})
-    with resource.get_batch_client() as client:
-        found = client.retrieve_many(batch_ids)
-    batches = [found[i] for i in batch_ids]
-    metadata = batch_status_metadata(resource, batches)
-    return dg.AssetCheckResult(passed=all(b.status != "failed" for b in batches), metadata=metadata)
+        latest = latest_record(instance, batch_job_key, partition, BatchJobRecord)
+        batch_ids = latest.batch_id_list if latest is not None else []
+    batches: list[Batch] = []
+    if batch_ids:
+        with resource.get_batch_client() as client:
+            found = client.retrieve_many(batch_ids)
+        batches = [found[i] for i in batch_ids]
+    return dg.AssetCheckResult(
+        passed=all(b.status != "failed" for b in batches),
+        metadata={**batch_status(resource, batches)},
+    )
 
 
 def _upload_resubmission(
-    stage: StageContext, source: dict[str, Any], include_permanent_failures: bool
+    stage: StageContext, source: InputFileRecord, include_permanent_failures: bool
 ) -> tuple[str, list[str], str, int] | None:
     """Upload, as new files, the requests of the current input's results that can succeed on retry.
 
     Returns (results uri, file ids, content hash, requests), or None when nothing is to be resent.
     """
-    previous = stage.upstream(stage.keys.results, content_hash=source["content_hash"])
-    results_uri = previous["results_uri"]
+    previous = stage.upstream(
+        stage.keys.results,
+        ResultsRecord,
+        where=lambda results: results.content_hash == source.content_hash,
+        described=f"content_hash {source.content_hash!r}",
+    )
+    results_uri = previous.results_uri
     with _work_dir() as tmp, stage.resource.get_batch_client() as client:
         local_parts = [
             download_file(uri, Path(tmp) / f"sent-{i}.jsonl")
-            for i, uri in enumerate(source["part_uris"])
+            for i, uri in enumerate(source.part_uri_list)
         ]
         local_results = download_file(results_uri, Path(tmp) / "results.parquet")
         requests = iter(
@@ -427,18 +477,11 @@ def _upload_resubmission(
 # ---------------------------------------------------------------- results
 
 
-def covered_batch_ids(results: dict[str, Any]) -> list[str]:
-    """Every batch whose answers a ``results`` materialization holds (a merged follow-up holds its
-    base's too)."""
-    return list(results.get("source_batch_ids") or results.get("batch_ids") or [])
-
-
 def _superseded_by(stage: StageContext, ids: list[str]) -> list[str] | None:
-    """The batch ids of a newer ``batch_job`` submission of the partition, or None if ``ids`` is the newest."""
-    newest = (
-        latest_metadata(stage.context.instance, stage.keys.batch_job, stage.partition_key) or {}
-    )
-    newest_ids = list(newest.get("batch_ids") or [])
+    """The batch ids of a newer ``batch_job`` submission of the partition, or None if ``ids`` is
+    the newest."""
+    newest = stage.latest(stage.keys.batch_job, BatchJobRecord)
+    newest_ids = newest.batch_id_list if newest is not None else []
     return newest_ids if newest_ids and newest_ids != ids else None
 
 
@@ -455,33 +498,36 @@ def materialize_results(
     before anything is written (and again just before recording, in case a newer submission
     arrived meanwhile) unless ``allow_superseded``.
     """
-    job = stage.upstream(stage.keys.batch_job, **({"batch_ids": batch_ids} if batch_ids else {}))
-    ids: list[str] = list(job["batch_ids"])
+    job = stage.upstream(
+        stage.keys.batch_job,
+        BatchJobRecord,
+        where=(lambda record: record.batch_id_list == batch_ids) if batch_ids else None,
+        described=f"batch_ids {batch_ids}" if batch_ids else "",
+    )
+    ids = job.batch_id_list
     _refuse_if_superseded(stage, ids, allow_superseded)
     with _work_dir() as tmp_name, stage.resource.get_batch_client() as client:
         tmp = Path(tmp_name)
         found = client.retrieve_many(ids)
         batches = [found[i] for i in ids]
-        unfinished = [f"{b.id} ({b.status})" for b in batches if b.status not in TERMINAL]
+        unfinished = [f"{b.id} ({b.status})" for b in batches if b.status not in TERMINAL_STATUSES]
         if unfinished:
             raise dg.Failure(
                 f"Batches still running: {', '.join(unfinished)}. The openai_batch_sensor "
                 "materializes results when they finish."
             )
         outputs, errors = client.download_results(batches, tmp)
-        followup_of = job.get("followup_of") or ""
+        followup_of = job.followup_of
         dest = join_uri(stage.storage_root, "results", f"{'-'.join(ids)[:80]}.parquet")
         if followup_of:  # rows: the resubmitted requests found in the result files
             inputs_local, request_ids, target = None, None, str(tmp / "followup.parquet")
         else:  # rows: every request sent, each with the batch its part went to
             sent = [
-                download_file(u, tmp / f"sent-{i}.jsonl") for i, u in enumerate(job["part_uris"])
+                download_file(u, tmp / f"sent-{i}.jsonl") for i, u in enumerate(job.part_uri_list)
             ]
             request_ids, target = _request_ids(sent, ids), dest
             inputs_local = (
-                download_file(job["inputs_uri"], tmp / "inputs.parquet")
-                if job["inputs_uri"]
-                else None
+                download_file(job.inputs_uri, tmp / "inputs.parquet") if job.inputs_uri else None
             )
         summary = collect_results(
             output_files=outputs,
@@ -497,19 +543,24 @@ def materialize_results(
             summary = merge_results(base, Path(summary.path), dest)
     table = read_table(summary.path, ["custom_id"])
     unique = pc.count_distinct(table.column("custom_id")).as_py() if table.num_rows else 0
-    expected = int(job.get("expected_rows") or job["requests"])
+    expected = job.expected_rows or job.requests
     sources = ids
     if followup_of:
-        base_meta = stage.upstream(stage.keys.results, results_uri=followup_of)
-        sources = [*covered_batch_ids(base_meta), *ids]
+        base_record = stage.upstream(
+            stage.keys.results,
+            ResultsRecord,
+            where=lambda results: results.results_uri == followup_of,
+            described=f"results_uri {followup_of!r}",
+        )
+        sources = [*base_record.covered_batch_ids, *ids]
     _refuse_if_superseded(stage, ids, allow_superseded)
+    record = _results_record(stage, summary, ids, sources=sources, content_hash=job.content_hash)
+    table_metadata = TableMetadataSet(
+        row_count=summary.rows, column_schema=_column_schema(summary.path)
+    )
     yield dg.Output(
         BatchResults(uri=summary.path, rows=summary.rows, counts=summary.counts),
-        metadata={
-            **results_metadata(stage, summary, batches),
-            "source_batch_ids": dg.MetadataValue.json(sources),
-            "content_hash": job["content_hash"],
-        },
+        metadata={**record, **table_metadata},
     )
     yield from evaluate_checks(
         results_key=stage.keys.results,
@@ -525,9 +576,9 @@ def _refuse_if_superseded(stage: StageContext, ids: list[str], allow_superseded:
     newer = None if allow_superseded else _superseded_by(stage, ids)
     if newer is not None:
         raise dg.Failure(
-            f"Not collecting batches {ids}: a newer batch_job submission ({', '.join(newer)}) superseded them, "
-            "and the sensor collects that one. To collect these anyway, set results config "
-            "allow_superseded: true."
+            f"Not collecting batches {ids}: a newer batch_job submission ({', '.join(newer)}) "
+            "superseded them, and the sensor collects that one. To collect these anyway, set "
+            "results config allow_superseded: true."
         )
 
 
@@ -538,26 +589,31 @@ def _request_ids(sent_parts: list[Path], batch_ids: list[str]) -> Iterator[tuple
             yield line["custom_id"], batch_id
 
 
-def results_metadata(stage: StageContext, summary: Any, batches: Sequence[Batch]) -> dict[str, Any]:
-    metadata: dict[str, Any] = {
-        "backend": stage.resource.backend,
-        "results_uri": dg.MetadataValue.path(summary.path),
-        "dagster/row_count": summary.rows,
-        **{f"status_{status}": count for status, count in sorted(summary.counts.items())},
-        "input_tokens": summary.input_tokens,
-        "cached_tokens": summary.cached_tokens,
-        "output_tokens": summary.output_tokens,
-        "reasoning_tokens": summary.reasoning_tokens,
-        "batch_ids": dg.MetadataValue.json([b.id for b in batches]),
-        "preview": dg.MetadataValue.md(
+def _results_record(
+    stage: StageContext,
+    summary: ResultsSummary,
+    ids: list[str],
+    *,
+    sources: list[str],
+    content_hash: str,
+) -> ResultsRecord:
+    return ResultsRecord(
+        backend=stage.resource.backend,
+        results_uri=summary.path,
+        content_hash=content_hash,
+        batch_ids=dg.MetadataValue.json(ids),
+        source_batch_ids=dg.MetadataValue.json(sources),
+        **ResultsRecord.status_fields(summary.counts),
+        input_tokens=summary.input_tokens,
+        cached_tokens=summary.cached_tokens,
+        output_tokens=summary.output_tokens,
+        reasoning_tokens=summary.reasoning_tokens,
+        cost_usd=summary.cost_usd,  # a number or nothing: the UI plots it over time
+        cost_note=summary.cost_note or "at batch rates",
+        preview=dg.MetadataValue.md(
             _markdown_table(_preview_columns(summary.preview), summary.preview)
         ),
-        "dagster/column_schema": _column_schema(summary.path),
-    }
-    if summary.cost_usd is not None:  # a number or nothing: the UI plots it over time
-        metadata["cost_usd"] = dg.MetadataValue.float(summary.cost_usd)
-    metadata["cost_note"] = summary.cost_note or "at batch rates"
-    return metadata
+    )
 
 
 PREVIEW_RESULT_COLUMNS = ("custom_id", "status", "answer", "error_message")

@@ -10,9 +10,9 @@ NO_UNRESUBMITTED = "no_expired_requests_left"
 UNFINISHED_STATUSES = ("expired", "cancelled", "missing")
 ACCEPTED = "batches_accepted"
 ACCEPTED_DESCRIPTION = (
-    "The service accepted the latest batches (none failed validation). Evaluated by the results run "
-    "the sensor launches when they finish; run it to look now. When it fails, fix the input and "
-    "re-materialize input_file."
+    "The service accepted the latest batches (none failed validation). Evaluated by the results "
+    "run the sensor launches when they finish; run it to look now. When it fails, fix the input "
+    "and re-materialize input_file."
 )
 
 

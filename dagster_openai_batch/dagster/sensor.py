@@ -32,10 +32,11 @@ from openai.types import Batch
 from pydantic import BaseModel, ValidationError
 
 from ..core.client import BatchClientError
-from .asset_bodies import TERMINAL, WITH_RESULTS, batch_status_metadata, covered_batch_ids
-from .handoff import metadata_values
+from ..core.vocabulary import RESULT_FILE_STATUSES, TERMINAL_STATUSES
+from .asset_bodies import batch_status
 from .pipeline import OpenAIBatchPipeline
 from .resource import OpenAIBatchResource
+from .stage_records import BatchJobRecord, ResultsRecord, StageRecordError, latest_record
 
 
 class InFlight(BaseModel):
@@ -56,7 +57,8 @@ class SensorCursor(BaseModel):
 
 
 class SensorTickError(RuntimeError):
-    """The tick could not look at the batches (service unreachable or refusing); it wrote nothing."""
+    """The tick could not look at the batches (service unreachable or refusing); it wrote
+    nothing."""
 
 
 def _run_key(item: InFlight) -> str:
@@ -79,13 +81,6 @@ def _newest_per_partition(items: Sequence[InFlight]) -> tuple[list[InFlight], li
     return kept, [item for item in items if item not in kept]
 
 
-def _batch_ids(value: Any) -> list[str] | None:
-    """The batch ids of a ``batch_job`` record, or None if its metadata is not a list of ids."""
-    if isinstance(value, list) and all(isinstance(i, str) and i for i in value):
-        return value
-    return None
-
-
 class _LatestRecords:
     """Newest materializations of an asset per partition, read at most once per tick."""
 
@@ -95,7 +90,8 @@ class _LatestRecords:
 
     def storage_id(self, key: dg.AssetKey, partition: str | None) -> int | None:
         if key not in self._by_key:
-            latest: dict[str | None, int] = dict(
+            latest: dict[str | None, int] = {}
+            latest.update(
                 self.instance.get_latest_storage_id_by_partition(
                     key, dg.DagsterEventType.ASSET_MATERIALIZATION
                 )
@@ -110,18 +106,11 @@ class _LatestRecords:
             self._by_key[key] = latest
         return self._by_key[key].get(partition)
 
-    def metadata(self, key: dg.AssetKey, partition: str | None) -> dict[str, Any] | None:
-        """Metadata of the newest materialization of ``key`` for ``partition``."""
+    def results(self, key: dg.AssetKey, partition: str | None) -> ResultsRecord | None:
+        """The record of the newest ``results`` materialization ``key`` for ``partition``."""
         if self.storage_id(key, partition) is None:
             return None
-        records = self.instance.fetch_materializations(
-            dg.AssetRecordsFilter(
-                asset_key=key, asset_partitions=[partition] if partition is not None else None
-            ),
-            limit=1,
-        ).records
-        materialization = records[0].asset_materialization if records else None
-        return metadata_values(materialization.metadata) if materialization else None
+        return latest_record(self.instance, key, partition, ResultsRecord)
 
 
 def _why_not_collect(
@@ -131,11 +120,11 @@ def _why_not_collect(
     newest_job = latest.storage_id(pipeline.batch_job.key, item.partition)
     if newest_job is not None and newest_job > item.storage_id:
         return (
-            "a newer batch_job superseded it (to collect it anyway, materialize results with config "
-            "batch_ids and allow_superseded: true)"
+            "a newer batch_job superseded it (to collect it anyway, materialize results with "
+            "config batch_ids and allow_superseded: true)"
         )
-    collected = latest.metadata(pipeline.results.key, item.partition)
-    if collected is not None and set(item.batch_ids) <= set(covered_batch_ids(collected)):
+    collected = latest.results(pipeline.results.key, item.partition)
+    if collected is not None and set(item.batch_ids) <= set(collected.covered_batch_ids):
         return "the latest results already hold their answers"
     return None
 
@@ -156,14 +145,13 @@ def _read_new_batch_sets(
             materialization = record.asset_materialization
             if materialization is None:
                 continue
-            raw = metadata_values(materialization.metadata).get("batch_ids")
-            batch_ids = _batch_ids(raw)
-            if batch_ids is None:
-                if raw is not None:
-                    context.log.warning(
-                        f"Skipping {pipeline.batch_job.key.to_user_string()} record {record.storage_id}: "
-                        f"its batch_ids metadata is not a list of batch ids ({str(raw)[:80]})."
-                    )
+            try:
+                batch_ids = BatchJobRecord.read(materialization.metadata).batch_id_list
+            except StageRecordError as error:
+                context.log.warning(
+                    f"Skipping {pipeline.batch_job.key.to_user_string()} record "
+                    f"{record.storage_id}: {error}."
+                )
                 continue
             if batch_ids:  # an input with no rows submits nothing
                 found.append(
@@ -231,16 +219,14 @@ class _Tick:
             )
             return
         known = [batches[i] for i in item.batch_ids]
-        metadata = batch_status_metadata(resource, known)
-        progress = (
-            f"{metadata['status']}:{metadata['requests_completed']}:{metadata['requests_failed']}"
-        )
+        status = batch_status(resource, known)
+        progress = f"{status.status}:{status.requests_completed}:{status.requests_failed}"
         observation = None
         if progress != item.progress:
             observation = dg.AssetObservation(
-                asset_key=pipeline.batch_job.key, partition=item.partition, metadata=metadata
+                asset_key=pipeline.batch_job.key, partition=item.partition, metadata={**status}
             )
-        if not all(b.status in TERMINAL for b in known):
+        if not all(b.status in TERMINAL_STATUSES for b in known):
             self._keep(item.model_copy(update={"progress": progress}), observation)
             return
         reason = _why_not_collect(self.latest, pipeline, item)
@@ -269,7 +255,7 @@ class _Tick:
 
 
 def _progress_words(progress: str) -> str:
-    status, completed, failed = (progress.split(":") + ["", "0", "0"])[:3]
+    status, completed, failed = [*progress.split(":"), "", "0", "0"][:3]
     return f"{status}, {int(completed or 0) + int(failed or 0):,} requests done"
 
 
@@ -285,7 +271,7 @@ def _run_request(
         "partition_key": item.partition,
         "tags": {"openai_batch/batch_ids": ",".join(item.batch_ids)[:1000]},
     }
-    if not any(b.status in WITH_RESULTS for b in batches):
+    if not any(b.status in RESULT_FILE_STATUSES for b in batches):
         return dg.RunRequest(
             **common,
             asset_selection=[],

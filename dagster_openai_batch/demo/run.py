@@ -14,8 +14,8 @@ from typing import Any
 
 import dagster as dg
 
-from ..dagster.handoff import latest_metadata
 from ..dagster.sensor import SensorCursor
+from ..dagster.stage_records import ResultsRecord, latest_record
 
 SENSOR_NAME = "openai_batch_sensor"
 INSTANCE_SETTINGS = "telemetry:\n  enabled: false\nnux:\n  enabled: false\n"
@@ -64,8 +64,9 @@ def launch_run_requests(
     run_config: Mapping[str, Any] | None = None,
     launched_keys: set[str] | None = None,
 ) -> list[str]:
-    """Run a sensor's requests in process as the daemon launches them: once per run key (also across
-    ``launched_keys``, updated), as the job's asset/check subset, tagged as the sensor's; returns run ids."""
+    """Run a sensor's requests in process as the daemon launches them: once per run key (also
+    across ``launched_keys``, updated), as the job's asset/check subset, tagged as the sensor's;
+    returns run ids."""
     launched = []
     for request in run_requests:
         run_key = request.run_key or ""
@@ -94,8 +95,8 @@ def launch_run_requests(
 
 def run_demo(
     home: Path, *, timeout_seconds: float = 600, echo: Callable[[str], Any] = print
-) -> dict[str, dict[str, Any]]:
-    """Submit, watch, collect. Returns each pipeline's results metadata."""
+) -> dict[str, ResultsRecord]:
+    """Submit, watch, collect. Returns each pipeline's ``results`` record."""
     prepare_home(home)
     from .definitions import DAILY, PIPELINES, daily_reviews, defs, product_reviews, review_labels
 
@@ -132,28 +133,25 @@ def run_demo(
         time.sleep(1.0)
 
     summary = {}
-    for pipeline, (_, partition) in zip(PIPELINES, submissions):
-        summary[pipeline.name] = latest_metadata(instance, pipeline.results.key, partition) or {}
+    for pipeline, (_, partition) in zip(PIPELINES, submissions, strict=True):
+        found = latest_record(instance, pipeline.results.key, partition, ResultsRecord)
+        summary[pipeline.name] = found or ResultsRecord()
     return summary
 
 
-def format_summary(summary: dict[str, dict[str, Any]]) -> str:
+def format_summary(summary: Mapping[str, ResultsRecord]) -> str:
     """One line per pipeline: rows, non-zero status counts, tokens, cost, where the table is."""
     lines = []
-    for name, meta in summary.items():
-        statuses = ", ".join(
-            f"{key.removeprefix('status_')} {value}"
-            for key, value in meta.items()
-            if key.startswith("status_") and value
-        )
-        cost = meta.get("cost_usd")
-        if not isinstance(cost, float):
+    for name, record in summary.items():
+        statuses = ", ".join(f"{status} {n}" for status, n in record.counts.items() if n)
+        cost = record.cost_usd
+        if cost is None:
             cost_text = "unknown"
         else:
             cost_text = f"${cost:.4f}" if cost >= 0.0001 or cost == 0 else "< $0.0001"
         lines.append(
-            f"{name}: {meta.get('dagster/row_count', 0)} rows ({statuses or 'none'}); "
-            f"tokens in {meta.get('input_tokens', 0):,} / out {meta.get('output_tokens', 0):,}; "
-            f"cost {cost_text} at batch rates\n  {meta.get('results_uri', '')}"
+            f"{name}: {record.rows} rows ({statuses or 'none'}); "
+            f"tokens in {record.input_tokens:,} / out {record.output_tokens:,}; "
+            f"cost {cost_text} at batch rates\n  {record.results_uri}"
         )
     return "\n".join(lines)

@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 from conftest import LOCATION, Server
 
+from dagster_openai_batch.dagster.stage_records import ResultsRecord
+
 PIPELINES = ["review_labels", "review_embeddings"]
 STAGES = ["input_file", "batch_job", "results"]
 
@@ -38,8 +40,8 @@ def shoot(page: Any, screenshots: Path, name: str) -> None:
     page.screenshot(path=str(screenshots / f"{name}.png"))
 
 
-ASSET_NODES = """{ assetNodes { assetKey { path } dependencyKeys { path } groupName partitionDefinition { type }
-  kinds } }"""
+ASSET_NODES = """{ assetNodes { assetKey { path } dependencyKeys { path } groupName
+  partitionDefinition { type } kinds } }"""
 
 
 def test_lineage_shows_each_pipeline(page, server, screenshots):
@@ -128,8 +130,8 @@ def click_materialize(
 
 @pytest.fixture(scope="module")
 def labels_collected(server: Server, browser_context: Any, screenshots: Path) -> dict[str, Any]:
-    """Materialize the reviews, then ``review_labels`` input_file + batch_job, by clicking in the UI;
-    returns the results run the daemon's sensor then launches on its own."""
+    """Materialize the reviews, then ``review_labels`` input_file + batch_job, by clicking in the
+    UI; returns the results run the daemon's sensor then launches on its own."""
     page = browser_context.new_page()
     try:
         click_materialize(page, server, "/assets/product_reviews", "Materialize", "__ASSET_JOB")
@@ -166,14 +168,8 @@ def test_results_page_shows_counts_tokens_cost_and_preview(
 ):
     (latest,) = server.graphql(RESULTS)["assetOrError"]["assetMaterializations"]
     labels = {entry["label"] for entry in latest["metadataEntries"]}
-    expected = [
-        "status_succeeded",
-        "status_failed",
-        "input_tokens",
-        "output_tokens",
-        "cost_usd",
-        "preview",
-    ]
+    fields = ("status_succeeded", "status_failed", "input_tokens", "output_tokens", "cost_usd")
+    expected = [ResultsRecord.key(field) for field in (*fields, "preview")]
     assert set(expected) <= labels
 
     open_page(page, server, "/assets/review_labels/results", *expected)

@@ -3,38 +3,41 @@
 A scenario is fully determined by an integer seed (`draw_scenario`): the inputs (rows, endpoint,
 partitions, splitting into parts), the service faults of the offline emulator (429/5xx storms, lost
 responses of creates/cancels/uploads, dropped and truncated downloads, per-request failures, expiry,
-stuck finalizing, cancellation, token limits) and the process faults (a submit run killed with SIGKILL
-in a subprocess and re-run, the sensor cursor reset, two sensor ticks at once, ``batch_job`` re-launched
-while its batches are in flight, resubmission of failures, two ``batch_job`` runs of one partition
-launched at the same moment from two processes).
+stuck finalizing, cancellation, token limits) and the process faults (a submit run killed with
+SIGKILL in a subprocess and re-run, the sensor cursor reset, two sensor ticks at once, ``batch_job``
+re-launched while its batches are in flight, resubmission of failures, two ``batch_job`` runs of one
+partition launched at the same moment from two processes).
 
-`run_scenario` plays one scenario on a persistent `DagsterInstance` in ``workdir`` (other processes share
-its ``DAGSTER_HOME`` and the emulator's data dir), ticks the sensor with its effects applied until nothing
-is in flight (as `evaluate_sensor_once` does; two concurrent ticks are applied like two daemons, run
-requests deduplicated by run key), then checks every invariant and counts each violation separately:
+`run_scenario` plays one scenario on a persistent `DagsterInstance` in ``workdir`` (other processes
+share its ``DAGSTER_HOME`` and the emulator's data dir), ticks the sensor with its effects applied
+until nothing is in flight (as `evaluate_sensor_once` does; two concurrent ticks are applied like
+two daemons, run requests deduplicated by run key), then checks every invariant and counts each
+violation separately:
 
 1. ``results_exactly_once`` — every input custom_id exactly once in the final ``results`` of each
-   submitted partition (for batches that failed validation: no results, and a red ``batches_accepted``);
-2. ``one_paid_batch`` — at most one paid batch per idempotency key (pipeline, partition, content, part;
-   ``new_batches`` runs get their own key), a later batch being legitimate only once the earlier one
-   could no longer be adopted (expired or cancelled before the later one was created);
-3. ``one_results_run`` — at most one successful results run per batch set, exactly one for the newest;
+   submitted partition (for batches that failed validation: no results, and a red
+   ``batches_accepted``);
+2. ``one_paid_batch`` — at most one paid batch per idempotency key (pipeline, partition, content,
+   part; ``new_batches`` runs get their own key), a later batch being legitimate only once the
+   earlier one could no longer be adopted (expired or cancelled before the later one was created);
+3. ``one_results_run`` — at most one successful results run per batch set, exactly one for the
+   newest;
 4. ``no_repeated_failed_tick`` — never two failed sensor ticks in a row;
 5. ``key_nowhere`` — the API key in no file of the Dagster home, the emulator's data, the subprocess
    logs, nor any error text the harness saw;
-6. ``no_partial_file`` — no ``*.partial`` file left, every results Parquet readable, every stored JSONL
-   part whole.
+6. ``no_partial_file`` — no ``*.partial`` file left, every results Parquet readable, every stored
+   JSONL part whole.
 
-The emulator's fault plan is seeded per client, and a client is built per run or tick, so the harness
-gives each phase (run, tick) its own fault seed, derived from the scenario seed: a real service does not
-replay the same faults for every new connection. A run that fails (faults can exhaust the library's
-retries) is launched again, as an operator would, up to `RUN_ATTEMPTS` times.
+The emulator's fault plan is seeded per client, and a client is built per run or tick, so the
+harness gives each phase (run, tick) its own fault seed, derived from the scenario seed: a real
+service does not replay the same faults for every new connection. A run that fails (faults can
+exhaust the library's retries) is launched again, as an operator would, up to `RUN_ATTEMPTS` times.
 
 Other processes (the killed submit, the two racing ``batch_job`` runs) are forked from a server that
 imported this module once (`multiprocessing` forkserver): each is a fresh process started in
 milliseconds. Scenario directories go to tmpfs where there is one (`scratch_root`): Dagster's SQLite
-storage then costs no fsyncs. Each scenario takes a few seconds; the module must be imported under an
-``if __name__ == "__main__"`` guard in scripts (as any user of `multiprocessing`).
+storage then costs no fsyncs. Each scenario takes a few seconds; the module must be imported under
+an ``if __name__ == "__main__"`` guard in scripts (as any user of `multiprocessing`).
 """
 
 from __future__ import annotations
@@ -72,6 +75,12 @@ from dagster_openai_batch import (
     openai_batch_sensor,
 )
 from dagster_openai_batch.dagster.sensor import SensorCursor
+from dagster_openai_batch.dagster.stage_records import (
+    BatchJobRecord,
+    ResultsRecord,
+    StageRecordError,
+    latest_record,
+)
 from dagster_openai_batch.demo.run import SENSOR_NAME, evaluate_sensor_once, launch_run_requests
 from dagster_openai_batch.emulator import Emulator
 from dagster_openai_batch.emulator.store import Store
@@ -117,7 +126,7 @@ RUN_ATTEMPTS = 5
 library's retries); after that it gives up on that run (`ScenarioReport.gave_up`)."""
 
 
-# ---------------------------------------------------------------------------------------------- scenario
+# ---------------------------------------------------------------- scenario
 
 
 @dataclass
@@ -137,7 +146,8 @@ class Scenario:
     """``Faults`` fields for the emulator (the harness adds a seed per phase)."""
     kill: bool
     kill_step: str
-    """The step of the submit run during which the process is killed (``input_file``, ``batch_job``)."""
+    """The step of the submit run during which the process is killed (``input_file``,
+    ``batch_job``)."""
     kill_delay: float
     """Seconds after that step started at which the process is killed."""
     concurrent_launch: bool
@@ -210,8 +220,8 @@ def label(partition: str | None) -> str:
 
 
 def _rate(rng: random.Random, chance: float, low: float, high: float) -> float | None:
-    """A fault rate in [low, high] with probability ``chance``, skewed towards ``low`` (storms are rarer
-    than drizzle). Always two draws, so the draws that follow stay aligned."""
+    """A fault rate in [low, high] with probability ``chance``, skewed towards ``low`` (storms are
+    rarer than drizzle). Always two draws, so the draws that follow stay aligned."""
     on, value = rng.random() < chance, round(low + (high - low) * rng.random() ** 2, 3)
     return value if on else None
 
@@ -363,12 +373,13 @@ def make_rows(scenario: Scenario, partition: str | None) -> list[dict[str, Any]]
     ]
 
 
-# ---------------------------------------------------------------------------------------------- definitions
+# ---------------------------------------------------------------- definitions
 
 
 @dataclass
 class CampaignDefinitions:
-    """The source asset, the pipeline and the sensor of one scenario (built the same in every process)."""
+    """The source asset, the pipeline and the sensor of one scenario (built the same in every
+    process)."""
 
     scenario: Scenario
     source: dg.AssetsDefinition
@@ -417,9 +428,10 @@ def build_definitions(scenario: Scenario) -> CampaignDefinitions:
 class StartingLineResource(OpenAIBatchResource):
     """The library's resource, whose run waits at a starting line while it sets its resources up.
 
-    Dagster sets resources up just before the first step, here ``batch_job`` (the only step of the run):
-    two processes' runs released together then look for and create their batches at the same moment,
-    not a few hundred milliseconds apart as two whole launches (serialized by SQLite's locks) would.
+    Dagster sets resources up just before the first step, here ``batch_job`` (the only step of the
+    run): two processes' runs released together then look for and create their batches at the same
+    moment, not a few hundred milliseconds apart as two whole launches (serialized by SQLite's
+    locks) would.
     """
 
     ready_file: str
@@ -484,7 +496,8 @@ class World:
         resource: OpenAIBatchResource,
         config: dict[str, Any] | None = None,
     ) -> dg.ExecuteInProcessResult:
-        """``submit`` (rows, input_file, batch_job), ``input`` (rows, input_file) or ``batch_job`` alone."""
+        """``submit`` (rows, input_file, batch_job), ``input`` (rows, input_file) or ``batch_job``
+        alone."""
         selection = {
             "submit": None,
             "input": [self.defs.source, self.defs.pipeline.input_file],
@@ -504,7 +517,7 @@ class World:
         )
 
 
-# ---------------------------------------------------------------------------------------------- report
+# ---------------------------------------------------------------- report
 
 
 @dataclass
@@ -517,14 +530,16 @@ class ScenarioReport:
         default_factory=lambda: {name: [] for name in INVARIANTS}
     )
     notes: list[str] = field(default_factory=list)
-    """What happened on the way (kill outcome, failed runs and ticks, …): for replaying a failure."""
+    """What happened on the way (kill outcome, failed runs and ticks, …): for replaying a
+    failure."""
     crash: str | None = None
     """A traceback if the harness itself failed (not an invariant violation)."""
     counters: Counter[str] = field(default_factory=Counter)
     """How often things happened that are not violations (a tick failing once, a run launched again,
     a duplicate batch cancelled before it ran, …): evidence that the faults were exercised."""
     gave_up: list[str] = field(default_factory=list)
-    """Runs that failed `RUN_ATTEMPTS` times (a partition never submitted has no results to check)."""
+    """Runs that failed `RUN_ATTEMPTS` times (a partition never submitted has no results to
+    check)."""
 
     @property
     def ok(self) -> bool:
@@ -552,7 +567,7 @@ class ScenarioReport:
         return "\n".join(lines)
 
 
-# ---------------------------------------------------------------------------------------------- the run
+# ---------------------------------------------------------------- the run
 
 
 class TickFailed(Exception):
@@ -564,7 +579,8 @@ def _first_line(text: str, limit: int = 300) -> str:
 
 
 def _last_cause(text: str) -> str:
-    """The most telling line of a Dagster error text: the last "caused by" exception, else the first line."""
+    """The most telling line of a Dagster error text: the last "caused by" exception, else the first
+    line."""
     causes = [
         line for line in text.splitlines() if line and not line.startswith(" ") and "Error" in line
     ]
@@ -613,7 +629,8 @@ class ScenarioRun:
     def operate(
         self, action: str, partition: str | None, config: dict[str, Any] | None = None
     ) -> bool:
-        """Launch a run in process; relaunch a failed one, as an operator would, up to `RUN_ATTEMPTS` times."""
+        """Launch a run in process; relaunch a failed one, as an operator would, up to
+        `RUN_ATTEMPTS` times."""
         what = f"{action}{' ' + json.dumps(config) if config else ''} [{label(partition)}]"
         for attempt in range(1, RUN_ATTEMPTS + 1):
             started = time.monotonic()
@@ -670,8 +687,8 @@ class ScenarioRun:
         return {run.run_id for run in self.instance.get_runs()}
 
     def killed_submit(self, partition: str | None) -> None:
-        """A submit run in another process, killed with SIGKILL `kill_delay` s after its `kill_step` started
-        (waiting on the run's events, not on the clock)."""
+        """A submit run in another process, killed with SIGKILL `kill_delay` s after its `kill_step`
+        started (waiting on the run's events, not on the clock)."""
         known = self.run_ids()
         process = self.spawn("submit", partition, "killed-submit")
         step_key = f"{PIPELINE}__{self.s.kill_step}"
@@ -745,7 +762,8 @@ class ScenarioRun:
     def apply(
         self, defs: dg.Definitions, result: dg.SensorResult, launched_keys: set[str]
     ) -> list[str]:
-        """Apply one tick's result as the daemon does: events, then run requests deduplicated by run_key."""
+        """Apply one tick's result as the daemon does: events, then run requests deduplicated by
+        run_key."""
         for event in result.asset_events:
             self.instance.report_runless_asset_event(event)
         return launch_run_requests(
@@ -760,7 +778,8 @@ class ScenarioRun:
     def concurrent_tick(
         self, defs: dg.Definitions, cursor: str | None
     ) -> tuple[str | None, list[str]]:
-        """Two evaluations of the sensor at once (two instance objects, like two daemons), both applied."""
+        """Two evaluations of the sensor at once (two instance objects, like two daemons), both
+        applied."""
         sensor = defs.resolve_sensor_def(SENSOR_NAME)
         other = dg.DagsterInstance.local_temp(str(self.world.home))
         results: list[dg.SensorResult | None] = [None, None]
@@ -813,8 +832,9 @@ class ScenarioRun:
     ) -> None:
         """Tick until nothing is in flight and no event is pending (at most ``deadline_seconds``).
 
-        ``events`` maps ``relaunch``/``cancel``/``cursor_reset``/``concurrent_tick`` to the tick before
-        which it happens (an event still pending when the sensor is idle happens at the next tick).
+        ``events`` maps ``relaunch``/``cancel``/``cursor_reset``/``concurrent_tick`` to the tick
+        before which it happens (an event still pending when the sensor is idle happens at the next
+        tick).
         """
         order = ("relaunch", "cancel", "cursor_reset", "concurrent_tick")
         pending = dict(events)
@@ -825,8 +845,8 @@ class ScenarioRun:
             self._ticks(order, pending, started + deadline_seconds, stage, launched, slowest)
         finally:
             self.note(
-                f"{stage}: {len(launched)} results run(s) launched; slowest tick {slowest[0]:.2f}s; "
-                f"{time.monotonic() - started:.2f}s in all"
+                f"{stage}: {len(launched)} results run(s) launched; slowest tick "
+                f"{slowest[0]:.2f}s; {time.monotonic() - started:.2f}s in all"
             )
 
     def _ticks(
@@ -844,13 +864,7 @@ class ScenarioRun:
             due = [name for name in order if name in pending and pending[name] <= tick]
             for name in due:
                 del pending[name]
-            if "relaunch" in due:
-                self.relaunch()
-            if "cancel" in due:
-                self.cancel()
-            if "cursor_reset" in due:
-                self.note(f"{stage}: cursor reset to None before tick {tick}")
-                self.cursor = None
+            self._before_tick(due, stage, tick)
             defs = self.defs.definitions(self.resource())
             succeeded = False
             tick_started = time.monotonic()
@@ -865,24 +879,7 @@ class ScenarioRun:
                 succeeded = True
                 self.failed_ticks_in_a_row = 0
             except Exception as error:
-                text = f"{type(error).__name__}: {error}"
-                self.errors_seen.append(text + "".join(traceback.format_exception(error)))
-                self.failed_ticks_in_a_row += 1
-                self.report.counters["tick failed"] += 1
-                if self.failed_ticks_in_a_row <= 2:
-                    self.note(f"{stage}: tick {tick} failed: {_first_line(text)}")
-                if (
-                    self.failed_ticks_in_a_row >= 2
-                ):  # one violation per streak, its length kept up to date
-                    streak = (
-                        f"{self.failed_ticks_in_a_row} ticks failed in a row (the last: {stage} tick {tick}): "
-                        f"{_first_line(text)}"
-                    )
-                    found = self.report.violations["4_no_repeated_failed_tick"]
-                    if self.failed_ticks_in_a_row == 2:
-                        found.append(streak)
-                    else:
-                        found[-1] = streak
+                self._tick_failed(error, stage, tick)
             slowest[0] = max(slowest[0], time.monotonic() - tick_started)
             if succeeded and not self.in_flight():
                 if not pending:
@@ -898,6 +895,37 @@ class ScenarioRun:
                 self.note(self.deadline_hit[-1])
                 return
             time.sleep(TICK_PAUSE_SECONDS)
+
+    def _before_tick(self, due: Sequence[str], stage: str, tick: int) -> None:
+        """The events due before ``tick``: relaunch, cancel, cursor reset."""
+        if "relaunch" in due:
+            self.relaunch()
+        if "cancel" in due:
+            self.cancel()
+        if "cursor_reset" in due:
+            self.note(f"{stage}: cursor reset to None before tick {tick}")
+            self.cursor = None
+
+    def _tick_failed(self, error: Exception, stage: str, tick: int) -> None:
+        """Count a failed tick; two in a row are one violation per streak (its length kept up to
+        date)."""
+        text = f"{type(error).__name__}: {error}"
+        self.errors_seen.append(text + "".join(traceback.format_exception(error)))
+        self.failed_ticks_in_a_row += 1
+        self.report.counters["tick failed"] += 1
+        if self.failed_ticks_in_a_row <= 2:
+            self.note(f"{stage}: tick {tick} failed: {_first_line(text)}")
+        if self.failed_ticks_in_a_row < 2:
+            return
+        streak = (
+            f"{self.failed_ticks_in_a_row} ticks failed in a row (the last: {stage} tick "
+            f"{tick}): {_first_line(text)}"
+        )
+        found = self.report.violations["4_no_repeated_failed_tick"]
+        if self.failed_ticks_in_a_row == 2:
+            found.append(streak)
+        else:
+            found[-1] = streak
 
     def relaunch(self) -> None:
         partition = self.s.partitions[0]
@@ -923,23 +951,13 @@ class ScenarioRun:
         for index, partition in enumerate(self.s.partitions):
             if index == 0 and self.s.kill:
                 self.killed_submit(partition)
-            if index == 0 and self.s.concurrent_launch:
-                if self.concurrent_batch_jobs(partition):
-                    continue
+            if index == 0 and self.s.concurrent_launch and self.concurrent_batch_jobs(partition):
+                continue
             self.operate("submit", partition)
         timings["submit"] = time.monotonic() - start
 
         start = time.monotonic()
-        events: dict[str, int] = {}
-        if self.s.relaunch:
-            events["relaunch"] = self.s.relaunch_tick
-        if self.s.cancel_tick is not None:
-            events["cancel"] = self.s.cancel_tick
-        if self.s.cursor_reset_tick is not None:
-            events["cursor_reset"] = self.s.cursor_reset_tick
-        if self.s.concurrent_tick is not None:
-            events["concurrent_tick"] = self.s.concurrent_tick
-        self.tick_loop(events, "collect")
+        self.tick_loop(self._collect_events(), "collect")
         self.held = False
         timings["collect"] = time.monotonic() - start
 
@@ -955,32 +973,28 @@ class ScenarioRun:
                 self.tick_loop({}, "resubmit")
             timings["resubmit"] = time.monotonic() - start
 
+    def _collect_events(self) -> dict[str, int]:
+        """The scenario's events during collection, each with the tick it happens before."""
+        ticks = {
+            "relaunch": self.s.relaunch_tick if self.s.relaunch else None,
+            "cancel": self.s.cancel_tick,
+            "cursor_reset": self.s.cursor_reset_tick,
+            "concurrent_tick": self.s.concurrent_tick,
+        }
+        return {name: tick for name, tick in ticks.items() if tick is not None}
+
     # -- checks
 
-    def latest_results(self, partition: str | None) -> dict[str, Any] | None:
-        records = self.instance.fetch_materializations(
-            dg.AssetRecordsFilter(
-                asset_key=self.defs.pipeline.results.key,
-                asset_partitions=[partition] if partition is not None else None,
-            ),
-            limit=1,
-        ).records
-        if not records or records[0].asset_materialization is None:
-            return None
-        return {k: v.value for k, v in records[0].asset_materialization.metadata.items()}
+    def latest_results(self, partition: str | None) -> ResultsRecord | None:
+        return latest_record(
+            self.instance, self.defs.pipeline.results.key, partition, ResultsRecord
+        )
 
     def latest_batch_ids(self, partition: str | None) -> list[str]:
-        records = self.instance.fetch_materializations(
-            dg.AssetRecordsFilter(
-                asset_key=self.defs.pipeline.batch_job.key,
-                asset_partitions=[partition] if partition is not None else None,
-            ),
-            limit=1,
-        ).records
-        if not records or records[0].asset_materialization is None:
-            return []
-        value = records[0].asset_materialization.metadata.get("batch_ids")
-        return list(value.value) if value is not None else []  # type: ignore[arg-type]
+        job = latest_record(
+            self.instance, self.defs.pipeline.batch_job.key, partition, BatchJobRecord
+        )
+        return job.batch_id_list if job is not None else []
 
     def results_runs(self) -> list[dg.DagsterRun]:
         return list(self.instance.get_runs(dg.RunsFilter(job_name=f"{PIPELINE}_results")))
@@ -1038,7 +1052,7 @@ class ScenarioRun:
                     "1_results_exactly_once", f"{where}: no results materialization{late}"
                 )
                 continue
-            uri = str(latest.get("results_uri", ""))
+            uri = latest.results_uri
             try:
                 ids = pq.read_table(uri, columns=["custom_id"]).column("custom_id").to_pylist()
             except Exception as error:
@@ -1054,9 +1068,10 @@ class ScenarioRun:
             if missing or duplicated or unexpected:
                 self.violation(
                     "1_results_exactly_once",
-                    f"{where}: of {len(expected)} custom_ids, {len(missing)} missing {missing[:3]}, "
-                    f"{len(duplicated)} duplicated {duplicated[:3]}, {len(unexpected)} unexpected "
-                    f"{unexpected[:3]} in {Path(uri).name} (batches {latest.get('batch_ids')}){late}",
+                    f"{where}: of {len(expected)} custom_ids, {len(missing)} missing "
+                    f"{missing[:3]}, {len(duplicated)} duplicated {duplicated[:3]}, "
+                    f"{len(unexpected)} unexpected {unexpected[:3]} in {Path(uri).name} "
+                    f"(batches {latest.batch_id_list}){late}",
                 )
 
     def check_paid_batches(self) -> None:
@@ -1089,12 +1104,12 @@ class ScenarioRun:
                 live = [a for a in paid[:index] if _adoptable_until(a, rows[a.id]) > created]
                 if live:
                     first = live[0]
+                    after = created - rows[first.id].get("created_at", 0.0)
                     self.violation(
                         "2_one_paid_batch",
                         f"key {key!r}: {later.id} ({later.status}, {_done(later)} run, by run "
-                        f"{(later.metadata or {}).get('dagster_run_id', '?')[:8]}) created "
-                        f"{created - rows[first.id].get('created_at', 0.0):+.2f}s after {first.id} ({first.status}, "
-                        f"{_done(first)} run, by run {(first.metadata or {}).get('dagster_run_id', '?')[:8]}) "
+                        f"{_run_of(later)}) created {after:+.2f}s after {first.id} "
+                        f"({first.status}, {_done(first)} run, by run {_run_of(first)}) "
                         "which could still be adopted",
                     )
         self.note(
@@ -1138,7 +1153,8 @@ class ScenarioRun:
                 why = f" ({failures[tag]} failed)" if failures[tag] else ""
                 self.violation(
                     "3_one_results_run",
-                    f"[{label(partition)}]: no successful results run for the newest set {tag}{why}",
+                    f"[{label(partition)}]: no successful results run for the newest set "
+                    f"{tag}{why}",
                 )
 
     def check_key(self) -> None:
@@ -1164,16 +1180,8 @@ class ScenarioRun:
                 self.violation(
                     "6_no_partial_file", f"partial file left: {path.relative_to(workdir)}"
                 )
-        uris: set[str] = set()
-        records = self.instance.fetch_materializations(
-            self.defs.pipeline.results.key, limit=10_000
-        ).records
-        for record in records:
-            if record.asset_materialization is not None:
-                value = record.asset_materialization.metadata.get("results_uri")
-                if value is not None:
-                    uris.add(str(value.value))
         storage = self.world.home / "storage" / "openai_batch"
+        uris = self.recorded_results_uris()
         uris |= {str(p) for p in _files(storage) if p.suffix == ".parquet"}
         for uri in sorted(uris):
             try:
@@ -1185,9 +1193,7 @@ class ScenarioRun:
         for path in _files(storage):
             if path.suffix == ".jsonl":
                 try:
-                    for line in path.read_bytes().splitlines():
-                        if line.strip():
-                            json.loads(line)
+                    _read_jsonl(path)
                 except ValueError as error:
                     self.violation(
                         "6_no_partial_file", f"broken JSONL {path.relative_to(workdir)}: {error}"
@@ -1198,6 +1204,32 @@ class ScenarioRun:
                 f"{len(leftovers)} temporary file(s) left beside final paths (not at them): "
                 f"{[p.name for p in leftovers[:3]]}"
             )
+
+    def recorded_results_uris(self) -> set[str]:
+        """The tables every ``results`` materialization recorded."""
+        uris: set[str] = set()
+        records = self.instance.fetch_materializations(
+            self.defs.pipeline.results.key, limit=10_000
+        ).records
+        for record in records:
+            if record.asset_materialization is not None:
+                with contextlib.suppress(StageRecordError):
+                    results = ResultsRecord.read(record.asset_materialization.metadata)
+                    if results.results_uri:
+                        uris.add(results.results_uri)
+        return uris
+
+
+def _run_of(batch: Any) -> str:
+    """The short id of the Dagster run that created ``batch``."""
+    return str((batch.metadata or {}).get("dagster_run_id", "?"))[:8]
+
+
+def _read_jsonl(path: Path) -> None:
+    """Parse every line of ``path`` (ValueError on a broken one)."""
+    for line in path.read_bytes().splitlines():
+        if line.strip():
+            json.loads(line)
 
 
 def _files(root: Path) -> Iterable[Path]:
@@ -1212,8 +1244,8 @@ def _done(batch: Any) -> int:
 
 
 def _is_paid(batch: Any) -> bool:
-    """Whether a batch costs anything: not one that failed validation, nor one that ended (cancelled,
-    expired) before any request ran. A batch still running counts: it will be billed."""
+    """Whether a batch costs anything: not one that failed validation, nor one that ended
+    (cancelled, expired) before any request ran. A batch still running counts: it will be billed."""
     if batch.status == "failed":
         return False
     return not (batch.status in ("cancelled", "cancelling", "expired") and _done(batch) == 0)
@@ -1230,13 +1262,14 @@ def _adoptable_until(batch: Any, row: dict[str, Any]) -> float:
     return math.inf
 
 
-# ---------------------------------------------------------------------------------------------- entry points
+# ---------------------------------------------------------------- entry points
 
 
 def run_scenario(
     seed: int, workdir: Path, *, before_checks: Callable[[ScenarioRun], None] | None = None
 ) -> ScenarioReport:
-    """Play scenario ``seed`` in ``workdir`` (created if needed; left in place) and check every invariant.
+    """Play scenario ``seed`` in ``workdir`` (created if needed; left in place) and check every
+    invariant.
 
     ``before_checks`` (for the harness's own tests) gets the played `ScenarioRun` before the checks.
     """
@@ -1349,10 +1382,11 @@ def _process_main(
     barrier: tuple[str, str] | None,
     log_path: str,
 ) -> None:
-    """One run in another process: the scenario's definitions on the same Dagster home and emulator dir.
+    """One run in another process: the scenario's definitions on the same Dagster home and emulator
+    dir.
 
-    With ``barrier`` (ready file, go file): the run says it is ready when it sets its resources up, and
-    goes on when told, to race another process (see `StartingLineResource`).
+    With ``barrier`` (ready file, go file): the run says it is ready when it sets its resources up,
+    and goes on when told, to race another process (see `StartingLineResource`).
     """
     log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     os.dup2(log, 1)
@@ -1371,8 +1405,9 @@ def _process_main(
 
 
 def scratch_root() -> str | None:
-    """Where scenario directories go: ``$CAMPAIGN_TMPDIR``, else ``/dev/shm`` when it is a writable tmpfs
-    (SQLite's fsyncs then cost nothing: a scenario runs 2-3x faster), else the system's temp dir."""
+    """Where scenario directories go: ``$CAMPAIGN_TMPDIR``, else ``/dev/shm`` when it is a writable
+    tmpfs (SQLite's fsyncs then cost nothing: a scenario runs 2-3x faster), else the system's temp
+    dir."""
     chosen = os.environ.get("CAMPAIGN_TMPDIR")
     if chosen:
         return chosen

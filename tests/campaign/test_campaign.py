@@ -1,8 +1,9 @@
-"""The fault campaign in CI: half of a fixed slice of seeds (the other half is in test_campaign_more.py,
-so that pytest-xdist's ``--dist loadfile`` spreads the slice over two workers).
+"""The fault campaign in CI: half of a fixed slice of seeds (the other half is in
+test_campaign_more.py, so that pytest-xdist's ``--dist loadfile`` spreads the slice over two
+workers).
 
-Each scenario plays submissions, faults and sensor ticks on a real Dagster instance and must violate no
-invariant; a failure prints the drawn scenario and the command replaying it. A thousand seeds:
+Each scenario plays submissions, faults and sensor ticks on a real Dagster instance and must violate
+no invariant; a failure prints the drawn scenario and the command replaying it. A thousand seeds:
 ``.venv/bin/python benchmarks/fault_campaign.py --count 1000 --workers 2``.
 """
 
@@ -62,7 +63,9 @@ def plant_one_violation_of_each_invariant(run: ScenarioRun) -> None:
     )
     assert rerun.success
     # 1: one custom_id lost and another doubled in the final results table
-    results_uri = run.latest_results(None)["results_uri"]
+    latest = run.latest_results(None)
+    assert latest is not None
+    results_uri = latest.results_uri
     table = pq.read_table(results_uri)
     pq.write_table(pa.concat_tables([table.slice(1), table.slice(1, 1)]), results_uri)
     # 2: a second batch under the key of a live one (it will run: paid twice)

@@ -1,4 +1,5 @@
-"""The sensor and the assets when batches expire, are cancelled, fail validation or lose requests."""
+"""The sensor and the assets when batches expire, are cancelled, fail validation or lose
+requests."""
 
 import time
 from pathlib import Path
@@ -6,7 +7,7 @@ from pathlib import Path
 import dagster as dg
 import pyarrow.parquet as pq
 import pytest
-from pipeline_helpers import results_metadata, run_sensor_until_idle
+from pipeline_helpers import recorded, run_sensor_until_idle, table_metadata
 
 from dagster_openai_batch import (
     OpenAIBatchResource,
@@ -16,6 +17,11 @@ from dagster_openai_batch import (
 )
 from dagster_openai_batch.core.resubmit import count_resubmittable
 from dagster_openai_batch.dagster.sensor import SensorCursor
+from dagster_openai_batch.dagster.stage_records import (
+    BatchJobRecord,
+    BatchStatusRecord,
+    ResultsRecord,
+)
 from dagster_openai_batch.demo.run import evaluate_sensor_once
 from dagster_openai_batch.emulator import Emulator
 
@@ -70,8 +76,21 @@ def check_results(instance: dg.DagsterInstance) -> dict[str, bool]:
     return {key.name: records[key].event.dagster_event.event_specific_data.passed for key in keys}
 
 
-def statuses(meta: dict) -> list[str]:
-    return pq.read_table(meta["results_uri"], columns=["status"]).column("status").to_pylist()
+def statuses(results: ResultsRecord) -> list[str]:
+    return pq.read_table(results.results_uri, columns=["status"]).column("status").to_pylist()
+
+
+def latest_job(instance: dg.DagsterInstance) -> BatchJobRecord:
+    return recorded(instance, PIPELINE.batch_job.key, BatchJobRecord)
+
+
+def latest_results(instance: dg.DagsterInstance) -> ResultsRecord:
+    return recorded(instance, PIPELINE.results.key, ResultsRecord)
+
+
+def latest_observation(instance: dg.DagsterInstance) -> BatchStatusRecord:
+    observed = instance.fetch_observations(PIPELINE.batch_job.key, limit=1).records[0]
+    return BatchStatusRecord.read(observed.asset_observation.metadata)
 
 
 def resubmit(resource, instance, source=questions, **config) -> dg.ExecuteInProcessResult:
@@ -98,11 +117,11 @@ def test_expired_batch_gets_results_with_partial_output(instance, emulator_dir):
     time.sleep(0.2)
     _, runs = run_sensor_until_idle(defs, instance)
     assert len(runs) == 1
-    meta = results_metadata(instance, PIPELINE.results.key)
-    found = statuses(meta)
+    results = latest_results(instance)
+    found = statuses(results)
     assert len(found) == 25
     assert set(found) == {"succeeded", "expired"}
-    assert meta["status_expired"] == found.count("expired") > 0
+    assert results.status_expired == found.count("expired") > 0
     checks = check_results(instance)
     assert checks == {
         "every_request_accounted_once": True,
@@ -114,14 +133,12 @@ def test_expired_batch_gets_results_with_partial_output(instance, emulator_dir):
 def test_cancelled_batch_gets_results_for_the_finished_part(instance, emulator_dir):
     resource = OpenAIBatchResource(emulator_dir=str(emulator_dir), emulator_pace="realistic")
     defs = setup(resource, instance)
-    batch_id = results_metadata(instance, PIPELINE.batch_job.key)["batch_ids"][0]
+    batch_id = latest_job(instance).batch_id_list[0]
     Emulator(emulator_dir).openai_client().batches.cancel(batch_id)
     _, runs = run_sensor_until_idle(defs, instance, timeout=30)
     assert len(runs) == 1
-    meta = results_metadata(instance, PIPELINE.results.key)
-    assert statuses(meta) == ["cancelled"] * 25
-    observed = instance.fetch_observations(PIPELINE.batch_job.key, limit=1).records[0]
-    assert observed.asset_observation.metadata["status"].value == "cancelled"
+    assert statuses(latest_results(instance)) == ["cancelled"] * 25
+    assert latest_observation(instance).status == "cancelled"
 
 
 def test_batch_failing_validation_gets_a_red_check_run_and_no_results(instance, emulator_dir):
@@ -135,10 +152,10 @@ def test_batch_failing_validation_gets_a_red_check_run_and_no_results(instance, 
     assert len(runs) == 1  # batches_accepted alone: nothing to download
     assert instance.get_latest_materialization_event(PIPELINE.results.key) is None
     assert SensorCursor.model_validate_json(cursor).in_flight == []
-    observed = instance.fetch_observations(PIPELINE.batch_job.key, limit=1).records[0]
-    metadata = observed.asset_observation.metadata
-    assert metadata["status"].value == "failed"
-    assert "token_limit_exceeded" in metadata["errors"].value
+    observed = latest_observation(instance)
+    assert observed.status == "failed"
+    assert observed.errors is not None
+    assert "token_limit_exceeded" in observed.errors.value
     check = dg.AssetCheckKey(PIPELINE.batch_job.key, "batches_accepted")
     latest = instance.event_log_storage.get_latest_asset_check_execution_by_key([check])[check]
     assert latest.event.dagster_event.event_specific_data.passed is False
@@ -149,12 +166,10 @@ def test_batch_failing_validation_gets_a_red_check_run_and_no_results(instance, 
         selection=dg.AssetSelection.checks(PIPELINE.accepted_check),
     )
     evaluation = looked_up.get_asset_check_evaluations()[0]
-    assert (
-        evaluation.passed is False
-    )
-    assert (
-        "token_limit_exceeded" in evaluation.metadata["errors"].value
-    )
+    assert evaluation.passed is False
+    looked = BatchStatusRecord.read(evaluation.metadata)
+    assert looked.errors is not None
+    assert "token_limit_exceeded" in looked.errors.value
 
 
 def test_failed_requests_resubmitted_and_merged_back(instance, emulator_dir):
@@ -165,23 +180,25 @@ def test_failed_requests_resubmitted_and_merged_back(instance, emulator_dir):
     )
     defs = setup(resource, instance)
     cursor, _ = run_sensor_until_idle(defs, instance)
-    first = results_metadata(instance, PIPELINE.results.key)
-    assert first["status_failed"] > 0
+    first = latest_results(instance)
+    assert first.status_failed > 0
     assert check_results(instance)["failed_share_below_threshold"] is False
 
     assert resubmit(resource, instance).success
-    job = results_metadata(instance, PIPELINE.batch_job.key)
-    assert job["followup_of"] == first["results_uri"]
-    retryable = count_resubmittable(first["results_uri"])  # 429/5xx only: 400s would fail again
-    assert 0 < retryable < first["status_failed"]
-    assert job["requests"] == retryable
+    job = latest_job(instance)
+    assert job.followup_of == first.results_uri
+    retryable = count_resubmittable(first.results_uri)  # 429/5xx only: 400s would fail again
+    assert 0 < retryable < first.status_failed
+    assert job.requests == retryable
+    assert job.expected_rows == 25
     _, runs = run_sensor_until_idle(defs, instance, cursor=cursor)
     assert len(runs) == 1
-    merged = results_metadata(instance, PIPELINE.results.key)
-    table = pq.read_table(merged["results_uri"])
+    merged = latest_results(instance)
+    table = pq.read_table(merged.results_uri)
     assert sorted(table.column("custom_id").to_pylist()) == sorted(r["id"] for r in ROWS)
-    assert merged["status_failed"] < first["status_failed"]
-    assert merged["status_succeeded"] + merged["status_failed"] == 25
+    assert merged.status_failed < first.status_failed
+    assert merged.status_succeeded + merged.status_failed == 25
+    assert merged.covered_batch_ids == [*first.batch_id_list, *job.batch_id_list]
     assert "question" in table.column_names
     assert check_results(instance)["every_request_accounted_once"] is True
 
@@ -228,11 +245,11 @@ def test_sensor_drops_a_batch_the_service_no_longer_knows(instance, resource):
     instance.report_runless_asset_event(
         dg.AssetMaterialization(
             asset_key=PIPELINE.batch_job.key,
-            metadata={"batch_ids": dg.MetadataValue.json(["batch_doesnotexist"])},
+            metadata={**BatchJobRecord(batch_ids=dg.MetadataValue.json(["batch_doesnotexist"]))},
         )
     )
     defs = setup(resource, instance)
-    real = results_metadata(instance, PIPELINE.batch_job.key)["batch_ids"]
+    real = latest_job(instance).batch_id_list
     cursor, runs = run_sensor_until_idle(defs, instance)
     assert len(runs) == 1
     assert instance.get_run_by_id(runs[0]).tags["dagster/run_key"].startswith(real[0] + "@")
@@ -242,7 +259,7 @@ def test_sensor_drops_a_batch_the_service_no_longer_knows(instance, resource):
 def test_cancel_through_batch_job_config_then_partial_results(instance, emulator_dir):
     resource = OpenAIBatchResource(emulator_dir=str(emulator_dir), emulator_pace="realistic")
     defs = setup(resource, instance)
-    submitted = results_metadata(instance, PIPELINE.batch_job.key)
+    submitted = latest_job(instance)
     cancel = dg.materialize(
         [questions, PIPELINE.input_file, PIPELINE.batch_job],
         instance=instance,
@@ -251,14 +268,15 @@ def test_cancel_through_batch_job_config_then_partial_results(instance, emulator
         run_config={"ops": {PIPELINE.batch_job.op.name: {"config": {"cancel": True}}}},
     )
     assert cancel.success
-    after = results_metadata(instance, PIPELINE.batch_job.key)
-    assert after["batch_ids"] == submitted["batch_ids"]
-    assert after["status"] == "cancelling"
-    assert after["requests"] == 25
-    assert after["part_uris"] == submitted["part_uris"]
+    after = latest_job(instance)
+    assert after.batch_id_list == submitted.batch_id_list
+    assert after.status == "cancelling"
+    assert after.requests == 25
+    assert after.part_uri_list == submitted.part_uri_list
+    assert after.handed_on() == submitted.handed_on()
     _, runs = run_sensor_until_idle(defs, instance, timeout=30)
     assert len(runs) == 1  # the two batch_job materializations share one run key
-    assert statuses(results_metadata(instance, PIPELINE.results.key)) == ["cancelled"] * 25
+    assert statuses(latest_results(instance)) == ["cancelled"] * 25
 
 
 def test_superseded_batch_set_is_not_collected_over_newer_results(instance, emulator_dir):
@@ -278,18 +296,16 @@ def test_superseded_batch_set_is_not_collected_over_newer_results(instance, emul
         resources={"openai_batch": fast},
     )
     assert submitted.success  # batch B: new content, finishes first
-    newer_ids = results_metadata(instance, PIPELINE.batch_job.key)["batch_ids"]
+    newer_ids = latest_job(instance).batch_id_list
     _, runs = run_sensor_until_idle(defs, instance, cursor=cursor, timeout=30)
     assert len(runs) == 1  # only B's results; A finished later and was superseded
-    final = results_metadata(instance, PIPELINE.results.key)
-    assert final["batch_ids"] == newer_ids
-    assert final["dagster/row_count"] == 5
+    assert latest_results(instance).batch_id_list == newer_ids
+    assert table_metadata(instance, PIPELINE.results.key).row_count == 5
 
 
 def test_failed_results_run_is_retried_after_batch_job_rematerializes(instance, resource, tmp_path):
     defs = setup(resource, instance)
-    job = results_metadata(instance, PIPELINE.batch_job.key)
-    inputs = Path(job["inputs_uri"])
+    inputs = Path(latest_job(instance).inputs_uri)
     hidden = tmp_path / "hidden.parquet"
     inputs.rename(hidden)  # the results run cannot read the inputs: it fails
     cursor, runs = run_sensor_until_idle(defs, instance)
@@ -303,7 +319,7 @@ def test_failed_results_run_is_retried_after_batch_job_rematerializes(instance, 
         selection=[PIPELINE.batch_job],
     )
     assert again.success
-    assert results_metadata(instance, PIPELINE.batch_job.key)["adopted"] == 1
+    assert latest_job(instance).adopted == 1
     _, runs = run_sensor_until_idle(defs, instance, cursor=cursor)
     assert len(runs) == 1
     assert instance.get_run_by_id(runs[0]).status == dg.DagsterRunStatus.SUCCESS
@@ -365,9 +381,9 @@ def test_permanent_failures_resent_only_when_asked(instance, emulator_dir):
     )
     defs = setup(resource, instance)
     run_sensor_until_idle(defs, instance)
-    first = results_metadata(instance, PIPELINE.results.key)
+    first = latest_results(instance)
     assert resubmit(resource, instance, include_permanent_failures=True).success
-    assert results_metadata(instance, PIPELINE.batch_job.key)["requests"] == first["status_failed"]
+    assert latest_job(instance).requests == first.status_failed
 
 
 def test_sensor_misconfiguration_fails_the_tick_with_one_clear_message(instance, resource):
@@ -375,7 +391,7 @@ def test_sensor_misconfiguration_fails_the_tick_with_one_clear_message(instance,
     instance.report_runless_asset_event(
         dg.AssetMaterialization(
             asset_key=PIPELINE.batch_job.key,
-            metadata={"batch_ids": dg.MetadataValue.json(["batch_1", "batch_2"])},
+            metadata={**BatchJobRecord(batch_ids=dg.MetadataValue.json(["batch_1", "batch_2"]))},
         )
     )
     cases = [
@@ -394,7 +410,8 @@ def test_sensor_misconfiguration_fails_the_tick_with_one_clear_message(instance,
                 resources={"openai_batch": bad},
             ),
         )
-        with pytest.raises(Exception) as raised:
+        # Any exception: its message is looked for along the cause chain below.
+        with pytest.raises(Exception) as raised:  # noqa: PT011
             evaluate_sensor_once(defs, instance, None)
         text = "".join(
             str(e) for e in (raised.value, raised.value.__cause__, raised.value.__context__) if e

@@ -5,13 +5,19 @@ from pathlib import Path
 import dagster as dg
 import pyarrow.parquet as pq
 import pytest
-from pipeline_helpers import results_metadata, run_sensor_until_idle
+from pipeline_helpers import recorded, run_sensor_until_idle, table_metadata
 
 from dagster_openai_batch import (
     OpenAIBatchResource,
     RequestTemplate,
     openai_batch_assets,
     openai_batch_sensor,
+)
+from dagster_openai_batch.dagster.stage_records import (
+    BatchJobRecord,
+    BatchStatusRecord,
+    InputFileRecord,
+    ResultsRecord,
 )
 from dagster_openai_batch.emulator import Emulator
 
@@ -77,32 +83,36 @@ def test_end_to_end_sensor_materializes_results_once(instance, resource):
     defs = build_defs(pipeline, resource)
     result = submit(pipeline, resource, instance)
     assert result.success
-    input_meta = results_metadata(instance, pipeline.input_file.key)
-    assert input_meta["requests"] == 25
-    assert input_meta["parts"] == 1
-    assert input_meta["file_ids"][0].startswith("file-")
-    assert input_meta["backend"] == "emulator"
-    job_meta = results_metadata(instance, pipeline.batch_job.key)
-    assert job_meta["status"] in {"validating", "in_progress", "finalizing", "completed"}
+    uploaded = recorded(instance, pipeline.input_file.key, InputFileRecord)
+    assert uploaded.requests == 25
+    assert uploaded.parts == 1
+    assert uploaded.file_id_list[0].startswith("file-")
+    assert uploaded.backend == "emulator"
+    job = recorded(instance, pipeline.batch_job.key, BatchJobRecord)
+    assert job.status in {"validating", "in_progress", "finalizing", "completed"}
 
     cursor, runs = run_sensor_until_idle(defs, instance)
     assert len(runs) == 1
     run = instance.get_run_by_id(runs[0])
     assert run.status == dg.DagsterRunStatus.SUCCESS
-    assert run.tags["dagster/run_key"].startswith(job_meta["batch_ids"][0] + "@")
+    assert run.tags["dagster/run_key"].startswith(job.batch_id_list[0] + "@")
 
-    meta = results_metadata(instance, pipeline.results.key)
-    assert meta["dagster/row_count"] == 25
-    assert meta["status_succeeded"] == 25
-    assert meta["input_tokens"] > 0
-    assert meta["output_tokens"] > 0
-    assert isinstance(meta["cost_usd"], float)
-    assert meta["cost_usd"] > 0
-    table = pq.read_table(meta["results_uri"])
+    results = recorded(instance, pipeline.results.key, ResultsRecord)
+    table_meta = table_metadata(instance, pipeline.results.key)
+    assert table_meta.row_count == 25
+    assert results.status_succeeded == 25
+    assert results.rows == 25
+    assert results.covered_batch_ids == job.batch_id_list
+    assert results.input_tokens > 0
+    assert results.output_tokens > 0
+    assert isinstance(results.cost_usd, float)
+    assert results.cost_usd > 0
+    table = pq.read_table(results.results_uri)
     assert sorted(table.column("custom_id").to_pylist()) == sorted(r["id"] for r in ROWS)
     assert set(table.column("question").to_pylist()) == {r["question"] for r in ROWS}
     assert all(table.column("answer").to_pylist())
-    columns = {c.name: c.type for c in meta["dagster/column_schema"].columns}
+    assert table_meta.column_schema is not None
+    columns = {c.name: c.type for c in table_meta.column_schema.columns}
     assert {"custom_id", "question", "status", "answer", "input_tokens"} <= set(columns)
 
     checks = instance.event_log_storage.get_latest_asset_check_execution_by_key(
@@ -122,9 +132,9 @@ def test_end_to_end_sensor_materializes_results_once(instance, resource):
     # Progress was observed on batch_job for the UI.
     observations = instance.fetch_observations(pipeline.batch_job.key, limit=10).records
     assert observations
-    assert (
-        observations[0].asset_observation.metadata["status"].value == "completed"
-    )
+    observed = BatchStatusRecord.read(observations[0].asset_observation.metadata)
+    assert observed.status == "completed"
+    assert observed.batch_id_list == job.batch_id_list
 
     # Later ticks, and a sensor whose cursor was lost, never request the same batch twice.
     cursor, again = run_sensor_until_idle(defs, instance, cursor=cursor)
@@ -136,7 +146,7 @@ def test_end_to_end_sensor_materializes_results_once(instance, resource):
 def test_retried_batch_job_adopts_instead_of_paying_twice(instance, resource, emulator_dir):
     pipeline = chat_pipeline()
     submit(pipeline, resource, instance)
-    first = results_metadata(instance, pipeline.batch_job.key)
+    first = recorded(instance, pipeline.batch_job.key, BatchJobRecord)
     again = dg.materialize(
         [questions, pipeline.batch_job],
         instance=instance,
@@ -144,9 +154,9 @@ def test_retried_batch_job_adopts_instead_of_paying_twice(instance, resource, em
         selection=[pipeline.batch_job],
     )
     assert again.success
-    second = results_metadata(instance, pipeline.batch_job.key)
-    assert second["batch_ids"] == first["batch_ids"]
-    assert second["adopted"] == 1
+    second = recorded(instance, pipeline.batch_job.key, BatchJobRecord)
+    assert second.batch_id_list == first.batch_id_list
+    assert second.adopted == 1
     client = Emulator(emulator_dir).openai_client()
     assert len(client.batches.list(limit=100).data) == 1
     forced = dg.materialize(
@@ -157,7 +167,8 @@ def test_retried_batch_job_adopts_instead_of_paying_twice(instance, resource, em
         run_config={"ops": {pipeline.batch_job.op.name: {"config": {"new_batches": True}}}},
     )
     assert forced.success
-    assert results_metadata(instance, pipeline.batch_job.key)["batch_ids"] != first["batch_ids"]
+    forced_job = recorded(instance, pipeline.batch_job.key, BatchJobRecord)
+    assert forced_job.batch_id_list != first.batch_id_list
     assert len(client.batches.list(limit=100).data) == 2
 
 
@@ -189,7 +200,7 @@ def test_bad_rows_fail_before_any_upload(instance, resource, emulator_dir):
 def test_wait_true_blocks_until_finished(instance, resource):
     pipeline = chat_pipeline(wait=True)
     submit(pipeline, resource, instance)
-    assert results_metadata(instance, pipeline.batch_job.key)["status"] == "completed"
+    assert recorded(instance, pipeline.batch_job.key, BatchJobRecord).status == "completed"
     result = dg.materialize(
         [pipeline.results],
         instance=instance,
@@ -228,8 +239,8 @@ def test_partitioned_pipeline_one_batch_set_per_partition(instance, resource):
     _, runs = run_sensor_until_idle(defs, instance)
     assert len(runs) == 2
     for day in ("2026-01-01", "2026-01-02"):
-        meta = results_metadata(instance, pipeline.results.key, day)
-        table = pq.read_table(meta["results_uri"])
+        results = recorded(instance, pipeline.results.key, ResultsRecord, day)
+        table = pq.read_table(results.results_uri)
         assert sorted(table.column("custom_id").to_pylist()) == [f"{day}-{i}" for i in range(5)]
         vectors = table.column("answer").to_pylist()
         assert len(vectors[0]) == 1536
@@ -260,9 +271,8 @@ def test_jsonl_file_source(instance, resource, tmp_path: Path):
         pipeline.assets, instance=instance, resources={"openai_batch": resource}
     )
     assert result.success
-    meta = results_metadata(instance, pipeline.results.key)
-    assert meta["dagster/row_count"] == 7
-    assert meta["status_succeeded"] == 7
+    assert table_metadata(instance, pipeline.results.key).row_count == 7
+    assert recorded(instance, pipeline.results.key, ResultsRecord).status_succeeded == 7
 
 
 def test_factory_rejects_inconsistent_arguments():
@@ -282,8 +292,8 @@ def test_storage_uri_works_like_a_local_path(instance, resource, tmp_path: Path)
         [questions, *pipeline.assets], instance=instance, resources={"openai_batch": resource}
     )
     assert result.success
-    meta = results_metadata(instance, pipeline.results.key)
-    assert meta["results_uri"].startswith(storage)
+    results = recorded(instance, pipeline.results.key, ResultsRecord)
+    assert results.results_uri.startswith(storage)
     handle = result.output_for_node(pipeline.results_op_name)
     assert handle.to_arrow().num_rows == 25
     assert list((tmp_path / "bucket" / "openai" / "qa" / "all" / "results").glob("*.parquet"))
@@ -318,8 +328,8 @@ def test_input_split_into_several_batches_is_joined_back_whole(instance, resourc
     pipeline = chat_pipeline(max_requests_per_file=10)
     defs = build_defs(pipeline, resource)
     assert submit(pipeline, resource, instance).success
-    assert results_metadata(instance, pipeline.input_file.key)["parts"] == 3
-    batch_ids = results_metadata(instance, pipeline.batch_job.key)["batch_ids"]
+    assert recorded(instance, pipeline.input_file.key, InputFileRecord).parts == 3
+    batch_ids = recorded(instance, pipeline.batch_job.key, BatchJobRecord).batch_id_list
     assert len(batch_ids) == 3
     _, runs = run_sensor_until_idle(defs, instance)
     assert len(runs) == 1
@@ -328,7 +338,7 @@ def test_input_split_into_several_batches_is_joined_back_whole(instance, resourc
         .tags["dagster/run_key"]
         .startswith("+".join(batch_ids) + "@")
     )
-    table = pq.read_table(results_metadata(instance, pipeline.results.key)["results_uri"])
+    table = pq.read_table(recorded(instance, pipeline.results.key, ResultsRecord).results_uri)
     assert sorted(table.column("custom_id").to_pylist()) == sorted(r["id"] for r in ROWS)
     assert set(table.column("batch_id").to_pylist()) == set(batch_ids)
 

@@ -15,11 +15,12 @@ from pathlib import Path
 import dagster as dg
 import pyarrow.parquet as pq
 import pytest
-from pipeline_helpers import results_metadata, run_sensor_until_idle
+from pipeline_helpers import recorded, run_sensor_until_idle
 from submitter import PIPELINE, definitions, submit
 
 from dagster_openai_batch import OpenAIBatchResource
 from dagster_openai_batch.dagster.sensor import SensorCursor
+from dagster_openai_batch.dagster.stage_records import BatchJobRecord, ResultsRecord
 from dagster_openai_batch.demo.run import SENSOR_NAME, evaluate_sensor_once
 from dagster_openai_batch.emulator import Emulator
 
@@ -38,7 +39,8 @@ def emulator_batches(emulator_dir: Path) -> list:
 
 
 def paid_per_key(emulator_dir: Path, partition: str) -> dict[str, list[str]]:
-    """Batches that cost money (not cancelled before running, not failed validation), by idempotency key."""
+    """Batches that cost money (not cancelled before running, not failed validation), by
+    idempotency key."""
     paid: dict[str, list[str]] = {}
     for b in emulator_batches(emulator_dir):
         meta = b.metadata or {}
@@ -55,8 +57,18 @@ def paid_per_key(emulator_dir: Path, partition: str) -> dict[str, list[str]]:
 
 
 def result_ids(instance: dg.DagsterInstance, partition: str) -> list[str]:
-    meta = results_metadata(instance, PIPELINE.results.key, partition)
-    return pq.read_table(meta["results_uri"], columns=["custom_id"]).column("custom_id").to_pylist()
+    uri = recorded(instance, PIPELINE.results.key, ResultsRecord, partition).results_uri
+    return pq.read_table(uri, columns=["custom_id"]).column("custom_id").to_pylist()
+
+
+def submitted_ids(instance: dg.DagsterInstance, partition: str) -> list[str]:
+    """The batch ids of the partition's latest ``batch_job``."""
+    return recorded(instance, PIPELINE.batch_job.key, BatchJobRecord, partition).batch_id_list
+
+
+def collected_ids(instance: dg.DagsterInstance, partition: str) -> list[str]:
+    """The batch ids the partition's latest ``results`` collected."""
+    return recorded(instance, PIPELINE.results.key, ResultsRecord, partition).batch_id_list
 
 
 def test_resubmitting_a_partition_again_and_again_keeps_the_sensor_green(instance, resource):
@@ -64,16 +76,17 @@ def test_resubmitting_a_partition_again_and_again_keeps_the_sensor_green(instanc
     cursor = None
     seen_sets = []
     for round_ in range(3):
-        # round 0: first submission; 1: a deliberate paid re-run; 2: a plain re-run (adopts round 1's batches)
+        # round 0: first submission; 1: a deliberate paid re-run;
+        # 2: a plain re-run (adopts round 1's batches)
         config = {"new_batches": True} if round_ == 1 else {}
         assert submit(instance, resource, "a", **config).success
-        seen_sets.append(results_metadata(instance, PIPELINE.batch_job.key, "a")["batch_ids"])
+        seen_sets.append(submitted_ids(instance, "a"))
         cursor, runs = run_sensor_until_idle(defs, instance, cursor=cursor)
         assert len(runs) == (0 if round_ == 2 else 1)
         assert all(instance.get_run_by_id(r).status == dg.DagsterRunStatus.SUCCESS for r in runs)
         assert sorted(result_ids(instance, "a")) == sorted(f"a{i}" for i in range(30))
     assert seen_sets[2] == seen_sets[1] != seen_sets[0]
-    assert results_metadata(instance, PIPELINE.results.key, "a")["batch_ids"] == seen_sets[1]
+    assert collected_ids(instance, "a") == seen_sets[1]
     # the sensor validated each finished set in its results run: one evaluation per run, no conflict
     check = PIPELINE.accepted_check_key
     history = instance.event_log_storage.get_asset_check_execution_history(check, limit=10)
@@ -101,10 +114,12 @@ def test_resubmitting_a_partition_again_and_again_keeps_the_sensor_green(instanc
 
 
 def test_a_malformed_record_and_an_unknown_batch_never_block_the_others(instance, resource):
+    key = BatchJobRecord.key("batch_ids")
     for metadata in (
-        {"batch_ids": "batch_1,batch_2"},
-        {"batch_ids": dg.MetadataValue.json([1, None])},
-        {"batch_ids": dg.MetadataValue.json(["batch_unknown"])},
+        {key: "batch_1,batch_2"},
+        {key: dg.MetadataValue.json([1, None])},
+        {**BatchJobRecord(batch_ids=dg.MetadataValue.json(["batch_unknown"]))},
+        {"batch_ids": "batch_3,batch_4"},  # the same, as written before the records
     ):
         instance.report_runless_asset_event(
             dg.AssetMaterialization(
@@ -114,9 +129,7 @@ def test_a_malformed_record_and_an_unknown_batch_never_block_the_others(instance
     assert submit(instance, resource, "a").success
     _, runs = run_sensor_until_idle(definitions(resource), instance)
     assert len(runs) == 1
-    assert sorted(result_ids(instance, "a")) == sorted(
-        f"a{i}" for i in range(30)
-    )
+    assert sorted(result_ids(instance, "a")) == sorted(f"a{i}" for i in range(30))
 
 
 def test_an_unreadable_cursor_starts_again_safely(instance, resource):
@@ -132,17 +145,13 @@ def test_an_older_set_is_never_collected_over_the_newest(instance, emulator_dir)
     slow = OpenAIBatchResource(emulator_dir=str(emulator_dir), emulator_pace="realistic")
     defs = definitions(slow)
     assert submit(instance, slow, "a").success  # set A: several seconds
-    older = results_metadata(instance, PIPELINE.batch_job.key, "a")["batch_ids"]
+    older = submitted_ids(instance, "a")
     fast = slow.model_copy(update={"emulator_pace": "fast"})
     assert submit(instance, fast, "a", new_batches=True).success  # set B: newer, finishes first
-    newer = results_metadata(instance, PIPELINE.batch_job.key, "a")["batch_ids"]
+    newer = submitted_ids(instance, "a")
     _, runs = run_sensor_until_idle(defs, instance, timeout=60)
-    assert (
-        len(runs) == 1
-    )
-    assert (
-        results_metadata(instance, PIPELINE.results.key, "a")["batch_ids"] == newer
-    )
+    assert len(runs) == 1
+    assert collected_ids(instance, "a") == newer
 
     # Collecting A explicitly is refused (it would overwrite B's answers), unless asked for.
     def collect(**config: object) -> dg.ExecuteInProcessResult:
@@ -170,7 +179,7 @@ def test_an_older_set_is_never_collected_over_the_newest(instance, emulator_dir)
     message = refused.get_step_failure_events()[0].event_specific_data.error.message
     assert "newer batch_job submission" in message
     assert "allow_superseded" in message
-    assert results_metadata(instance, PIPELINE.results.key, "a")["batch_ids"] == newer
+    assert collected_ids(instance, "a") == newer
     assert collect(allow_superseded=True).success
 
 
@@ -197,7 +206,8 @@ def test_two_processes_submitting_the_same_partition_at_once_pay_once(
         _, err = proc.communicate(timeout=240)
         assert proc.returncode == 0, err.decode()[-2000:]
     paid = paid_per_key(emulator_dir, "a")
-    assert len(paid) == 3 and all(len(ids) == 1 for ids in paid.values()), paid
+    assert len(paid) == 3, paid
+    assert all(len(ids) == 1 for ids in paid.values()), paid
     created = [
         b
         for b in emulator_batches(emulator_dir)
@@ -228,10 +238,11 @@ def test_a_submission_killed_after_creating_then_rerun_pays_once(instance, resou
     proc.wait(timeout=30)
     assert submit(instance, resource, "a").success  # the re-run
     paid = paid_per_key(emulator_dir, "a")
-    assert len(paid) == 3 and all(len(ids) == 1 for ids in paid.values()), paid
-    recorded = results_metadata(instance, PIPELINE.batch_job.key, "a")["batch_ids"]
-    assert sorted(recorded) == sorted(ids[0] for ids in paid.values())
-    _, runs = run_sensor_until_idle(definitions(resource), instance)
+    assert len(paid) == 3, paid
+    assert all(len(ids) == 1 for ids in paid.values()), paid
+    submitted = submitted_ids(instance, "a")
+    assert sorted(submitted) == sorted(ids[0] for ids in paid.values())
+    run_sensor_until_idle(definitions(resource), instance)
     assert sorted(result_ids(instance, "a")) == sorted(f"a{i}" for i in range(30))
     assert SensorCursor().in_flight == []
 
@@ -268,15 +279,11 @@ def test_a_tick_that_cannot_reach_the_service_writes_nothing_and_says_so_in_one_
         emulator_faults={"http_error_rate": 1.0},
     )
     events_before = len(instance.fetch_observations(PIPELINE.batch_job.key, limit=100).records)
-    with pytest.raises(Exception) as raised:
+    with pytest.raises(Exception, match=r"Could not look at 3 in-flight batch\(es\)") as raised:
         evaluate_sensor_once(definitions(down), instance, None)
     message = str(raised.value)
-    assert (
-        "Could not look at 3 in-flight batch(es)" in message
-    )
-    assert (
-        "next tick tries again" in message
-    )
+    assert "Could not look at 3 in-flight batch(es)" in message
+    assert "next tick tries again" in message
     assert "\n" not in message
     assert ".." not in message
     assert raised.value.__cause__ is None

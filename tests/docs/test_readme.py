@@ -32,7 +32,9 @@ def test_readme_python_example_runs(index: int, tmp_path: Path, monkeypatch):
     defs = namespace.get("defs")
     if isinstance(defs, dg.Definitions):
         # The example's pipeline really runs: submit, let the sensor collect, read the table.
-        from pipeline_helpers import results_metadata, run_sensor_until_idle
+        from pipeline_helpers import recorded, run_sensor_until_idle
+
+        from dagster_openai_batch.dagster.stage_records import ResultsRecord
 
         os.environ.pop("OPENAI_API_KEY", None)
         with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
@@ -43,7 +45,7 @@ def test_readme_python_example_runs(index: int, tmp_path: Path, monkeypatch):
             _, runs = run_sensor_until_idle(defs, instance)
             assert len(runs) == 1
             results_key = next(k for k in graph.get_all_asset_keys() if k.path[-1] == "results")
-            assert results_metadata(instance, results_key)["status_succeeded"] >= 1
+            assert recorded(instance, results_key, ResultsRecord).status_succeeded >= 1
 
 
 def test_definitions_py_validates_with_the_dagster_cli(tmp_path: Path):
@@ -71,7 +73,8 @@ def test_every_public_name_imports():
 
 
 def test_readme_pool_command_limits_submissions(tmp_path: Path):
-    """The README's `dagster instance concurrency set ...` line, run as written, limits batch_job's pool."""
+    """The README's `dagster instance concurrency set ...` line, run as written, limits
+    batch_job's pool."""
     section = README.split("**Two submissions at the same moment pay once.**", 1)[1]
     command = re.findall(r"```bash\n\s*(.*?)\n\s*```", section, flags=re.S)[0].split()
     assert command[:4] == ["dagster", "instance", "concurrency", "set"]

@@ -1,0 +1,300 @@
+"""What each stage records in its materialization metadata, and so hands the next stage.
+
+Stages run in different processes (and, with Kubernetes, on different machines), so the batch
+file ids and batch ids travel through Dagster's event log, not through local files. Each hand-off
+is one typed metadata set (a Dagster ``NamespacedMetadataSet``, like ``TableMetadataSet``), its
+keys namespaced ``openai_batch/`` (``openai_batch/batch_ids``, ``openai_batch/cost_usd``, …):
+
+- :class:`InputFileRecord`: what ``input_file`` uploaded, read by ``batch_job``;
+- :class:`BatchStatusRecord`: where a set of batches stands, recorded by the sensor's
+  observations of ``batch_job`` and by the ``batches_accepted`` check;
+- :class:`BatchJobRecord`: a ``BatchStatusRecord`` plus what ``results`` needs, read by the sensor,
+  by ``results`` and by the next ``batch_job`` (adoption);
+- :class:`ResultsRecord`: what ``results`` wrote, read by the sensor (already collected?) and by a
+  ``batch_job`` resubmission.
+
+Write a record with ``metadata={**Record(...)}``; read one with ``Record.read(metadata)`` or
+:func:`latest_record`. Nothing else indexes metadata by key. Metadata written before the records
+existed (bare keys) is still read: see :func:`with_legacy_keys`.
+
+Example:
+    >>> record = BatchJobRecord(batch_ids=dg.MetadataValue.json(["batch_1"]), status="completed")
+    >>> metadata = {**record}
+    >>> metadata["openai_batch/status"]
+    'completed'
+    >>> BatchJobRecord.read(metadata).batch_id_list
+    ['batch_1']
+    >>> BatchJobRecord.read({"batch_ids": dg.MetadataValue.json(["batch_1"])}).batch_id_list
+    ['batch_1']
+"""
+
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Self, TypeVar
+
+import dagster as dg
+from dagster._core.definitions.metadata import NamespacedMetadataSet
+from pydantic import ValidationError, field_validator
+
+NAMESPACE = "openai_batch"
+RESULT_STATUSES = ("succeeded", "failed", "expired", "cancelled", "missing")
+
+
+class StageRecordError(ValueError):
+    """A materialization's metadata does not hold a readable record (e.g. batch ids not a list)."""
+
+
+def _as_id_list(value: object) -> object:
+    """Lists of ids and URIs are kept as JSON metadata (a list in the UI): accepts a list of
+    non-empty strings, as a Python list or as JSON metadata, and refuses anything else."""
+    if value is None:
+        return None
+    data = value.value if isinstance(value, dg.MetadataValue) else value
+    if isinstance(data, list) and all(isinstance(item, str) and item for item in data):
+        return dg.MetadataValue.json(list(data))
+    raise ValueError(f"expected a list of ids, got {str(data)[:80]!r}")
+
+
+def _strings(value: dg.JsonMetadataValue | None) -> list[str]:
+    """The list held by a field :func:`_as_id_list` validated (empty when absent)."""
+    data = value.data if value is not None else None
+    return [str(item) for item in data] if isinstance(data, list) else []
+
+
+class StageRecord(NamespacedMetadataSet):
+    """Base of the records: the ``openai_batch`` namespace, reading with the legacy fallback."""
+
+    @classmethod
+    def namespace(cls) -> str:
+        return NAMESPACE
+
+    @classmethod
+    def key(cls, field: str) -> str:
+        """The metadata key of ``field``: ``openai_batch/<field>``."""
+        if field not in cls.model_fields:
+            raise KeyError(f"{cls.__name__} has no field {field!r}")
+        return cls._namespaced_key(field)
+
+    @classmethod
+    def read(cls, metadata: Mapping[str, Any]) -> Self:
+        """The record held by ``metadata`` (missing fields take their defaults).
+
+        Raises:
+            StageRecordError: a value has the wrong type (e.g. batch ids that are not a list).
+        """
+        try:
+            return cls.extract(with_legacy_keys(metadata))
+        except ValidationError as error:
+            problems = "; ".join(
+                f"{'.'.join(str(part) for part in e['loc'])}: {e['msg']}" for e in error.errors()
+            )
+            raise StageRecordError(f"unreadable {cls.__name__} metadata ({problems})") from None
+
+
+class InputFileRecord(StageRecord):
+    """What ``input_file`` uploaded: one file per part, made from input ``content_hash``."""
+
+    backend: str = ""
+    endpoint: str = ""
+    model: str = ""
+    file_ids: dg.JsonMetadataValue | None = None
+    parts: int = 0
+    requests: int = 0
+    bytes: int = 0
+    content_hash: str = ""
+    """Fingerprint of the input: with the pipeline, partition and part, the batches' key."""
+    storage_uri: str = ""
+    part_uris: dg.JsonMetadataValue | None = None
+    """Where a copy of each part (what was sent) is kept."""
+    inputs_uri: str = ""
+    """Where the input rows are kept ("" for a JSONL input), joined to the answers by results."""
+    preview: dg.JsonMetadataValue | None = None
+
+    check_lists = field_validator("file_ids", "part_uris", mode="before")(_as_id_list)
+
+    @property
+    def file_id_list(self) -> list[str]:
+        return _strings(self.file_ids)
+
+    @property
+    def part_uri_list(self) -> list[str]:
+        return _strings(self.part_uris)
+
+
+class BatchStatusRecord(StageRecord):
+    """Where a set of batches stands (``batch_job``, the sensor's observations, the check)."""
+
+    batch_ids: dg.JsonMetadataValue | None = None
+    status: str = ""
+    """The batches' statuses, sorted and comma-separated (``completed``, ``failed,in_progress``)."""
+    progress: str = ""
+    requests_total: int = 0
+    requests_completed: int = 0
+    requests_failed: int = 0
+    model: str = ""
+    expires_at: dg.TimestampMetadataValue | None = None
+    """When the first batch expires."""
+    dashboard: dg.MarkdownMetadataValue | None = None
+    errors: dg.MarkdownMetadataValue | None = None
+    """Validation errors, one line each."""
+
+    check_batch_ids = field_validator("batch_ids", mode="before")(_as_id_list)
+
+    @property
+    def batch_id_list(self) -> list[str]:
+        return _strings(self.batch_ids)
+
+
+class BatchJobRecord(BatchStatusRecord):
+    """What ``batch_job`` submitted (or adopted), and what ``results`` needs to collect it."""
+
+    backend: str = ""
+    endpoint: str = ""
+    adopted: int = 0
+    """How many of the batches existed already (nothing paid twice)."""
+    content_hash: str = ""
+    """Of the input the batches were made from (see :class:`InputFileRecord`)."""
+    requests: int = 0
+    """Requests sent by this submission (fewer than ``expected_rows`` for a follow-up)."""
+    expected_rows: int = 0
+    """Rows the results table must hold: the input's requests."""
+    inputs_uri: str = ""
+    part_uris: dg.JsonMetadataValue | None = None
+    followup_of: str = ""
+    """For a resubmission: the results URI whose failed requests were resent ("" otherwise)."""
+
+    check_part_uris = field_validator("part_uris", mode="before")(_as_id_list)
+
+    @property
+    def part_uri_list(self) -> list[str]:
+        return _strings(self.part_uris)
+
+    def handed_on(self) -> dict[str, Any]:
+        """What ``results`` needs besides the batches: a re-recording of the same submission
+        (a cancel) keeps it as it was."""
+        return {name: getattr(self, name) for name in HANDED_ON}
+
+
+HANDED_ON = ("content_hash", "requests", "expected_rows", "inputs_uri", "part_uris", "followup_of")
+
+
+class ResultsRecord(StageRecord):
+    """What ``results`` wrote: the Parquet table, its counts, tokens and cost, and its batches."""
+
+    backend: str = ""
+    results_uri: str = ""
+    content_hash: str = ""
+    batch_ids: dg.JsonMetadataValue | None = None
+    """The batches this run collected."""
+    source_batch_ids: dg.JsonMetadataValue | None = None
+    """Every batch whose answers the table holds (a merged follow-up holds its base's too)."""
+    status_succeeded: int = 0
+    status_failed: int = 0
+    status_expired: int = 0
+    status_cancelled: int = 0
+    status_missing: int = 0
+    input_tokens: int = 0
+    cached_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost_usd: float | None = None
+    """At batch rates; None (left out) for a model without a known price: never a made-up figure."""
+    cost_note: str = ""
+    preview: dg.MarkdownMetadataValue | None = None
+
+    check_lists = field_validator("batch_ids", "source_batch_ids", mode="before")(_as_id_list)
+
+    @classmethod
+    def status_fields(cls, counts: Mapping[str, int]) -> dict[str, int]:
+        """Constructor arguments for the rows' counts by status."""
+        return {f"status_{status}": counts.get(status, 0) for status in RESULT_STATUSES}
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Rows by status (succeeded, failed, expired, cancelled, missing)."""
+        return {status: int(getattr(self, f"status_{status}")) for status in RESULT_STATUSES}
+
+    @property
+    def rows(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def batch_id_list(self) -> list[str]:
+        return _strings(self.batch_ids)
+
+    @property
+    def covered_batch_ids(self) -> list[str]:
+        """Every batch whose answers the table holds."""
+        return _strings(self.source_batch_ids) or self.batch_id_list
+
+
+def with_legacy_keys(metadata: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Metadata written by versions before the records, read under the records' keys.
+
+    Those versions wrote the same facts under bare keys (``batch_ids``, ``content_hash``,
+    ``status_succeeded``…), which are the records' field names. Metadata holding no
+    ``openai_batch/`` key is therefore read with that prefix added to each bare key, so an
+    instance upgraded with batches in flight neither wedges the sensor nor pays again for batches
+    that ``batch_job`` should adopt. Metadata holding any ``openai_batch/`` key is read as it is.
+    """
+    prefix = f"{NAMESPACE}/"
+    if any(key.startswith(prefix) for key in metadata):
+        return metadata
+    return {prefix + key: value for key, value in metadata.items() if "/" not in key}
+
+
+# ---------------------------------------------------------------- reading from the instance
+
+R = TypeVar("R", bound=StageRecord)
+
+
+def _materializations(
+    instance: dg.DagsterInstance, asset_key: dg.AssetKey, partition_key: str | None, limit: int
+) -> Iterator[Mapping[str, dg.MetadataValue]]:
+    """Metadata of the newest ``limit`` materializations of ``asset_key`` (for the partition)."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(
+            asset_key=asset_key,
+            asset_partitions=[partition_key] if partition_key is not None else None,
+        ),
+        limit=limit,
+    ).records
+    for record in records:
+        if record.asset_materialization is not None:
+            yield record.asset_materialization.metadata
+
+
+def latest_metadata(
+    instance: dg.DagsterInstance, asset_key: dg.AssetKey, partition_key: str | None
+) -> Mapping[str, dg.MetadataValue] | None:
+    """Metadata of the newest materialization of ``asset_key`` (for ``partition_key``), as
+    stored: for metadata sets other than the records (e.g. ``TableMetadataSet``)."""
+    return next(_materializations(instance, asset_key, partition_key, 1), None)
+
+
+def latest_record(
+    instance: dg.DagsterInstance,
+    asset_key: dg.AssetKey,
+    partition_key: str | None,
+    record_type: type[R],
+    *,
+    where: Callable[[R], bool] | None = None,
+    search_depth: int = 50,
+) -> R | None:
+    """The record of the newest materialization of ``asset_key`` (for ``partition_key``).
+
+    With ``where``, of the newest one (among ``search_depth``) whose record satisfies it; an
+    unreadable record never does. Without, an unreadable newest record raises
+    :class:`StageRecordError`.
+    """
+    for metadata in _materializations(
+        instance, asset_key, partition_key, search_depth if where else 1
+    ):
+        if where is None:
+            return record_type.read(metadata)
+        try:
+            record = record_type.read(metadata)
+        except StageRecordError:
+            continue
+        if where(record):
+            return record
+    return None
