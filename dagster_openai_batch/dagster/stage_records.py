@@ -35,11 +35,13 @@ import dagster as dg
 from dagster._core.definitions.metadata import NamespacedMetadataSet
 from pydantic import ValidationError, field_validator
 
+from ..core.errors import OpenAIBatchError
+
 NAMESPACE = "openai_batch"
 RESULT_STATUSES = ("succeeded", "failed", "expired", "cancelled", "missing")
 
 
-class StageRecordError(ValueError):
+class StageRecordError(OpenAIBatchError, ValueError):
     """A materialization's metadata does not hold a readable record (e.g. batch ids not a list)."""
 
 

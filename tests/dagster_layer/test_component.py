@@ -23,6 +23,7 @@ from dagster_openai_batch import (
     openai_batch_assets,
 )
 from dagster_openai_batch.dagster.component import load_pipelines_from_defs_folder
+from dagster_openai_batch.dagster.stage_records import InputFileRecord
 from dagster_openai_batch.demo import definitions as demo
 
 
@@ -423,7 +424,7 @@ def test_source_file_of_rows_per_partition(tmp_path, monkeypatch, instance, reso
         instance=instance,
     )
     (materialization,) = result.asset_materializations_for_node(pipeline.input_file.op.name)
-    assert materialization.metadata["requests"].value == 2
+    assert InputFileRecord.read(materialization.metadata).requests == 2
     # Every file keeps the ids as written (CSV cells are read as text: no 001 -> 1).
     assert "001" in str(materialization.metadata)
     with pytest.raises(dg.Failure, match=r"No file of rows at .*/us"):

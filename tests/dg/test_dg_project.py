@@ -19,6 +19,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from dagster_openai_batch.dagster.stage_records import BatchJobRecord
+
 DG = shutil.which("dg", path=str(Path(sys.executable).parent)) or shutil.which("dg")
 REPO = Path(__file__).resolve().parents[2]
 PIPELINE = "dagster_openai_batch.OpenAIBatchComponent"
@@ -232,5 +234,7 @@ def test_scaffolded_pipeline_runs_twice_on_the_emulator(scaffolded: Project) -> 
     assert [r.metadata["dagster/row_count"].value for r in results] == [3, 3]
     jobs = results_of(scaffolded.home, "my_batch/batch_job")
     # The second submission adopted the first batch: nothing is paid twice.
-    assert jobs[0].metadata["batch_ids"].value == jobs[1].metadata["batch_ids"].value
+    newest, oldest = (BatchJobRecord.read(job.metadata) for job in jobs)  # newest first
+    assert newest.batch_id_list == oldest.batch_id_list
+    assert (oldest.adopted, newest.adopted) == (0, len(newest.batch_id_list))
     assert (scaffolded.root / ".openai_batch_emulator").is_dir()
