@@ -29,7 +29,6 @@ from types import ModuleType
 from typing import Any, Literal, Self
 
 import dagster as dg
-from dagster.components.core.component_tree import ComponentTree
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -465,7 +464,7 @@ def load_pipelines_from_defs_folder(
     with pipelines declared in Python.
     """
     package_dir = Path(defs_module.__file__ or "").parent
-    tree = ComponentTree.from_module(defs_module=defs_module, project_root=package_dir.parent)
+    tree = dg.ComponentTree.from_module(defs_module=defs_module, project_root=package_dir.parent)
     definitions = tree.build_defs()
     assets = {a.key: a for a in definitions.assets or [] if isinstance(a, dg.AssetsDefinition)}
     jobs = {j.name: j for j in definitions.jobs or []}

@@ -11,8 +11,7 @@ import re
 from typing import Literal
 
 import dagster as dg
-from dagster.components.component_scaffolding import scaffold_component
-from dagster.components.scaffold.scaffold import NoParams
+from dagster.components import scaffold_component
 from pydantic import BaseModel, Field
 
 from .component_attributes import Endpoint
@@ -170,10 +169,18 @@ attributes:
 """
 
 
-class OpenAIBatchSensorScaffolder(dg.Scaffolder[NoParams]):
+class SensorScaffoldParams(BaseModel):
+    """``dg scaffold defs dagster_openai_batch.OpenAIBatchSensorComponent`` takes no options."""
+
+
+class OpenAIBatchSensorScaffolder(dg.Scaffolder[SensorScaffoldParams]):
     """Writes the ``defs.yaml`` of the project's shared sensor."""
 
-    def scaffold(self, request: dg.ScaffoldRequest[NoParams]) -> None:
+    @classmethod
+    def get_scaffold_params(cls) -> type[SensorScaffoldParams]:
+        return SensorScaffoldParams
+
+    def scaffold(self, request: dg.ScaffoldRequest[SensorScaffoldParams]) -> None:
         if request.scaffold_format != "yaml" or request.append:
             scaffold_component(request, {})
             return

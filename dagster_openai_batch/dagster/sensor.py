@@ -32,6 +32,7 @@ from openai.types import Batch
 from pydantic import BaseModel, ValidationError
 
 from ..core.client import BatchClientError
+from ..core.errors import OpenAIBatchError
 from ..core.vocabulary import RESULT_FILE_STATUSES, TERMINAL_STATUSES
 from .asset_bodies import batch_status
 from .pipeline import OpenAIBatchPipeline
@@ -56,7 +57,7 @@ class SensorCursor(BaseModel):
     in_flight: list[InFlight] = []
 
 
-class SensorTickError(RuntimeError):
+class SensorTickError(OpenAIBatchError, RuntimeError):
     """The tick could not look at the batches (service unreachable or refusing); it wrote
     nothing."""
 

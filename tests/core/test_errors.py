@@ -44,10 +44,17 @@ def _ruff_order(name: str) -> tuple[int, str]:
 
 def test_dagster_layer_errors_share_the_root() -> None:
     from dagster_openai_batch import OpenAIConfigurationError, PipelineDefinitionError
+    from dagster_openai_batch.dagster.sensor import SensorTickError
+    from dagster_openai_batch.dagster.stage_records import StageRecordError
 
-    for error in (OpenAIConfigurationError, PipelineDefinitionError):
+    for error, builtin in (
+        (OpenAIConfigurationError, ValueError),
+        (PipelineDefinitionError, ValueError),
+        (StageRecordError, ValueError),
+        (SensorTickError, RuntimeError),
+    ):
         assert issubclass(error, OpenAIBatchError)
-        assert issubclass(error, ValueError)
+        assert issubclass(error, builtin)
     with pytest.raises(PipelineDefinitionError, match="unknown batch endpoint '/v1/nope'"):
         dagster_openai_batch.openai_batch_assets(
             name="bad", source="rows.jsonl", endpoint="/v1/nope"
