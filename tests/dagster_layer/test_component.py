@@ -443,7 +443,7 @@ def test_yaml_translation_and_execution_reach_the_assets(tmp_path, monkeypatch, 
       key: "llm/{{ props.pipeline }}/{{ props.stage }}"
       owners: [team:ml]
       tags: {stage: "{{ props.stage }}"}
-      automation_condition: "{{ automation_condition.eager() }}"
+      automation_condition: "{{ dg.AutomationCondition.eager() }}"
     execution:
       batch_job: {pool: one_at_a_time}
       results: {retry_policy: {max_retries: 2, delay: 5, backoff: exponential}}
