@@ -4,6 +4,7 @@ submission winning whatever the order runs finish in."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -183,14 +184,23 @@ def test_an_older_set_is_never_collected_over_the_newest(instance, emulator_dir)
     assert collect(allow_superseded=True).success
 
 
-def _launch(home: Path, emulator_dir: Path, partition: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, str(HERE / "submitter.py"), str(emulator_dir), partition],
-        cwd=HERE,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "DAGSTER_HOME": str(home)},
-    )
+def _launch(home: Path, emulator_dir: Path, partition: str) -> tuple[subprocess.Popen, Path]:
+    """Start a submission in another process, its stderr in a file of ``home`` (a pipe nobody
+    reads while the test waits on the other process fills up and blocks it mid-step, holding
+    the pool's slot)."""
+    log = home / f"submitter-{next(_launches)}.log"
+    with log.open("wb") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, str(HERE / "submitter.py"), str(emulator_dir), partition],
+            cwd=HERE,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            env={**os.environ, "DAGSTER_HOME": str(home)},
+        )
+    return proc, log
+
+
+_launches = itertools.count()
 
 
 @pytest.mark.parametrize("pool_limit", [None, 1], ids=["no-pool-limit", "pool-limit-1"])
@@ -202,9 +212,9 @@ def test_two_processes_submitting_the_same_partition_at_once_pay_once(
     home = Path(instance.root_directory)
     assert submit(instance, resource, "b").success  # warm the emulator and the instance
     procs = [_launch(home, emulator_dir, "a") for _ in range(2)]
-    for proc in procs:
-        _, err = proc.communicate(timeout=240)
-        assert proc.returncode == 0, err.decode()[-2000:]
+    for proc, log in procs:
+        proc.wait(timeout=240)
+        assert proc.returncode == 0, log.read_text()[-2000:]
     paid = paid_per_key(emulator_dir, "a")
     assert len(paid) == 3, paid
     assert all(len(ids) == 1 for ids in paid.values()), paid
@@ -223,7 +233,7 @@ def test_two_processes_submitting_the_same_partition_at_once_pay_once(
 
 def test_a_submission_killed_after_creating_then_rerun_pays_once(instance, resource, emulator_dir):
     home = Path(instance.root_directory)
-    proc = _launch(home, emulator_dir, "a")
+    proc, _ = _launch(home, emulator_dir, "a")
     deadline = time.monotonic() + 240
     while not any(
         (b.metadata or {}).get("dagster_partition") == "a" for b in emulator_batches(emulator_dir)
