@@ -23,7 +23,15 @@ import pyarrow.parquet as pq
 
 from .batch_request import BatchRequest
 from .input_file import InputPart, read_jsonl_input
-from .results import STATUSES, TOKEN_COLUMNS, ResultsSummary, _cost, result_schema
+from .results import (
+    STATUSES,
+    TOKEN_COLUMNS,
+    USAGE_FIELDS,
+    ResultsSummary,
+    _cost,
+    result_schema,
+    usage_by_model,
+)
 from .storage import atomic_output, resolve
 
 RETRY_STATUSES = ("failed", "expired", "cancelled", "missing")
@@ -123,10 +131,11 @@ def _add_tokens(table: pa.Table, tokens_by_model: dict[str, list[int]]) -> None:
         except (orjson.JSONDecodeError, AttributeError):
             model = None
         totals = tokens_by_model.setdefault(
-            model if isinstance(model, str) else "(unknown model)", [0, 0, 0, 0]
+            model if isinstance(model, str) else "(unknown model)", [0] * len(USAGE_FIELDS)
         )
         for k, column in enumerate(columns):
             totals[k] += column[i]
+        totals[-1] += 1
 
 
 def merge_results(
@@ -227,4 +236,5 @@ class _Tally:
             cost_usd=cost,
             cost_note=f"{note} (the answers in the merged table)" if cost else note,
             preview=self.preview,
+            usage_by_model=usage_by_model(self.tokens_by_model),
         )

@@ -31,6 +31,8 @@ STATUSES = ("succeeded", "failed", "expired", "cancelled", "missing")
 JOIN_BATCH_ROWS = 1_024
 _BUFFER = 1 << 20
 TOKEN_COLUMNS = ("input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens")
+USAGE_FIELDS = (*TOKEN_COLUMNS, "calls")
+"""Per-model tallies: the token columns, then the number of answered requests."""
 _OFFSET_BITS = 40
 
 
@@ -49,6 +51,17 @@ class ResultsSummary(BaseModel):
     unmatched_lines: int = 0
     """Result lines whose custom_id is not among the inputs (ignored)."""
     preview: list[dict[str, Any]] = []
+    usage_by_model: dict[str, dict[str, int]] = {}
+    """``{model: {calls, input_tokens, cached_tokens, output_tokens, reasoning_tokens}}`` of the
+    answered requests."""
+
+
+def usage_by_model(tokens_by_model: dict[str, list[int]]) -> dict[str, dict[str, int]]:
+    """Per-model tallies (lists in `USAGE_FIELDS` order) as ``{model: {field: count}}``."""
+    return {
+        model: dict(zip(USAGE_FIELDS, tally, strict=True))
+        for model, tally in sorted(tokens_by_model.items())
+    }
 
 
 def result_schema(endpoint: BatchEndpoint | str) -> pa.Schema:
@@ -248,9 +261,10 @@ class _Rows:
         o = _outcome(line, self.endpoint, absent_status)
         self.counts[o.status] += 1
         if isinstance(o.model, str) and o.usage[0] is not None:
-            totals = self.tokens_by_model.setdefault(o.model, [0, 0, 0, 0])
+            totals = self.tokens_by_model.setdefault(o.model, [0] * len(USAGE_FIELDS))
             for i, value in enumerate(o.usage):
                 totals[i] += value or 0
+            totals[-1] += 1
         for name, cell in (
             ("custom_id", custom_id),
             ("status", o.status),
@@ -468,6 +482,7 @@ def _summary(
         cost_note=note,
         unmatched_lines=unmatched,
         preview=preview,
+        usage_by_model=usage_by_model(rows.tokens_by_model),
     )
 
 
@@ -477,7 +492,7 @@ def _cost(tokens_by_model: dict[str, list[int]]) -> tuple[float | None, str]:
     if not tokens_by_model:
         return 0.0, "no successful requests, so nothing billed"
     total = 0.0
-    for model, (inp, cached, out, _) in sorted(tokens_by_model.items()):
+    for model, (inp, cached, out, *_) in sorted(tokens_by_model.items()):
         cost = cost_usd(model, input_tokens=inp, cached_tokens=cached, output_tokens=out)
         if cost is None:
             return None, f"unknown model {model!r}: not in the price table, so no cost is given"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -560,7 +560,7 @@ def materialize_results(
     )
     yield dg.Output(
         BatchResults(uri=summary.path, rows=summary.rows, counts=summary.counts),
-        metadata={**record, **table_metadata},
+        metadata=_summary_first(record, insights_usage(summary), table_metadata),
     )
     yield from evaluate_checks(
         results_key=stage.keys.results,
@@ -616,7 +616,51 @@ def _results_record(
     )
 
 
-PREVIEW_RESULT_COLUMNS = ("custom_id", "status", "answer", "error_message")
+SUMMARY_FIELDS = (
+    "status_succeeded",
+    "status_failed",
+    "status_expired",
+    "status_cancelled",
+    "status_missing",
+    "cost_usd",
+    "cost_note",
+    "input_tokens",
+    "cached_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "preview",
+)
+"""What the results page shows first: outcomes, cost and tokens, then the answers."""
+
+
+def _summary_first(
+    record: ResultsRecord, usage: Mapping[str, Any], table: TableMetadataSet
+) -> dict[str, Any]:
+    """The results metadata in reading order: the summary, the locations and batches, the usage
+    under Insights' keys, then Dagster's table metadata (row count, column schema)."""
+    recorded = dict(record)
+    first = {
+        key: recorded[key] for key in map(ResultsRecord.key, SUMMARY_FIELDS) if key in recorded
+    }
+    return {**first, **recorded, **usage, **table}
+
+
+def insights_usage(summary: ResultsSummary) -> dict[str, int]:
+    """Usage under the keys ``dagster-openai`` and Dagster+ Insights read:
+    ``openai.<model>.calls``, ``.total_tokens``, ``.prompt_tokens``, ``.completion_tokens``."""
+    usage: dict[str, int] = {}
+    for model, tally in summary.usage_by_model.items():
+        prompt, completion = tally["input_tokens"], tally["output_tokens"]
+        usage |= {
+            f"openai.{model}.calls": tally["calls"],
+            f"openai.{model}.total_tokens": prompt + completion,
+            f"openai.{model}.prompt_tokens": prompt,
+            f"openai.{model}.completion_tokens": completion,
+        }
+    return usage
+
+
+PREVIEW_RESULT_COLUMNS = ("answer", "status", "custom_id", "error_message")
 RESULT_COLUMNS = {
     "status_code",
     "error_code",
@@ -634,8 +678,15 @@ def _preview_columns(rows: list[dict[str, Any]], input_columns: int = 3) -> list
     """What fits on screen: the outcome columns and the first few input columns."""
     if not rows:
         return []
-    inputs = [c for c in rows[0] if c not in RESULT_COLUMNS and c not in PREVIEW_RESULT_COLUMNS]
-    return ["custom_id", *inputs[:input_columns], *PREVIEW_RESULT_COLUMNS[1:]]
+    first = rows[0]
+    inputs = [
+        c
+        for c in first
+        if c not in RESULT_COLUMNS
+        and c not in PREVIEW_RESULT_COLUMNS
+        and first[c] != first["custom_id"]  # the custom_id column itself: shown once
+    ]
+    return [*PREVIEW_RESULT_COLUMNS[:3], *inputs[:input_columns], PREVIEW_RESULT_COLUMNS[3]]
 
 
 def _column_schema(uri: str) -> dg.TableSchema:
@@ -671,14 +722,18 @@ COLUMN_DESCRIPTIONS = {
 }
 
 
-def _markdown_table(columns: list[str], rows: list[dict[str, Any]], width: int = 60) -> str:
+def _markdown_table(
+    columns: list[str], rows: list[dict[str, Any]], width: int = 28, answer_width: int = 90
+) -> str:
+    """A markdown table whose cells fit on screen: the answer gets most of the width."""
     if not rows:
         return "(no rows)"
 
-    def cell(value: Any) -> str:
-        text = str(value).replace("|", "\\|").replace("\n", " ")
-        return text if len(text) <= width else text[: width - 1] + "…"
+    def cell(column: str, value: Any) -> str:
+        limit = answer_width if column == "answer" else width
+        text = "" if value is None else str(value).replace("|", "\\|").replace("\n", " ")
+        return text if len(text) <= limit else text[: limit - 1] + "…"
 
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cell(r.get(c)) for c in columns) + " |" for r in rows]
+    lines += ["| " + " | ".join(cell(c, r.get(c)) for c in columns) + " |" for r in rows]
     return "\n".join(lines)

@@ -35,6 +35,7 @@ from ..core.templates import RequestTemplate
 from ..core.vocabulary import MAX_REQUESTS_PER_FILE, BatchEndpoint, as_endpoint
 from . import asset_bodies
 from .checks import ACCEPTED, ACCEPTED_DESCRIPTION, check_specs
+from .results_io import batch_results_io_manager
 from .translator import (
     STAGES,
     OpenAIBatchStageProps,
@@ -299,6 +300,7 @@ def openai_batch_assets(
 
     @dg.asset(
         check_specs=check_specs(keys.results, max_failed_share),
+        io_manager_def=batch_results_io_manager,
         **asset_args("results", keys.batch_job),
     )
     def results(context: dg.AssetExecutionContext, config: ResultsConfig) -> Iterator[Any]:

@@ -52,8 +52,8 @@ def test_every_key_the_stages_write_is_namespaced_and_reads_back(instance, resou
         (PIPELINE.results.key, ResultsRecord),
     ):
         metadata = stored_metadata(instance, key, "a")
-        # Besides ours: Dagster's standard table keys, and the IO manager's "path" (the pickle).
-        ours = {k for k in metadata if not k.startswith("dagster/") and k != "path"}
+        # Besides ours: Dagster's standard table keys, and usage under Insights' `openai.` keys.
+        ours = {k for k in metadata if not k.startswith(("dagster/", "openai."))}
         assert ours, key
         assert [k for k in ours if not k.startswith(f"{NAMESPACE}/")] == []
         record = record_type.read(metadata)
