@@ -21,6 +21,7 @@ Example:
 
 import inspect
 import os
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -298,37 +299,43 @@ def openai_batch_assets(
             new_batches=config.new_batches,
         )
 
-    @dg.asset(
-        check_specs=check_specs(keys.results, max_failed_share),
-        io_manager_def=batch_results_io_manager,
-        **asset_args("results", keys.batch_job),
-    )
-    def results(context: dg.AssetExecutionContext, config: ResultsConfig) -> Iterator[Any]:
-        yield from asset_bodies.materialize_results(
-            stage_context(context),
-            batch_ids=config.batch_ids,
-            allow_superseded=config.allow_superseded,
-            max_failed_share=max_failed_share,
-        )
+    # The results IO manager (beta) and a partitioned check (preview) are what the pipeline
+    # needs; Dagster's notes on them are not the user's to read at every start-up.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        warnings.simplefilter("ignore", dg.PreviewWarning)
 
-    @dg.asset_check(
-        asset=keys.batch_job,
-        name=ACCEPTED,
-        description=ACCEPTED_DESCRIPTION,
-        required_resource_keys={resource_key},
-        partitions_def=partitions_def,
-    )
-    def batches_accepted(
-        context: dg.AssetCheckExecutionContext, config: AcceptedConfig
-    ) -> dg.AssetCheckResult:
-        partition = context.partition_key if context.has_partition_key else None
-        return asset_bodies.check_batches_accepted(
-            context.instance,
-            getattr(context.resources, resource_key),
-            keys.batch_job,
-            partition,
-            batch_ids=config.batch_ids,
+        @dg.asset(
+            check_specs=check_specs(keys.results, max_failed_share),
+            io_manager_def=batch_results_io_manager,
+            **asset_args("results", keys.batch_job),
         )
+        def results(context: dg.AssetExecutionContext, config: ResultsConfig) -> Iterator[Any]:
+            yield from asset_bodies.materialize_results(
+                stage_context(context),
+                batch_ids=config.batch_ids,
+                allow_superseded=config.allow_superseded,
+                max_failed_share=max_failed_share,
+            )
+
+        @dg.asset_check(
+            asset=keys.batch_job,
+            name=ACCEPTED,
+            description=ACCEPTED_DESCRIPTION,
+            required_resource_keys={resource_key},
+            partitions_def=partitions_def,
+        )
+        def batches_accepted(
+            context: dg.AssetCheckExecutionContext, config: AcceptedConfig
+        ) -> dg.AssetCheckResult:
+            partition = context.partition_key if context.has_partition_key else None
+            return asset_bodies.check_batches_accepted(
+                context.instance,
+                getattr(context.resources, resource_key),
+                keys.batch_job,
+                partition,
+                batch_ids=config.batch_ids,
+            )
 
     submit_job = dg.define_asset_job(
         f"{name}_submit",

@@ -14,6 +14,7 @@ from typing import Any
 
 import dagster as dg
 
+from ..dagster.pipeline import OpenAIBatchPipeline
 from ..dagster.sensor import SensorCursor
 from ..dagster.stage_records import ResultsRecord, latest_record
 
@@ -104,19 +105,23 @@ def run_demo(
     instance = dg.DagsterInstance.get()
     day = DAILY.get_last_partition_key()
     echo(f"Dagster home: {home} (backend: {resources['openai_batch'].backend})")
-    submissions: list[tuple[list[dg.AssetsDefinition], str | None]] = [
-        ([product_reviews, *review_labels.assets[:2]], None),
-        ([daily_reviews, *PIPELINES[1].assets[:2]], day),
+    submissions: list[tuple[dg.AssetsDefinition, OpenAIBatchPipeline, str | None]] = [
+        (product_reviews, review_labels, None),
+        (daily_reviews, PIPELINES[1], day),
     ]
-    for assets, partition in submissions:
-        dg.materialize(
-            assets,
+    asset_job = defs.resolve_implicit_global_asset_job_def()
+    for source, pipeline, partition in submissions:
+        # As a user would in the UI: materialize the rows, then launch the pipeline's submit job.
+        asset_job.execute_in_process(
             instance=instance,
-            resources=resources,
+            asset_selection=[source.key],
             partition_key=partition,
             run_config=QUIET,
         )
-        echo(f"submitted {assets[1].key.path[0]}" + (f" [{partition}]" if partition else ""))
+        defs.resolve_job_def(pipeline.submit_job.name).execute_in_process(
+            instance=instance, partition_key=partition, run_config=QUIET
+        )
+        echo(f"submitted {pipeline.name}" + (f" [{partition}]" if partition else ""))
 
     cursor: str | None = None
     deadline = time.monotonic() + timeout_seconds
@@ -133,7 +138,7 @@ def run_demo(
         time.sleep(1.0)
 
     summary = {}
-    for pipeline, (_, partition) in zip(PIPELINES, submissions, strict=True):
+    for _, pipeline, partition in submissions:
         found = latest_record(instance, pipeline.results.key, partition, ResultsRecord)
         summary[pipeline.name] = found or ResultsRecord()
     return summary
