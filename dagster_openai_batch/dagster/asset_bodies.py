@@ -555,9 +555,7 @@ def materialize_results(
         sources = [*base_record.covered_batch_ids, *ids]
     _refuse_if_superseded(stage, ids, allow_superseded)
     record = _results_record(stage, summary, ids, sources=sources, content_hash=job.content_hash)
-    table_metadata = TableMetadataSet(
-        row_count=summary.rows, column_schema=_column_schema(summary.path)
-    )
+    table_metadata = TableMetadataSet(row_count=summary.rows)  # the page's "Row count"
     yield dg.Output(
         BatchResults(uri=summary.path, rows=summary.rows, counts=summary.counts),
         metadata=_summary_first(record, insights_usage(summary), table_metadata),
@@ -598,6 +596,7 @@ def _results_record(
     content_hash: str,
 ) -> ResultsRecord:
     return ResultsRecord(
+        column_schema=dg.MetadataValue.table_schema(_column_schema(summary.path)),
         backend=stage.resource.backend,
         results_uri=summary.path,
         content_hash=content_hash,
@@ -637,12 +636,14 @@ def _summary_first(
     record: ResultsRecord, usage: Mapping[str, Any], table: TableMetadataSet
 ) -> dict[str, Any]:
     """The results metadata in reading order: the summary, the locations and batches, the usage
-    under Insights' keys, then Dagster's table metadata (row count, column schema)."""
+    under Insights' keys, the row count, and the columns last."""
     recorded = dict(record)
     first = {
         key: recorded[key] for key in map(ResultsRecord.key, SUMMARY_FIELDS) if key in recorded
     }
-    return {**first, **recorded, **usage, **table}
+    columns = ResultsRecord.key("column_schema")
+    rest = {key: value for key, value in recorded.items() if key != columns}
+    return {**first, **rest, **usage, **table, columns: recorded[columns]}
 
 
 def insights_usage(summary: ResultsSummary) -> dict[str, int]:

@@ -202,6 +202,9 @@ class ResultsRecord(StageRecord):
     """At batch rates; None (left out) for a model without a known price: never a made-up figure."""
     cost_note: str = ""
     preview: dg.MarkdownMetadataValue | None = None
+    column_schema: dg.TableSchemaMetadataValue | None = None
+    """The table's columns, after the summary (Dagster's ``dagster/column_schema`` would put
+    them above it, in the page's Columns section)."""
 
     check_lists = field_validator("batch_ids", "source_batch_ids", mode="before")(_as_id_list)
 

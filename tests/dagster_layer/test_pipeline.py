@@ -111,8 +111,8 @@ def test_end_to_end_sensor_materializes_results_once(instance, resource):
     assert sorted(table.column("custom_id").to_pylist()) == sorted(r["id"] for r in ROWS)
     assert set(table.column("question").to_pylist()) == {r["question"] for r in ROWS}
     assert all(table.column("answer").to_pylist())
-    assert table_meta.column_schema is not None
-    columns = {c.name: c.type for c in table_meta.column_schema.columns}
+    assert results.column_schema is not None
+    columns = {c.name: c.type for c in results.column_schema.value.columns}
     assert {"custom_id", "question", "status", "answer", "input_tokens"} <= set(columns)
 
     checks = instance.event_log_storage.get_latest_asset_check_execution_by_key(

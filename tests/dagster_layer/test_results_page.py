@@ -52,7 +52,9 @@ def test_results_metadata_reads_summary_first_with_insights_usage(instance, reso
         "openai_batch/status_expired",
     ]
     assert keys.index("openai_batch/cost_usd") < keys.index("openai_batch/results_uri")
-    assert set(keys[-2:]) == {"dagster/row_count", "dagster/column_schema"}
+    # The columns come last, in the metadata (not in the Columns section above the summary).
+    assert keys[-2:] == ["dagster/row_count", "openai_batch/column_schema"]
+    assert "dagster/column_schema" not in keys
     assert "path" not in keys  # one location: the table (no pickled copy beside it)
     record = recorded(instance, pipeline.results.key, ResultsRecord)
     # Usage under the keys dagster-openai and Dagster+ Insights use, per answering model.
