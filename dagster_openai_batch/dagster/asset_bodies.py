@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -306,13 +307,21 @@ def cancel_batch_job(stage: StageContext) -> Iterator[dg.MaterializeResult[Any]]
     yield dg.MaterializeResult(metadata={**record})
 
 
+SUBMISSION_SNAPSHOT = (
+    "submission: status and progress as batch_job left them; they never change. The sensor "
+    "records the current ones as observations (Events tab; Row count above: requests done)"
+)
+
+
 def _job_record(
     stage: StageContext, batches: Sequence[Batch], *, adopted: int, handed_on: dict[str, Any]
 ) -> BatchJobRecord:
     """``batch_job``'s record: where the batches stand, and what ``results`` needs."""
-    status = batch_status(stage.resource, batches)
+    status = batch_status(stage.resource, batches, as_of=SUBMISSION_SNAPSHOT)
+    snapshot = {name: getattr(status, name) for name in BatchStatusRecord.model_fields}
+    snapshot["progress"] = f"at submission: {status.progress}"
     return BatchJobRecord(
-        **{name: getattr(status, name) for name in BatchStatusRecord.model_fields},
+        **snapshot,
         backend=stage.resource.backend,
         endpoint=str(stage.endpoint),
         adopted=adopted,
@@ -335,11 +344,18 @@ def _batch_metadata(stage: StageContext) -> dict[str, str]:
     return metadata
 
 
-def batch_status(resource: OpenAIBatchResource, batches: Sequence[Batch]) -> BatchStatusRecord:
+def batch_status(
+    resource: OpenAIBatchResource, batches: Sequence[Batch], *, as_of: str = ""
+) -> BatchStatusRecord:
     """Where ``batches`` stand: ids, statuses, progress, links and errors (recorded by
     ``batch_job``, by the sensor's observations and by ``batches_accepted``)."""
     total, completed, failed = _request_counts(batches)
+    now = time.time()
+    finished = _finished_at(batches)
+    started = min((b.created_at for b in batches if b.created_at), default=None)
+    expected = _expected_finish(batches, total, completed + failed, now) if not finished else None
     return BatchStatusRecord(
+        as_of=as_of,
         batch_ids=dg.MetadataValue.json([b.id for b in batches]),
         status=",".join(sorted({b.status for b in batches})),
         progress=_progress(total, completed + failed),
@@ -350,7 +366,58 @@ def batch_status(resource: OpenAIBatchResource, batches: Sequence[Batch]) -> Bat
         expires_at=_first_expiry(batches),
         dashboard=_dashboard_links(resource, batches),
         errors=_validation_errors(batches),
+        percent_done=round(100 * (completed + failed) / total, 1) if total else 0.0,
+        elapsed=_duration((finished or now) - started) if started else "",
+        expected_finish=dg.MetadataValue.timestamp(expected) if expected else None,
+        finished_at=dg.MetadataValue.timestamp(finished) if finished else None,
+        checked_at=dg.MetadataValue.timestamp(now),
+        per_batch=_per_batch(batches),
     )
+
+
+def _finished_at(batches: Sequence[Batch]) -> float | None:
+    """When the last of ``batches`` reached a final state (None while any is running)."""
+    if not batches or any(b.status not in TERMINAL_STATUSES for b in batches):
+        return None
+    ends = [
+        b.completed_at or b.failed_at or b.expired_at or b.cancelled_at or b.created_at
+        for b in batches
+    ]
+    return float(max(ends))
+
+
+def _expected_finish(batches: Sequence[Batch], total: int, done: int, now: float) -> float | None:
+    """``now`` plus the time the remaining requests take at the pace so far (None before any
+    request is done: no pace to go by)."""
+    running_since = [b.in_progress_at for b in batches if b.in_progress_at]
+    if not done or not total or not running_since or now <= min(running_since):
+        return None
+    pace = done / (now - min(running_since))
+    return now + (total - done) / pace
+
+
+def _duration(seconds: float) -> str:
+    """``45 s``, ``3 min 12 s``, ``2 h 05 min``."""
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def _per_batch(batches: Sequence[Batch]) -> dg.MarkdownMetadataValue | None:
+    """A markdown list, one line per batch (the first 20): ``batch_x: in_progress, 12/100``."""
+    lines = []
+    for b in batches[:20]:
+        counts = b.request_counts
+        done = counts.completed + counts.failed if counts else 0
+        total = counts.total if counts else 0
+        share = f" ({done / total:.0%})" if total else ""
+        lines.append(f"- `{b.id}`: {b.status}, {done:,}/{total:,} requests done{share}")
+    if len(batches) > 20:
+        lines.append(f"- and {len(batches) - 20} more")
+    return dg.MetadataValue.md("\n".join(lines)) if lines else None
 
 
 def _request_counts(batches: Sequence[Batch]) -> tuple[int, int, int]:

@@ -24,6 +24,7 @@ logged and kept for the next tick; it never fails the tick for the others.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
@@ -37,7 +38,13 @@ from ..core.vocabulary import RESULT_FILE_STATUSES, TERMINAL_STATUSES
 from .asset_bodies import batch_status
 from .pipeline import OpenAIBatchPipeline
 from .resource import OpenAIBatchResource
-from .stage_records import BatchJobRecord, ResultsRecord, StageRecordError, latest_record
+from .stage_records import (
+    BatchJobRecord,
+    BatchStatusRecord,
+    ResultsRecord,
+    StageRecordError,
+    latest_record,
+)
 
 
 class InFlight(BaseModel):
@@ -207,6 +214,10 @@ class _Tick:
         self.observations: list[dg.AssetObservation] = []
         self.run_requests: list[dg.RunRequest] = []
         self.in_flight: list[InFlight] = []
+        self.running: list[str] = []
+        """The sets still in flight, in words."""
+        self.finished: list[str] = []
+        """The sets that finished at this tick, in words."""
 
     def process(
         self, resource: OpenAIBatchResource, item: InFlight, batches: Mapping[str, Batch]
@@ -220,23 +231,32 @@ class _Tick:
             )
             return
         known = [batches[i] for i in item.batch_ids]
-        status = batch_status(resource, known)
+        status = batch_status(resource, known, as_of=OBSERVED)
         progress = f"{status.status}:{status.requests_completed}:{status.requests_failed}"
         observation = None
         if progress != item.progress:
+            done = status.requests_completed + status.requests_failed
             observation = dg.AssetObservation(
-                asset_key=pipeline.batch_job.key, partition=item.partition, metadata={**status}
+                asset_key=pipeline.batch_job.key,
+                partition=item.partition,
+                # dagster/row_count: the one figure of the latest observation that the asset's
+                # Overview tab shows (next to the latest materialization's metadata).
+                metadata={**status, "dagster/row_count": dg.MetadataValue.int(done)},
             )
+        words = _progress_words(status)
         if not all(b.status in TERMINAL_STATUSES for b in known):
             self._keep(item.model_copy(update={"progress": progress}), observation)
+            self.running.append(f"{_label(item)}: {words}")
             return
         reason = _why_not_collect(self.latest, pipeline, item)
         if reason is not None:
             self.context.log.info(
                 f"{_where(item)} batches {item.batch_ids} finished; no results run: {reason}."
             )
+            self.finished.append(f"{_label(item)}: {words}; no results run ({reason})")
         else:
             self.run_requests.append(_run_request(pipeline, item, known))
+            self.finished.append(f"{_label(item)}: {words}; results run requested")
         if observation is not None:
             self.observations.append(observation)
 
@@ -246,18 +266,49 @@ class _Tick:
             self.observations.append(observation)
 
     def summary(self) -> str:
-        if not self.in_flight:
-            return "No batch in flight."
-        shown = "; ".join(
-            f"{_where(item)}: {_progress_words(item.progress)}" for item in self.in_flight[:5]
-        )
-        more = f"; and {len(self.in_flight) - 5} more" if len(self.in_flight) > 5 else ""
-        return f"{len(self.in_flight)} batch set(s) in flight: {shown}{more}."
+        """The tick in words: each set in flight with its progress, then what finished."""
+        parts = []
+        if self.in_flight:
+            count = len(self.in_flight)
+            parts.append(
+                f"{count} batch {'set' if count == 1 else 'sets'} in flight: "
+                + _listed(self.running or [f"{_label(item)}" for item in self.in_flight])
+                + "."
+            )
+        else:
+            parts.append("No batch in flight.")
+        if self.finished:
+            parts.append(f"Finished: {_listed(self.finished)}.")
+        return " ".join(parts)
 
 
-def _progress_words(progress: str) -> str:
-    status, completed, failed = [*progress.split(":"), "", "0", "0"][:3]
-    return f"{status}, {int(completed or 0) + int(failed or 0):,} requests done"
+OBSERVED = "observed by openai_batch_sensor: current (see checked_at)"
+
+
+def _label(item: InFlight) -> str:
+    return f"{item.pipeline} ({item.partition if item.partition is not None else 'all'})"
+
+
+def _listed(lines: Sequence[str], shown: int = 5) -> str:
+    more = f"; and {len(lines) - shown} more" if len(lines) > shown else ""
+    return "; ".join(lines[:shown]) + more
+
+
+def _progress_words(status: BatchStatusRecord) -> str:
+    """``in_progress, 152/300 done (51%), 1 min 10 s elapsed, expected to finish at 14:03 UTC``."""
+    done = status.requests_completed + status.requests_failed
+    words = [status.status or "unknown"]
+    if status.requests_total:
+        failed = f", {status.requests_failed:,} failed" if status.requests_failed else ""
+        words.append(f"{done:,}/{status.requests_total:,} done ({status.percent_done:g}%){failed}")
+    else:
+        words.append("not started")
+    if status.elapsed:
+        words.append(f"{status.elapsed} elapsed")
+    if status.expected_finish is not None:
+        at = datetime.fromtimestamp(status.expected_finish.value, tz=UTC)
+        words.append(f"expected to finish at {at:%H:%M:%S} UTC")
+    return ", ".join(words)
 
 
 def _run_request(
@@ -342,12 +393,16 @@ def openai_batch_sensor(
                     f"({type(error).__name__}: {str(error)[:200]}); trying again at the next tick."
                 )
                 tick.in_flight.append(item)
+                tick.running.append(f"{_label(item)}: not looked at (error, see the logs)")
         cursor.in_flight = tick.in_flight
+        summary = tick.summary()
+        if tick.run_requests:  # a tick that requests runs has no skip reason: say it in its logs
+            context.log.info(summary)
         return dg.SensorResult(
             run_requests=tick.run_requests,
             asset_events=tick.observations,
             cursor=cursor.model_dump_json(),
-            skip_reason=None if tick.run_requests else tick.summary(),
+            skip_reason=None if tick.run_requests else summary,
         )
 
     return _sensor

@@ -125,6 +125,9 @@ class InputFileRecord(StageRecord):
 class BatchStatusRecord(StageRecord):
     """Where a set of batches stands (``batch_job``, the sensor's observations, the check)."""
 
+    as_of: str = ""
+    """When these figures were true: ``batch_job``'s own record is a snapshot taken at submission
+    (its status and progress never change afterwards); the sensor's observations are current."""
     batch_ids: dg.JsonMetadataValue | None = None
     status: str = ""
     """The batches' statuses, sorted and comma-separated (``completed``, ``failed,in_progress``)."""
@@ -138,6 +141,18 @@ class BatchStatusRecord(StageRecord):
     dashboard: dg.MarkdownMetadataValue | None = None
     errors: dg.MarkdownMetadataValue | None = None
     """Validation errors, one line each."""
+    percent_done: float = 0.0
+    """Requests done (completed or failed) out of the total, in percent."""
+    elapsed: str = ""
+    """Since the first batch was created, until the last one finished (``3 min 12 s``)."""
+    expected_finish: dg.TimestampMetadataValue | None = None
+    """Estimated from the pace so far while requests are running (None otherwise)."""
+    finished_at: dg.TimestampMetadataValue | None = None
+    """When the last batch reached a final state (None while any is still running)."""
+    checked_at: dg.TimestampMetadataValue | None = None
+    """When the service was asked."""
+    per_batch: dg.MarkdownMetadataValue | None = None
+    """One line per batch: status, requests done, percentage."""
 
     check_batch_ids = field_validator("batch_ids", mode="before")(_as_id_list)
 

@@ -120,7 +120,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     home = root / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text(INSTANCE_SETTINGS)
-    env = {**os.environ, "DAGSTER_HOME": str(home), "DAGSTER_OPENAI_BATCH_EMULATOR_PACE": "fast"}
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "DAGSTER_OPENAI_BATCH_EMULATOR_PACE": "realistic",
+    }
     env.pop("OPENAI_API_KEY", None)
     port = _free_port()
     log = root / "dagster_dev.log"

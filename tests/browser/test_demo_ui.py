@@ -6,6 +6,7 @@ Every fact is checked through the webserver's GraphQL API as well as on the rend
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 from conftest import LOCATION, Server
 
-from dagster_openai_batch.dagster.stage_records import ResultsRecord
+from dagster_openai_batch.dagster.stage_records import BatchStatusRecord, ResultsRecord
 
 PIPELINES = ["review_labels", "review_embeddings"]
 STAGES = ["input_file", "batch_job", "results"]
@@ -128,6 +129,44 @@ def click_materialize(
     return wait_for(f"no successful {job} run", lambda: succeeded(server, job), timeout=90)
 
 
+BATCH_JOB = ["review_labels", "batch_job"]
+OBSERVATIONS = """{ assetOrError(assetKey: {path: ["review_labels", "batch_job"]}) { ... on Asset {
+  assetObservations(limit: 1) { timestamp metadataEntries { label
+    ... on TextMetadataEntry { text } ... on IntMetadataEntry { intValue }
+    ... on FloatMetadataEntry { floatValue } } } } } }"""
+seen_in_flight: dict[str, Any] = {}
+"""What the batch_job Overview showed while the batches ran (filled by ``labels_collected``)."""
+
+
+def latest_observation(server: Server) -> dict[str, Any]:
+    """Metadata of batch_job's latest observation ({} when none), by label."""
+    found = server.graphql(OBSERVATIONS)["assetOrError"]["assetObservations"]
+    entries = found[0]["metadataEntries"] if found else []
+    return {e["label"]: e.get("text", e.get("intValue", e.get("floatValue"))) for e in entries}
+
+
+def running_observation(server: Server) -> dict[str, Any] | None:
+    """The latest observation while requests are running and some are done (else None)."""
+    found = latest_observation(server)
+    status = found.get(BatchStatusRecord.key("status"))
+    running = status in ("in_progress", "finalizing") and found.get("dagster/row_count")
+    return found if running else None
+
+
+def overview_progress(page: Any, server: Server, screenshots: Path, name: str) -> dict[str, Any]:
+    """Open batch_job's Overview tab; returns the Row count and the snapshot's words it shows."""
+    open_page(page, server, "/assets/review_labels/batch_job", "Row count", "Metadata")
+    status = page.locator("div", has=page.get_by_text("Row count", exact=True)).last
+    row_count = int(re.findall(r"Row count\s*([\d,]+)", status.inner_text())[0].replace(",", ""))
+    page.set_viewport_size({"width": 1600, "height": 1000})
+    shoot(page, screenshots, name)
+    page.set_viewport_size({"width": 1440, "height": 900})
+    return {
+        "row_count": row_count,
+        "snapshot_labelled": page.get_by_text("at submission: not started", exact=True).count(),
+    }
+
+
 @pytest.fixture(scope="module")
 def labels_collected(server: Server, browser_context: Any, screenshots: Path) -> dict[str, Any]:
     """Materialize the reviews, then ``review_labels`` input_file + batch_job, by clicking in the
@@ -144,6 +183,13 @@ def labels_collected(server: Server, browser_context: Any, screenshots: Path) ->
         )
         open_page(page, server, f"/runs/{submit['runId']}", "Success")
         shoot(page, screenshots, "submit_run")
+        in_flight = wait_for(
+            "no observation of the batches running",
+            lambda: running_observation(server),
+            timeout=60,
+        )
+        seen_in_flight.update(overview_progress(page, server, screenshots, "batch_job_in_flight"))
+        seen_in_flight["observation"] = in_flight
         return wait_for(
             "the sensor never collected the results",
             lambda: succeeded(server, "review_labels_results"),
@@ -174,3 +220,64 @@ def test_results_page_shows_counts_tokens_cost_and_preview(
 
     open_page(page, server, "/assets/review_labels/results", *expected)
     shoot(page, screenshots, "results")
+
+
+def test_batch_job_overview_shows_live_progress_not_the_snapshot(
+    page, server, screenshots, labels_collected
+):
+    """While the batches ran, the Overview's Status showed the requests done so far (from the
+    sensor's latest observation); once they finished, all of them. The materialization's own
+    status is labelled as the submission snapshot it is."""
+    running = seen_in_flight["observation"]
+    assert 0 < running["dagster/row_count"] < 300
+    assert 0 < seen_in_flight["row_count"] < 300 or seen_in_flight["row_count"] == 300
+    assert seen_in_flight["snapshot_labelled"]
+
+    finished = wait_for(
+        "no observation of the finished batches",
+        lambda: (
+            (o := latest_observation(server)).get(BatchStatusRecord.key("status")) == "completed"
+            and o
+        ),
+        timeout=30,
+    )
+    assert finished["dagster/row_count"] == 300
+    assert finished[BatchStatusRecord.key("progress")] == "300/300 requests done (100%)"
+    assert finished[BatchStatusRecord.key("percent_done")] == 100.0
+    shown = overview_progress(page, server, screenshots, "batch_job_finished")
+    assert shown["row_count"] == 300
+    assert shown["snapshot_labelled"]
+
+
+TICKS = f"""{{ sensorOrError(sensorSelector: {{{REPO}, sensorName: "openai_batch_sensor"}}) {{
+  ... on Sensor {{ sensorState {{ ticks(limit: 100) {{ status skipReason }} }} }} }} }}"""
+
+
+def test_sensor_ticks_name_the_sets_in_flight_and_their_progress(
+    page, server, screenshots, labels_collected
+):
+    ticks = server.graphql(TICKS)["sensorOrError"]["sensorState"]["ticks"]
+    reasons = [t["skipReason"] or "" for t in ticks]
+    running = [r for r in reasons if r.startswith("1 batch set in flight: review_labels (all): ")]
+    assert any(re.search(r"in_progress, \d+/300 done \(\d+(\.\d)?%\)", r) for r in running)
+    assert any("expected to finish at" in r for r in running), running
+
+    open_page(page, server, f"/locations/{LOCATION}/sensors/openai_batch_sensor", "Running")
+    page.get_by_text("All ticks", exact=True).first.wait_for(state="visible")
+    # The tick details dialog (the Result column's link) of the latest tick that saw the batches
+    # running.
+    results = page.locator("tbody tr td:nth-child(5)").get_by_text("0 runs requested", exact=True)
+    for index in range(min(results.count(), 20)):
+        results.nth(index).click()
+        reason = page.get_by_text("Skip reason:", exact=False).first
+        reason.wait_for(state="visible")
+        words = reason.locator("xpath=..").inner_text()
+        if "batch set in flight: review_labels (all): in_progress" in words:
+            page.set_viewport_size({"width": 1600, "height": 1000})
+            page.wait_for_timeout(600)  # the dialog fades in
+            shoot(page, screenshots, "sensor_ticks")
+            page.set_viewport_size({"width": 1440, "height": 900})
+            return
+        page.get_by_role("button", name="Close").last.click()
+        reason.wait_for(state="hidden")
+    pytest.fail("no tick in the UI's history names the batches in flight")
