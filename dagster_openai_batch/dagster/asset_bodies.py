@@ -308,7 +308,7 @@ def cancel_batch_job(stage: StageContext) -> Iterator[dg.MaterializeResult[Any]]
 
 
 SUBMISSION_SNAPSHOT = (
-    "submission: status and progress as batch_job left them; they never change. The sensor "
+    "as batch_job left them (status and progress never change here). The sensor "
     "records the current ones as observations (Events tab; Row count above: requests done)"
 )
 
@@ -319,7 +319,9 @@ def _job_record(
     """``batch_job``'s record: where the batches stand, and what ``results`` needs."""
     status = batch_status(stage.resource, batches, as_of=SUBMISSION_SNAPSHOT)
     snapshot = {name: getattr(status, name) for name in BatchStatusRecord.model_fields}
-    snapshot["progress"] = f"at submission: {status.progress}"
+    # Labelled in the values themselves: the asset page shows them without the as_of line.
+    snapshot["status"] = f"when batch_job ran: {status.status}"
+    snapshot["progress"] = f"when batch_job ran: {status.progress}"
     return BatchJobRecord(
         **snapshot,
         backend=stage.resource.backend,

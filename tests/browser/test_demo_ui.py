@@ -163,7 +163,9 @@ def overview_progress(page: Any, server: Server, screenshots: Path, name: str) -
     page.set_viewport_size({"width": 1440, "height": 900})
     return {
         "row_count": row_count,
-        "snapshot_labelled": page.get_by_text("at submission: not started", exact=True).count(),
+        "snapshot_labelled": page.get_by_text(
+            "when batch_job ran: not started", exact=True
+        ).count(),
     }
 
 

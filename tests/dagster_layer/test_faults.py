@@ -270,7 +270,7 @@ def test_cancel_through_batch_job_config_then_partial_results(instance, emulator
     assert cancel.success
     after = latest_job(instance)
     assert after.batch_id_list == submitted.batch_id_list
-    assert after.status == "cancelling"
+    assert after.status == "when batch_job ran: cancelling"
     assert after.requests == 25
     assert after.part_uri_list == submitted.part_uri_list
     assert after.handed_on() == submitted.handed_on()
