@@ -208,7 +208,14 @@ def test_materialize_click_then_sensor_collects_results(server, labels_collected
 
 
 RESULTS = """{ assetOrError(assetKey: {path: ["review_labels", "results"]}) { ... on Asset {
-  assetMaterializations(limit: 1) { runId metadataEntries { label } } } } }"""
+  assetMaterializations(limit: 1) { runId metadataEntries { label
+    ... on MarkdownMetadataEntry { mdStr } } } } } }"""
+
+
+def latest_preview_header(materialization: dict[str, Any]) -> str:
+    preview = ResultsRecord.key("preview")
+    (entry,) = [e for e in materialization["metadataEntries"] if e["label"] == preview]
+    return str(entry.get("mdStr", "")).splitlines()[0]
 
 
 def test_results_page_shows_counts_tokens_cost_and_preview(
@@ -220,8 +227,19 @@ def test_results_page_shows_counts_tokens_cost_and_preview(
     expected = [ResultsRecord.key(field) for field in (*fields, "preview")]
     assert set(expected) <= labels
 
-    open_page(page, server, "/assets/review_labels/results", *expected)
-    shoot(page, screenshots, "results")
+    page.set_viewport_size({"width": 1600, "height": 1000})
+    try:
+        open_page(page, server, "/assets/review_labels/results", *expected)
+        # The summary is what the page opens on: counts, cost and tokens above the fold.
+        for key in (ResultsRecord.key(f) for f in ("status_succeeded", "cost_usd")):
+            box = page.get_by_text(key, exact=True).first.bounding_box()
+            assert box is not None, key
+            assert box["y"] + box["height"] <= 1000, f"{key} is below the fold"
+        # The answer leads the preview, cut short so the table stays readable.
+        assert latest_preview_header(latest).startswith("| answer | status | custom_id |")
+        shoot(page, screenshots, "results")
+    finally:
+        page.set_viewport_size({"width": 1440, "height": 900})
 
 
 def test_batch_job_overview_shows_live_progress_not_the_snapshot(
