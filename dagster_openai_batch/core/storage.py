@@ -1,4 +1,11 @@
-"""Files in a storage location: a local directory or any pyarrow.fs URI (``s3://…``, ``gs://…``).
+"""Files in a storage location: a local directory or a URI of any filesystem pyarrow or fsspec
+knows (``s3://…``, ``gs://…``, ``abfs://…``, ``az://…``, ``memory://…``).
+
+pyarrow's own filesystems are used where it has one (S3, GCS, Azure ``abfs://``, HDFS, local); any
+other scheme goes through fsspec (``az://`` with adlfs, ``memory://``…). Credentials and
+endpoints come from the environment the way those libraries read it (for S3: ``AWS_ACCESS_KEY_ID``,
+``AWS_SECRET_ACCESS_KEY``, ``AWS_REGION``/``AWS_DEFAULT_REGION``, ``AWS_ENDPOINT_URL`` for an
+S3-compatible store, or the URI's own ``?endpoint_override=…&scheme=http``).
 
 >>> join_uri("s3://bucket/root/", "results", "a.parquet")
 's3://bucket/root/results/a.parquet'
@@ -19,10 +26,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import fsspec
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from pydantic import BaseModel
+
+from .errors import OpenAIBatchError
 
 if TYPE_CHECKING:
     import pandas
@@ -49,13 +59,33 @@ class BatchResults(BaseModel):
         return polars.from_arrow(self.to_arrow(columns))  # type: ignore[return-value]
 
 
+class StorageError(OpenAIBatchError, ValueError):
+    """A storage location that cannot be used (unknown scheme, missing filesystem package)."""
+
+
 def resolve(uri: str | os.PathLike[str]) -> tuple[pafs.FileSystem, str]:
-    """The filesystem and the path within it for a local path or a URI."""
+    """The filesystem and the path within it for a local path or a URI.
+
+    >>> fs, path = resolve("memory://results/a.parquet")
+    >>> type(fs).__name__, path
+    ('PyFileSystem', '/results/a.parquet')
+    """
     uri = os.fspath(uri)
-    if "://" in uri:
+    if "://" not in uri:
+        return pafs.LocalFileSystem(), os.path.abspath(uri)
+    try:
         fs, path = pafs.FileSystem.from_uri(uri)
         return fs, path
-    return pafs.LocalFileSystem(), os.path.abspath(uri)
+    except pa.ArrowInvalid as error:
+        if "Unrecognized filesystem type" not in str(error):
+            raise StorageError(f"Storage location {uri!r}: {error}") from error
+    try:
+        fsspec_fs, fsspec_path = fsspec.core.url_to_fs(uri)
+    except (ImportError, ValueError) as error:  # unknown protocol or its package not installed
+        raise StorageError(
+            f"Storage location {uri!r}: neither pyarrow nor fsspec can open it ({error})."
+        ) from error
+    return pafs.PyFileSystem(pafs.FSSpecHandler(fsspec_fs)), fsspec_path
 
 
 def open_output(uri: str | os.PathLike[str]) -> tuple[pafs.FileSystem, str]:

@@ -190,8 +190,16 @@ class OpenAIBatchComponent(dg.Component, dg.Resolvable, dg.Model):
     )
     storage: str | None = Field(
         default=None,
-        description="Directory or URI (s3://…) for input rows and results tables; default "
+        description="Directory or URI (s3://…, gs://…, abfs://…, az://…) for input rows and "
+        "results tables; default `$DAGSTER_OPENAI_BATCH_STORAGE`, else "
         "`<Dagster storage>/openai_batch`.",
+    )
+    results_io_manager_key: str | None = Field(
+        default=None,
+        pattern=NAME_PATTERN,
+        json_schema_extra={"pattern": NAME_PATTERN},
+        description="Store the BatchResults handle of `results` through this IO manager of the "
+        "deployment (e.g. `io_manager`); by default it is rebuilt from the results record.",
     )
     translation: ResolvedStageTranslation | None = Field(
         default=None,
@@ -270,6 +278,7 @@ class OpenAIBatchComponent(dg.Component, dg.Resolvable, dg.Model):
                 group_name=self.group_name,
                 resource_key=self.resource_key,
                 storage=self.storage,
+                results_io_manager_key=self.results_io_manager_key,
                 wait=self.wait,
                 max_failed_share=self.max_failed_share,
                 schedule=self.schedule,

@@ -176,6 +176,7 @@ def openai_batch_assets(
     group_name: str | None = None,
     resource_key: str = RESOURCE_KEY,
     storage: str | None = None,
+    results_io_manager_key: str | None = None,
     wait: bool = False,
     wait_timeout_seconds: float = 3600.0,
     max_failed_share: float = 0.05,
@@ -197,8 +198,13 @@ def openai_batch_assets(
         endpoint: The batch endpoint; defaults to the template's.
         group_name: The assets' group (default: ``name``).
         partitions_def: Any partitions definition: one batch set per partition key.
-        storage: Local directory or URI (``s3://…``) for the input rows and results tables;
-            default ``<Dagster instance storage>/openai_batch``.
+        storage: Local directory or URI (``s3://…``, ``gs://…``, ``abfs://…``, ``az://…``) for
+            the input rows and results tables; default ``$DAGSTER_OPENAI_BATCH_STORAGE``, else
+            ``<Dagster instance storage>/openai_batch`` (a path only this machine sees).
+        results_io_manager_key: Store the `BatchResults` handle ``results`` returns through this
+            IO manager of the deployment (e.g. ``io_manager`` set to an ``S3PickleIOManager``).
+            By default nothing is pickled: downstream assets get a handle rebuilt from the
+            results materialization recorded in the instance.
         wait: ``batch_job`` blocks until the batches finish (small jobs, one run).
         max_failed_share: The ``failed_share`` check fails above this share of failed requests.
         schedule: ``True`` submits new partitions of a time-partitioned pipeline on the
@@ -307,7 +313,7 @@ def openai_batch_assets(
 
         @dg.asset(
             check_specs=check_specs(keys.results, max_failed_share),
-            io_manager_def=batch_results_io_manager,
+            **_results_io(results_io_manager_key),
             **asset_args("results", keys.batch_job),
         )
         def results(context: dg.AssetExecutionContext, config: ResultsConfig) -> Iterator[Any]:
@@ -394,6 +400,13 @@ def _asset_args(
         "required_resource_keys": {resource_key},
         "output_required": output_required,
     }
+
+
+def _results_io(io_manager_key: str | None) -> dict[str, Any]:
+    """The ``results`` asset's IO manager: the deployment's by key, else the record-based one."""
+    if io_manager_key is not None:
+        return {"io_manager_key": io_manager_key}
+    return {"io_manager_def": batch_results_io_manager}
 
 
 def _storage_root(context: dg.AssetExecutionContext, storage: str | None, name: str) -> str:

@@ -6,6 +6,7 @@ import dagster_openai_batch
 from dagster_openai_batch.core.client import BatchClientError, DownloadError
 from dagster_openai_batch.core.errors import OpenAIBatchError
 from dagster_openai_batch.core.input_validation import BatchInputError, InputProblem
+from dagster_openai_batch.core.storage import StorageError
 from dagster_openai_batch.core.templates import CustomIdError
 
 
@@ -16,6 +17,7 @@ from dagster_openai_batch.core.templates import CustomIdError
         (DownloadError("x"), RuntimeError),
         (BatchInputError([InputProblem(line=1, code="c", message="m", fix="f")]), ValueError),
         (CustomIdError("x"), ValueError),
+        (StorageError("x"), ValueError),
     ],
 )
 def test_library_errors_share_one_root(error: Exception, builtin: type[Exception]) -> None:

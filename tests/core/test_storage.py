@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyarrow as pa
+import pytest
 import pyarrow.parquet as pq
 
 from dagster_openai_batch.core import join_uri, read_table, safe_segment
-from dagster_openai_batch.core.storage import open_output
+from dagster_openai_batch.core.storage import StorageError, atomic_output, open_output
 
 
 def test_safe_segment_keeps_safe_keys_unchanged() -> None:
@@ -37,3 +38,15 @@ def test_long_partition_key_makes_a_writable_path(tmp_path: Path) -> None:
     pq.write_table(pa.table({"a": [1]}), path, filesystem=fs)
     assert read_table(uri).column("a").to_pylist() == [1]
     assert all(len(part) <= 89 for part in Path(path).relative_to(tmp_path).parts)
+
+
+def test_schemes_without_a_pyarrow_filesystem_go_through_fsspec() -> None:
+    uri = join_uri("memory://storage-test", "pipe", "all", "results.parquet")
+    with atomic_output(uri) as (fs, tmp):
+        pq.write_table(pa.table({"a": [1, 2]}), tmp, filesystem=fs)
+    assert read_table(uri).column("a").to_pylist() == [1, 2]
+
+
+def test_unusable_storage_location_is_a_clear_error() -> None:
+    with pytest.raises(StorageError, match=r"'nosuch://x/y'.*neither pyarrow nor fsspec"):
+        read_table("nosuch://x/y")

@@ -8,6 +8,7 @@ import pytest
 from pipeline_helpers import recorded, run_sensor_until_idle, table_metadata
 
 from dagster_openai_batch import (
+    BatchResults,
     OpenAIBatchResource,
     RequestTemplate,
     openai_batch_assets,
@@ -303,6 +304,28 @@ def test_storage_uri_works_like_a_local_path(instance, resource, tmp_path: Path)
     handle = result.output_for_node(pipeline.results_op_name)
     assert handle.to_arrow().num_rows == 25
     assert list((tmp_path / "bucket" / "openai" / "qa" / "all" / "results").glob("*.parquet"))
+
+
+def test_fsspec_storage_and_the_deployments_io_manager(instance, resource, tmp_path: Path):
+    """A scheme pyarrow has no filesystem for goes through fsspec (here ``memory://``; ``az://``
+    with adlfs), and ``results_io_manager_key`` stores the handle through the deployment's IO
+    manager, from which a downstream asset in another run loads it."""
+    storage = "memory://openai-batch-test/root"
+    pipeline = chat_pipeline(wait=True, storage=storage, results_io_manager_key="io_manager")
+    io_manager = dg.FilesystemIOManager(base_dir=str(tmp_path / "io"))
+    resources = {"openai_batch": resource, "io_manager": io_manager}
+    assert dg.materialize([questions, *pipeline.assets], instance=instance, resources=resources)
+    assert recorded(instance, pipeline.results.key, ResultsRecord).results_uri.startswith(storage)
+    assert (tmp_path / "io" / "qa" / "results").is_file()  # the pickled handle
+
+    @dg.asset(ins={"answers": dg.AssetIn(key=pipeline.results.key)})
+    def answered(answers: BatchResults) -> int:
+        return answers.to_arrow(["custom_id"]).num_rows
+
+    downstream = dg.materialize(
+        [answered, pipeline.results], selection=[answered], instance=instance, resources=resources
+    )
+    assert downstream.output_for_node("answered") == 25
 
 
 def test_azure_and_compatible_backends_are_configured_not_guessed():
