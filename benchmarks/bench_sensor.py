@@ -10,17 +10,27 @@ materializations (one per partition, one batch each). Prints API calls and secon
 - tick 3: every batch has finished (the emulator writes the result files while answering):
   1,000 observations and ``batches_accepted`` check evaluations, 1,000 results runs requested.
 
-Usage: python benchmarks/bench_sensor.py [--batches 1000]
+Beside them, the bare-SDK baseline: one ``batches.retrieve`` per batch, the least a watcher that
+looks at every batch must do.
+
+``--postgres`` keeps the instance in a throw-away PostgreSQL server (Debian's ``postgresql``
+package, as in ``tests/production``) instead of SQLite, as a deployment does.
+
+Usage: python benchmarks/bench_sensor.py [--batches 1000] [--postgres]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
+import openai
 
 from dagster_openai_batch import (
     OpenAIBatchResource,
@@ -57,9 +67,29 @@ class Clock:
         return self.now
 
 
+@contextlib.contextmanager
+def bench_instance(tmp: str, postgres: bool) -> Iterator[dg.DagsterInstance]:
+    """A temporary instance on SQLite, or on a throw-away PostgreSQL server."""
+    if not postgres:
+        with dg.instance_for_test(temp_dir=tmp) as instance:
+            yield instance
+        return
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "production"))
+    from production_services import postgres_server
+
+    with (
+        postgres_server() as url,
+        dg.instance_for_test(
+            temp_dir=tmp, overrides={"storage": {"postgres": {"postgres_url": url}}}
+        ) as instance,
+    ):
+        yield instance
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--batches", type=int, default=1000)
+    parser.add_argument("--postgres", action="store_true", help="instance on PostgreSQL")
     args = parser.parse_args()
 
     partitions = dg.StaticPartitionsDefinition([f"p{i:04d}" for i in range(args.batches)])
@@ -71,7 +101,11 @@ def main() -> None:
             endpoint="/v1/embeddings", model="text-embedding-3-small", prompt="{t}"
         ),
     )
-    with tempfile.TemporaryDirectory() as tmp, dg.instance_for_test(temp_dir=tmp) as instance:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        bench_instance(tmp, args.postgres) as instance,
+    ):
+        print(f"instance storage: {'PostgreSQL' if args.postgres else 'SQLite'}")
         clock = Clock()
         pace = Pace(
             validating_seconds=60,
@@ -102,6 +136,15 @@ def main() -> None:
                 )
             elapsed = time.perf_counter() - started
             print(f"setup: {args.batches} batches created and recorded in {elapsed:.1f}s")
+            ids = [b.id for b in client.batches.list(limit=100)]
+            http = openai.OpenAI(api_key="sk-bench", base_url=url)
+            started = time.perf_counter()
+            for batch_id in ids:
+                http.batches.retrieve(batch_id)
+            print(
+                f"bare SDK baseline: {len(ids)} batches.retrieve calls, "
+                f"{time.perf_counter() - started:.2f}s"
+            )
 
             resource = OpenAIBatchResource(api_key="sk-bench", base_url=url)
             sensor = openai_batch_sensor([pipeline])

@@ -171,16 +171,35 @@ def download_file(uri: str, local: str | os.PathLike[str]) -> Path:
     fs, path = resolve(uri)
     local = Path(local)
     local.parent.mkdir(parents=True, exist_ok=True)
-    pafs.copy_files(
-        path,
-        str(local.absolute()),
-        source_filesystem=fs,
-        destination_filesystem=pafs.LocalFileSystem(),
-    )
+    try:
+        pafs.copy_files(
+            path,
+            str(local.absolute()),
+            source_filesystem=fs,
+            destination_filesystem=pafs.LocalFileSystem(),
+        )
+    except FileNotFoundError as error:
+        raise _missing(uri) from error
     return local
 
 
 def read_table(uri: str | os.PathLike[str], columns: list[str] | None = None) -> pa.Table:
     """Read a Parquet table (optionally only ``columns``) from a local path or URI."""
     fs, path = resolve(uri)
-    return pq.read_table(path, columns=columns, filesystem=fs)
+    try:
+        return pq.read_table(path, columns=columns, filesystem=fs)
+    except FileNotFoundError as error:
+        raise _missing(uri) from error
+
+
+def _missing(uri: str | os.PathLike[str]) -> StorageError:
+    """The error for a stored file this process cannot find, with the usual cause of it."""
+    text = os.fspath(uri)
+    hint = ""
+    if "://" not in text or text.startswith("file://"):
+        hint = (
+            " A local path is seen only by the machine that wrote it: when runs start on other "
+            "machines (Kubernetes, Docker, Celery), set the pipeline's storage= or "
+            "DAGSTER_OPENAI_BATCH_STORAGE to an object store (s3://, gs://, abfs://)."
+        )
+    return StorageError(f"{text} does not exist or cannot be read from this process.{hint}")

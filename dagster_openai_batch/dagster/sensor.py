@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 import dagster as dg
 import openai
@@ -86,7 +86,8 @@ def _newest_per_partition(items: Sequence[InFlight]) -> tuple[list[InFlight], li
         if key not in newest or newest[key].storage_id < item.storage_id:
             newest[key] = item
     kept = sorted(newest.values(), key=lambda item: item.storage_id)
-    return kept, [item for item in items if item not in kept]
+    kept_ids = {id(item) for item in kept}  # identity: comparing models is O(fields) each
+    return kept, [item for item in items if id(item) not in kept_ids]
 
 
 class _LatestRecords:
@@ -311,6 +312,10 @@ def _progress_words(status: BatchStatusRecord) -> str:
     return ", ".join(words)
 
 
+RESULTS_RUN_TAG: Final = ("openai_batch/stage", "results")
+"""The tag on every results run the sensor requests (key, value)."""
+
+
 def _run_request(
     pipeline: OpenAIBatchPipeline, item: InFlight, batches: Sequence[Batch]
 ) -> dg.RunRequest:
@@ -321,7 +326,11 @@ def _run_request(
         "run_key": _run_key(item),
         "job_name": pipeline.results_job.name,
         "partition_key": item.partition,
-        "tags": {"openai_batch/batch_ids": ",".join(item.batch_ids)[:1000]},
+        "tags": {
+            "openai_batch/batch_ids": ",".join(item.batch_ids)[:1000],
+            # A stable tag for the run queue's tag_concurrency_limits (README, "Deploy").
+            RESULTS_RUN_TAG[0]: RESULTS_RUN_TAG[1],
+        },
     }
     if not any(b.status in RESULT_FILE_STATUSES for b in batches):
         return dg.RunRequest(

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyarrow as pa
-import pytest
 import pyarrow.parquet as pq
+import pytest
 
-from dagster_openai_batch.core import join_uri, read_table, safe_segment
+from dagster_openai_batch.core import download_file, join_uri, read_table, safe_segment
 from dagster_openai_batch.core.storage import StorageError, atomic_output, open_output
 
 
@@ -50,3 +50,12 @@ def test_schemes_without_a_pyarrow_filesystem_go_through_fsspec() -> None:
 def test_unusable_storage_location_is_a_clear_error() -> None:
     with pytest.raises(StorageError, match=r"'nosuch://x/y'.*neither pyarrow nor fsspec"):
         read_table("nosuch://x/y")
+
+
+def test_a_stored_file_missing_here_names_the_local_path_cause(tmp_path: Path) -> None:
+    """Written on one machine's disk, read on another: the error says what to configure."""
+    gone = str(tmp_path / "other-machine" / "inputs.parquet")
+    with pytest.raises(StorageError, match=r"inputs.parquet does not exist.*DAGSTER_OPENAI_BATCH"):
+        read_table(gone)
+    with pytest.raises(StorageError, match="set the pipeline's storage="):
+        download_file(gone, tmp_path / "copy.parquet")
