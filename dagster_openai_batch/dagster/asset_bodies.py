@@ -33,7 +33,6 @@ from ..core.storage import BatchResults, download_file, join_uri, read_table, re
 from ..core.templates import RequestTemplate
 from ..core.vocabulary import (
     ADOPTABLE_STATUSES,
-    MAX_REQUESTS_PER_FILE,
     TERMINAL_STATUSES,
     BatchEndpoint,
 )
@@ -69,7 +68,8 @@ class StageContext:
     pipeline: str
     endpoint: BatchEndpoint
     storage_root: str
-    max_requests_per_file: int = MAX_REQUESTS_PER_FILE
+    max_requests_per_file: int | None = None
+    """The user's own limit; the backend's (``resource.service_profile``) otherwise."""
 
     @property
     def partition_key(self) -> str | None:
@@ -127,12 +127,17 @@ def materialize_input_file(
                     jsonl_path,
                     Path(tmp),
                     endpoint=stage.endpoint,
+                    profile=stage.resource.service_profile,
                     max_requests=stage.max_requests_per_file,
                 )
             else:
                 assert template is not None
                 prepared = prepare_rows(
-                    rows, template, Path(tmp), max_requests=stage.max_requests_per_file
+                    rows,
+                    template,
+                    Path(tmp),
+                    profile=stage.resource.service_profile,
+                    max_requests=stage.max_requests_per_file,
                 )
         except BatchInputError as error:
             if all(problem.code == "empty_file" for problem in error.problems):
@@ -536,7 +541,10 @@ def _upload_resubmission(
             )
             return None
         prepared = write_batch_input(
-            itertools.chain([first], requests), Path(tmp) / "followup", endpoint=stage.endpoint
+            itertools.chain([first], requests),
+            Path(tmp) / "followup",
+            endpoint=stage.endpoint,
+            profile=stage.resource.service_profile,
         )
         file_ids = [client.upload(part).id for part in prepared.parts]
     stage.context.log.info(f"Resubmitting {prepared.requests} requests from {results_uri}")

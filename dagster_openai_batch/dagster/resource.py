@@ -10,6 +10,13 @@ Example:
     >>> offline = OpenAIBatchResource(emulator_dir="/tmp/openai-emulator")
     >>> offline.backend
     'emulator'
+    >>> azure = OpenAIBatchResource(
+    ...     api_key=EnvVar("AZURE_OPENAI_API_KEY"),
+    ...     azure_endpoint="https://my-resource.openai.azure.com",
+    ...     api_version="2025-04-01-preview",
+    ... )
+    >>> azure.backend, azure.service_profile.max_requests_per_file
+    ('azure', 100000)
 """
 
 from __future__ import annotations
@@ -25,8 +32,10 @@ from pydantic import Field, PrivateAttr
 
 from ..core.client import BatchClient
 from ..core.errors import OpenAIBatchError
+from ..core.service_profile import ServiceKind, ServiceProfile, profile_for
+from ..core.vocabulary import COMPLETION_WINDOW
 
-Backend = Literal["emulator", "openai", "azure", "compatible"]
+Backend = ServiceKind
 OPENAI_API_HOST = "api.openai.com"
 
 
@@ -58,6 +67,11 @@ class OpenAIBatchResource(OpenAIResource):
     api_version: str | None = Field(
         default=None, description="Azure OpenAI API version, e.g. 2025-04-01-preview."
     )
+    completion_window: str = Field(
+        default=COMPLETION_WINDOW,
+        description="How long a batch may take: '24h' (the only window of OpenAI and Azure), "
+        "or longer on a compatible service that offers it, e.g. Groq's up to '7d'.",
+    )
     emulator_dir: str | None = Field(
         default=None,
         description="Use the offline emulator with its state in this directory (shared by every "
@@ -86,13 +100,21 @@ class OpenAIBatchResource(OpenAIResource):
             return "compatible"
         return "openai"
 
+    @property
+    def service_profile(self) -> ServiceProfile:
+        """The limits and habits of the backend (Azure: 100,000 requests per file)."""
+        try:
+            return profile_for(self.backend, completion_window=self.completion_window)
+        except ValueError as error:
+            raise OpenAIConfigurationError(str(error)) from None
+
     def setup_for_execution(self, context: InitResourceContext) -> None:
         self._client = self.build_openai_client()
 
     def build_openai_client(self) -> openai.OpenAI:
         """The `openai.OpenAI` client for the configured backend; fails fast on bad settings."""
         common: dict[str, Any] = {"timeout": self.timeout_seconds, "max_retries": self.max_retries}
-        backend = self.backend
+        backend = self.service_profile.kind  # also refuses a window the backend does not offer
         if backend == "emulator":
             from ..emulator import Emulator, EmulatorConfig, Faults, Pace
 
@@ -141,4 +163,4 @@ class OpenAIBatchResource(OpenAIResource):
     def get_batch_client(self) -> Generator[BatchClient, None, None]:
         """Yield a `BatchClient` over this resource's client (usable in assets and sensors)."""
         client = getattr(self, "_client", None) or self.build_openai_client()
-        yield BatchClient(client)
+        yield BatchClient(client, profile=self.service_profile)
