@@ -3,9 +3,10 @@
 With ``strict: true`` the service refuses, request by request, a schema it cannot enforce: an
 object not closed by ``additionalProperties: false`` (an open ``dict[str, Any]`` field), a
 property left out of ``required``, a composition keyword (``allOf``, ``not``, ``oneOf``,
-``if``/``then``/``else``, ``dependentRequired``/``dependentSchemas``), a string ``format`` outside
-its list, a root that is not an object, or a schema past its size limits (10 levels of nesting,
-5,000 properties, 1,000 enum values). :func:`strict_schema_problems` names each such place.
+``if``/``then``/``else``, ``dependentRequired``/``dependentSchemas``), a value without a type
+(``Any``), an array without ``items`` (a tuple), a string ``format`` outside its list, a root
+that is not an object, or a schema past its size limits (10 levels of nesting, 5,000
+properties, 1,000 enum values). :func:`strict_schema_problems` names each such place.
 
 >>> schema = {"type": "object", "properties": {"a": {"type": "string"}}, "required": []}
 >>> for problem in strict_schema_problems(schema):
@@ -92,6 +93,10 @@ def _node_problems(where: str, node: dict[str, Any]) -> Iterator[str]:
                 f"{where}: {', '.join(map(repr, left_out))} not in 'required'; every field must "
                 "be required (make an optional one nullable: `x: str | None`)"
             )
+    if not any(key in node for key in ("type", "anyOf", "$ref", "enum", "const")):
+        yield f"{where}: no type (Any); give it a type"
+    if node.get("type") == "array" and not isinstance(node.get("items"), dict):
+        yield f"{where}: an array without `items` (a tuple); use list[...] of one type"
     fmt = node.get("format")
     if fmt is not None and fmt not in SUPPORTED_FORMATS:
         yield (
