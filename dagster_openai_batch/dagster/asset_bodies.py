@@ -383,14 +383,17 @@ def batch_status(
 
 
 def _finished_at(batches: Sequence[Batch]) -> float | None:
-    """When the last of ``batches`` reached a final state (None while any is running)."""
+    """When the last of ``batches`` reached a final state (None while any is running, or when the
+    service gives no time at all)."""
     if not batches or any(b.status not in TERMINAL_STATUSES for b in batches):
         return None
     ends = [
-        b.completed_at or b.failed_at or b.expired_at or b.cancelled_at or b.created_at
+        end
         for b in batches
+        # A compatible service may leave any of them out.
+        if (end := b.completed_at or b.failed_at or b.expired_at or b.cancelled_at or b.created_at)
     ]
-    return float(max(ends))
+    return float(max(ends)) if ends else None
 
 
 def _expected_finish(batches: Sequence[Batch], total: int, done: int, now: float) -> float | None:
