@@ -64,6 +64,9 @@ class PreparedInput(BaseModel):
     content_hash: str
     inputs_path: Path | None = None
     preview: list[dict[str, Any]] = []
+    warnings: list[str] = []
+    """What may go wrong but was not refused (a model the library does not know), also logged
+    once on the ``dagster_openai_batch`` logger."""
 
     def custom_ids(self) -> Iterator[str]:
         """Every custom_id, part by part, read back from disk."""
@@ -386,13 +389,13 @@ def _write(
         if rows_out is not None:
             rows_out.discard()
         raise
-    return _prepared(endpoint, parts, checker.requests, inputs_path, preview)
+    return _prepared(endpoint, parts, checker, inputs_path, preview)
 
 
 def _prepared(
     endpoint: BatchEndpoint,
     parts: _PartWriter,
-    requests: int,
+    checker: InputChecker,
     inputs_path: Path | None,
     preview: list[dict[str, Any]],
 ) -> PreparedInput:
@@ -403,9 +406,10 @@ def _prepared(
         endpoint=endpoint,
         model=parts.model,
         parts=parts.parts,
-        requests=requests,
+        requests=checker.requests,
         bytes=sum(p.bytes for p in parts.parts),
         content_hash=content,
         inputs_path=inputs_path,
         preview=preview,
+        warnings=checker.warnings,
     )

@@ -24,7 +24,12 @@ from pydantic import BaseModel
 
 from .batch_request import BatchRequest
 from .errors import OpenAIBatchError
-from .model_catalogue import known_models, model_endpoint_problem, warn_if_unknown
+from .model_catalogue import (
+    known_models,
+    log_once,
+    model_endpoint_problem,
+    unknown_model_warning,
+)
 from .strict_schema import strict_schema_problems
 from .vocabulary import (
     MAX_METADATA_KEY_CHARS,
@@ -309,6 +314,8 @@ class InputChecker:
         """Requests that passed every check."""
         self.problems: list[InputProblem] = []
         """The first :data:`KEPT_PROBLEMS` problems."""
+        self.warnings: list[str] = []
+        """What may go wrong but is not refused (a model the library does not know)."""
         self.total_problems = 0
         self._model_line = 0
         self._seen: dict[int, int] = {}  # hash(custom_id) -> the line it is first used on
@@ -415,7 +422,7 @@ class InputChecker:
         return []
 
     def _check_model_name(self, lineno: int, cid: Any, model: Any) -> list[InputProblem]:
-        """Refuse a known model the endpoint does not serve; warn once about an unknown one."""
+        """Refuse a known model the endpoint does not serve; warn about an unknown one."""
         if not isinstance(model, str) or not model:
             return []
         problem = model_endpoint_problem(self.endpoint, model)
@@ -431,8 +438,10 @@ class InputChecker:
                     + ", ".join(known_models(self.endpoint)),
                 )
             ]
-        if self.model_names_known:
-            warn_if_unknown(self.endpoint, model)
+        warning = unknown_model_warning(self.endpoint, model) if self.model_names_known else None
+        if warning is not None:
+            self.warnings.append(warning)
+            log_once(warning)
         return []
 
     def _check_schema(self, lineno: int, cid: Any, body: dict[str, Any]) -> list[InputProblem]:

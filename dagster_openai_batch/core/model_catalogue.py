@@ -2,8 +2,8 @@
 
 A dated snapshot (``gpt-4o-mini-2024-07-18``) is its base model (``gpt-4o-mini``). A known model
 sent to an endpoint that does not serve it is refused before upload (the service would fail every
-line); a model this catalogue does not know is only warned about, once per process: new models
-and fine-tunes appear faster than any list.
+line); a model this catalogue does not know is only warned about: new models and fine-tunes
+appear faster than any list.
 
 >>> base_model("gpt-4o-mini-2024-07-18"), base_model("ft:gpt-4o-mini-2024-07-18:acme::abc123")
 ('gpt-4o-mini', 'gpt-4o-mini')
@@ -71,7 +71,7 @@ KNOWN_MODELS: Final[dict[str, tuple[str, frozenset[str]]]] = {
 """Every base model: (its family, the batch endpoints serving it)."""
 
 _SNAPSHOT = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{4})$")
-_warned: set[tuple[str, str]] = set()
+_warned: set[str] = set()
 
 
 def base_model(model: str) -> str:
@@ -96,17 +96,20 @@ def model_endpoint_problem(endpoint: BatchEndpoint | str, model: str) -> str | N
     return f"model {model!r} is {article} {family} model: {endpoint} does not serve it"
 
 
-def warn_if_unknown(endpoint: BatchEndpoint | str, model: str) -> bool:
-    """Log a warning (once per model and endpoint in this process) when the catalogue does not know
-    ``model``; True if it warned now."""
-    if base_model(model) in KNOWN_MODELS or (model, str(endpoint)) in _warned:
-        return False
-    _warned.add((model, str(endpoint)))
-    logger.warning(
-        "Model %r is not in this library's catalogue, so it cannot tell whether %s serves it (it "
-        "knows: %s). If the batch fails with model_not_found, check the name.",
-        model,
-        endpoint,
-        ", ".join(known_models(endpoint)) or "none",
+def unknown_model_warning(endpoint: BatchEndpoint | str, model: str) -> str | None:
+    """A warning about ``model`` when the catalogue does not know it, naming the models it knows
+    ``endpoint`` serves; None for a known model."""
+    if base_model(model) in KNOWN_MODELS:
+        return None
+    return (
+        f"Model {model!r} is not in this library's catalogue, so it cannot tell whether "
+        f"{endpoint} serves it (it knows: {', '.join(known_models(endpoint)) or 'none'}). If the "
+        "batch fails with model_not_found, check the name."
     )
-    return True
+
+
+def log_once(warning: str) -> None:
+    """Log ``warning`` on the ``dagster_openai_batch`` logger, once per process."""
+    if warning not in _warned:
+        _warned.add(warning)
+        logger.warning(warning)

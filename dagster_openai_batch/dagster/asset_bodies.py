@@ -150,6 +150,8 @@ def materialize_input_file(
             raise _input_failure(
                 error.args[0] if isinstance(error, KeyError) else str(error)
             ) from None
+        for warning in prepared.warnings:
+            stage.context.log.warning(warning)
         stored = _store_input(stage, prepared)
         with stage.resource.get_batch_client() as client:
             files = [client.upload(part) for part in prepared.parts]

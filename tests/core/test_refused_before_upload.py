@@ -208,15 +208,20 @@ def warnings_logged() -> Any:
     catalogue.logger.removeHandler(handler)
 
 
-def test_an_unknown_model_is_warned_about_once_not_refused(
+def test_an_unknown_model_is_warned_about_not_refused_and_logged_once(
     tmp_path: Path, warnings_logged: list
 ) -> None:
     template = RequestTemplate(endpoint=EMBEDDINGS, model="my-embedder-2031", prompt="{text}")
-    for run in range(2):
-        assert prepare_rows([{"text": "a"}], template, tmp_path / str(run)).requests == 1
-    [warning] = warnings_logged
+    first, second = (
+        prepare_rows([{"text": "a"}, {"text": "b"}], template, tmp_path / str(run))
+        for run in range(2)
+    )
+    assert (first.requests, second.requests) == (2, 2)
+    [warning] = first.warnings  # said once per input, for its model
+    assert second.warnings == [warning]
     assert "'my-embedder-2031' is not in this library's catalogue" in warning
     assert "text-embedding-3-small, text-embedding-3-large, text-embedding-ada-002" in warning
+    assert warnings_logged == [warning]  # the process's log: once
 
 
 def test_on_azure_a_deployment_name_is_not_warned_about(

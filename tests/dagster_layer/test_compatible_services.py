@@ -5,6 +5,7 @@ base64 ids, no batch ``usage``, ``request_counts`` null, ``""`` file ids, no opt
 a 7-day window, result lines without ``id``, an error file always present.
 """
 
+import logging
 import re
 import textwrap
 from pathlib import Path
@@ -166,3 +167,27 @@ def test_progress_of_batches_without_counts_or_times(tmp_path: Path) -> None:
     assert (status.elapsed, status.expected_finish, status.finished_at) == ("", None, None)
     done = batch_status(resource, bare[1:])
     assert (done.status, done.finished_at) == ("completed", None)
+
+
+def test_an_unknown_model_is_warned_about_in_the_run_log(
+    instance: dg.DagsterInstance, resource: OpenAIBatchResource
+) -> None:
+    pipeline = openai_batch_assets(
+        name="unknown_model",
+        source=questions,
+        template=RequestTemplate(
+            endpoint="/v1/chat/completions", model="gpt-7-preview", prompt="{question}"
+        ),
+    )
+    result = dg.materialize(
+        [questions, pipeline.input_file],
+        instance=instance,
+        resources={"openai_batch": resource},
+    )
+    assert result.success  # warned, not refused
+    warnings = [
+        entry.user_message
+        for entry in instance.all_logs(result.run_id)
+        if entry.level == logging.WARNING
+    ]
+    assert any("'gpt-7-preview' is not in this library's catalogue" in w for w in warnings)
