@@ -17,6 +17,8 @@ Example:
     ... )
     >>> azure.backend, azure.service_profile.max_requests_per_file
     ('azure', 100000)
+    >>> OpenAIBatchResource(base_url="https://my-resource.openai.azure.com/openai/v1/").backend
+    'azure'
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Generator
 from contextlib import contextmanager
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import openai
 from dagster import InitResourceContext
@@ -37,6 +40,13 @@ from ..core.vocabulary import COMPLETION_WINDOW
 
 Backend = ServiceKind
 OPENAI_API_HOST = "api.openai.com"
+AZURE_HOSTS = (".openai.azure.com", ".cognitiveservices.azure.com", ".services.ai.azure.com")
+"""Hosts of Azure OpenAI: a base_url on one (``https://NAME.openai.azure.com/openai/v1/``) is
+Azure's v1 API, used with the plain OpenAI client."""
+
+
+def _is_azure(url: str | None) -> bool:
+    return url is not None and (urlsplit(url).hostname or "").endswith(AZURE_HOSTS)
 
 
 class OpenAIConfigurationError(OpenAIBatchError, ValueError):
@@ -67,6 +77,11 @@ class OpenAIBatchResource(OpenAIResource):
     api_version: str | None = Field(
         default=None, description="Azure OpenAI API version, e.g. 2025-04-01-preview."
     )
+    service: Literal["auto", "openai", "azure", "compatible"] = Field(
+        default="auto",
+        description="Which kind of service base_url is, when its address does not tell (e.g. "
+        "Azure OpenAI behind a gateway); auto: from azure_endpoint and the base_url's host.",
+    )
     completion_window: str = Field(
         default=COMPLETION_WINDOW,
         description="How long a batch may take: '24h' (the only window of OpenAI and Azure), "
@@ -94,7 +109,9 @@ class OpenAIBatchResource(OpenAIResource):
         """Which kind of service this resource talks to (shown in asset metadata)."""
         if self.emulator_dir:
             return "emulator"
-        if self.azure_endpoint:
+        if self.service != "auto":
+            return self.service
+        if self.azure_endpoint or _is_azure(self.base_url):
             return "azure"
         if self.base_url and OPENAI_API_HOST not in self.base_url:
             return "compatible"

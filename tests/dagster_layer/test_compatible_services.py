@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 import dagster as dg
+import openai
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -130,6 +131,13 @@ def test_the_resource_picks_the_profile_of_its_backend() -> None:
     )
     assert azure.service_profile.max_requests_per_file == 100_000
     assert not azure.service_profile.model_names_known  # a deployment name is no model name
+    v1 = OpenAIBatchResource(api_key="sk-test", base_url="https://x.openai.azure.com/openai/v1/")
+    assert v1.backend == "azure"  # Azure's v1 API, with the plain OpenAI client
+    assert isinstance(v1.build_openai_client(), openai.OpenAI)
+    gateway = OpenAIBatchResource(
+        api_key="sk-test", base_url="https://llm-gateway.example.com/v1", service="azure"
+    )
+    assert gateway.service_profile.max_requests_per_file == 100_000
     groq = OpenAIBatchResource(
         api_key="sk-test", base_url="https://api.groq.com/openai/v1", completion_window="7d"
     )
