@@ -233,10 +233,11 @@ def _metadata(lineno: int, cid: Any, body: dict[str, Any]) -> list[InputProblem]
             (
                 "body.metadata",
                 f"{len(metadata)} metadata pairs (at most {MAX_METADATA_PAIRS})",
-                "Keep at most 16 pairs",
+                f"Keep at most {MAX_METADATA_PAIRS} pairs",
             )
         )
-    for key, value in metadata.items():
+    for raw_key, value in metadata.items():
+        key = str(raw_key)
         if len(key) > MAX_METADATA_KEY_CHARS:
             found.append(
                 (
@@ -449,9 +450,10 @@ class InputChecker:
         if found is None:
             return []
         field, schema = found
-        # A template's lines share one schema object: it is checked once.
+        # A template's lines share one schema object: it is checked once (and kept, so that its
+        # id is not reused by another).
         seen = self._schemas.get(id(schema))
-        if seen is None or seen[0] is not schema:
+        if seen is None:
             seen = schema, strict_schema_problems(schema)
             if len(self._schemas) < 64:
                 self._schemas[id(schema)] = seen
