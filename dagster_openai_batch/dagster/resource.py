@@ -80,7 +80,8 @@ class OpenAIBatchResource(OpenAIResource):
     service: Literal["auto", "openai", "azure", "compatible"] = Field(
         default="auto",
         description="Which kind of service base_url is, when its address does not tell (e.g. "
-        "Azure OpenAI behind a gateway); auto: from azure_endpoint and the base_url's host.",
+        "Azure OpenAI behind a gateway); auto: from azure_endpoint and the base_url's host. With "
+        "emulator_dir: whose limits to keep on the emulator.",
     )
     completion_window: str = Field(
         default=COMPLETION_WINDOW,
@@ -119,9 +120,11 @@ class OpenAIBatchResource(OpenAIResource):
 
     @property
     def service_profile(self) -> ServiceProfile:
-        """The limits and habits of the backend (Azure: 100,000 requests per file)."""
+        """The limits and habits of the backend (Azure: 100,000 requests per file); ``service``
+        also gives the emulator another service's profile."""
+        kind = self.backend if self.service == "auto" else self.service
         try:
-            return profile_for(self.backend, completion_window=self.completion_window)
+            return profile_for(kind, completion_window=self.completion_window)
         except ValueError as error:
             raise OpenAIConfigurationError(str(error)) from None
 

@@ -123,7 +123,7 @@ def test_never_run_requests_of_a_cancelled_batch_are_cancelled_once(
     assert results.status_cancelled == 25
 
 
-def test_the_resource_picks_the_profile_of_its_backend() -> None:
+def test_the_resource_picks_the_profile_of_its_backend(tmp_path: Path) -> None:
     azure = OpenAIBatchResource(
         api_key="sk-test",
         azure_endpoint="https://my-resource.openai.azure.com",
@@ -138,6 +138,9 @@ def test_the_resource_picks_the_profile_of_its_backend() -> None:
         api_key="sk-test", base_url="https://llm-gateway.example.com/v1", service="azure"
     )
     assert gateway.service_profile.max_requests_per_file == 100_000
+    offline_azure = OpenAIBatchResource(emulator_dir=str(tmp_path), service="azure")
+    assert offline_azure.backend == "emulator"  # the emulator, under Azure's limits
+    assert offline_azure.service_profile.max_requests_per_file == 100_000
     groq = OpenAIBatchResource(
         api_key="sk-test", base_url="https://api.groq.com/openai/v1", completion_window="7d"
     )
