@@ -134,8 +134,8 @@ class OpenAIBatchResource(OpenAIResource):
     def build_openai_client(self) -> openai.OpenAI:
         """The `openai.OpenAI` client for the configured backend; fails fast on bad settings."""
         common: dict[str, Any] = {"timeout": self.timeout_seconds, "max_retries": self.max_retries}
-        backend = self.service_profile.kind  # also refuses a window the backend does not offer
-        if backend == "emulator":
+        profile = self.service_profile  # refuses a window the service does not offer
+        if self.backend == "emulator":
             from ..emulator import Emulator, EmulatorConfig, Faults, Pace
 
             config = EmulatorConfig(
@@ -149,7 +149,7 @@ class OpenAIBatchResource(OpenAIResource):
             )
         if not self.api_key:
             raise OpenAIConfigurationError(
-                f"No API key for the {backend} backend: set the OPENAI_API_KEY environment "
+                f"No API key for the {profile.kind} backend: set the OPENAI_API_KEY environment "
                 "variable (api_key=EnvVar('OPENAI_API_KEY')), or set emulator_dir to run offline."
             )
         if self.azure_endpoint:

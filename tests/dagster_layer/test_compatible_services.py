@@ -28,7 +28,11 @@ from dagster_openai_batch import (
 from dagster_openai_batch.dagster.asset_bodies import batch_status
 from dagster_openai_batch.dagster.component_attributes import ResourceModel
 from dagster_openai_batch.dagster.resource import OpenAIConfigurationError
-from dagster_openai_batch.dagster.stage_records import BatchJobRecord, ResultsRecord
+from dagster_openai_batch.dagster.stage_records import (
+    BatchJobRecord,
+    InputFileRecord,
+    ResultsRecord,
+)
 from dagster_openai_batch.emulator import Emulator, EmulatorConfig, Pace
 
 ROWS = [{"id": f"q{i}", "question": f"What is {i} + {i}?"} for i in range(25)]
@@ -202,3 +206,34 @@ def test_an_unknown_model_is_warned_about_in_the_run_log(
         if entry.level == logging.WARNING
     ]
     assert any("'gpt-7-preview' is not in this library's catalogue" in w for w in warnings)
+
+
+@dg.asset
+def many_rows() -> list[dict]:
+    return [{"id": i, "text": "hi"} for i in range(100_001)]
+
+
+def test_input_file_splits_at_the_limit_of_the_resource_service(
+    instance: dg.DagsterInstance, emulator_dir: Path
+) -> None:
+    pipeline = openai_batch_assets(
+        name="big",
+        source=many_rows,
+        template=RequestTemplate(
+            endpoint="/v1/chat/completions",
+            model="gpt-4o-mini",
+            prompt="{text}",
+            custom_id_column="id",
+        ),
+    )
+    parts = {}
+    for service in ("azure", "openai"):
+        resource = OpenAIBatchResource(emulator_dir=str(emulator_dir), service=service)
+        result = dg.materialize(
+            [many_rows, pipeline.input_file],
+            instance=instance,
+            resources={"openai_batch": resource},
+        )
+        assert result.success
+        parts[service] = recorded(instance, pipeline.input_file.key, InputFileRecord).parts
+    assert parts == {"azure": 2, "openai": 3}  # 100,000 + 1 on Azure; 50,000 + 50,000 + 1
