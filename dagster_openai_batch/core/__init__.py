@@ -19,6 +19,7 @@ from .input_validation import BatchInputError, InputProblem
 from .pricing import BATCH_PRICES, Price, cost_usd, price_for
 from .resubmit import RETRY_STATUSES, build_resubmission, count_resubmittable, merge_results
 from .results import STATUSES, ResultsSummary, collect_results, result_schema
+from .service_profile import OPENAI_PROFILE, ServiceProfile, profile_for
 from .storage import BatchResults, download_file, join_uri, read_table, safe_segment, upload_file
 from .templates import RequestTemplate, build_requests, build_rows, iter_rows
 from .vocabulary import (
@@ -40,6 +41,7 @@ __all__ = [
     "MAX_METADATA_PAIRS",
     "MAX_METADATA_VALUE_CHARS",
     "MAX_REQUESTS_PER_FILE",
+    "OPENAI_PROFILE",
     "RETRY_STATUSES",
     "STATUSES",
     "BatchClient",
@@ -57,6 +59,7 @@ __all__ = [
     "Price",
     "RequestTemplate",
     "ResultsSummary",
+    "ServiceProfile",
     "build_requests",
     "build_resubmission",
     "build_rows",
@@ -71,6 +74,7 @@ __all__ = [
     "prepare_jsonl",
     "prepare_rows",
     "price_for",
+    "profile_for",
     "read_jsonl_input",
     "read_table",
     "result_schema",

@@ -22,9 +22,9 @@ from openai.types import Batch, FileObject
 
 from .errors import OpenAIBatchError
 from .input_file import InputPart
+from .service_profile import OPENAI_PROFILE, ServiceProfile
 from .vocabulary import (
     ADOPTABLE_STATUSES,
-    COMPLETION_WINDOW,
     MAX_METADATA_KEY_CHARS,
     MAX_METADATA_PAIRS,
     MAX_METADATA_VALUE_CHARS,
@@ -72,15 +72,17 @@ class BatchClient:
     """Batch operations with few API calls, adoption instead of double payment, and robust
     downloads.
 
-    ``sleep`` and ``clock`` are injectable for tests; ``download_retries`` bounds retries of a
-    dropped or truncated download and ``create_attempts`` the attempts of a create or cancel,
-    waiting ``backoff * 2**attempt`` seconds (at most ``max_backoff``) between them.
+    ``profile`` is the service's (its completion window; OpenAI's by default). ``sleep`` and
+    ``clock`` are injectable for tests; ``download_retries`` bounds retries of a dropped or
+    truncated download and ``create_attempts`` the attempts of a create or cancel, waiting
+    ``backoff * 2**attempt`` seconds (at most ``max_backoff``) between them.
     """
 
     def __init__(
         self,
         client: openai.OpenAI,
         *,
+        profile: ServiceProfile = OPENAI_PROFILE,
         download_retries: int = 5,
         create_attempts: int = 5,
         backoff: float = 1.0,
@@ -89,6 +91,7 @@ class BatchClient:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.openai = client
+        self.profile = profile
         self.download_retries = download_retries
         self.create_attempts = create_attempts
         self.backoff, self.max_backoff = backoff, max_backoff
@@ -318,7 +321,7 @@ class BatchClient:
         # searched.
         settled = self.find_batch(
             idempotency_key,
-            since=batch.created_at - SETTLE_WINDOW_SECONDS,
+            since=_created(batch) - SETTLE_WINDOW_SECONDS,
             input_file_id=input_file_id,
             endpoint=ep,
         )
@@ -342,7 +345,8 @@ class BatchClient:
                 raw = create(
                     input_file_id=input_file_id,
                     endpoint=endpoint,
-                    completion_window=COMPLETION_WINDOW,
+                    # Typed as OpenAI's only value; compatible services take longer ones ("7d").
+                    completion_window=self.profile.completion_window,  # type: ignore[arg-type]
                     metadata=meta,
                 )
             except (
@@ -415,7 +419,7 @@ class BatchClient:
         """
         ep = None if endpoint is None else as_endpoint(endpoint)
         matches = [
-            (batch.created_at, -position, batch)
+            (_created(batch), -position, batch)
             for position, batch in enumerate(
                 self._recent_batches(max_pages if since is None else MAX_SCAN_PAGES, since=since)
             )
@@ -464,7 +468,7 @@ class BatchClient:
             page = self._parse_json(self.openai.batches.with_raw_response.list(limit=PAGE_SIZE))
             for n in range(max_pages):
                 yield from page.data
-                if since is not None and all(b.created_at < since for b in page.data):
+                if since is not None and all(_created(b) < since for b in page.data):
                     return
                 if n + 1 == max_pages or not page.has_next_page():
                     return
@@ -503,7 +507,7 @@ class BatchClient:
                     found[batch.id] = batch
                     if len(found) == len(wanted):
                         break
-                if since is not None and batch.created_at < since:
+                if since is not None and _created(batch) < since:
                     break
         for batch_id in wanted - found.keys():
             try:
@@ -581,6 +585,11 @@ class BatchClient:
                 return states
             self._sleep(min(delay, remaining))
             delay = min(delay * 2, poll_interval)
+
+
+def _created(batch: Batch) -> int:
+    """``batch.created_at``; 0 when a compatible service leaves it out (the SDK does not check)."""
+    return batch.created_at or 0
 
 
 def _short(error: Exception) -> str:

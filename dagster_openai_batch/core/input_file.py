@@ -23,7 +23,7 @@ import hashlib
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 import orjson
 from pydantic import BaseModel
@@ -31,15 +31,9 @@ from pydantic import BaseModel
 from .batch_request import BatchRequest
 from .input_validation import BatchInputError, InputChecker, InputProblem
 from .inputs_table import INPUTS_FILE, InputsTableWriter
+from .service_profile import OPENAI_PROFILE, ServiceProfile
 from .templates import RequestTemplate, check_rows
-from .vocabulary import (
-    MAX_EMBEDDING_INPUTS,
-    MAX_FILE_BYTES,
-    MAX_REQUESTS_PER_FILE,
-    BatchEndpoint,
-    ValidEndpoint,
-    as_endpoint,
-)
+from .vocabulary import BatchEndpoint, ValidEndpoint, as_endpoint
 
 PREVIEW_REQUESTS = 5
 """Requests kept in :attr:`PreparedInput.preview`."""
@@ -70,6 +64,9 @@ class PreparedInput(BaseModel):
     content_hash: str
     inputs_path: Path | None = None
     preview: list[dict[str, Any]] = []
+    warnings: list[str] = []
+    """What may go wrong but was not refused (a model the library does not know), also logged
+    once on the ``dagster_openai_batch`` logger."""
 
     def custom_ids(self) -> Iterator[str]:
         """Every custom_id, part by part, read back from disk."""
@@ -184,15 +181,17 @@ def write_batch_input(
     *,
     endpoint: BatchEndpoint | str,
     rows: Iterable[dict[str, Any]] | None = None,
-    max_requests: int = MAX_REQUESTS_PER_FILE,
-    max_bytes: int = MAX_FILE_BYTES,
-    max_embedding_inputs: int = MAX_EMBEDDING_INPUTS,
+    profile: ServiceProfile = OPENAI_PROFILE,
+    max_requests: int | None = None,
+    max_bytes: int | None = None,
+    max_embedding_inputs: int | None = None,
 ) -> PreparedInput:
     """Validate ``requests`` and write them as JSONL parts in ``out_dir``.
 
     ``rows`` (the source rows, in the same order) are also written with their custom_id to
-    ``inputs.parquet``. Raises :class:`BatchInputError` listing every problem; no part is left
-    behind then.
+    ``inputs.parquet``. The parts keep the limits of ``profile`` (OpenAI's by default; Azure's
+    holds 100,000 requests per file), or the ``max_*`` given where smaller. Raises
+    :class:`BatchInputError` listing every problem; no part is left behind then.
     """
     if rows is None:
         items: Iterable[tuple[int, Any, dict[str, Any] | None]] = (
@@ -205,9 +204,7 @@ def write_batch_input(
         Path(out_dir),
         as_endpoint(endpoint),
         rows is not None,
-        max_requests,
-        max_bytes,
-        max_embedding_inputs,
+        _Limits.of(profile, max_requests, max_bytes, max_embedding_inputs),
     )
 
 
@@ -229,9 +226,10 @@ def prepare_rows(
     template: RequestTemplate,
     out_dir: Path,
     *,
-    max_requests: int = MAX_REQUESTS_PER_FILE,
-    max_bytes: int = MAX_FILE_BYTES,
-    max_embedding_inputs: int = MAX_EMBEDDING_INPUTS,
+    profile: ServiceProfile = OPENAI_PROFILE,
+    max_requests: int | None = None,
+    max_bytes: int | None = None,
+    max_embedding_inputs: int | None = None,
 ) -> PreparedInput:
     """Build requests from ``rows`` with ``template`` and write them, plus ``inputs.parquet``, in
     one pass.
@@ -248,9 +246,7 @@ def prepare_rows(
         Path(out_dir),
         template.endpoint,
         True,
-        max_requests,
-        max_bytes,
-        max_embedding_inputs,
+        _Limits.of(profile, max_requests, max_bytes, max_embedding_inputs),
         id_column=template.custom_id_column,
     )
 
@@ -281,9 +277,10 @@ def prepare_jsonl(
     out_dir: Path,
     *,
     endpoint: BatchEndpoint | str | None = None,
-    max_requests: int = MAX_REQUESTS_PER_FILE,
-    max_bytes: int = MAX_FILE_BYTES,
-    max_embedding_inputs: int = MAX_EMBEDDING_INPUTS,
+    profile: ServiceProfile = OPENAI_PROFILE,
+    max_requests: int | None = None,
+    max_bytes: int | None = None,
+    max_embedding_inputs: int | None = None,
 ) -> PreparedInput:
     """Validate an existing JSONL input file and rewrite it as parts (split if over a limit).
 
@@ -320,7 +317,33 @@ def prepare_jsonl(
             ]
         ) from None
     items = ((i, obj, None) for i, obj in _parse_lines(path))
-    return _write(items, Path(out_dir), ep, False, max_requests, max_bytes, max_embedding_inputs)
+    limits = _Limits.of(profile, max_requests, max_bytes, max_embedding_inputs)
+    return _write(items, Path(out_dir), ep, False, limits)
+
+
+class _Limits(NamedTuple):
+    """The limits one input is written under: the service profile's, or the caller's where smaller
+    (``max_requests=`` splits sooner; a file is never larger than the service takes)."""
+
+    max_requests: int
+    max_bytes: int
+    max_inputs: int
+    model_names_known: bool
+
+    @classmethod
+    def of(
+        cls,
+        profile: ServiceProfile,
+        max_requests: int | None,
+        max_bytes: int | None,
+        max_inputs: int | None,
+    ) -> _Limits:
+        return cls(
+            min(profile.max_requests_per_file, max_requests or profile.max_requests_per_file),
+            min(profile.max_file_bytes, max_bytes or profile.max_file_bytes),
+            min(profile.max_embedding_inputs, max_inputs or profile.max_embedding_inputs),
+            profile.model_names_known,
+        )
 
 
 _Item = tuple[int, BatchRequest | dict[str, Any] | InputProblem, dict[str, Any] | None]
@@ -332,16 +355,19 @@ def _write(
     out_dir: Path,
     endpoint: BatchEndpoint,
     with_rows: bool,
-    max_requests: int,
-    max_bytes: int,
-    max_inputs: int,
+    limits: _Limits,
     id_column: str | None = None,
 ) -> PreparedInput:
     """Check every item and, while none has a problem, write the parts (and ``inputs.parquet``)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    checker = InputChecker(endpoint, max_bytes=max_bytes, max_inputs=max_inputs)
-    part_inputs = max_inputs if endpoint == "/v1/embeddings" else _NO_LIMIT
-    parts = _PartWriter(out_dir, max_requests, max_bytes, part_inputs)
+    checker = InputChecker(
+        endpoint,
+        max_bytes=limits.max_bytes,
+        max_inputs=limits.max_inputs,
+        model_names_known=limits.model_names_known,
+    )
+    part_inputs = limits.max_inputs if endpoint == "/v1/embeddings" else _NO_LIMIT
+    parts = _PartWriter(out_dir, limits.max_requests, limits.max_bytes, part_inputs)
     rows_out = InputsTableWriter(out_dir / INPUTS_FILE, id_column) if with_rows else None
     preview: list[dict[str, Any]] = []
     try:
@@ -363,13 +389,13 @@ def _write(
         if rows_out is not None:
             rows_out.discard()
         raise
-    return _prepared(endpoint, parts, checker.requests, inputs_path, preview)
+    return _prepared(endpoint, parts, checker, inputs_path, preview)
 
 
 def _prepared(
     endpoint: BatchEndpoint,
     parts: _PartWriter,
-    requests: int,
+    checker: InputChecker,
     inputs_path: Path | None,
     preview: list[dict[str, Any]],
 ) -> PreparedInput:
@@ -380,9 +406,10 @@ def _prepared(
         endpoint=endpoint,
         model=parts.model,
         parts=parts.parts,
-        requests=requests,
+        requests=checker.requests,
         bytes=sum(p.bytes for p in parts.parts),
         content_hash=content,
         inputs_path=inputs_path,
         preview=preview,
+        warnings=checker.warnings,
     )

@@ -24,7 +24,20 @@ from pydantic import BaseModel
 
 from .batch_request import BatchRequest
 from .errors import OpenAIBatchError
-from .vocabulary import MODEL_REQUIRED_ENDPOINTS, BatchEndpoint
+from .model_catalogue import (
+    known_models,
+    log_once,
+    model_endpoint_problem,
+    unknown_model_warning,
+)
+from .strict_schema import strict_schema_problems
+from .vocabulary import (
+    MAX_METADATA_KEY_CHARS,
+    MAX_METADATA_PAIRS,
+    MAX_METADATA_VALUE_CHARS,
+    MODEL_REQUIRED_ENDPOINTS,
+    BatchEndpoint,
+)
 
 SHOWN_PROBLEMS = 20
 """Problems listed in the message of a :class:`BatchInputError`."""
@@ -198,6 +211,76 @@ def _body_shape(lineno: int, cid: Any, body: Any) -> list[InputProblem]:
     return []
 
 
+def _metadata(lineno: int, cid: Any, body: dict[str, Any]) -> list[InputProblem]:
+    """The limits of a body's ``metadata``: 16 pairs, keys ≤ 64 characters, string values ≤ 512."""
+    metadata = body.get("metadata")
+    if metadata is None:
+        return []
+    if not isinstance(metadata, dict):
+        return [
+            _problem(
+                lineno,
+                cid,
+                "body.metadata",
+                "invalid_type",
+                f"metadata must be an object of strings, got {type(metadata).__name__}",
+                "Give `metadata` as string keys and string values",
+            )
+        ]
+    found = []
+    if len(metadata) > MAX_METADATA_PAIRS:
+        found.append(
+            (
+                "body.metadata",
+                f"{len(metadata)} metadata pairs (at most {MAX_METADATA_PAIRS})",
+                f"Keep at most {MAX_METADATA_PAIRS} pairs",
+            )
+        )
+    for raw_key, value in metadata.items():
+        key = str(raw_key)
+        if len(key) > MAX_METADATA_KEY_CHARS:
+            found.append(
+                (
+                    "body.metadata",
+                    f"metadata key {key[:20]!r}… is {len(key)} characters "
+                    f"(at most {MAX_METADATA_KEY_CHARS})",
+                    "Shorten the key",
+                )
+            )
+        if not isinstance(value, str):
+            found.append(
+                (
+                    f"body.metadata.{key}",
+                    f"metadata value is a {type(value).__name__}; values must be strings",
+                    "Convert the value to a string",
+                )
+            )
+        elif len(value) > MAX_METADATA_VALUE_CHARS:
+            found.append(
+                (
+                    f"body.metadata.{key}",
+                    f"metadata value is {len(value)} characters (at most "
+                    f"{MAX_METADATA_VALUE_CHARS})",
+                    "Shorten the value or keep it elsewhere (e.g. a column of the rows)",
+                )
+            )
+    return [_problem(lineno, cid, field, "invalid_metadata", m, fix) for field, m, fix in found]
+
+
+def _strict_schema(body: dict[str, Any]) -> tuple[str, Any] | None:
+    """The field and schema of a body's strict structured output (chat or responses), if any."""
+    chat = body.get("response_format")
+    if isinstance(chat, dict) and chat.get("type") == "json_schema":
+        spec = chat.get("json_schema")
+        if isinstance(spec, dict) and spec.get("strict"):
+            return "body.response_format.json_schema.schema", spec.get("schema")
+    text = body.get("text")
+    spec = text.get("format") if isinstance(text, dict) else None
+    if isinstance(spec, dict) and spec.get("type") == "json_schema" and spec.get("strict"):
+        return "body.text.format.schema", spec.get("schema")
+    return None
+
+
 class CheckedLine(NamedTuple):
     """A request that passed every check: its custom_id, its JSONL line and its embedding inputs."""
 
@@ -213,15 +296,27 @@ class InputChecker:
     Only a hash of each custom_id is kept, so memory stays small however long the input.
     """
 
-    def __init__(self, endpoint: BatchEndpoint, *, max_bytes: int, max_inputs: int) -> None:
+    def __init__(
+        self,
+        endpoint: BatchEndpoint,
+        *,
+        max_bytes: int,
+        max_inputs: int,
+        model_names_known: bool = True,
+    ) -> None:
         self.endpoint = endpoint
         self.max_bytes, self.max_inputs = max_bytes, max_inputs
+        self.model_names_known = model_names_known
+        """Whether an unknown model name is warned about (not on Azure: deployment names)."""
+        self._schemas: dict[int, tuple[Any, list[str]]] = {}  # id(schema) -> (schema, problems)
         self.model: str | None = None
         """The batch's model: the first line's (every other line must use the same)."""
         self.requests = 0
         """Requests that passed every check."""
         self.problems: list[InputProblem] = []
         """The first :data:`KEPT_PROBLEMS` problems."""
+        self.warnings: list[str] = []
+        """What may go wrong but is not refused (a model the library does not know)."""
         self.total_problems = 0
         self._model_line = 0
         self._seen: dict[int, int] = {}  # hash(custom_id) -> the line it is first used on
@@ -246,6 +341,10 @@ class InputChecker:
         inputs = 0
         if isinstance(body, dict):
             found += self._check_model(lineno, cid, body)
+            if "metadata" in body:
+                found += _metadata(lineno, cid, body)
+            if "response_format" in body or "text" in body:
+                found += self._check_schema(lineno, cid, body)
             if self.endpoint == "/v1/embeddings":
                 inputs = count_embedding_inputs(body)
                 found += self._check_inputs(lineno, cid, inputs)
@@ -309,7 +408,8 @@ class InputChecker:
             ]
         if self._model_line == 0:
             self.model, self._model_line = model, lineno
-        elif model != self.model:
+            return self._check_model_name(lineno, cid, model)
+        if model != self.model:
             return [
                 _problem(
                     lineno,
@@ -321,6 +421,53 @@ class InputChecker:
                 )
             ]
         return []
+
+    def _check_model_name(self, lineno: int, cid: Any, model: Any) -> list[InputProblem]:
+        """Refuse a known model the endpoint does not serve; warn about an unknown one."""
+        if not isinstance(model, str) or not model:
+            return []
+        problem = model_endpoint_problem(self.endpoint, model)
+        if problem is not None:
+            return [
+                _problem(
+                    lineno,
+                    cid,
+                    "body.model",
+                    "model_not_supported",
+                    problem,
+                    f"Use a model {self.endpoint} serves: "
+                    + ", ".join(known_models(self.endpoint)),
+                )
+            ]
+        warning = unknown_model_warning(self.endpoint, model) if self.model_names_known else None
+        if warning is not None:
+            self.warnings.append(warning)
+            log_once(warning)
+        return []
+
+    def _check_schema(self, lineno: int, cid: Any, body: dict[str, Any]) -> list[InputProblem]:
+        found = _strict_schema(body)
+        if found is None:
+            return []
+        field, schema = found
+        # A template's lines share one schema object: it is checked once (and kept, so that its
+        # id is not reused by another).
+        seen = self._schemas.get(id(schema))
+        if seen is None:
+            seen = schema, strict_schema_problems(schema)
+            if len(self._schemas) < 64:
+                self._schemas[id(schema)] = seen
+        return [
+            _problem(
+                lineno,
+                cid,
+                field,
+                "unsupported_schema",
+                f"strict structured outputs cannot take this schema: {problem}",
+                "Fix the schema (or its response_model), or send it with strict: false",
+            )
+            for problem in seen[1]
+        ]
 
     def _check_inputs(self, lineno: int, cid: Any, inputs: int) -> list[InputProblem]:
         if inputs <= self.max_inputs:

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from .batch_request import BatchRequest
 from .errors import OpenAIBatchError
+from .strict_schema import strict_schema_problems
 from .vocabulary import ValidEndpoint
 
 ROW_BATCH_SIZE = 8_192
@@ -173,6 +174,7 @@ class RequestTemplate(BaseModel):
                 )
         for s in _walk_strings([self.messages, self.prompt, self.body]):
             _fields(s)  # fail early on malformed templates
+        self._format = self.response_format()  # refuses a model strict outputs cannot take
         return self
 
     def placeholders(self) -> list[str]:
@@ -183,12 +185,28 @@ class RequestTemplate(BaseModel):
 
     def response_format(self) -> dict[str, Any] | None:
         """The structured-output body fields for ``response_model`` (strict JSON schema), or
-        None."""
+        None; a ``ValueError`` names each field strict structured outputs cannot take.
+
+        >>> class Loose(BaseModel):
+        ...     extra: dict[str, Any]
+        >>> RequestTemplate(endpoint="/v1/responses", model="gpt-4o", prompt="{q}",
+        ...                 response_model=Loose)
+        Traceback (most recent call last):
+        ...
+        pydantic_core._pydantic_core.ValidationError: 1 validation error for RequestTemplate
+          Value error, response_model Loose cannot be used with strict structured outputs ...
+        """
         if self.response_model is None:
             return None
         # The SDK's strict JSON schema of the model, as it sends it for a function tool.
         schema = pydantic_function_tool(self.response_model)["function"]["parameters"]
         name = self.response_model.__name__
+        problems = strict_schema_problems(schema)
+        if problems:
+            raise ValueError(
+                f"response_model {name} cannot be used with strict structured outputs (the "
+                "service would refuse every request): " + "; ".join(problems)
+            )
         if self.endpoint == "/v1/responses":
             return {
                 "text": {
@@ -228,9 +246,7 @@ class RequestTemplate(BaseModel):
             key = "input" if self.endpoint == "/v1/responses" else "messages"
             body[key] = _render(self.messages, row)
         if self.response_model is not None:
-            if self._format is None:
-                self._format = self.response_format() or {}
-            body.update(self._format)
+            body.update(self._format or {})
         if self.body_fn is not None:
             body.update(self.body_fn(dict(row)))
         return body

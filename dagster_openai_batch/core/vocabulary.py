@@ -118,9 +118,10 @@ RESULT_FILE_STATUSES: Final[frozenset[BatchStatus]] = frozenset(
 # ----------------------------------------------------------------------------------- service limits
 
 COMPLETION_WINDOW: Final = "24h"
-"""The only completion window the service offers."""
+"""The only completion window OpenAI and Azure offer (compatible services: see
+:mod:`.service_profile`)."""
 MAX_REQUESTS_PER_FILE: Final = 50_000
-"""Requests per input file."""
+"""Requests per input file on OpenAI (Azure's: :mod:`.service_profile`)."""
 MAX_UPLOAD_BYTES: Final = 200 * 1024 * 1024
 """The largest upload the service accepts: "200 MB", read as MiB (the emulator's limit)."""
 MAX_FILE_BYTES: Final = 200_000_000

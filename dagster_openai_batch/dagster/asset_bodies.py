@@ -33,7 +33,6 @@ from ..core.storage import BatchResults, download_file, join_uri, read_table, re
 from ..core.templates import RequestTemplate
 from ..core.vocabulary import (
     ADOPTABLE_STATUSES,
-    MAX_REQUESTS_PER_FILE,
     TERMINAL_STATUSES,
     BatchEndpoint,
 )
@@ -69,7 +68,8 @@ class StageContext:
     pipeline: str
     endpoint: BatchEndpoint
     storage_root: str
-    max_requests_per_file: int = MAX_REQUESTS_PER_FILE
+    max_requests_per_file: int | None = None
+    """The user's own limit; the backend's (``resource.service_profile``) otherwise."""
 
     @property
     def partition_key(self) -> str | None:
@@ -127,12 +127,17 @@ def materialize_input_file(
                     jsonl_path,
                     Path(tmp),
                     endpoint=stage.endpoint,
+                    profile=stage.resource.service_profile,
                     max_requests=stage.max_requests_per_file,
                 )
             else:
                 assert template is not None
                 prepared = prepare_rows(
-                    rows, template, Path(tmp), max_requests=stage.max_requests_per_file
+                    rows,
+                    template,
+                    Path(tmp),
+                    profile=stage.resource.service_profile,
+                    max_requests=stage.max_requests_per_file,
                 )
         except BatchInputError as error:
             if all(problem.code == "empty_file" for problem in error.problems):
@@ -145,6 +150,8 @@ def materialize_input_file(
             raise _input_failure(
                 error.args[0] if isinstance(error, KeyError) else str(error)
             ) from None
+        for warning in prepared.warnings:
+            stage.context.log.warning(warning)
         stored = _store_input(stage, prepared)
         with stage.resource.get_batch_client() as client:
             files = [client.upload(part) for part in prepared.parts]
@@ -378,14 +385,17 @@ def batch_status(
 
 
 def _finished_at(batches: Sequence[Batch]) -> float | None:
-    """When the last of ``batches`` reached a final state (None while any is running)."""
+    """When the last of ``batches`` reached a final state (None while any is running, or when the
+    service gives no time at all)."""
     if not batches or any(b.status not in TERMINAL_STATUSES for b in batches):
         return None
     ends = [
-        b.completed_at or b.failed_at or b.expired_at or b.cancelled_at or b.created_at
+        end
         for b in batches
+        # A compatible service may leave any of them out.
+        if (end := b.completed_at or b.failed_at or b.expired_at or b.cancelled_at or b.created_at)
     ]
-    return float(max(ends))
+    return float(max(ends)) if ends else None
 
 
 def _expected_finish(batches: Sequence[Batch], total: int, done: int, now: float) -> float | None:
@@ -536,7 +546,10 @@ def _upload_resubmission(
             )
             return None
         prepared = write_batch_input(
-            itertools.chain([first], requests), Path(tmp) / "followup", endpoint=stage.endpoint
+            itertools.chain([first], requests),
+            Path(tmp) / "followup",
+            endpoint=stage.endpoint,
+            profile=stage.resource.service_profile,
         )
         file_ids = [client.upload(part).id for part in prepared.parts]
     stage.context.log.info(f"Resubmitting {prepared.requests} requests from {results_uri}")

@@ -148,6 +148,16 @@ class ResourceModel(dg.Resolvable, dg.Model):
     api_version: str | None = Field(
         default=None, description="Azure OpenAI API version (with azure_endpoint)."
     )
+    service: Literal["auto", "openai", "azure", "compatible"] = Field(
+        default="auto",
+        description="Which kind of service base_url is when its address does not tell (Azure "
+        "behind a gateway); auto: from azure_endpoint and the base_url's host.",
+    )
+    completion_window: str = Field(
+        default="24h",
+        description="How long a batch may take: 24h (OpenAI, Azure), or longer where a "
+        "compatible service offers it (Groq: up to 7d).",
+    )
     timeout_seconds: float = Field(default=600.0, description="HTTP timeout of one API call.")
     max_retries: int = Field(
         default=4, description="Retries of 408/409/429/5xx and connection errors, with backoff."

@@ -31,9 +31,10 @@ import dagster as dg
 from pydantic import Field
 
 from ..core.errors import OpenAIBatchError
+from ..core.service_profile import MAX_REQUESTS_ANY_SERVICE
 from ..core.storage import join_uri, safe_segment
 from ..core.templates import RequestTemplate
-from ..core.vocabulary import MAX_REQUESTS_PER_FILE, BatchEndpoint, as_endpoint
+from ..core.vocabulary import BatchEndpoint, as_endpoint
 from . import asset_bodies
 from .checks import ACCEPTED, ACCEPTED_DESCRIPTION, check_specs
 from .results_io import batch_results_io_manager
@@ -181,7 +182,7 @@ def openai_batch_assets(
     wait_timeout_seconds: float = 3600.0,
     max_failed_share: float = 0.05,
     schedule: bool | str = False,
-    max_requests_per_file: int = MAX_REQUESTS_PER_FILE,
+    max_requests_per_file: int | None = None,
     pool: str | None = DEFAULT_POOL,
     translator: OpenAIBatchTranslator | None = None,
 ) -> OpenAIBatchPipeline:
@@ -210,8 +211,9 @@ def openai_batch_assets(
         schedule: ``True`` submits new partitions of a time-partitioned pipeline on the
             partitions' cadence; a cron string submits on that cron (unpartitioned pipelines).
         max_requests_per_file: Split the input into files (one batch each) of at most this many
-            requests (OpenAI's limit is 50,000; smaller batches finish sooner). Files are also
-            split at 200 MB and 50,000 embedding inputs.
+            requests (default: the backend's limit, 50,000 on OpenAI and 100,000 on Azure;
+            smaller batches finish sooner). Files are also split at 200 MB and 50,000 embedding
+            inputs.
         pool: The Dagster concurrency pool of ``batch_job`` (default ``openai_batch_submit``).
             With a limit of 1 (``dagster instance concurrency set openai_batch_submit 1``, or
             ``concurrency: {pools: {default_limit: 1}}`` in ``dagster.yaml``), submissions run one
@@ -222,10 +224,12 @@ def openai_batch_assets(
             automation condition…) and execution (pool, retry policy, op tags); see
             `OpenAIBatchTranslator`.
     """
-    if not 1 <= max_requests_per_file <= MAX_REQUESTS_PER_FILE:
+    if max_requests_per_file is not None and not (
+        1 <= max_requests_per_file <= MAX_REQUESTS_ANY_SERVICE
+    ):
         raise PipelineDefinitionError(
             f"openai_batch_assets({name!r}): max_requests_per_file must be "
-            f"1..{MAX_REQUESTS_PER_FILE}"
+            f"1..{MAX_REQUESTS_ANY_SERVICE} (or left out: the backend's limit)"
         )
     source_key, jsonl_path, resolved_endpoint = _resolve_source(name, source, template, endpoint)
     specs, executions = _translate(

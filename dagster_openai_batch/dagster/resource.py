@@ -10,6 +10,15 @@ Example:
     >>> offline = OpenAIBatchResource(emulator_dir="/tmp/openai-emulator")
     >>> offline.backend
     'emulator'
+    >>> azure = OpenAIBatchResource(
+    ...     api_key=EnvVar("AZURE_OPENAI_API_KEY"),
+    ...     azure_endpoint="https://my-resource.openai.azure.com",
+    ...     api_version="2025-04-01-preview",
+    ... )
+    >>> azure.backend, azure.service_profile.max_requests_per_file
+    ('azure', 100000)
+    >>> OpenAIBatchResource(base_url="https://my-resource.openai.azure.com/openai/v1/").backend
+    'azure'
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Generator
 from contextlib import contextmanager
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import openai
 from dagster import InitResourceContext
@@ -25,9 +35,18 @@ from pydantic import Field, PrivateAttr
 
 from ..core.client import BatchClient
 from ..core.errors import OpenAIBatchError
+from ..core.service_profile import ServiceKind, ServiceProfile, profile_for
+from ..core.vocabulary import COMPLETION_WINDOW
 
-Backend = Literal["emulator", "openai", "azure", "compatible"]
+Backend = ServiceKind
 OPENAI_API_HOST = "api.openai.com"
+AZURE_HOSTS = (".openai.azure.com", ".cognitiveservices.azure.com", ".services.ai.azure.com")
+"""Hosts of Azure OpenAI: a base_url on one (``https://NAME.openai.azure.com/openai/v1/``) is
+Azure's v1 API, used with the plain OpenAI client."""
+
+
+def _is_azure(url: str | None) -> bool:
+    return url is not None and (urlsplit(url).hostname or "").endswith(AZURE_HOSTS)
 
 
 class OpenAIConfigurationError(OpenAIBatchError, ValueError):
@@ -58,6 +77,17 @@ class OpenAIBatchResource(OpenAIResource):
     api_version: str | None = Field(
         default=None, description="Azure OpenAI API version, e.g. 2025-04-01-preview."
     )
+    service: Literal["auto", "openai", "azure", "compatible"] = Field(
+        default="auto",
+        description="Which kind of service base_url is, when its address does not tell (e.g. "
+        "Azure OpenAI behind a gateway); auto: from azure_endpoint and the base_url's host. With "
+        "emulator_dir: whose limits to keep on the emulator.",
+    )
+    completion_window: str = Field(
+        default=COMPLETION_WINDOW,
+        description="How long a batch may take: '24h' (the only window of OpenAI and Azure), "
+        "or longer on a compatible service that offers it, e.g. Groq's up to '7d'.",
+    )
     emulator_dir: str | None = Field(
         default=None,
         description="Use the offline emulator with its state in this directory (shared by every "
@@ -80,11 +110,23 @@ class OpenAIBatchResource(OpenAIResource):
         """Which kind of service this resource talks to (shown in asset metadata)."""
         if self.emulator_dir:
             return "emulator"
-        if self.azure_endpoint:
+        if self.service != "auto":
+            return self.service
+        if self.azure_endpoint or _is_azure(self.base_url):
             return "azure"
         if self.base_url and OPENAI_API_HOST not in self.base_url:
             return "compatible"
         return "openai"
+
+    @property
+    def service_profile(self) -> ServiceProfile:
+        """The limits and habits of the backend (Azure: 100,000 requests per file); ``service``
+        also gives the emulator another service's profile."""
+        kind = self.backend if self.service == "auto" else self.service
+        try:
+            return profile_for(kind, completion_window=self.completion_window)
+        except ValueError as error:
+            raise OpenAIConfigurationError(str(error)) from None
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         self._client = self.build_openai_client()
@@ -92,8 +134,8 @@ class OpenAIBatchResource(OpenAIResource):
     def build_openai_client(self) -> openai.OpenAI:
         """The `openai.OpenAI` client for the configured backend; fails fast on bad settings."""
         common: dict[str, Any] = {"timeout": self.timeout_seconds, "max_retries": self.max_retries}
-        backend = self.backend
-        if backend == "emulator":
+        profile = self.service_profile  # refuses a window the service does not offer
+        if self.backend == "emulator":
             from ..emulator import Emulator, EmulatorConfig, Faults, Pace
 
             config = EmulatorConfig(
@@ -107,7 +149,7 @@ class OpenAIBatchResource(OpenAIResource):
             )
         if not self.api_key:
             raise OpenAIConfigurationError(
-                f"No API key for the {backend} backend: set the OPENAI_API_KEY environment "
+                f"No API key for the {profile.kind} backend: set the OPENAI_API_KEY environment "
                 "variable (api_key=EnvVar('OPENAI_API_KEY')), or set emulator_dir to run offline."
             )
         if self.azure_endpoint:
@@ -141,4 +183,4 @@ class OpenAIBatchResource(OpenAIResource):
     def get_batch_client(self) -> Generator[BatchClient, None, None]:
         """Yield a `BatchClient` over this resource's client (usable in assets and sensors)."""
         client = getattr(self, "_client", None) or self.build_openai_client()
-        yield BatchClient(client)
+        yield BatchClient(client, profile=self.service_profile)

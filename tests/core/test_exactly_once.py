@@ -243,3 +243,67 @@ def test_cancel_many_survives_transient_failures_and_reports_the_rest(
     assert "InternalServerError 500" in failed[more[0]]
     assert [b.id for b in done] == [more[1]]
     assert done[0].status in ("cancelling", "cancelled")
+
+
+class _FileNotYetVisible(httpx2.BaseTransport):
+    """The service right after an upload: its first ``POST /v1/batches`` answers are 400 "Cannot
+    find file …" (nothing created), as the real service does at high rates."""
+
+    def __init__(self, inner: httpx2.BaseTransport, refusals: int, message: str) -> None:
+        self.inner, self.refusals, self.message = inner, refusals, message
+        self.creates = 0
+
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        if request.method == "POST" and request.url.path.endswith("/batches"):
+            self.creates += 1
+            if self.creates <= self.refusals:
+                error = {"message": self.message, "type": "invalid_request_error", "param": None}
+                return httpx2.Response(400, json={"error": {**error, "code": None}})
+        return self.inner.handle_request(request)
+
+
+def _client_behind(front: httpx2.BaseTransport, clock: Any) -> BatchClient:
+    http = httpx2.Client(transport=front)
+    return BatchClient(
+        openai.OpenAI(api_key="sk-test", base_url=EMULATOR_BASE_URL, http_client=http),
+        sleep=clock.sleep,
+        clock=clock,
+        backoff=0.01,
+    )
+
+
+def test_cannot_find_file_right_after_upload_is_retried_and_pays_once(
+    emu: Emulator, tmp_path: Path, clock: Any
+) -> None:
+    front = _FileNotYetVisible(emu.transport(), 3, "Cannot find file file-abc123.")
+    bc = _client_behind(front, clock)
+    file_id = upload(bc, tmp_path)
+    batch, adopted = bc.create_or_adopt(input_file_id=file_id, endpoint=CHAT, idempotency_key="new")
+    assert not adopted
+    assert front.creates == 4  # three refusals waited out, then one create
+    assert [b.id for b in batches_with_key(emu, "new")] == [batch.id]
+
+
+def test_cannot_find_file_for_ever_gives_up_saying_nothing_was_paid(
+    emu: Emulator, tmp_path: Path, clock: Any
+) -> None:
+    front = _FileNotYetVisible(emu.transport(), 1000, "Cannot find file file-abc123.")
+    bc = _client_behind(front, clock)
+    file_id = upload(bc, tmp_path)
+    with pytest.raises(
+        BatchClientError, match=r"failed 5 times .*Cannot find file.*nothing was paid for"
+    ):
+        bc.create_or_adopt(input_file_id=file_id, endpoint=CHAT, idempotency_key="gone")
+    assert front.creates == bc.create_attempts  # bounded
+    assert batches_with_key(emu, "gone") == []
+
+
+def test_another_400_is_a_definite_refusal_not_retried(
+    emu: Emulator, tmp_path: Path, clock: Any
+) -> None:
+    front = _FileNotYetVisible(emu.transport(), 1000, "Invalid value for 'endpoint'.")
+    bc = _client_behind(front, clock)
+    file_id = upload(bc, tmp_path)
+    with pytest.raises(openai.BadRequestError, match="Invalid value"):
+        bc.create_or_adopt(input_file_id=file_id, endpoint=CHAT, idempotency_key="bad")
+    assert front.creates == 1
