@@ -48,7 +48,7 @@ def test_complete_lifecycle(client: openai.OpenAI, check, check_lines, clock) ->
     clock.advance(FAST.validating_seconds + 50 * FAST.seconds_per_request + 1e-6)
     b = get(client, check, b.id)
     assert b.status == "in_progress"
-    assert b.model == "gpt-4o-mini"
+    assert b.model == "gpt-4o-mini-2024-07-18"  # the resolved snapshot
     assert b.in_progress_at == t0
     assert b.request_counts is not None
     assert (b.request_counts.total, b.request_counts.completed, b.request_counts.failed) == (
@@ -120,7 +120,6 @@ def test_timestamps_follow_the_pace(client: openai.OpenAI, check, clock) -> None
             400,
             "output_expires_after.seconds",
         ),
-        ({"input_file_id": "file-doesnotexist"}, 404, "input_file_id"),
     ],
 )
 def test_create_rejected(
@@ -184,9 +183,13 @@ def test_cancel_in_progress_gives_partial_output(
     assert b.cancelled_at is not None
     assert b.finalizing_at is None
     assert (b.request_counts.total, b.request_counts.completed) == (100, 30)  # type: ignore[union-attr]
-    assert b.error_file_id is None
     assert b.output_file_id is not None
     assert len(check_lines(client.files.content(b.output_file_id).content)) == 30
+    assert b.error_file_id is not None  # the 70 never-run requests, as batch_cancelled lines
+    never_run = check_lines(client.files.content(b.error_file_id).content)
+    assert len(never_run) == 70
+    assert {(x["response"], x["error"]["code"]) for x in never_run} == {(None, "batch_cancelled")}
+    assert b.request_counts.failed == 0  # type: ignore[union-attr]
     assert (
         Batch.model_validate(check(client.batches.with_raw_response.cancel(batch_id))) == b
     )  # cancelled → 200
@@ -202,7 +205,9 @@ def test_cancel_while_validating(client: openai.OpenAI, check, clock) -> None:
     assert (b.output_file_id, b.error_file_id, b.request_counts.total) == (None, None, 0)  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize("lines", [[chat_line(1)], [b"not json"]], ids=["completed", "failed"])
+@pytest.mark.parametrize(
+    "lines", [[chat_line(1)], [chat_line(1), b"not json"]], ids=["completed", "failed"]
+)
 def test_cancel_finished_batch_is_409(client: openai.OpenAI, clock, lines: list[Any]) -> None:
     batch_id = start(client, lines)
     clock.advance(5)

@@ -10,10 +10,9 @@ import jsonschema
 import openai
 import orjson
 import pytest
-from emu_helpers import start
+from emu_helpers import sdk_response, start
 from openai.types import Completion, CreateEmbeddingResponse, ModerationCreateResponse
 from openai.types.chat import ChatCompletion
-from openai.types.responses import Response
 from pydantic import BaseModel, Field
 
 SCHEMA = {
@@ -81,7 +80,7 @@ def test_chat_plain_structured_and_tools(client: openai.OpenAI, clock) -> None:
     )
     plain = ChatCompletion.model_validate(bodies["r0"])
     assert plain.choices[0].message.content
-    assert plain.model == "gpt-4o-mini"
+    assert plain.model == "gpt-4o-mini-2024-07-18"
     assert plain.usage
     assert plain.usage.total_tokens == plain.usage.prompt_tokens + plain.usage.completion_tokens
     structured = ChatCompletion.model_validate(bodies["r1"])
@@ -117,8 +116,8 @@ def test_responses_with_json_schema(client: openai.OpenAI, clock) -> None:
             },
         ],
     )
-    assert Response.model_validate(bodies["r0"]).output_text
-    structured = Response.model_validate(bodies["r1"])
+    assert sdk_response(bodies["r0"]).output_text
+    structured = sdk_response(bodies["r1"])
     jsonschema.validate(orjson.loads(structured.output_text), SCHEMA)
     assert structured.usage
     assert structured.usage.total_tokens > 0
@@ -227,7 +226,7 @@ def test_structured_output_of_a_nested_recursive_model_validates(
     )
     for body in bodies.values():
         if endpoint == "/v1/responses":
-            text = Response.model_validate(body).output_text
+            text = sdk_response(body).output_text
         else:
             text = ChatCompletion.model_validate(body).choices[0].message.content or ""
         jsonschema.validate(orjson.loads(text), schema["schema"])

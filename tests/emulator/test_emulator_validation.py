@@ -38,14 +38,13 @@ CASES = [
         2,
     ),
     ([chat_line(1), _body()], "missing_required_parameter", "body", 2),
-    ([chat_line(1), _body(body={"messages": []})], "missing_required_parameter", "body.model", 2),
+    ([chat_line(1), _body(body={"messages": []})], "invalid_request", "body.model", 2),
+    ([chat_line(1), _body(body={"model": "gpt-4o-mini"})], "invalid_request", "body.messages", 2),
     ([chat_line(1), chat_line(2, url="/v1/embeddings")], "invalid_url", "url", 2),
     ([chat_line(1, stream=True)], "streaming_unsupported", "body.stream", 1),
     ([chat_line(1, model="no such model!")], "model_not_found", "body.model", 1),
     ([chat_line(1), chat_line(2, model="gpt-4o")], "model_mismatch", "body.model", 2),
     ([chat_line(1), chat_line(2), chat_line(1)], "duplicate_custom_id", "custom_id", 3),
-    ([], "empty_file", None, None),
-    ([b"", b"  "], "empty_file", None, None),
 ]
 
 
