@@ -108,22 +108,24 @@ def test_timestamps_follow_the_pace(client: openai.OpenAI, check, clock) -> None
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "status", "param"),
+    ("kwargs", "status", "param", "code"),
     [
-        ({"endpoint": "/v1/audio/speech"}, 400, "endpoint"),
-        ({"completion_window": "48h"}, 400, "completion_window"),
-        ({"metadata": {f"k{i}": "v" for i in range(17)}}, 400, "metadata"),
-        ({"metadata": {"k" * 65: "v"}}, 400, "metadata"),
-        ({"metadata": {"k": "v" * 513}}, 400, "metadata.k"),
+        ({"endpoint": "/v1/audio/speech"}, 400, "endpoint", "invalid_value"),
+        ({"completion_window": "48h"}, 400, "completion_window", "invalid_value"),
+        ({"metadata": {f"k{i}": "v" for i in range(17)}}, 400, "metadata", None),
+        ({"metadata": {"k" * 65: "v"}}, 400, "metadata", None),
+        ({"metadata": {"k": "v" * 513}}, 400, "metadata.k", None),
+        ({"metadata": {"k": 1}}, 400, "metadata.k", "invalid_type"),
         (
             {"output_expires_after": {"anchor": "created_at", "seconds": 60}},
             400,
             "output_expires_after.seconds",
+            None,
         ),
     ],
 )
 def test_create_rejected(
-    client: openai.OpenAI, kwargs: dict[str, Any], status: int, param: str
+    client: openai.OpenAI, kwargs: dict[str, Any], status: int, param: str, code: str | None
 ) -> None:
     args: dict[str, Any] = {
         "input_file_id": upload(client, [chat_line(1)]),
@@ -136,6 +138,8 @@ def test_create_rejected(
     assert err.value.status_code == status
     assert err.value.param == param  # type: ignore[attr-defined]
     assert err.value.type == "invalid_request_error"  # type: ignore[attr-defined]
+    if code is not None:
+        assert err.value.code == code  # type: ignore[attr-defined]
 
 
 def test_create_rejects_non_batch_input_and_missing_field(client: openai.OpenAI) -> None:
