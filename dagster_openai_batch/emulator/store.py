@@ -213,10 +213,10 @@ class Store:
         return [r for r in map(self._row, rows[:limit]) if r is not None], len(rows) > limit
 
     def count_batches_since(self, since: float) -> int:
-        """How many batches were created at or after `since`."""
+        """How many batches were created after `since`."""
         row = (
             self._conn()
-            .execute("SELECT COUNT(*) FROM batches WHERE created_at >= ?", (since,))
+            .execute("SELECT COUNT(*) FROM batches WHERE created_at > ?", (since,))
             .fetchone()
         )
         return int(row[0])

@@ -4,6 +4,7 @@ results."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Any
 
 import openai
@@ -11,7 +12,7 @@ import pytest
 from emu_helpers import chat_line, jsonl, start, upload
 from openai.types import Batch
 
-from dagster_openai_batch.emulator import Pace
+from dagster_openai_batch.emulator import EmulatorConfig, Pace
 
 FAST = Pace.fast()
 
@@ -221,12 +222,6 @@ def test_cancel_finished_batch_is_409(client: openai.OpenAI, clock, lines: list[
     assert client.batches.retrieve(batch_id).status in ("completed", "failed")
 
 
-def test_unknown_batch_is_404(client: openai.OpenAI) -> None:
-    for call in (client.batches.retrieve, client.batches.cancel):
-        with pytest.raises(openai.NotFoundError):
-            call("batch_nope")
-
-
 def test_list_newest_first_with_cursor(client: openai.OpenAI, check, clock) -> None:
     ids = []
     for i in range(5):
@@ -290,3 +285,42 @@ def test_list_limit_out_of_range(
         client.batches.list(limit=limit)
     assert (err.value.code, err.value.param, err.value.body["message"]) == (code, "limit", message)  # type: ignore[index]
     assert err.value.response.headers["x-request-id"].startswith("req_")
+
+
+def test_unknown_batch_is_404_not_found(client: openai.OpenAI) -> None:
+    for call in (client.batches.retrieve, client.batches.cancel):
+        with pytest.raises(openai.NotFoundError) as err:
+            call("batch_0123456789abcdef0123456789abcdef")
+        assert "not found" in err.value.message
+        assert err.value.code == "batch_not_found"  # type: ignore[attr-defined]
+
+
+def test_videos_batches_are_refused_after_the_sora_shutdown(client: openai.OpenAI, clock) -> None:
+    line = {"custom_id": "v", "method": "POST", "url": "/v1/videos", "body": {"prompt": "a cat"}}
+    file_id = upload(client, [line])
+    before = client.batches.create(
+        input_file_id=file_id, endpoint="/v1/videos", completion_window="24h"
+    )
+    assert before.status == "validating"
+    clock.now = datetime(2026, 9, 24, tzinfo=UTC).timestamp()
+    with pytest.raises(openai.BadRequestError) as err:
+        client.batches.create(input_file_id=file_id, endpoint="/v1/videos", completion_window="24h")
+    assert (err.value.param, err.value.code) == ("endpoint", "invalid_value")  # type: ignore[attr-defined]
+    assert "shut down on 2026-09-24" in err.value.message
+
+
+@pytest.mark.parametrize(
+    "emulator_config", [EmulatorConfig(cancelled_error_lines=False)], ids=["omitted"]
+)
+def test_cancelled_requests_can_be_left_out_of_the_error_file(
+    client: openai.OpenAI, check_lines, clock
+) -> None:
+    batch_id = start(client, [chat_line(i) for i in range(100)])
+    clock.advance(FAST.validating_seconds + 30 * FAST.seconds_per_request + 1e-6)
+    client.batches.cancel(batch_id)
+    clock.advance(1)
+    b = client.batches.retrieve(batch_id)
+    assert b.status == "cancelled"
+    assert b.error_file_id is None
+    assert b.output_file_id is not None
+    assert len(check_lines(client.files.content(b.output_file_id).content)) == 30
