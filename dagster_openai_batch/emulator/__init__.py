@@ -26,6 +26,7 @@ EMULATOR_BASE_URL = EMULATOR_HOST + "/v1"
 
 __all__ = [
     "EMULATOR_BASE_URL",
+    "EMULATOR_HOST",
     "Emulator",
     "EmulatorConfig",
     "EmulatorTransport",
