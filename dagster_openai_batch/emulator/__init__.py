@@ -1,7 +1,8 @@
-"""Offline emulator of the OpenAI Files + Batches API (WSGI core, served in process or over HTTP).
+"""Offline emulator of the OpenAI Files + Batches API (WSGI core, served in process or over HTTP),
+as OpenAI or as Azure OpenAI serves it.
 
-From the rest of `dagster_openai_batch` it imports only `core.vocabulary` (the Batch API's
-endpoints, statuses and limits), and nothing of Dagster.
+It imports nothing from the rest of `dagster_openai_batch` (it keeps its own copy of the service's
+rules) and nothing of Dagster.
 """
 
 from __future__ import annotations

@@ -34,8 +34,11 @@ _PARAMS: Final[dict[str, Any]] = {
     "/v1/videos": video_create_params.VideoCreateParams,
 }
 _ROLES: Final = ("system", "assistant", "user", "function", "tool", "developer")
-_INTEGERS: Final = ("n", "max_tokens", "max_completion_tokens", "max_output_tokens", "seed")
-_NUMBERS: Final = ("temperature", "top_p", "frequency_penalty", "presence_penalty")
+_INTEGERS: Final = frozenset(
+    ("n", "max_tokens", "max_completion_tokens", "max_output_tokens", "seed")
+)
+_NUMBERS: Final = frozenset(("temperature", "top_p", "frequency_penalty", "presence_penalty"))
+_TYPED: Final = _INTEGERS | _NUMBERS
 _JSON_TYPES: Final = {
     bool: "a boolean",
     int: "an integer",
@@ -98,17 +101,14 @@ def _invalid_type(param: str, expected: str, value: Any) -> dict[str, Any]:
 
 def refusal(endpoint: str, body: dict[str, Any]) -> dict[str, Any] | None:
     """The 400 error body `endpoint` answers `body` with, or None if it accepts it."""
-    unknown = sorted(set(body) - known_parameters(endpoint))
+    unknown = body.keys() - known_parameters(endpoint)
     if unknown:
-        return _error(f"Unrecognized request argument supplied: {unknown[0]}", None, None)
-    for name in _INTEGERS:
-        value = body.get(name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-            return _invalid_type(name, "an integer", value)
-    for name in _NUMBERS:
-        value = body.get(name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
-            return _invalid_type(name, "a decimal", value)
+        return _error(f"Unrecognized request argument supplied: {min(unknown)}", None, None)
+    for name in sorted(body.keys() & _TYPED):
+        value, integer = body[name], name in _INTEGERS
+        allowed = int if integer else int | float
+        if value is not None and (isinstance(value, bool) or not isinstance(value, allowed)):
+            return _invalid_type(name, "an integer" if integer else "a decimal", value)
     if endpoint == "/v1/chat/completions":
         return _messages_refusal(body["messages"])
     if endpoint in ("/v1/embeddings", "/v1/moderations", "/v1/responses") and "input" in body:
@@ -133,14 +133,15 @@ def _messages_refusal(messages: Any) -> dict[str, Any] | None:
             "messages",
             "empty_array",
         )
+    known = _message_keys()
     for i, message in enumerate(messages):
         param = f"messages[{i}]"
         if not isinstance(message, dict):
             return _invalid_type(param, "an object", message)
-        extra = sorted(set(message) - _message_keys())
+        extra = message.keys() - known
         if extra:
             return _error(
-                f"Additional properties are not allowed ('{extra[0]}' was unexpected) -"
+                f"Additional properties are not allowed ('{min(extra)}' was unexpected) -"
                 f" 'messages.{i}'",
                 None,
                 None,

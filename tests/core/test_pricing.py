@@ -30,4 +30,4 @@ def test_the_usual_snapshots_are_priced() -> None:
         "gpt-4o-2024-08-06", input_tokens=million, cached_tokens=0, output_tokens=million
     ) == cost_usd("gpt-4o", input_tokens=million, cached_tokens=0, output_tokens=million)
     assert price_for("GPT-4.1-MINI-2025-04-14") == BATCH_PRICES["gpt-4.1-mini"]
-    assert price_for("gpt-4o-mini-turbo") is None
+    assert price_for("my-finetune-2024-01-01") is None
