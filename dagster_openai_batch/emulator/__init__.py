@@ -1,7 +1,8 @@
-"""Offline emulator of the OpenAI Files + Batches API (WSGI core, served in process or over HTTP).
+"""Offline emulator of the OpenAI Files + Batches API (WSGI core, served in process or over HTTP),
+as OpenAI or as Azure OpenAI serves it.
 
-From the rest of `dagster_openai_batch` it imports only `core.vocabulary` (the Batch API's
-endpoints, statuses and limits), and nothing of Dagster.
+It imports nothing from the rest of `dagster_openai_batch` (it keeps its own copy of the service's
+rules) and nothing of Dagster.
 """
 
 from __future__ import annotations
@@ -17,14 +18,16 @@ import openai
 from .app import EmulatorApp
 from .config import EmulatorConfig, Faults, Pace
 from .faults import FaultPlan, LostKind
-from .server import serve
+from .server import base_path, serve
 from .store import Store
 from .transport import EmulatorTransport
 
-EMULATOR_BASE_URL = "http://openai-emulator.local/v1"
+EMULATOR_HOST = "http://openai-emulator.local"
+EMULATOR_BASE_URL = EMULATOR_HOST + "/v1"
 
 __all__ = [
     "EMULATOR_BASE_URL",
+    "EMULATOR_HOST",
     "Emulator",
     "EmulatorConfig",
     "EmulatorTransport",
@@ -60,11 +63,16 @@ class Emulator:
         """An httpx2 transport (sync and async) that calls the app in process."""
         return EmulatorTransport(self._app)
 
+    @property
+    def base_url(self) -> str:
+        """The in-process base URL: `/v1`, or `/openai/v1` for the Azure flavour."""
+        return EMULATOR_HOST + base_path(self.config.flavour)
+
     def openai_client(self, api_key: str = "sk-emulator", **kw: Any) -> openai.OpenAI:
         """An `openai.OpenAI` client wired to this emulator in process."""
         return openai.OpenAI(
             api_key=api_key,
-            base_url=EMULATOR_BASE_URL,
+            base_url=self.base_url,
             http_client=httpx2.Client(transport=self.transport()),
             **kw,
         )
@@ -73,8 +81,21 @@ class Emulator:
         """An `openai.AsyncOpenAI` client wired to this emulator in process."""
         return openai.AsyncOpenAI(
             api_key=api_key,
-            base_url=EMULATOR_BASE_URL,
+            base_url=self.base_url,
             http_client=httpx2.AsyncClient(transport=self.transport()),
+            **kw,
+        )
+
+    def azure_client(
+        self, api_key: str = "emulator-key", api_version: str = "2025-04-01-preview", **kw: Any
+    ) -> openai.AzureOpenAI:
+        """An `openai.AzureOpenAI` client (`api-version` routes) wired to this emulator in process;
+        the emulator must have the Azure flavour."""
+        return openai.AzureOpenAI(
+            api_key=api_key,
+            azure_endpoint=EMULATOR_HOST,
+            api_version=api_version,
+            http_client=httpx2.Client(transport=self.transport()),
             **kw,
         )
 

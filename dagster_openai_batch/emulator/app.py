@@ -19,9 +19,10 @@ from .batches import Batches, check_expires_after
 from .config import EmulatorConfig
 from .errors import ApiError, invalid_value, not_found
 from .faults import FaultPlan, LostKind
+from .flavour import FLAVOURS
 from .service_rules import MAX_UPLOAD_BYTES
 from .store import Store
-from .validation import UploadSink
+from .validation import UploadSink, upload_content_error
 
 FILE_PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
 BATCH_INPUT_TTL = 30 * 24 * 3600
@@ -29,19 +30,36 @@ _CHUNK = 256 * 1024
 _log = logging.getLogger(__name__)
 _RETRY_AFTER_MS = "10"
 
-_ROUTES = Map(
-    [
-        Rule("/v1/files", methods=["POST"], endpoint="files.create"),
-        Rule("/v1/files", methods=["GET"], endpoint="files.list"),
-        Rule("/v1/files/<file_id>", methods=["GET"], endpoint="files.retrieve"),
-        Rule("/v1/files/<file_id>", methods=["DELETE"], endpoint="files.delete"),
-        Rule("/v1/files/<file_id>/content", methods=["GET"], endpoint="files.content"),
-        Rule("/v1/batches", methods=["POST"], endpoint="batches.create"),
-        Rule("/v1/batches", methods=["GET"], endpoint="batches.list"),
-        Rule("/v1/batches/<batch_id>", methods=["GET"], endpoint="batches.retrieve"),
-        Rule("/v1/batches/<batch_id>/cancel", methods=["POST"], endpoint="batches.cancel"),
-    ],
-    strict_slashes=False,
+_OPERATIONS = (
+    ("/files", "POST", "files.create"),
+    ("/files", "GET", "files.list"),
+    ("/files/<file_id>", "GET", "files.retrieve"),
+    ("/files/<file_id>", "DELETE", "files.delete"),
+    ("/files/<file_id>/content", "GET", "files.content"),
+    ("/batches", "POST", "batches.create"),
+    ("/batches", "GET", "batches.list"),
+    ("/batches/<batch_id>", "GET", "batches.retrieve"),
+    ("/batches/<batch_id>/cancel", "POST", "batches.cancel"),
+)
+# Azure serves the same operations under /openai/v1 (OpenAI-style clients) and under /openai with
+# an `api-version` query parameter (`openai.AzureOpenAI`).
+_AZURE_VERSIONED = "/openai"
+_PREFIXES = {"openai": ("/v1",), "azure": ("/openai/v1", _AZURE_VERSIONED)}
+_ROUTES = {
+    flavour: Map(
+        [
+            Rule(prefix + path, methods=[method], endpoint=operation)
+            for prefix in prefixes
+            for path, method, operation in _OPERATIONS
+        ],
+        strict_slashes=False,
+    )
+    for flavour, prefixes in _PREFIXES.items()
+}
+_AZURE_DENIED = (
+    "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a"
+    " valid key for an active subscription and use a correct regional API endpoint for your"
+    " resource."
 )
 
 _FAULT_ERRORS = {
@@ -138,7 +156,8 @@ class EmulatorApp:
         self, store: Store, config: EmulatorConfig, clock: Callable[[], float], faults: FaultPlan
     ) -> None:
         self.store, self.config, self.clock, self.faults = store, config, clock, faults
-        self.batches = Batches(store, config, clock)
+        self.batches = Batches(store, config, clock, faults)
+        self.flavour = FLAVOURS[config.flavour]
 
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
@@ -166,14 +185,17 @@ class EmulatorApp:
         return response(environ, start_response)
 
     def _dispatch(self, request: Request) -> Response:
-        adapter = _ROUTES.bind_to_environ(request.environ)
+        adapter = _ROUTES[self.config.flavour].bind_to_environ(request.environ)
         try:
             operation, args = adapter.match()
         except (NotFound, MethodNotAllowed):
             raise ApiError(404, f"Invalid URL ({request.method} {request.path})") from None
         except HTTPException as exc:  # e.g. a redirect; not expected with strict_slashes=False
             raise ApiError(exc.code or 400, exc.description or "Bad request") from None
-        self._authenticate(request)
+        if self.config.flavour == "azure":
+            self._authenticate_azure(request)
+        else:
+            self._authenticate(request)
         status = self.faults.http_fault(operation)
         if status is not None:
             message, kind, code = _FAULT_ERRORS.get(status, _FAULT_ERRORS[500])
@@ -209,6 +231,18 @@ class EmulatorApp:
                 " https://platform.openai.com/account/api-keys.",
                 code="invalid_api_key",
             )
+
+    def _authenticate_azure(self, request: Request) -> None:
+        """Azure: an `api-key` header (or a Bearer token); versioned routes need `api-version`."""
+        header = request.headers.get("Authorization", "")
+        token = request.headers.get("api-key") or (
+            header[7:].strip() if header.lower().startswith("bearer ") else ""
+        )
+        if not token or (self.config.api_key is not None and token != self.config.api_key):
+            raise ApiError(401, _AZURE_DENIED, code="401")
+        versioned = not request.path.startswith(_AZURE_VERSIONED + "/v1/")
+        if versioned and not request.args.get("api-version"):
+            raise ApiError(404, "Resource not found", code="404")
 
     # -- files ---------------------------------------------------------------------------------
 
@@ -299,6 +333,14 @@ class EmulatorApp:
                 raise ApiError(
                     400,
                     "Invalid file encoding for Batch API: the file must be UTF-8 encoded.",
+                    param="file",
+                )
+            reason = self.flavour.checks_upload_content and upload_content_error(sink.path)
+            if reason:
+                raise ApiError(
+                    400,
+                    f"Invalid file format for Batch API ({reason}). Must be .jsonl with one JSON"
+                    " request per line.",
                     param="file",
                 )
         now = self.clock()

@@ -10,7 +10,10 @@ from collections.abc import Callable
 from typing import Any
 
 from .config import EmulatorConfig
-from .errors import ApiError, invalid_value, not_found
+from .errors import ApiError, invalid_value
+from .faults import FaultPlan
+from .flavour import FLAVOURS
+from .ids import timed_hex
 from .lifecycle import View, counts, draw_key, failed_positions, view
 from .results import usage_json, write_results
 from .service_rules import (
@@ -20,9 +23,10 @@ from .service_rules import (
     MAX_METADATA_KEY_CHARS,
     MAX_METADATA_PAIRS,
     MAX_METADATA_VALUE_CHARS,
+    VIDEOS_SHUTDOWN_AT,
 )
-from .store import Store, new_id
-from .validation import validate_batch_input
+from .store import Store
+from .validation import missing_file_result, validate_batch_input
 
 WINDOW_SECONDS = 24 * 3600
 _MIN_EXPIRY, _MAX_EXPIRY = 3600, 30 * 24 * 3600
@@ -85,8 +89,27 @@ def _check_metadata(metadata: Any) -> dict[str, str] | None:
 class Batches:
     """The batch half of the API."""
 
-    def __init__(self, store: Store, config: EmulatorConfig, clock: Callable[[], float]) -> None:
-        self.store, self.config, self.clock = store, config, clock
+    def __init__(
+        self,
+        store: Store,
+        config: EmulatorConfig,
+        clock: Callable[[], float],
+        faults: FaultPlan,
+    ) -> None:
+        self.store, self.config, self.clock, self.faults = store, config, clock, faults
+        self.flavour = FLAVOURS[config.flavour]
+
+    def _check_creation_rate(self, now: float) -> None:
+        """429 past `Faults.batch_creations_per_hour` creations in the last hour."""
+        cap = self.config.faults.batch_creations_per_hour
+        if cap is not None and self.store.count_batches_since(now - 3600) >= cap:
+            raise ApiError(
+                429,
+                f"Batch creation rate limit reached: at most {cap:,} batches may be created per"
+                " hour in organization org-emulator. Please try again later.",
+                type="requests",
+                code="rate_limit_exceeded",
+            )
 
     def create(self, body: Any) -> dict[str, Any]:
         """POST /batches."""
@@ -118,27 +141,35 @@ class Batches:
             body.get("output_expires_after"), "output_expires_after"
         )
         now = self.clock()
-        file = self.store.get_file(body["input_file_id"], now=now)
-        # Not stated by the spec: an unknown input file is answered like any unknown file (404 on
-        # input_file_id).
-        if file is None:
-            raise not_found("File", body["input_file_id"], param="input_file_id")
-        if file["purpose"] != "batch":
+        if body["endpoint"] == "/v1/videos" and now >= VIDEOS_SHUTDOWN_AT:
+            raise invalid_value(
+                "endpoint",
+                "Invalid value: '/v1/videos'. The Videos API was shut down on 2026-09-24 and"
+                " no longer accepts batches.",
+            )
+        self._check_creation_rate(now)
+        file_id = body["input_file_id"]
+        file = self.store.get_file(file_id, now=now)
+        # An unknown input file is accepted here; the batch then fails in validation.
+        if file is not None and file["purpose"] != "batch":
             raise invalid_value(
                 "input_file_id",
                 f"The input file must have purpose 'batch', not '{file['purpose']}'.",
             )
-        batch_id = new_id("batch_", 32)
-        # The batch keeps its own hard link to the input, so deleting the file does not break a
-        # running batch.
-        os.link(self.store.blob_path(file["id"]), self.store.blob_path(f"{batch_id}.input"))
+        if file is not None and self.faults.file_not_ready(now - file["created_at"]):
+            raise ApiError(400, f"Cannot find file {file_id}.", param="input_file_id")
+        batch_id = timed_hex("batch_", now, 32)
+        if file is not None:
+            # The batch keeps its own hard link to the input, so deleting the file does not
+            # break a running batch.
+            os.link(self.store.blob_path(file_id), self.store.blob_path(f"{batch_id}.input"))
         faults = self.config.faults
         window = faults.expire_after_seconds or WINDOW_SECONDS
         self.store.insert_batch(
             {
                 "id": batch_id,
                 "created_at": now,
-                "input_file_id": file["id"],
+                "input_file_id": file_id,
                 "endpoint": body["endpoint"],
                 "completion_window": COMPLETION_WINDOW,
                 "metadata": metadata,
@@ -149,11 +180,11 @@ class Batches:
                 "plan": {
                     "pace": self.config.pace.model_dump(),
                     "seed": faults.seed,
-                    "draw_key": f"{file['filename']}:{file['bytes']}",
+                    "draw_key": f"{file['filename']}:{file['bytes']}" if file else file_id,
+                    "input_missing": file is None,
                     "request_error_rate": faults.request_error_rate,
                     "stuck_finalizing": faults.stuck_finalizing,
                     "expires_at": now + window,
-                    "token_limits": faults.token_limits,
                 },
             }
         )
@@ -162,7 +193,7 @@ class Batches:
     def _load(self, batch_id: str) -> dict[str, Any]:
         row = self.store.get_batch(batch_id)
         if row is None:
-            raise not_found("batch", batch_id)
+            raise ApiError(404, f"Batch {batch_id} not found.", code="batch_not_found")
         return row
 
     def _advance(self, row: dict[str, Any], now: float) -> tuple[dict[str, Any], View]:
@@ -170,17 +201,23 @@ class Batches:
         v = view(row, now)
         if v.needs_validation and (token := self.store.claim(row["id"], "validation")):
             try:
-                found = validate_batch_input(
-                    self.store.blob_path(f"{row['id']}.input"),
-                    row["endpoint"],
-                    row["plan"]["token_limits"],
+                found = (
+                    missing_file_result(row["input_file_id"])
+                    if row["plan"].get("input_missing")
+                    else validate_batch_input(
+                        self.store.blob_path(f"{row['id']}.input"), row["endpoint"], self.config
+                    )
                 )
             except BaseException:
                 self.store.release_claim(row["id"], token)
                 raise
             outcome = found.model_dump()
             outcome["failed_positions"] = failed_positions(
-                draw_key(row), row["plan"]["seed"], row["plan"]["request_error_rate"], found.total
+                draw_key(row),
+                row["plan"]["seed"],
+                row["plan"]["request_error_rate"],
+                found.total,
+                found.refused,
             )
             self.store.complete_claim(row["id"], token, "validation", outcome)
             row = self._load(row["id"])
@@ -190,6 +227,7 @@ class Batches:
                 try:
                     result = write_results(
                         self.store,
+                        self.config,
                         row,
                         processed=v.processed,
                         expired=v.status == "expired",
@@ -219,6 +257,11 @@ class Batches:
         completed, failed = (
             (result["completed"], result["failed"]) if result else counts(validation, v.processed)
         )
+        absent = self.flavour.absent_file_id
+        shows_counts = self.flavour.counts_before_running or v.status not in (
+            "validating",
+            "failed",
+        )
         return {
             "id": row["id"],
             "object": "batch",
@@ -230,8 +273,8 @@ class Batches:
             "input_file_id": row["input_file_id"],
             "completion_window": row["completion_window"],
             "status": v.status,
-            "output_file_id": result["output_file_id"] if result else None,
-            "error_file_id": result["error_file_id"] if result else None,
+            "output_file_id": (result and result["output_file_id"]) or absent,
+            "error_file_id": (result and result["error_file_id"]) or absent,
             "created_at": int(row["created_at"]),
             "in_progress_at": ts("in_progress_at"),
             "expires_at": int(row["plan"]["expires_at"]),
@@ -241,7 +284,9 @@ class Batches:
             "expired_at": ts("expired_at"),
             "cancelling_at": ts("cancelling_at"),
             "cancelled_at": ts("cancelled_at"),
-            "request_counts": {"total": v.total, "completed": completed, "failed": failed},
+            "request_counts": {"total": v.total, "completed": completed, "failed": failed}
+            if shows_counts
+            else None,
             # Usage totals are reported once the result files exist (zeros before).
             "usage": usage_json(result["usage"] if result else [0, 0, 0, 0]),
             "metadata": row["metadata"],

@@ -1,8 +1,13 @@
-"""Pydantic configuration of the emulator: pacing of the batch lifecycle and injected faults."""
+"""Pydantic configuration of the emulator: pacing, injected faults, the service it plays
+(OpenAI or Azure OpenAI) and the models it serves beyond its catalogue."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
+
+from .models import DEFAULT_AZURE_DEPLOYMENTS
 
 
 class Pace(BaseModel):
@@ -58,6 +63,13 @@ class Faults(BaseModel):
     stuck_finalizing: bool = False
     expire_after_seconds: float | None = Field(default=None, gt=0)
     token_limits: dict[str, int] = Field(default_factory=dict)
+    # `POST /batches` answers 400 "Cannot find file …" for a file uploaded less than
+    # `file_not_ready_seconds` ago, at this rate (seen at high creation rates).
+    file_not_ready_rate: float = Field(default=0.0, ge=0, le=1)
+    file_not_ready_seconds: float = Field(default=5.0, gt=0)
+    # The organization's cap on batch creations per rolling hour (the real one is 2,000); a
+    # creation past it answers 429.
+    batch_creations_per_hour: int | None = Field(default=None, ge=1)
 
 
 class EmulatorConfig(BaseModel):
@@ -68,3 +80,15 @@ class EmulatorConfig(BaseModel):
     pace: Pace = Field(default_factory=Pace.fast)
     faults: Faults = Field(default_factory=Faults)
     api_key: str | None = None
+    # "azure": Azure OpenAI global batch (routes under /openai, `model` names a deployment, ...).
+    flavour: Literal["openai", "azure"] = "openai"
+    # Azure deployment name -> model it serves.
+    azure_deployments: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_AZURE_DEPLOYMENTS)
+    )
+    # Model name -> reported snapshot, served on every endpoint beside the catalogue's.
+    extra_models: dict[str, str] = Field(default_factory=dict)
+    # A compatible service: any model name is served, reported as itself.
+    accept_any_model: bool = False
+    # A cancelled batch's never-run requests: `batch_cancelled` lines in the error file, or absent.
+    cancelled_error_lines: bool = True

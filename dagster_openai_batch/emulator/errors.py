@@ -41,9 +41,9 @@ class ApiError(Exception):
         }
 
 
-def not_found(kind: str, object_id: str, param: str = "id") -> ApiError:
+def not_found(kind: str, object_id: str) -> ApiError:
     """404 for an unknown object, worded like the real API."""
-    return ApiError(404, f"No such {kind} object: {object_id}", param=param)
+    return ApiError(404, f"No such {kind} object: {object_id}", param="id")
 
 
 def invalid_value(param: str, message: str, code: str = "invalid_value") -> ApiError:

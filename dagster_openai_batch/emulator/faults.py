@@ -47,6 +47,7 @@ class FaultPlan:
         self._http_rng = random.Random(f"{faults.seed}:http")
         self._download_rng = random.Random(f"{faults.seed}:download")
         self._lost_rng = random.Random(f"{faults.seed}:lost")
+        self._not_ready_rng = random.Random(f"{faults.seed}:file-not-ready")
         self._queue: list[_Injection] = []
         self._lost_queue: list[_LostInjection] = []
 
@@ -84,6 +85,15 @@ class FaultPlan:
             ):
                 return self._http_rng.choice(_HTTP_FAULT_STATUSES)
         return None
+
+    def file_not_ready(self, age: float) -> bool:
+        """Whether a batch create naming a file uploaded `age` seconds ago answers "Cannot find
+        file": the n-th create within `file_not_ready_seconds` of its upload gets the n-th draw."""
+        f = self.faults
+        if not f.file_not_ready_rate or age >= f.file_not_ready_seconds:
+            return False
+        with self._lock:
+            return self._not_ready_rng.random() < f.file_not_ready_rate
 
     def download_fault(self) -> str | None:
         """ "drop" (no response at all), "truncate" (body cut short) or None for a file content

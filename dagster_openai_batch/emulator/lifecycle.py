@@ -38,13 +38,17 @@ def draw_key(row: dict[str, Any]) -> str:
     return str(row["plan"].get("draw_key") or row["id"])
 
 
-def failed_positions(key: str, seed: int, rate: float, total: int) -> list[int]:
-    """Processing positions whose request fails individually (Faults.request_error_rate),
-    deterministic."""
-    if rate <= 0:
-        return []
-    rng = random.Random(f"{seed}:{key}:request-errors")
-    return [p for p in range(total) if rng.random() < rate]
+def failed_positions(key: str, seed: int, rate: float, total: int, refused: list[int]) -> list[int]:
+    """Processing positions whose request fails individually, sorted: those drawn at
+    `Faults.request_error_rate` (deterministic) and those of the `refused` input indices."""
+    drawn: set[int] = set()
+    if rate > 0:
+        rng = random.Random(f"{seed}:{key}:request-errors")
+        drawn = {p for p in range(total) if rng.random() < rate}
+    if refused:
+        position = {index: pos for pos, index in enumerate(processing_order(key, seed, total))}
+        drawn.update(position[i] for i in refused)
+    return sorted(drawn)
 
 
 def processing_order(key: str, seed: int, total: int) -> list[int]:

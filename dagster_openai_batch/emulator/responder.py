@@ -10,8 +10,9 @@ from typing import Any, NamedTuple
 import numpy as np
 import orjson
 
+from .ids import alnum, timed_hex
+from .models import is_reasoning, system_fingerprint
 from .schema_instance import instance_for
-from .service_rules import DEFAULT_MODELS
 
 _WORDS = (
     "the",
@@ -84,13 +85,13 @@ def _text(rng: random.Random, max_tokens: int | None) -> str:
 
 
 def respond(
-    endpoint: str, body: dict[str, Any], *, custom_id: str, created: int
+    endpoint: str, body: dict[str, Any], *, custom_id: str, created: int, model: str
 ) -> tuple[dict[str, Any], Usage]:
-    """The 200 response body `endpoint` would return for `body`, and its token usage."""
+    """The 200 response body `endpoint` would return for `body` from `model` (the resolved
+    snapshot), and its token usage."""
     digest = _digest(body)
     rng = random.Random(digest)
     rid = hashlib.blake2b(digest + custom_id.encode(), digest_size=12).hexdigest()
-    model = str(body.get("model") or DEFAULT_MODELS.get(endpoint, "unknown"))
     handler = _HANDLERS.get(endpoint, _generic)
     return handler(body, rng, rid=rid, model=model, created=created, digest=digest)
 
@@ -118,7 +119,7 @@ def _chat(
             ).decode()
             message["tool_calls"] = [
                 {
-                    "id": f"call_{rid[:16]}{index}",
+                    "id": alnum("call_", 24, rid, str(index)),
                     "type": "function",
                     "function": {"name": tool["name"], "arguments": args},
                 }
@@ -129,17 +130,18 @@ def _chat(
                 fmt.get("type"), fmt.get("json_schema", {}).get("schema"), rng, max_tokens
             )
             completion_tokens += _tokens(message["content"])
-        choices.append(
-            {"index": index, "message": message, "logprobs": None, "finish_reason": finish}
-        )
+        choice = {"index": index, "message": message, "logprobs": None, "finish_reason": finish}
+        if is_reasoning(model):
+            del choice["logprobs"]
+        choices.append(choice)
     return {
-        "id": f"chatcmpl-{rid}",
+        "id": alnum("chatcmpl-", 29, rid),
         "object": "chat.completion",
         "created": created,
         "model": model,
         "choices": choices,
         "service_tier": "default",
-        "system_fingerprint": "fp_emulator",
+        "system_fingerprint": system_fingerprint(model),
         "usage": {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
@@ -203,12 +205,12 @@ def _completion(
     prompt_tokens = _tokens(body.get("prompt", ""))
     completion_tokens = sum(_tokens(c["text"]) for c in choices)
     return {
-        "id": f"cmpl-{rid}",
+        "id": alnum("cmpl-", 29, rid),
         "object": "text_completion",
         "created": created,
         "model": model,
         "choices": choices,
-        "system_fingerprint": "fp_emulator",
+        "system_fingerprint": system_fingerprint(model),
         "usage": {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
@@ -231,10 +233,11 @@ def _embeddings(
         )
         vec = np.random.default_rng(seed).standard_normal(dim, dtype=np.float32)
         vec /= np.linalg.norm(vec)
+        # Float32 as the service writes it: the shortest decimal of each float32 (~8 digits).
         value: Any = (
             base64.b64encode(vec.tobytes()).decode()
             if body.get("encoding_format") == "base64"
-            else vec.tolist()
+            else orjson.loads(orjson.dumps(vec, option=orjson.OPT_SERIALIZE_NUMPY))
         )
         data.append({"object": "embedding", "index": index, "embedding": value})
     tokens = sum(_tokens(i) for i in inputs)
@@ -257,20 +260,23 @@ def _responses(
     )
     output_tokens = _tokens(text)
     return {
-        "id": f"resp_{rid}",
+        "id": timed_hex("resp_", created, 50, rid),
         "object": "response",
         "created_at": created,
         "status": "completed",
         "background": False,
+        "billing": {"payer": "developer"},
+        "completed_at": created,
         "error": None,
         "incomplete_details": None,
         "instructions": body.get("instructions"),
         "max_output_tokens": max_tokens,
+        "max_tool_calls": body.get("max_tool_calls"),
         "model": model,
         "output": [
             {
                 "type": "message",
-                "id": f"msg_{rid}",
+                "id": timed_hex("msg_", created, 50, rid, "message"),
                 "status": "completed",
                 "role": "assistant",
                 "content": [
@@ -280,20 +286,24 @@ def _responses(
         ],
         "parallel_tool_calls": True,
         "previous_response_id": None,
+        "prompt_cache_key": body.get("prompt_cache_key"),
+        "prompt_cache_retention": body.get("prompt_cache_retention"),
         "reasoning": {"effort": None, "summary": None},
+        "safety_identifier": body.get("safety_identifier"),
         "service_tier": "default",
         "store": True,
         "temperature": body.get("temperature", 1.0),
-        "text": {"format": fmt},
+        "text": {"format": fmt, "verbosity": (body.get("text") or {}).get("verbosity", "medium")},
         "tool_choice": "auto",
         "tools": [],
+        "top_logprobs": body.get("top_logprobs", 0),
         "top_p": body.get("top_p", 1.0),
         "truncation": "disabled",
         "user": None,
         "metadata": body.get("metadata", {}),
         "usage": {
             "input_tokens": input_tokens,
-            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+            "input_tokens_details": {"cached_tokens": 0},
             "output_tokens": output_tokens,
             "output_tokens_details": {"reasoning_tokens": 0},
             "total_tokens": input_tokens + output_tokens,
@@ -315,7 +325,9 @@ def _moderations(
         }
         for _ in inputs
     ]
-    return {"id": f"modr-{rid}", "model": model, "results": results}, Usage(_tokens(inputs), 0)
+    return {"id": alnum("modr-", 29, rid), "model": model, "results": results}, Usage(
+        _tokens(inputs), 0
+    )
 
 
 def _generic(

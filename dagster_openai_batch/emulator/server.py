@@ -29,22 +29,27 @@ def make_http_server(emulator: Emulator, host: str = "127.0.0.1", port: int = 0)
     )
 
 
-def base_url(server: BaseWSGIServer) -> str:
-    """The `/v1` base URL clients should use."""
-    return f"http://{server.host}:{server.server_port}/v1"
+def base_path(flavour: str) -> str:
+    """Where the API lives: `/v1`, or `/openai/v1` for the Azure flavour."""
+    return "/openai/v1" if flavour == "azure" else "/v1"
+
+
+def base_url(server: BaseWSGIServer, flavour: str = "openai") -> str:
+    """The base URL OpenAI-style clients should use (Azure's `azure_endpoint` is its origin)."""
+    return f"http://{server.host}:{server.server_port}{base_path(flavour)}"
 
 
 @contextmanager
 def serve(emulator: Emulator, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
     """Run the emulator's HTTP server in a background thread; yields its base URL (ending in
-    /v1)."""
+    /v1, or /openai/v1 for the Azure flavour)."""
     server = make_http_server(emulator, host, port)
     thread = threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
     )
     thread.start()
     try:
-        yield base_url(server)
+        yield base_url(server, emulator.config.flavour)
     finally:
         server.shutdown()
         server.server_close()

@@ -5,6 +5,7 @@ types and ``shared/openai-spec``) instead of importing the integration's: a wron
 library's side then shows up as a refusal, as it would on the real service.
 """
 
+from datetime import UTC, datetime
 from typing import Final, get_args, get_type_hints
 
 from openai.types import Batch
@@ -28,7 +29,8 @@ DEFAULT_MODELS: Final[dict[str, str]] = {
 """The model an endpoint uses when a request's body names none."""
 MAX_UPLOAD_BYTES: Final = 200 * 1024 * 1024
 """The largest upload accepted: "200 MB", read as MiB."""
-MAX_REQUESTS_PER_FILE: Final = 50_000
+VIDEOS_SHUTDOWN_AT: Final = datetime(2026, 9, 24, tzinfo=UTC).timestamp()
+"""The Sora API shut down: `/v1/videos` batches are refused from then on."""
 MAX_EMBEDDING_INPUTS: Final = 50_000
 MAX_METADATA_PAIRS: Final = 16
 MAX_METADATA_KEY_CHARS: Final = 64

@@ -7,9 +7,7 @@ connection.
 from __future__ import annotations
 
 import os
-import secrets
 import sqlite3
-import string
 import threading
 import time
 import uuid
@@ -19,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
+from .ids import alnum
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -51,12 +51,6 @@ CREATE TABLE IF NOT EXISTS batches (
 _JSON_COLUMNS = ("metadata", "output_expires_after", "plan", "validation", "result")
 # A claim older than this (wall-clock seconds) is considered abandoned by a crashed process.
 _STALE_CLAIM_SECONDS = 120.0
-_ALPHABET = string.ascii_letters + string.digits
-
-
-def new_id(prefix: str, length: int = 24) -> str:
-    """A random id shaped like OpenAI's (`file-…`, `batch_…`)."""
-    return prefix + "".join(secrets.choice(_ALPHABET) for _ in range(length))
 
 
 class Store:
@@ -131,7 +125,7 @@ class Store:
         file_id: str | None = None,
     ) -> dict[str, Any]:
         """Move `src` into the blob area and record it as a file."""
-        file_id = file_id or new_id("file-", 22)
+        file_id = file_id or alnum("file-", 22)
         os.replace(src, self.blob_path(file_id))
         with self._tx() as db:
             db.execute(
@@ -217,6 +211,15 @@ class Store:
             self._conn().execute(sql + " ORDER BY seq DESC LIMIT ?", [*args, limit + 1]).fetchall()
         )
         return [r for r in map(self._row, rows[:limit]) if r is not None], len(rows) > limit
+
+    def count_batches_since(self, since: float) -> int:
+        """How many batches were created after `since`."""
+        row = (
+            self._conn()
+            .execute("SELECT COUNT(*) FROM batches WHERE created_at > ?", (since,))
+            .fetchone()
+        )
+        return int(row[0])
 
     def set_cancel(self, batch_id: str, at: float) -> None:
         """Record the first cancel request of a batch (later ones change nothing)."""

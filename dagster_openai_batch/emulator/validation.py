@@ -3,24 +3,22 @@
 from __future__ import annotations
 
 import codecs
-import re
+import contextlib
 from pathlib import Path
 from typing import IO, Any
 
 import orjson
 from pydantic import BaseModel
 
-from .service_rules import (
-    DEFAULT_MODELS,
-    MAX_EMBEDDING_INPUTS,
-    MAX_REQUESTS_PER_FILE,
-    MAX_UPLOAD_BYTES,
-)
+from .config import EmulatorConfig
+from .flavour import FLAVOURS
+from .models import resolve
+from .request_rules import refusal, required_parameters
+from .service_rules import DEFAULT_MODELS, MAX_EMBEDDING_INPUTS, MAX_UPLOAD_BYTES
 
 # The real service lists several line errors; we stop after this many (the count it shows is not
 # documented).
 MAX_REPORTED_ERRORS = 10
-_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")
 
 
 class UploadSink:
@@ -67,6 +65,23 @@ class UploadSink:
         self._fh.close()
 
 
+def upload_content_error(path: Path) -> str | None:
+    """Why a batch file is refused at upload (empty, or no line is a JSON object), or None.
+
+    Reads up to the first JSON object line, so a well-formed file costs one line.
+    """
+    any_line = False
+    with open(path, "rb") as fh:
+        for raw in fh:
+            if not raw.strip():
+                continue
+            any_line = True
+            with contextlib.suppress(orjson.JSONDecodeError):
+                if isinstance(orjson.loads(raw), dict):
+                    return None
+    return "no line is a JSON object" if any_line else "the file is empty"
+
+
 class LineError(BaseModel):
     """One entry of `errors.data` of a failed batch."""
 
@@ -84,100 +99,124 @@ class ValidationResult(BaseModel):
     total: int = 0
     model: str | None = None
     tokens: int = 0
+    refused: list[int] = []
 
 
-def _check_line(
-    lineno: int, raw: bytes, endpoint: str, seen: set[str], state: dict[str, Any]
-) -> LineError | None:
-    """The first error of one input line, or None (then its custom_id and embedding inputs are
-    counted in ``seen`` and ``state``)."""
+class _Context:
+    """What validating one file needs and accumulates, line by line."""
+
+    def __init__(self, endpoint: str, config: EmulatorConfig) -> None:
+        self.endpoint, self.config = endpoint, config
+        self.flavour = FLAVOURS[config.flavour]
+        self.seen: set[str] = set()
+        self.name: str | None = None  # the first line's model (or deployment) name
+        self.model: str | None = None  # what it resolves to
+        self.embedding_inputs = 0
+        self.refused: list[int] = []  # requests (0-based) the endpoint will answer with a 400
+
+    def resolve(self, name: str) -> str | None:
+        """The snapshot `name` resolves to, or None if the batch endpoint does not serve it."""
+        config = self.config
+        if self.flavour.deployments:
+            deployed = config.azure_deployments.get(name)
+            if deployed is None:
+                return None
+            name = deployed
+        return resolve(self.endpoint, name, config.extra_models, config.accept_any_model)
+
+
+def _check_line(lineno: int, raw: bytes, ctx: _Context, index: int) -> list[LineError]:
+    """The errors of one input line (none: its custom_id, model and inputs are counted in
+    ``ctx``)."""
     try:
         req = orjson.loads(raw)
     except orjson.JSONDecodeError:
         req = None
     if not isinstance(req, dict):
-        return LineError(
-            code="invalid_json_line",
-            message="This line is not parseable as valid JSON.",
-            line=lineno,
-        )
-    error = (
-        _request_error(req, endpoint)
-        or _model_error(req["body"], endpoint, state)
-        or _duplicate_error(req["custom_id"], seen)
-    )
-    if error is not None:
-        code, message, param = error
-        return LineError(code=code, message=message, param=param, line=lineno)
-    seen.add(req["custom_id"])
-    if endpoint == "/v1/embeddings":
+        return [
+            LineError(
+                code="invalid_json_line",
+                message="This line is not parseable as valid JSON.",
+                line=lineno,
+            )
+        ]
+    errors = _request_errors(req, ctx)
+    if not errors:
+        errors = [e for e in (_model_error(req["body"], ctx), _duplicate_error(req, ctx)) if e]
+    if errors:
+        return [LineError(code=c, message=m, param=p, line=lineno) for c, m, p in errors]
+    ctx.seen.add(req["custom_id"])
+    if refusal(ctx.endpoint, req["body"]) is not None:
+        ctx.refused.append(index)
+    if ctx.endpoint == "/v1/embeddings":
         inputs = req["body"].get("input")
-        state["embedding_inputs"] += (
+        ctx.embedding_inputs += (
             len(inputs) if isinstance(inputs, list) and not _is_token_list(inputs) else 1
         )
-    return None
+    return []
 
 
 _Error = tuple[str, str, str]
 """(code, message, param) of a line error."""
 
 
-def _request_error(req: dict[str, Any], endpoint: str) -> _Error | None:
-    """The first error in the line's fields, method, url and body shape."""
-    for field in ("custom_id", "method", "url", "body"):
-        if req.get(field) is None:
-            return (
-                "missing_required_parameter",
-                f"Missing required parameter: '{field}'.",
-                field,
-            )
+def _request_errors(req: dict[str, Any], ctx: _Context) -> list[_Error]:
+    """The errors in the line's fields, method, url and body (each missing field its own)."""
+    missing = [f for f in ("custom_id", "method", "url", "body") if req.get(f) is None]
+    if missing:
+        return [
+            ("missing_required_parameter", f"Missing required parameter: '{f}'.", f)
+            for f in missing
+        ]
     if not isinstance(req["custom_id"], str):
-        return "invalid_request", "'custom_id' must be a string.", "custom_id"
+        return [("invalid_request", "'custom_id' must be a string.", "custom_id")]
     if req["method"] != "POST":
-        return "invalid_request", "Only POST requests are supported.", "method"
-    if req["url"] != endpoint:
-        return (
-            "invalid_url",
-            f"The URL provided for this request does not match the batch endpoint ({endpoint}).",
-            "url",
-        )
-    if not isinstance(req["body"], dict):
-        return "invalid_request", "'body' must be a JSON object.", "body"
-    if req["body"].get("stream") is True:
-        return (
-            "streaming_unsupported",
-            "Streaming is not supported in the Batch API.",
-            "body.stream",
-        )
-    return None
+        return [("invalid_request", "Only POST requests are supported.", "method")]
+    if req["url"] != ctx.endpoint:
+        return [
+            (
+                ctx.flavour.invalid_url_code,
+                "The URL provided for this request does not match the batch endpoint"
+                f" ({ctx.endpoint}).",
+                "url",
+            )
+        ]
+    body = req["body"]
+    if not isinstance(body, dict):
+        return [("invalid_request", "'body' must be a JSON object.", "body")]
+    if body.get("stream") is True:
+        return [
+            ("streaming_unsupported", "Streaming is not supported in the Batch API.", "body.stream")
+        ]
+    return [
+        ("invalid_request", f"Missing required parameter: 'body.{f}'.", f"body.{f}")
+        for f in required_parameters(ctx.endpoint)
+        if body.get(f) is None
+    ]
 
 
-def _model_error(body: dict[str, Any], endpoint: str, state: dict[str, Any]) -> _Error | None:
+def _model_error(body: dict[str, Any], ctx: _Context) -> _Error | None:
     """An error in the line's model; the first line's model becomes the batch's."""
-    model = body.get("model") or DEFAULT_MODELS.get(endpoint)
+    name = body.get("model") or DEFAULT_MODELS.get(ctx.endpoint, "")
+    model = ctx.resolve(name) if isinstance(name, str) else None
     if model is None:
-        return (
-            "missing_required_parameter",
-            "Missing required parameter: 'body.model'.",
-            "body.model",
-        )
-    # The emulator knows no model catalogue: any plausible model name exists.
-    if not isinstance(model, str) or not _MODEL_NAME.match(model):
-        return "model_not_found", f"The model '{model}' does not exist.", "body.model"
-    if state["model"] is None:
-        state["model"] = model
-    elif model != state["model"]:
+        message = ctx.flavour.unknown_model_message.format(model=name, endpoint=ctx.endpoint)
+        return "model_not_found", message, "body.model"
+    if ctx.name is None:
+        ctx.name, ctx.model = name, model
+    elif name != ctx.name:
         return (
             "model_mismatch",
-            "All requests in a batch must use the same model; expected"
-            f" '{state['model']}', got '{model}'.",
+            f"All requests in a batch must use the same model; expected '{ctx.name}', got"
+            f" '{name}'.",
             "body.model",
         )
     return None
 
 
-def _duplicate_error(custom_id: str, seen: set[str]) -> _Error | None:
-    if custom_id not in seen:
+def _duplicate_error(req: dict[str, Any], ctx: _Context) -> _Error | None:
+    custom_id = req["custom_id"]
+    if custom_id not in ctx.seen:
         return None
     return (
         "duplicate_custom_id",
@@ -195,14 +234,12 @@ def estimate_tokens(nbytes: int) -> int:
     return max(1, nbytes // 4)
 
 
-def validate_batch_input(
-    path: Path, endpoint: str, token_limits: dict[str, int]
-) -> ValidationResult:
+def validate_batch_input(path: Path, endpoint: str, config: EmulatorConfig) -> ValidationResult:
     """Validate a batch input file, reading one line at a time (memory does not grow with file
     size)."""
     errors: list[LineError] = []
-    seen: set[str] = set()
-    state: dict[str, Any] = {"model": None, "embedding_inputs": 0}
+    ctx = _Context(endpoint, config)
+    limit = ctx.flavour.max_requests_per_file
     total = tokens = 0
     with open(path, "rb") as fh:
         for lineno, raw in enumerate(fh, start=1):
@@ -210,48 +247,60 @@ def validate_batch_input(
                 continue  # blank lines (e.g. a trailing newline) are ignored rather than rejected
             total += 1
             tokens += estimate_tokens(len(raw))
-            if total > MAX_REQUESTS_PER_FILE:
+            if total > limit:
                 errors = [
                     LineError(
                         code="too_many_tasks",
-                        message="The batch input file contains more than "
-                        f"{MAX_REQUESTS_PER_FILE:,} requests.",
+                        message=f"The batch input file contains more than {limit:,} requests.",
                     )
                 ]
                 break
-            if len(errors) < MAX_REPORTED_ERRORS and (
-                err := _check_line(lineno, raw, endpoint, seen, state)
-            ):
-                errors.append(err)
+            if len(errors) < MAX_REPORTED_ERRORS:
+                errors += _check_line(lineno, raw, ctx, total - 1)
     if errors:
-        return ValidationResult(errors=errors)
+        return ValidationResult(errors=errors[:MAX_REPORTED_ERRORS])
     if total == 0:
-        return ValidationResult(
-            errors=[LineError(code="empty_file", message="The batch input file is empty.")]
-        )
-    if state["embedding_inputs"] > MAX_EMBEDDING_INPUTS:
+        return ValidationResult(errors=[_empty_error(path, ctx)])
+    if ctx.embedding_inputs > MAX_EMBEDDING_INPUTS:
         return ValidationResult(
             errors=[
                 LineError(
                     code="too_many_tasks",
                     message=f"An embeddings batch may contain at most {MAX_EMBEDDING_INPUTS:,} "
                     "inputs in all;"
-                    f" this one has {state['embedding_inputs']:,}.",
+                    f" this one has {ctx.embedding_inputs:,}.",
                 )
             ]
         )
-    model = state["model"]
-    limit = token_limits.get(model)
-    if limit is not None and tokens > limit:
+    token_limit = config.faults.token_limits.get(str(ctx.name))
+    if token_limit is not None and tokens > token_limit:
         return ValidationResult(
             errors=[
                 LineError(
                     code="token_limit_exceeded",
-                    message=f"Enqueued token limit reached for {model} in organization "
-                    f"org-emulator. Limit: {limit:,}"
+                    message=f"Enqueued token limit reached for {ctx.name} in organization "
+                    f"org-emulator. Limit: {token_limit:,}"
                     " enqueued tokens. Please try again once some in_progress batches have been "
                     "completed.",
                 )
             ]
         )
-    return ValidationResult(total=total, model=model, tokens=tokens)
+    return ValidationResult(total=total, model=ctx.model, tokens=tokens, refused=ctx.refused)
+
+
+def _empty_error(path: Path, ctx: _Context) -> LineError:
+    """An input without requests: Azure tells an empty file from one of blank lines."""
+    if ctx.flavour.deployments and path.stat().st_size:
+        return LineError(code="empty_batch", message="The batch input file contains no requests.")
+    return LineError(code="empty_file", message="The batch input file is empty.")
+
+
+def missing_file_result(file_id: str) -> ValidationResult:
+    """A batch whose input file does not exist fails in validation, not at create."""
+    return ValidationResult(
+        errors=[
+            LineError(
+                code="invalid_request", message=f"Cannot find file {file_id}.", param="file_id"
+            )
+        ]
+    )

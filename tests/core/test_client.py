@@ -117,7 +117,7 @@ def test_flow_with_reuse_adoption_and_per_request_errors(make_client, tmp_path: 
 
 def test_retrieve_many_is_cheap(bc: BatchClient, counting, tmp_path: Path) -> None:
     prepared = write_batch_input(
-        [{"custom_id": "a", "url": CHAT, "body": {"model": "m", "messages": []}}],
+        [{"custom_id": "a", "url": CHAT, "body": {"model": "gpt-4o-mini", "messages": []}}],
         tmp_path,
         endpoint=CHAT,
     )
@@ -187,7 +187,8 @@ def test_invalid_input_fails_the_batch_and_every_row_is_missing(
 ) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text(
-        '{"custom_id": "a", "method": "POST", "url": "/v1/completions", "body": {"model": "m"}}\n'
+        '{"custom_id": "a", "method": "POST", "url": "/v1/completions",'
+        ' "body": {"model": "gpt-3.5-turbo-instruct"}}\n'
     )
     file = bc.openai.files.create(file=bad, purpose="batch")
     batch, _ = bc.create_or_adopt(input_file_id=file.id, endpoint=CHAT, idempotency_key="bad")

@@ -4,6 +4,7 @@ results."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Any
 
 import openai
@@ -11,7 +12,7 @@ import pytest
 from emu_helpers import chat_line, jsonl, start, upload
 from openai.types import Batch
 
-from dagster_openai_batch.emulator import Pace
+from dagster_openai_batch.emulator import EmulatorConfig, Pace
 
 FAST = Pace.fast()
 
@@ -48,7 +49,7 @@ def test_complete_lifecycle(client: openai.OpenAI, check, check_lines, clock) ->
     clock.advance(FAST.validating_seconds + 50 * FAST.seconds_per_request + 1e-6)
     b = get(client, check, b.id)
     assert b.status == "in_progress"
-    assert b.model == "gpt-4o-mini"
+    assert b.model == "gpt-4o-mini-2024-07-18"  # the resolved snapshot
     assert b.in_progress_at == t0
     assert b.request_counts is not None
     assert (b.request_counts.total, b.request_counts.completed, b.request_counts.failed) == (
@@ -108,23 +109,24 @@ def test_timestamps_follow_the_pace(client: openai.OpenAI, check, clock) -> None
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "status", "param"),
+    ("kwargs", "status", "param", "code"),
     [
-        ({"endpoint": "/v1/audio/speech"}, 400, "endpoint"),
-        ({"completion_window": "48h"}, 400, "completion_window"),
-        ({"metadata": {f"k{i}": "v" for i in range(17)}}, 400, "metadata"),
-        ({"metadata": {"k" * 65: "v"}}, 400, "metadata"),
-        ({"metadata": {"k": "v" * 513}}, 400, "metadata.k"),
+        ({"endpoint": "/v1/audio/speech"}, 400, "endpoint", "invalid_value"),
+        ({"completion_window": "48h"}, 400, "completion_window", "invalid_value"),
+        ({"metadata": {f"k{i}": "v" for i in range(17)}}, 400, "metadata", None),
+        ({"metadata": {"k" * 65: "v"}}, 400, "metadata", None),
+        ({"metadata": {"k": "v" * 513}}, 400, "metadata.k", None),
+        ({"metadata": {"k": 1}}, 400, "metadata.k", "invalid_type"),
         (
             {"output_expires_after": {"anchor": "created_at", "seconds": 60}},
             400,
             "output_expires_after.seconds",
+            None,
         ),
-        ({"input_file_id": "file-doesnotexist"}, 404, "input_file_id"),
     ],
 )
 def test_create_rejected(
-    client: openai.OpenAI, kwargs: dict[str, Any], status: int, param: str
+    client: openai.OpenAI, kwargs: dict[str, Any], status: int, param: str, code: str | None
 ) -> None:
     args: dict[str, Any] = {
         "input_file_id": upload(client, [chat_line(1)]),
@@ -137,6 +139,8 @@ def test_create_rejected(
     assert err.value.status_code == status
     assert err.value.param == param  # type: ignore[attr-defined]
     assert err.value.type == "invalid_request_error"  # type: ignore[attr-defined]
+    if code is not None:
+        assert err.value.code == code  # type: ignore[attr-defined]
 
 
 def test_create_rejects_non_batch_input_and_missing_field(client: openai.OpenAI) -> None:
@@ -184,9 +188,13 @@ def test_cancel_in_progress_gives_partial_output(
     assert b.cancelled_at is not None
     assert b.finalizing_at is None
     assert (b.request_counts.total, b.request_counts.completed) == (100, 30)  # type: ignore[union-attr]
-    assert b.error_file_id is None
     assert b.output_file_id is not None
     assert len(check_lines(client.files.content(b.output_file_id).content)) == 30
+    assert b.error_file_id is not None  # the 70 never-run requests, as batch_cancelled lines
+    never_run = check_lines(client.files.content(b.error_file_id).content)
+    assert len(never_run) == 70
+    assert {(x["response"], x["error"]["code"]) for x in never_run} == {(None, "batch_cancelled")}
+    assert b.request_counts.failed == 0  # type: ignore[union-attr]
     assert (
         Batch.model_validate(check(client.batches.with_raw_response.cancel(batch_id))) == b
     )  # cancelled → 200
@@ -202,7 +210,9 @@ def test_cancel_while_validating(client: openai.OpenAI, check, clock) -> None:
     assert (b.output_file_id, b.error_file_id, b.request_counts.total) == (None, None, 0)  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize("lines", [[chat_line(1)], [b"not json"]], ids=["completed", "failed"])
+@pytest.mark.parametrize(
+    "lines", [[chat_line(1)], [chat_line(1), b"not json"]], ids=["completed", "failed"]
+)
 def test_cancel_finished_batch_is_409(client: openai.OpenAI, clock, lines: list[Any]) -> None:
     batch_id = start(client, lines)
     clock.advance(5)
@@ -210,12 +220,6 @@ def test_cancel_finished_batch_is_409(client: openai.OpenAI, clock, lines: list[
         client.batches.cancel(batch_id)
     assert err.value.status_code == 409
     assert client.batches.retrieve(batch_id).status in ("completed", "failed")
-
-
-def test_unknown_batch_is_404(client: openai.OpenAI) -> None:
-    for call in (client.batches.retrieve, client.batches.cancel):
-        with pytest.raises(openai.NotFoundError):
-            call("batch_nope")
 
 
 def test_list_newest_first_with_cursor(client: openai.OpenAI, check, clock) -> None:
@@ -281,3 +285,42 @@ def test_list_limit_out_of_range(
         client.batches.list(limit=limit)
     assert (err.value.code, err.value.param, err.value.body["message"]) == (code, "limit", message)  # type: ignore[index]
     assert err.value.response.headers["x-request-id"].startswith("req_")
+
+
+def test_unknown_batch_is_404_not_found(client: openai.OpenAI) -> None:
+    for call in (client.batches.retrieve, client.batches.cancel):
+        with pytest.raises(openai.NotFoundError) as err:
+            call("batch_0123456789abcdef0123456789abcdef")
+        assert "not found" in err.value.message
+        assert err.value.code == "batch_not_found"  # type: ignore[attr-defined]
+
+
+def test_videos_batches_are_refused_after_the_sora_shutdown(client: openai.OpenAI, clock) -> None:
+    line = {"custom_id": "v", "method": "POST", "url": "/v1/videos", "body": {"prompt": "a cat"}}
+    file_id = upload(client, [line])
+    before = client.batches.create(
+        input_file_id=file_id, endpoint="/v1/videos", completion_window="24h"
+    )
+    assert before.status == "validating"
+    clock.now = datetime(2026, 9, 24, tzinfo=UTC).timestamp()
+    with pytest.raises(openai.BadRequestError) as err:
+        client.batches.create(input_file_id=file_id, endpoint="/v1/videos", completion_window="24h")
+    assert (err.value.param, err.value.code) == ("endpoint", "invalid_value")  # type: ignore[attr-defined]
+    assert "shut down on 2026-09-24" in err.value.message
+
+
+@pytest.mark.parametrize(
+    "emulator_config", [EmulatorConfig(cancelled_error_lines=False)], ids=["omitted"]
+)
+def test_cancelled_requests_can_be_left_out_of_the_error_file(
+    client: openai.OpenAI, check_lines, clock
+) -> None:
+    batch_id = start(client, [chat_line(i) for i in range(100)])
+    clock.advance(FAST.validating_seconds + 30 * FAST.seconds_per_request + 1e-6)
+    client.batches.cancel(batch_id)
+    clock.advance(1)
+    b = client.batches.retrieve(batch_id)
+    assert b.status == "cancelled"
+    assert b.error_file_id is None
+    assert b.output_file_id is not None
+    assert len(check_lines(client.files.content(b.output_file_id).content)) == 30

@@ -355,3 +355,83 @@ def test_inject_lost_response_rejects_bad_arguments(emulator: Emulator) -> None:
 def test_cli_lost_response_rate() -> None:
     args = _parser().parse_args(["--data-dir", "d", "--seed", "3", "--lost-response-rate", "0.25"])
     assert config_from_args(args).faults == Faults(seed=3, lost_response_rate=0.25)
+
+
+def _batch(client: openai.OpenAI, file_id: str) -> Batch:
+    return client.batches.create(
+        input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
+
+
+def test_cannot_find_file_right_after_upload(tmp_path, clock) -> None:
+    client = make(tmp_path, clock, file_not_ready_rate=1.0, file_not_ready_seconds=2).openai_client(
+        max_retries=0
+    )
+    file_id = upload(client, [chat_line(1)])
+    with pytest.raises(openai.BadRequestError) as err:
+        _batch(client, file_id)
+    assert f"Cannot find file {file_id}." in err.value.message
+    assert err.value.param == "input_file_id"  # type: ignore[attr-defined]
+    assert client.batches.list().data == []  # nothing was created
+    clock.advance(2)
+    assert _batch(client, file_id).status == "validating"  # the window after upload is over
+
+
+def test_cannot_find_file_is_seeded(tmp_path, clock) -> None:
+    def outcomes(name: str, seed: int) -> list[bool]:
+        emulator = make(tmp_path / name, clock, seed=seed, file_not_ready_rate=0.5)
+        client = emulator.openai_client(max_retries=0)
+        file_id = upload(client, [chat_line(1)])
+        refused = []
+        for _ in range(12):
+            try:
+                _batch(client, file_id)
+                refused.append(False)
+            except openai.BadRequestError:
+                refused.append(True)
+        return refused
+
+    first = outcomes("a", 7)
+    assert first == outcomes("b", 7)
+    assert any(first)
+    assert not all(first)
+    assert first != outcomes("c", 8)
+
+
+def test_hourly_batch_creation_cap(tmp_path, clock) -> None:
+    client = make(tmp_path, clock, batch_creations_per_hour=3).openai_client(max_retries=0)
+    file_id = upload(client, [chat_line(1)])
+    for _ in range(3):
+        _batch(client, file_id)
+        clock.advance(60)
+    with pytest.raises(openai.RateLimitError) as err:
+        _batch(client, file_id)
+    assert err.value.status_code == 429
+    assert "at most 3 batches may be created per hour" in err.value.message
+    assert err.value.code == "rate_limit_exceeded"  # type: ignore[attr-defined]
+    assert len(client.batches.list().data) == 3
+    clock.advance(3600 - 180)  # the first creation leaves the hour
+    assert _batch(client, file_id).status == "validating"
+
+
+def test_cli_service_options() -> None:
+    args = _parser().parse_args(
+        [
+            "--data-dir",
+            "d",
+            "--file-not-ready-rate",
+            "0.1",
+            "--batch-creations-per-hour",
+            "2000",
+            "--extra-model",
+            "my-model=my-model-2026-01-01",
+            "--accept-any-model",
+            "--omit-cancelled-lines",
+        ]
+    )
+    config = config_from_args(args)
+    assert config.faults == Faults(file_not_ready_rate=0.1, batch_creations_per_hour=2000)
+    assert config.extra_models == {"my-model": "my-model-2026-01-01"}
+    assert config.accept_any_model
+    assert not config.cancelled_error_lines
+    assert config.flavour == "openai"

@@ -75,6 +75,9 @@ def test_expires_after_and_expiry(client: openai.OpenAI, clock) -> None:
         ("in.txt", CONTENT, "batch", "Must be .jsonl"),
         ("in.jsonl", b"\xff\xfe not utf-8\n", "batch", "UTF-8"),
         ("in.jsonl", CONTENT, "batch_output", "Invalid value for 'purpose'"),
+        ("in.jsonl", b"", "batch", "Invalid file format for Batch API (the file is empty)"),
+        ("in.jsonl", b"\n  \n", "batch", "Invalid file format for Batch API (the file is empty)"),
+        ("in.jsonl", b"not json\n[1, 2]\n", "batch", "(no line is a JSON object). Must be .jsonl"),
     ],
 )
 def test_upload_rejected(
@@ -85,6 +88,13 @@ def test_upload_rejected(
     assert err.value.status_code == 400
     assert fragment in err.value.message
     assert err.value.response.headers["x-request-id"].startswith("req_")
+    assert client.files.list().data == []
+
+
+def test_a_batch_file_with_one_json_line_is_accepted(client: openai.OpenAI) -> None:
+    """Only an empty or wholly non-JSON file is refused at upload; the rest is validation's."""
+    f = client.files.create(file=("in.jsonl", b"garbage\n{}\n"), purpose="batch")
+    assert f.status == "processed"
 
 
 def test_upload_over_200_mb_rejected(client: openai.OpenAI, tmp_path) -> None:

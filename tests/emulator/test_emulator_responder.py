@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import base64
 import datetime
+import re
 from typing import Any, Literal
 
 import jsonschema
+import numpy as np
 import openai
 import orjson
 import pytest
-from emu_helpers import start
+from emu_helpers import sdk_response, start
 from openai.types import Completion, CreateEmbeddingResponse, ModerationCreateResponse
 from openai.types.chat import ChatCompletion
-from openai.types.responses import Response
 from pydantic import BaseModel, Field
 
 SCHEMA = {
@@ -81,7 +82,7 @@ def test_chat_plain_structured_and_tools(client: openai.OpenAI, clock) -> None:
     )
     plain = ChatCompletion.model_validate(bodies["r0"])
     assert plain.choices[0].message.content
-    assert plain.model == "gpt-4o-mini"
+    assert plain.model == "gpt-4o-mini-2024-07-18"
     assert plain.usage
     assert plain.usage.total_tokens == plain.usage.prompt_tokens + plain.usage.completion_tokens
     structured = ChatCompletion.model_validate(bodies["r1"])
@@ -117,8 +118,8 @@ def test_responses_with_json_schema(client: openai.OpenAI, clock) -> None:
             },
         ],
     )
-    assert Response.model_validate(bodies["r0"]).output_text
-    structured = Response.model_validate(bodies["r1"])
+    assert sdk_response(bodies["r0"]).output_text
+    structured = sdk_response(bodies["r1"])
     jsonschema.validate(orjson.loads(structured.output_text), SCHEMA)
     assert structured.usage
     assert structured.usage.total_tokens > 0
@@ -227,7 +228,7 @@ def test_structured_output_of_a_nested_recursive_model_validates(
     )
     for body in bodies.values():
         if endpoint == "/v1/responses":
-            text = Response.model_validate(body).output_text
+            text = sdk_response(body).output_text
         else:
             text = ChatCompletion.model_validate(body).choices[0].message.content or ""
         jsonschema.validate(orjson.loads(text), schema["schema"])
@@ -241,3 +242,61 @@ def test_moderations_line_without_model_uses_the_default_model(
     bodies = run(client, clock, "/v1/moderations", [{"input": "hello"}, {"input": "again"}])
     parsed = ModerationCreateResponse.model_validate(bodies["r0"])
     assert parsed.model == "omni-moderation-latest"
+
+
+def test_responses_bodies_carry_the_real_fields(client: openai.OpenAI, clock) -> None:
+    body = {
+        "model": "gpt-4.1-mini",
+        "input": "hello",
+        "prompt_cache_key": "k1",
+        "safety_identifier": "user-7",
+        "text": {"verbosity": "low"},
+    }
+    got = run(client, clock, "/v1/responses", [body, {"model": "gpt-4.1-mini", "input": "x"}])
+    first, plain = got["r0"], got["r1"]
+    for field in (
+        "billing",
+        "completed_at",
+        "max_tool_calls",
+        "prompt_cache_key",
+        "prompt_cache_retention",
+        "safety_identifier",
+        "top_logprobs",
+    ):
+        assert field in first, field
+    assert first["billing"] == {"payer": "developer"}
+    assert first["completed_at"] >= first["created_at"]
+    assert (first["prompt_cache_key"], first["safety_identifier"]) == ("k1", "user-7")
+    assert first["text"]["verbosity"] == "low"
+    assert plain["text"]["verbosity"] == "medium"
+    assert "cache_write_tokens" not in first["usage"]["input_tokens_details"]
+    parsed = sdk_response(first)
+    assert parsed.text is not None
+    assert parsed.text.verbosity == "low"
+    assert parsed.model == "gpt-4.1-mini-2025-04-14"
+
+
+def test_embeddings_are_written_at_float32_precision(client: openai.OpenAI, clock) -> None:
+    batch_id = start(
+        client,
+        [
+            {
+                "custom_id": "r0",
+                "method": "POST",
+                "url": "/v1/embeddings",
+                "body": {"model": "text-embedding-3-small", "input": "precision"},
+            }
+        ],
+        endpoint="/v1/embeddings",
+    )
+    clock.advance(5)
+    out = client.batches.retrieve(batch_id).output_file_id
+    assert out
+    raw = client.files.content(out).content.decode()
+    numbers = re.findall(r"-?\d\.\d+(?:e-?\d+)?|-?0\.\d+", raw.split('"embedding":[')[1])
+    assert len(numbers) >= 1536
+    digits = [len(n.lstrip("-").split("e")[0].replace(".", "").lstrip("0")) for n in numbers]
+    assert max(digits) <= 9  # float32's shortest round-trip form, not float64's 17 digits
+    assert sum(digits) / len(digits) > 7  # and not rounded coarser
+    values = orjson.loads(raw)["response"]["body"]["data"][0]["embedding"]
+    assert abs(float(np.linalg.norm(np.asarray(values))) - 1) < 1e-6

@@ -5,6 +5,7 @@ import sys
 
 from dagster_openai_batch.core import vocabulary
 from dagster_openai_batch.emulator import service_rules
+from dagster_openai_batch.emulator.flavour import OPENAI
 
 
 def test_emulator_imports_nothing_from_the_integration():
@@ -26,10 +27,10 @@ def test_service_rules_agree_with_the_library_vocabulary():
     assert service_rules.MAX_UPLOAD_BYTES == vocabulary.MAX_UPLOAD_BYTES
     for name in (
         "COMPLETION_WINDOW",
-        "MAX_REQUESTS_PER_FILE",
         "MAX_EMBEDDING_INPUTS",
         "MAX_METADATA_PAIRS",
         "MAX_METADATA_KEY_CHARS",
         "MAX_METADATA_VALUE_CHARS",
     ):
         assert getattr(service_rules, name) == getattr(vocabulary, name), name
+    assert OPENAI.max_requests_per_file == vocabulary.MAX_REQUESTS_PER_FILE
