@@ -87,7 +87,9 @@ def results_table(instance: dg.DagsterInstance) -> dict[str, list]:
 def test_a_compatible_service_with_its_own_shapes_end_to_end(
     instance: dg.DagsterInstance, tmp_path: Path
 ) -> None:
-    gateway = CompatibleGateway(Emulator(tmp_path / "emu", EmulatorConfig(pace=Pace.fast())))
+    gateway = CompatibleGateway(
+        Emulator(tmp_path / "emu", EmulatorConfig(pace=Pace.fast(), accept_any_model=True))
+    )
     with serve_gateway(gateway) as url:
         resource = OpenAIBatchResource(api_key="sk-test", base_url=url, completion_window="7d")
         assert resource.backend == "compatible"
@@ -113,7 +115,9 @@ def test_never_run_requests_of_a_cancelled_batch_are_cancelled_once(
     instance: dg.DagsterInstance, tmp_path: Path, cancelled_lines: bool
 ) -> None:
     """Whether the service writes ``batch_cancelled`` lines for them or leaves them out."""
-    emulator = Emulator(tmp_path / "emu", EmulatorConfig(pace=Pace.realistic()))
+    emulator = Emulator(
+        tmp_path / "emu", EmulatorConfig(pace=Pace.realistic(), accept_any_model=True)
+    )
     gateway = CompatibleGateway(emulator, cancelled_lines=cancelled_lines)
     with serve_gateway(gateway) as url:
         resource = OpenAIBatchResource(api_key="sk-test", base_url=url)
