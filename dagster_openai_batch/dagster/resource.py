@@ -81,7 +81,8 @@ class OpenAIBatchResource(OpenAIResource):
         default="auto",
         description="Which kind of service base_url is, when its address does not tell (e.g. "
         "Azure OpenAI behind a gateway); auto: from azure_endpoint and the base_url's host. With "
-        "emulator_dir: whose limits to keep on the emulator.",
+        "emulator_dir: which service the emulator behaves as ('azure': Azure's routes, limits "
+        "and shapes).",
     )
     completion_window: str = Field(
         default=COMPLETION_WINDOW,
@@ -141,12 +142,14 @@ class OpenAIBatchResource(OpenAIResource):
             config = EmulatorConfig(
                 pace=Pace.fast() if self.emulator_pace == "fast" else Pace.realistic(),
                 faults=Faults.model_validate(self.emulator_faults),
+                flavour="azure" if self.service == "azure" else "openai",
             )
             emulator = Emulator(self.emulator_dir, config)  # type: ignore[arg-type]
-            # A configured key travels as it would to OpenAI (the emulator accepts any key).
-            return emulator.openai_client(
-                **({"api_key": self.api_key} if self.api_key else {}), **common
-            )
+            # A configured key travels as it would to the service (the emulator accepts any key).
+            key = {"api_key": self.api_key} if self.api_key else {}
+            if config.flavour == "azure":  # Azure's own client and routes (api-version)
+                return emulator.azure_client(**key, **common)
+            return emulator.openai_client(**key, **common)
         if not self.api_key:
             raise OpenAIConfigurationError(
                 f"No API key for the {profile.kind} backend: set the OPENAI_API_KEY environment "
