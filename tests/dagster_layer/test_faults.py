@@ -33,16 +33,13 @@ def questions() -> list[dict]:
     return ROWS
 
 
-PIPELINE = openai_batch_assets(
-    name="qa",
-    source=questions,
-    template=RequestTemplate(
-        endpoint="/v1/chat/completions",
-        model="gpt-4o-mini",
-        messages=[{"role": "user", "content": "{question}"}],
-        custom_id_column="id",
-    ),
+PIPELINE_TEMPLATE = RequestTemplate(
+    endpoint="/v1/chat/completions",
+    model="gpt-4o-mini",
+    messages=[{"role": "user", "content": "{question}"}],
+    custom_id_column="id",
 )
+PIPELINE = openai_batch_assets(name="qa", source=questions, template=PIPELINE_TEMPLATE)
 
 
 def setup(resource: OpenAIBatchResource, instance: dg.DagsterInstance) -> dg.Definitions:
@@ -418,3 +415,51 @@ def test_sensor_misconfiguration_fails_the_tick_with_one_clear_message(instance,
         )
         assert expected in text
         assert secret not in text
+
+
+def test_file_not_ready_after_upload_is_retried_and_paid_once(instance, emulator_dir):
+    """The real service can refuse a create with 400 "Cannot find file" right after the upload:
+    batch_job waits and creates again (a 400 created nothing), and one batch exists."""
+    resource = OpenAIBatchResource(
+        emulator_dir=str(emulator_dir),
+        emulator_pace="fast",
+        emulator_faults={"file_not_ready_rate": 1.0, "file_not_ready_seconds": 1.5},
+    )
+    defs = setup(resource, instance)
+    [batch_id] = latest_job(instance).batch_id_list
+    assert [b.id for b in Emulator(emulator_dir).openai_client().batches.list()] == [batch_id]
+    _, runs = run_sensor_until_idle(defs, instance)
+    assert len(runs) == 1
+    assert latest_results(instance).status_succeeded == len(ROWS)
+
+
+def test_hourly_creation_cap_fails_clearly_and_the_rerun_pays_only_the_rest(instance, emulator_dir):
+    """Past the organization's batch creations per hour, the create is refused with a 429:
+    batch_job fails saying so; run again once there is room, it adopts what was created and
+    creates only the missing part."""
+    capped = OpenAIBatchResource(
+        emulator_dir=str(emulator_dir),
+        emulator_pace="fast",
+        emulator_faults={"batch_creations_per_hour": 1},
+    )
+    pipeline = openai_batch_assets(
+        name="qa",
+        source=questions,
+        template=PIPELINE_TEMPLATE,
+        max_requests_per_file=15,  # 25 rows: two files, two batches
+    )
+    submit = [questions, pipeline.input_file, pipeline.batch_job]
+    failed = dg.materialize(
+        submit, instance=instance, resources={"openai_batch": capped}, raise_on_error=False
+    )
+    assert not failed.success
+    message = failed.get_step_failure_events()[0].event_specific_data.error.to_string()
+    assert "per hour" in message, message
+    client = Emulator(emulator_dir).openai_client()
+    assert len(client.batches.list().data) == 1
+
+    room = OpenAIBatchResource(emulator_dir=str(emulator_dir), emulator_pace="fast")
+    assert dg.materialize(submit, instance=instance, resources={"openai_batch": room}).success
+    job = recorded(instance, pipeline.batch_job.key, BatchJobRecord)
+    assert len(job.batch_id_list) == 2
+    assert sorted(b.id for b in client.batches.list().data) == sorted(job.batch_id_list)
