@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
@@ -33,7 +34,7 @@ from .input_validation import BatchInputError, InputChecker, InputProblem
 from .inputs_table import INPUTS_FILE, InputsTableWriter
 from .service_profile import OPENAI_PROFILE, ServiceProfile
 from .templates import RequestTemplate, check_rows
-from .vocabulary import BatchEndpoint, ValidEndpoint, as_endpoint
+from .vocabulary import RETIRED_ENDPOINTS, BatchEndpoint, ValidEndpoint, as_endpoint
 
 PREVIEW_REQUESTS = 5
 """Requests kept in :attr:`PreparedInput.preview`."""
@@ -350,6 +351,24 @@ _Item = tuple[int, BatchRequest | dict[str, Any] | InputProblem, dict[str, Any] 
 """(line number, the request or why there is none, its source row or None)."""
 
 
+def _refuse_retired(endpoint: BatchEndpoint) -> None:
+    """A clear refusal, before anything is written or uploaded, for an endpoint that is gone."""
+    retired = RETIRED_ENDPOINTS.get(endpoint)
+    if retired is not None and datetime.now(UTC).date() >= retired:
+        raise BatchInputError(
+            [
+                InputProblem(
+                    line=1,
+                    field="url",
+                    code="endpoint_retired",
+                    message=f"{endpoint} batches are refused since {retired:%Y-%m-%d}: the "
+                    "service behind that endpoint has shut down (the SDK still lists it)",
+                    fix="Send these requests to an endpoint that is still served",
+                )
+            ]
+        )
+
+
 def _write(
     items: Iterable[_Item],
     out_dir: Path,
@@ -359,6 +378,7 @@ def _write(
     id_column: str | None = None,
 ) -> PreparedInput:
     """Check every item and, while none has a problem, write the parts (and ``inputs.parquet``)."""
+    _refuse_retired(endpoint)
     out_dir.mkdir(parents=True, exist_ok=True)
     checker = InputChecker(
         endpoint,

@@ -10,6 +10,7 @@ same values out so that a string literal type-checks (a test checks that both st
 ['failed']
 """
 
+from datetime import date
 from typing import Annotated, Final, Literal, TypeGuard, get_args, get_type_hints
 
 from openai.types import Batch
@@ -44,6 +45,10 @@ AnswerEndpoint = Literal[
 ]
 """An endpoint whose answer the results table holds in its ``answer`` column (text, or an
 embedding vector); the others keep only the whole ``response_body``."""
+
+RETIRED_ENDPOINTS: Final[dict[str, date]] = {"/v1/videos": date(2026, 9, 24)}
+"""Endpoints the SDK still offers whose service has shut down, and the day it did (the Sora API):
+batches for them are refused before anything is uploaded."""
 
 ANSWER_ENDPOINTS: Final[frozenset[AnswerEndpoint]] = frozenset(get_args(AnswerEndpoint))
 

@@ -233,3 +233,17 @@ def test_on_azure_a_deployment_name_is_not_warned_about(
         == 1
     )
     assert warnings_logged == []
+
+
+def test_a_retired_endpoint_is_refused_before_anything_is_written(tmp_path) -> None:
+    """/v1/videos is still in the SDK, but the Sora API shut down on 2026-09-24."""
+    from dagster_openai_batch.core import BatchInputError, prepare_jsonl
+
+    lines = tmp_path / "videos.jsonl"
+    lines.write_text(
+        '{"custom_id": "v1", "method": "POST", "url": "/v1/videos",'
+        ' "body": {"model": "sora-2", "prompt": "a cat"}}\n'
+    )
+    with pytest.raises(BatchInputError, match=r"/v1/videos batches are refused since 2026-09-24"):
+        prepare_jsonl(lines, tmp_path / "out", endpoint="/v1/videos")
+    assert not (tmp_path / "out").exists()
