@@ -41,6 +41,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -108,6 +109,7 @@ class Timers:
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = defaultdict(float)
+        self.intervals: list[tuple[str, float, float]] = []
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -115,7 +117,18 @@ class Timers:
         try:
             yield
         finally:
-            self.seconds[name] += time.perf_counter() - start
+            end = time.perf_counter()
+            self.seconds[name] += end - start
+            self.intervals.append((name, start, end))
+
+    def peak_rss(self, samples: list[tuple[float, int]], base: int) -> dict[str, int]:
+        """Each stage's peak RSS growth over ``base``, from (time, RSS) samples."""
+        peaks: dict[str, int] = {}
+        for name, start, end in self.intervals:
+            inside = [rss for t, rss in samples if start <= t <= end]
+            if inside:
+                peaks[name] = max(peaks.get(name, 0), max(inside) - base)
+        return peaks
 
     def wrap(self, owner: Any, attr: str, name: str) -> None:
         original = getattr(owner, attr)
@@ -146,6 +159,11 @@ class Timers:
         setattr(owner, attr, timed)
 
 
+SLOWEST_RETRIEVE = [0.0]
+"""The slowest ``batches.retrieve`` answer while waiting (the emulator does a finished batch's work
+-- validating the input, writing the result files -- inside the call that first sees it)."""
+
+
 def wait_terminal(client: Any, batch_ids: list[str]) -> list[Any]:
     """Poll until every batch is terminal (untimed by the caller)."""
     terminal = {"completed", "failed", "expired", "cancelled"}
@@ -154,7 +172,9 @@ def wait_terminal(client: Any, batch_ids: list[str]) -> list[Any]:
     while len(done) < len(batch_ids):
         for batch_id in batch_ids:
             if batch_id not in done:
+                started = time.perf_counter()
                 batch = client.batches.retrieve(batch_id)
+                SLOWEST_RETRIEVE[0] = max(SLOWEST_RETRIEVE[0], time.perf_counter() - started)
                 if batch.status in terminal:
                     done[batch_id] = batch
         if len(done) < len(batch_ids):
@@ -384,8 +404,22 @@ def child(args: argparse.Namespace) -> None:
     rows = make_rows(args.kind, args.rows)
     before = psutil.Process().memory_info().rss
     timers = Timers()
+    samples: list[tuple[float, int]] = []
+    stop = threading.Event()
+
+    def sample() -> None:  # RSS every 20 ms, to tell which stage holds the peak
+        page = os.sysconf("SC_PAGE_SIZE")
+        with open("/proc/self/statm") as statm:
+            while not stop.wait(0.02):
+                statm.seek(0)
+                samples.append((time.perf_counter(), int(statm.read().split()[1]) * page))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     with timers.stage("process: variant wall (incl. setup and wait)"):
         extra = runner(args.kind, rows, args, timers)  # sets timers.seconds["total"]
+    stop.set()
+    sampler.join()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(
         json.dumps(
@@ -393,6 +427,8 @@ def child(args: argparse.Namespace) -> None:
                 "seconds": timers.seconds,
                 "rss_after_rows": before,
                 "rss_growth": max(peak - before, 0),
+                "slowest_retrieve": SLOWEST_RETRIEVE[0],
+                "stage_rss_growth": timers.peak_rss(samples, before),
                 **extra,
             }
         )
@@ -464,7 +500,9 @@ def report(kind: str, n: int, results: dict[str, dict[str, Any]]) -> None:
     for v in ("bare", "library"):
         if v in get:
             print(
-                f"{n:>9,} | {'wait (untimed, ' + v + ')':<40} | {fmt(get[v].get('wait (untimed)'))}"
+                f"{n:>9,} | {'wait (untimed, ' + v + ')':<40} | "
+                f"{fmt(get[v].get('wait (untimed)'))} s; slowest batches.retrieve "
+                f"{results[v]['slowest_retrieve']:.2f} s"
             )
     rss = ", ".join(
         f"{v} {results[v]['rss_growth'] / MB:.0f} MB"
@@ -472,6 +510,14 @@ def report(kind: str, n: int, results: dict[str, dict[str, Any]]) -> None:
         if v in results
     )
     rows_mb = next(iter(results.values()))["rss_after_rows"] / MB
+    for v in ("bare", "library"):
+        if v in results:
+            by_stage = results[v]["stage_rss_growth"]
+            shown = [k for k in (*STAGES[:-1], *LIBRARY_DETAIL) if k in by_stage]
+            print(
+                f"peak RSS growth by stage, {v} (sampled every 20 ms): "
+                + ", ".join(f"{k} {by_stage[k] / MB:.0f} MB" for k in shown)
+            )
     print(f"peak RSS growth beyond rows (RSS after imports+rows ~{rows_mb:.0f} MB): {rss}")
     print(
         "process wall (incl. imports, rows, wait): "
