@@ -11,6 +11,7 @@ import string
 import uuid
 
 _ALPHABET = string.ascii_letters + string.digits
+_BYTE_TO_CHAR = bytes(ord(_ALPHABET[i % len(_ALPHABET)]) for i in range(256))
 
 
 def _digest(parts: tuple[str, ...], size: int) -> bytes:
@@ -29,12 +30,9 @@ def alnum(prefix: str, length: int, *parts: str) -> str:
     """`prefix` + `length` letters and digits, derived from `parts`, or random without them."""
     if not parts:
         return prefix + "".join(secrets.choice(_ALPHABET) for _ in range(length))
-    n = int.from_bytes(_digest(parts, 32))
-    chars = []
-    for _ in range(length):
-        n, i = divmod(n, len(_ALPHABET))
-        chars.append(_ALPHABET[i])
-    return prefix + "".join(chars)
+    # One digest byte per character, mapped through a table (a slight bias toward the first
+    # letters is of no matter for ids): a loop of divmods cost ~30 µs an id.
+    return prefix + _digest(parts, length).translate(_BYTE_TO_CHAR).decode()
 
 
 def request_uuid(*parts: str) -> str:

@@ -81,7 +81,7 @@ def _text(rng: random.Random, max_tokens: int | None) -> str:
     n = rng.randint(6, 30)
     if max_tokens:
         n = max(1, min(n, max_tokens))
-    return " ".join(rng.choice(_WORDS) for _ in range(n)).capitalize() + "."
+    return " ".join(rng.choices(_WORDS, k=n)).capitalize() + "."
 
 
 def respond(
