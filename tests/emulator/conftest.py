@@ -3,17 +3,14 @@ builders."""
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-import orjson
 import pytest
+from emu_helpers import line_validator, validate_response
 from openapi_core import OpenAPI
-from openapi_core.testing import MockRequest, MockResponse
 
 SPEC_DIR = Path(__file__).resolve().parents[2] / ".." / "shared" / "openai-spec"
 
@@ -45,40 +42,10 @@ def line_schemas() -> dict[str, Any]:
 @pytest.fixture
 def check(openapi: OpenAPI) -> Callable[[Any], Any]:
     """Validate a `with_raw_response` result against the OpenAPI spec; returns the raw JSON."""
-
-    def _check(raw: Any) -> Any:
-        http = raw.http_response
-        assert http.headers["x-request-id"].startswith("req_")
-        path = http.request.url.path
-        request = MockRequest(
-            "https://api.openai.com",
-            http.request.method.lower(),
-            path,
-            args=dict(http.request.url.params),
-        )
-        response = MockResponse(
-            http.content, status_code=http.status_code, content_type=http.headers["content-type"]
-        )
-        openapi.validate_response(request, response)
-        return http.json()
-
-    return _check
+    return lambda raw: validate_response(openapi, raw)
 
 
 @pytest.fixture
 def check_lines(line_schemas: dict[str, Any]) -> Callable[[bytes], list[dict[str, Any]]]:
     """Parse a result file and validate every line against BatchRequestOutput."""
-    schema = copy.deepcopy(line_schemas["BatchRequestOutput"])
-    schema["properties"]["response"] = {
-        "anyOf": [schema["properties"]["response"], {"type": "null"}]
-    }
-    schema["properties"]["error"] = {"anyOf": [schema["properties"]["error"], {"type": "null"}]}
-    schema["required"] = ["id", "custom_id", "response", "error"]
-
-    def _check(content: bytes) -> list[dict[str, Any]]:
-        lines = [orjson.loads(x) for x in content.splitlines()]
-        for line in lines:
-            jsonschema.validate(line, schema)
-        return lines
-
-    return _check
+    return line_validator(line_schemas)

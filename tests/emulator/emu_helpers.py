@@ -1,13 +1,17 @@
-"""Input-file builders for the emulator tests."""
+"""Input-file builders and spec validators for the emulator tests."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import copy
+from collections.abc import Callable, Iterable
 from typing import Any
 
+import jsonschema
 import openai
 import orjson
 from openai.types.responses import Response
+from openapi_core import OpenAPI
+from openapi_core.testing import MockRequest, MockResponse
 
 
 def chat_line(
@@ -59,3 +63,45 @@ def sdk_response(body: dict[str, Any]) -> Response:
     assert "cache_write_tokens" not in details
     usage = {**body["usage"], "input_tokens_details": {**details, "cache_write_tokens": 0}}
     return Response.model_validate({**body, "usage": usage})
+
+
+def validate_response(openapi: OpenAPI, raw: Any, *, azure: bool = False) -> Any:
+    """Validate a `with_raw_response` result against the OpenAPI spec; returns the raw JSON.
+
+    With ``azure``, the Azure routes (``/openai/v1/…``, ``/openai/…?api-version=``) are mapped onto
+    the spec's ``/v1`` paths; otherwise the request id must look like OpenAI's.
+    """
+    http = raw.http_response
+    path = http.request.url.path
+    params = dict(http.request.url.params)
+    if azure:
+        path = "/v1" + path.removeprefix("/openai").removeprefix("/v1")
+        params.pop("api-version", None)
+    else:
+        assert http.headers["x-request-id"].startswith("req_")
+    request = MockRequest("https://api.openai.com", http.request.method.lower(), path, args=params)
+    response = MockResponse(
+        http.content, status_code=http.status_code, content_type=http.headers["content-type"]
+    )
+    openapi.validate_response(request, response)
+    return http.json()
+
+
+def line_validator(
+    line_schemas: dict[str, Any], *, with_id: bool = True
+) -> Callable[[bytes], list[dict[str, Any]]]:
+    """Parse a result file and validate every line against BatchRequestOutput (``with_id``:
+    lines must carry ``id``, as OpenAI's do; without it, they must not, as Azure's)."""
+    schema = copy.deepcopy(line_schemas["BatchRequestOutput"])
+    for name in ("response", "error"):
+        schema["properties"][name] = {"anyOf": [schema["properties"][name], {"type": "null"}]}
+    schema["required"] = ["id", "custom_id", "response", "error"][0 if with_id else 1 :]
+
+    def _check(content: bytes) -> list[dict[str, Any]]:
+        lines = [orjson.loads(x) for x in content.splitlines()]
+        for line in lines:
+            jsonschema.validate(line, schema)
+            assert ("id" in line) == with_id
+        return lines
+
+    return _check

@@ -3,20 +3,17 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx2
-import jsonschema
 import openai
 import orjson
 import pytest
-from emu_helpers import chat_line, jsonl
+from emu_helpers import chat_line, jsonl, line_validator, validate_response
 from openai.types import Batch
 from openapi_core import OpenAPI
-from openapi_core.testing import MockRequest, MockResponse
 
 from dagster_openai_batch.emulator import EMULATOR_HOST, Emulator, EmulatorConfig, serve
 from dagster_openai_batch.emulator.__main__ import _parser, config_from_args
@@ -46,41 +43,13 @@ def azure_check(openapi: OpenAPI) -> Callable[[Any], Any]:
     Azure's `""` file ids are strings and its null `request_counts` an optional property, so the
     spec's usual null relaxation (conftest) covers them: nothing more is relaxed.
     """
-
-    def _check(raw: Any) -> Any:
-        http = raw.http_response
-        path = http.request.url.path.removeprefix("/openai").removeprefix("/v1")
-        request = MockRequest(
-            "https://api.openai.com",
-            http.request.method.lower(),
-            "/v1" + path,
-            args={k: v for k, v in http.request.url.params.items() if k != "api-version"},
-        )
-        response = MockResponse(
-            http.content, status_code=http.status_code, content_type=http.headers["content-type"]
-        )
-        openapi.validate_response(request, response)
-        return http.json()
-
-    return _check
+    return lambda raw: validate_response(openapi, raw, azure=True)
 
 
 @pytest.fixture
 def azure_lines(line_schemas: dict[str, Any]) -> Callable[[bytes], list[dict[str, Any]]]:
     """Parse a result file and validate its lines against BatchRequestOutput, without `id`."""
-    schema = copy.deepcopy(line_schemas["BatchRequestOutput"])
-    for name in ("response", "error"):
-        schema["properties"][name] = {"anyOf": [schema["properties"][name], {"type": "null"}]}
-    schema["required"] = ["custom_id", "response", "error"]
-
-    def _check(content: bytes) -> list[dict[str, Any]]:
-        lines = [orjson.loads(x) for x in content.splitlines()]
-        for line in lines:
-            jsonschema.validate(line, schema)
-            assert "id" not in line
-        return lines
-
-    return _check
+    return line_validator(line_schemas, with_id=False)
 
 
 def _start(client: openai.OpenAI, lines: list[Any], endpoint: str = "/v1/chat/completions") -> str:
