@@ -3,13 +3,16 @@ spent files are deleted once results are recorded (and nothing is lost: a resubm
 works, a second collection says why it cannot), and the ``cleanup`` command finds, and on
 request deletes, the files no materialization references."""
 
+import importlib
 import os
 import re
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import dagster as dg
+import pytest
 from pipeline_helpers import recorded, run_sensor_until_idle
 
 from dagster_openai_batch import (
@@ -19,6 +22,7 @@ from dagster_openai_batch import (
     openai_batch_sensor,
 )
 from dagster_openai_batch.cli import main
+from dagster_openai_batch.dagster.component import load_pipelines_from_defs_folder
 from dagster_openai_batch.dagster.stage_records import (
     BatchJobRecord,
     InputFileRecord,
@@ -202,3 +206,52 @@ def test_readme_cleanup_command_runs(tmp_path: Path, instance, emulator_dir: Pat
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "kept: 1 too young" in run.stdout
+
+
+def test_yaml_options_reach_the_service(tmp_path: Path, monkeypatch, instance, emulator_dir):
+    package = tmp_path / "lifecycle_defs"
+    (package / "t").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "t" / "rows.csv").write_text("id,text\n001,first\n002,second\n")
+    (package / "t" / "defs.yaml").write_text(
+        textwrap.dedent(
+            f"""\
+            type: dagster_openai_batch.OpenAIBatchComponent
+            attributes:
+              name: t
+              source: rows.csv
+              endpoint: /v1/embeddings
+              model: text-embedding-3-small
+              prompt: "{{text}}"
+              custom_id_column: id
+              sensor: {{name: openai_batch_sensor, minimum_interval_seconds: 1}}
+              delete_input_files: true
+              delete_result_files: true
+              resource:
+                emulator_dir: {emulator_dir}
+                emulator_pace: fast
+                input_file_expires_after_seconds: 3600
+                output_expires_after_seconds: 7200
+            """
+        )
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    defs, (pipeline,) = load_pipelines_from_defs_folder(importlib.import_module(package.name))
+    job = defs.resolve_implicit_global_asset_job_def()
+    submit = [pipeline.input_file.key, pipeline.batch_job.key]
+    assert job.execute_in_process(instance=instance, asset_selection=submit).success
+    (input_id,) = recorded(instance, pipeline.input_file.key, InputFileRecord).file_id_list
+    uploaded = Emulator(emulator_dir).openai_client().files.retrieve(input_id)
+    assert uploaded.expires_at - uploaded.created_at == 3600
+    _, runs = run_sensor_until_idle(defs, instance)
+    assert len(runs) == 1
+    assert recorded(instance, pipeline.results.key, ResultsRecord).status_succeeded == 2
+    (deleted,) = _deleted(instance, pipeline.results.key)
+    assert deleted[0] == input_id
+    assert len(deleted) == 2  # the input and the output (nothing failed: no error file)
+    assert _live_ids(emulator_dir) == set()
+
+
+def test_an_expiry_out_of_range_is_refused_when_the_resource_is_built(emulator_dir):
+    with pytest.raises(ValueError, match="output_expires_after_seconds"):
+        OpenAIBatchResource(emulator_dir=str(emulator_dir), output_expires_after_seconds=60)
