@@ -473,20 +473,25 @@ class BatchClient:
                 self._cancel_with_retries(duplicate.id)
         return oldest
 
-    def _same_content(self, file_a: str, file_b: str) -> bool:
-        """Whether two uploaded files hold the same bytes: the same id, or two uploads named by the
-        same content hash (:func:`upload_filename`) with the same size."""
-        if file_a == file_b:
+    def _same_content(self, batch_input: str, file_id: str) -> bool:
+        """Whether a batch's input and an uploaded file hold the same bytes: the same id, or two
+        uploads named by the same content hash (:func:`upload_filename`) with the same size.
+
+        A batch input deleted since (``delete_input_files``, cleanup) or expired cannot be
+        compared: then the idempotency key decides, as the library's keys name the content (else a
+        re-submission would pay again for a batch whose input is gone).
+        """
+        if batch_input == file_id:
             return True
         found = []
-        for file_id in (file_a, file_b):
-            with self._api(f"reading file {file_id}"):
+        for one in (batch_input, file_id):
+            with self._api(f"reading file {one}"):
                 try:
                     found.append(
-                        self._parse_json(self.openai.files.with_raw_response.retrieve(file_id))
+                        self._parse_json(self.openai.files.with_raw_response.retrieve(one))
                     )
-                except openai.NotFoundError:  # deleted or expired: its content cannot be compared
-                    return False
+                except openai.NotFoundError:
+                    return one == batch_input
         a, b = found
         same: bool = (
             a.filename == b.filename and a.bytes == b.bytes and a.filename.startswith(UPLOAD_PREFIX)

@@ -130,3 +130,14 @@ def test_orphans_are_the_library_files_nothing_references(
     assert again.orphans == []
     assert again.report().startswith("No orphaned files")
     assert bc.openai.files.retrieve(kept_file.id).id == kept_file.id
+
+
+def test_a_batch_whose_input_was_deleted_is_still_adopted(bc: BatchClient, tmp_path: Path) -> None:
+    file, batch_id = _submit(bc, tmp_path, "a", "key")
+    assert bc.delete_file(file.id)
+    again = _upload(bc, tmp_path, "a")  # the same bytes, uploaded again under a new id
+    assert again.id != file.id
+    batch, adopted = bc.create_or_adopt(
+        input_file_id=again.id, endpoint=CHAT, idempotency_key="key"
+    )
+    assert (batch.id, adopted) == (batch_id, True)

@@ -136,6 +136,13 @@ def test_spent_files_are_deleted_once_results_are_recorded(instance, emulator_di
     assert len(_deleted(instance, pipeline.results.key)) == 2
     assert _live_ids(emulator_dir) == set()
 
+    # Submitting the same input again uploads it again, and still pays nothing twice: the batch
+    # made from it is adopted although its input file is gone.
+    paid = client.batches.list(limit=100).data
+    assert _submit(pipeline, resource, instance).success
+    assert client.batches.list(limit=100).data == paid
+    assert recorded(instance, pipeline.batch_job.key, BatchJobRecord).adopted == 1
+
 
 def test_files_stay_by_default(instance, emulator_dir: Path, resource: OpenAIBatchResource):
     pipeline = openai_batch_assets(name="qa", source=questions, template=TEMPLATE)
