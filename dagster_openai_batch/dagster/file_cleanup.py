@@ -1,5 +1,6 @@
 """Orphan cleanup on a Dagster instance: the files the library left on the service that no
-materialization references (``dagster-openai-batch cleanup``).
+materialization references (``dagster-openai-batch cleanup``, or the job
+:func:`openai_batch_cleanup_job`).
 
 A file is referenced when any materialization of any asset on the instance records its id
 (``openai_batch/file_ids``) or the id of a batch using it (``openai_batch/batch_ids``,
@@ -14,6 +15,7 @@ import dagster as dg
 
 from ..core.file_lifecycle import DEFAULT_MIN_AGE_SECONDS, CleanupPlan, Deletion, delete_files
 from ..core.file_lifecycle import plan_cleanup as plan_service_cleanup
+from .pipeline import RESOURCE_KEY
 from .resource import OpenAIBatchResource
 from .stage_records import NAMESPACE, with_legacy_keys
 
@@ -79,3 +81,54 @@ def delete_orphans(resource: OpenAIBatchResource, plan: CleanupPlan) -> Deletion
     """Delete the files ``plan`` found (a failure is reported, the others still go)."""
     with resource.get_batch_client() as client:
         return delete_files(client, [f.id for f in plan.orphans])
+
+
+class CleanupConfig(dg.Config):
+    """Run config of the cleanup job."""
+
+    delete: bool = False
+    """Delete the orphans; by default only list them (a dry run)."""
+    min_age_hours: float = DEFAULT_MIN_AGE_SECONDS / 3600
+    """Leave files younger than this: a run may have uploaded them and not yet recorded them."""
+    include_foreign: bool = False
+    """Also files the library did not create."""
+
+
+def openai_batch_cleanup_job(
+    name: str = "openai_batch_cleanup", resource_key: str = RESOURCE_KEY
+) -> dg.JobDefinition:
+    """A job listing (and with run config ``delete: true``, deleting) the orphaned files of the
+    resource under ``resource_key``: what ``dagster-openai-batch cleanup`` does, from the UI or a
+    schedule. Its output metadata holds the orphans' count and bytes and what was deleted."""
+
+    @dg.op(name=name, required_resource_keys={resource_key}, out=dg.Out(dg.Nothing))
+    def cleanup(context: dg.OpExecutionContext, config: CleanupConfig) -> Iterator[dg.Output[None]]:
+        resource = getattr(context.resources, resource_key)
+        plan = plan_cleanup(
+            context.instance,
+            resource,
+            min_age_seconds=config.min_age_hours * 3600,
+            include_foreign=config.include_foreign,
+        )
+        context.log.info(plan.report())
+        metadata: dict[str, Any] = {
+            "openai_batch/orphans": dg.MetadataValue.json([f.id for f in plan.orphans]),
+            "openai_batch/orphan_bytes": plan.bytes,
+        }
+        if config.delete:
+            done = delete_orphans(resource, plan)
+            for file_id, why in done.failed.items():
+                context.log.warning(f"Could not delete file {file_id} ({why}); it stays.")
+            metadata["openai_batch/deleted_files"] = dg.MetadataValue.json(done.deleted)
+            metadata["openai_batch/delete_failures"] = dg.MetadataValue.json(done.failed)
+        yield dg.Output(None, metadata=metadata)
+
+    @dg.job(
+        name=name,
+        description="List the batch files no materialization references "
+        "(run config delete: true deletes them).",
+    )
+    def cleanup_job() -> None:
+        cleanup()
+
+    return cleanup_job

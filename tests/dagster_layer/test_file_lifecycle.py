@@ -19,6 +19,7 @@ from dagster_openai_batch import (
     OpenAIBatchResource,
     RequestTemplate,
     openai_batch_assets,
+    openai_batch_cleanup_job,
     openai_batch_sensor,
 )
 from dagster_openai_batch.cli import main
@@ -262,3 +263,33 @@ def test_yaml_options_reach_the_service(tmp_path: Path, monkeypatch, instance, e
 def test_an_expiry_out_of_range_is_refused_when_the_resource_is_built(emulator_dir):
     with pytest.raises(ValueError, match="output_expires_after_seconds"):
         OpenAIBatchResource(emulator_dir=str(emulator_dir), output_expires_after_seconds=60)
+
+
+def test_cleanup_job_dry_run_then_delete(instance, emulator_dir: Path, resource):
+    client = Emulator(emulator_dir).openai_client()
+    ours = client.files.create(
+        file=("dagster-openai-batch-x.jsonl", b'{"a": 1}\n'), purpose="batch"
+    )
+    foreign = client.files.create(file=("theirs.jsonl", b'{"a": 1}\n'), purpose="batch")
+    job = openai_batch_cleanup_job()
+    defs = dg.Definitions(jobs=[job], resources={"openai_batch": resource})
+
+    def run(**config) -> dict:
+        result = defs.resolve_job_def(job.name).execute_in_process(
+            instance=instance, run_config={"ops": {job.name: {"config": config}}}
+        )
+        assert result.success
+        (materialized,) = [e for e in result.all_node_events if e.event_type_value == "STEP_OUTPUT"]
+        entries = materialized.event_specific_data.metadata
+        return {key: getattr(value, "value", value) for key, value in entries.items()}
+
+    assert run(min_age_hours=0) == {
+        "openai_batch/orphans": [ours.id],
+        "openai_batch/orphan_bytes": ours.bytes,
+    }
+    assert _live_ids(emulator_dir) == {ours.id, foreign.id}
+    assert run(min_age_hours=0, delete=True)["openai_batch/deleted_files"] == [ours.id]
+    assert run(min_age_hours=0, include_foreign=True, delete=True)[
+        "openai_batch/deleted_files"
+    ] == [foreign.id]
+    assert _live_ids(emulator_dir) == set()
