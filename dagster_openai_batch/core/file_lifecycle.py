@@ -96,16 +96,22 @@ def plan_cleanup(
     now: float | None = None,
 ) -> CleanupPlan:
     """The files of purpose ``batch``/``batch_output`` that can go: created by the library (or
-    any, with ``include_foreign``), referenced by no recorded file id or batch id, used by no batch
-    still in flight, and older than ``min_age_seconds``.
+    any, with ``include_foreign``), referenced by no recorded file id or batch id (a batch made from
+    a recorded input file counts as recorded), used by no batch still in flight, and older than
+    ``min_age_seconds``.
 
     Batches are read from the newest ``max_batch_pages`` pages; a result file whose batch is older
     than that is not known to be the library's (kept unless ``include_foreign``), and an input file
     used by such a batch is treated as unused.
     """
     now = time.time() if now is None else now
-    uses = _file_uses(client.recent_batches(max_batch_pages))
-    referenced_batches = set(referenced_batch_ids)
+    batches = list(client.recent_batches(max_batch_pages))
+    uses = _file_uses(batches)
+    # A batch made from a recorded input counts as recorded too: a run killed between creating it
+    # and recording it adopts it when run again, and then needs its result files.
+    referenced_batches = set(referenced_batch_ids) | {
+        b.id for b in batches if b.input_file_id in referenced_file_ids
+    }
     orphans: list[FileObject] = []
     kept: Counter[str] = Counter()
     for purpose in FILE_PURPOSES:

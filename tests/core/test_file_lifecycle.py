@@ -132,6 +132,22 @@ def test_orphans_are_the_library_files_nothing_references(
     assert bc.openai.files.retrieve(kept_file.id).id == kept_file.id
 
 
+def test_result_files_of_a_batch_made_from_a_recorded_input_stay(
+    bc: BatchClient, clock, tmp_path: Path
+) -> None:
+    """A run killed after creating a batch and before recording it adopts that batch when run
+    again: its result files are not orphans, as its input file is recorded."""
+    file, batch_id = _submit(bc, tmp_path, "a", "k1")
+    clock.now += 2 * 3600
+    batch = bc.retrieve(batch_id)
+    found = plan_cleanup(
+        bc, referenced_file_ids={file.id}, referenced_batch_ids=set(), now=clock.now
+    )
+    assert found.orphans == []
+    assert found.kept == {"referenced": 2}
+    assert batch.output_file_id
+
+
 def test_a_batch_whose_input_was_deleted_is_still_adopted(bc: BatchClient, tmp_path: Path) -> None:
     file, batch_id = _submit(bc, tmp_path, "a", "key")
     assert bc.delete_file(file.id)
