@@ -685,11 +685,18 @@ def delete_spent_files(
     """Delete the finished ``batches``' input files (``inputs``; not one a batch in flight still
     uses) and output and error files (``results``) from the service, after their answers are
     stored; recorded as an observation of ``results``. A failed delete is logged, never fatal:
-    the cleanup command finds the file later."""
+    the file stays until the service expires it."""
     with stage.resource.get_batch_client() as client:
-        done = delete_files(client, spent_files(client, batches, inputs=inputs, results=results))
+        try:
+            spent = spent_files(client, batches, inputs=inputs, results=results)
+        except (BatchClientError, openai.APIError) as error:
+            stage.context.log.warning(f"Deleting no file ({error}); they expire in time.")
+            spent = []
+        done = delete_files(client, spent)
     for file_id, why in done.failed.items():
-        stage.context.log.warning(f"Could not delete file {file_id} ({why}); it stays.")
+        stage.context.log.warning(
+            f"Could not delete file {file_id} ({why}); it stays until the service expires it."
+        )
     stage.context.log.info(
         f"Deleted {len(done.deleted)} file(s) from the service"
         + (f" ({len(done.gone)} already gone)" if done.gone else "")

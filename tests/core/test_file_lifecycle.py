@@ -157,3 +157,15 @@ def test_a_batch_whose_input_was_deleted_is_still_adopted(bc: BatchClient, tmp_p
         input_file_id=again.id, endpoint=CHAT, idempotency_key="key"
     )
     assert (batch.id, adopted) == (batch_id, True)
+
+
+def test_a_failing_delete_is_reported_and_the_others_still_go(
+    bc: BatchClient, emu, tmp_path: Path
+) -> None:
+    first, second = _upload(bc, tmp_path, "a"), _upload(bc, tmp_path, "b")
+    emu.inject(500, times=3, operation="files.delete")  # the SDK's two retries fail too
+    done = delete_files(bc, [first.id, second.id])
+    assert done.deleted == [second.id]
+    assert list(done.failed) == [first.id]
+    assert "InternalServerError" in done.failed[first.id]
+    assert bc.openai.files.retrieve(first.id).id == first.id
