@@ -668,10 +668,17 @@ def _download_results(
     try:
         downloaded: tuple[list[Path], list[Path]] = client.download_results(batches, tmp)
     except openai.NotFoundError as error:
-        earlier = stage.latest(stage.keys.results, ResultsRecord)
-        kept = f" The results stored earlier are at {earlier.results_uri}." if earlier else ""
+        ids = [b.id for b in batches]
+        earlier = latest_record(
+            stage.context.instance,
+            stage.keys.results,
+            stage.partition_key,
+            ResultsRecord,
+            where=lambda record: set(ids) <= set(record.covered_batch_ids),
+        )
+        kept = f" Their results are stored at {earlier.results_uri}." if earlier else ""
         raise dg.Failure(
-            f"A result file of batches {[b.id for b in batches]} is gone from the service "
+            f"A result file of batches {ids} is gone from the service "
             f"({error.message}): deleted (delete_result_files, cleanup) or expired "
             f"(output_expires_after_seconds, 30 days by default), so these answers cannot be "
             f"collected again.{kept}"
