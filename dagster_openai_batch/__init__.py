@@ -37,6 +37,7 @@ if TYPE_CHECKING:
         ResultsConfig,
         StageExecution,
         openai_batch_assets,
+        openai_batch_cleanup_job,
         openai_batch_sensor,
     )
 
@@ -67,6 +68,7 @@ _MODULES = {
         "ResultsConfig",
         "StageExecution",
         "openai_batch_assets",
+        "openai_batch_cleanup_job",
         "openai_batch_sensor",
     ],
 }
@@ -100,6 +102,7 @@ __all__ = [
     "build_requests",
     "iter_rows",
     "openai_batch_assets",
+    "openai_batch_cleanup_job",
     "openai_batch_sensor",
     "prepare_jsonl",
     "prepare_rows",

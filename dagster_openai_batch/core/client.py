@@ -42,7 +42,7 @@ SETTLE_WINDOW_SECONDS = 600
 """Batches created this long before a create may be racing duplicates of it (generous for clock
 skew)."""
 _CHUNK = 1 << 20
-_UPLOAD_PREFIX = "dagster-openai-batch-"
+UPLOAD_PREFIX = "dagster-openai-batch-"
 
 
 class BatchClientError(OpenAIBatchError, RuntimeError):
@@ -57,7 +57,7 @@ class DownloadError(BatchClientError):
 def upload_filename(part: InputPart) -> str:
     """The name a part is uploaded under; it embeds the content hash so an identical upload can be
     reused."""
-    return f"{_UPLOAD_PREFIX}{part.sha256[:32]}.jsonl"
+    return f"{UPLOAD_PREFIX}{part.sha256[:32]}.jsonl"
 
 
 def _public_url(url: str) -> str:
@@ -76,6 +76,9 @@ class BatchClient:
     ``clock`` are injectable for tests; ``download_retries`` bounds retries of a dropped or
     truncated download and ``create_attempts`` the attempts of a create or cancel, waiting
     ``backoff * 2**attempt`` seconds (at most ``max_backoff``) between them.
+    ``input_expires_after`` and ``output_expires_after`` (seconds, 3600..2592000) ask the service
+    to delete uploads, and the result files of the batches created, that long after their creation
+    (by default OpenAI keeps both 30 days).
     """
 
     def __init__(
@@ -89,8 +92,12 @@ class BatchClient:
         max_backoff: float = 60.0,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
+        input_expires_after: int | None = None,
+        output_expires_after: int | None = None,
     ) -> None:
         self.openai = client
+        self.input_expires_after = check_expiry("input_expires_after", input_expires_after)
+        self.output_expires_after = check_expiry("output_expires_after", output_expires_after)
         self.profile = profile
         self.download_retries = download_retries
         self.create_attempts = create_attempts
@@ -174,7 +181,9 @@ class BatchClient:
         with self._api(f"uploading {part.path.name}"), part.path.open("rb") as f:
             uploaded: FileObject = self._parse_json(
                 self.openai.files.with_raw_response.create(
-                    file=(name, f, "application/jsonl"), purpose="batch"
+                    file=(name, f, "application/jsonl"),
+                    purpose="batch",
+                    **_expires_after("expires_after", self.input_expires_after),
                 )
             )
         return uploaded
@@ -203,6 +212,30 @@ class BatchClient:
                     break
                 page = page.get_next_page()
         return None
+
+    def list_files(self, purpose: str) -> Iterator[FileObject]:
+        """Every live file of ``purpose`` (``batch``, ``batch_output``), newest first."""
+        with self._api("listing files"):
+            page = self._parse_json(
+                self.openai.files.with_raw_response.list(
+                    purpose=purpose, limit=PAGE_SIZE, order="desc"
+                )
+            )
+            while True:
+                yield from page.data
+                if not page.has_next_page():
+                    return
+                page = page.get_next_page()
+
+    def delete_file(self, file_id: str) -> bool:
+        """Delete a file: True if deleted now, False if the service no longer had it (deleted or
+        expired before). Other failures raise."""
+        with self._api(f"deleting file {file_id}"):
+            try:
+                self.openai.files.delete(file_id)
+            except openai.NotFoundError:
+                return False
+        return True
 
     def download(self, file_id: str, dest: Path, *, expected_bytes: int | None = None) -> Path:
         """Stream a file to ``dest`` (via a temporary file renamed at the end), retrying drops and
@@ -348,6 +381,7 @@ class BatchClient:
                     # Typed as OpenAI's only value; compatible services take longer ones ("7d").
                     completion_window=self.profile.completion_window,  # type: ignore[arg-type]
                     metadata=meta,
+                    **_expires_after("output_expires_after", self.output_expires_after),
                 )
             except (
                 openai.RateLimitError
@@ -439,25 +473,28 @@ class BatchClient:
                 self._cancel_with_retries(duplicate.id)
         return oldest
 
-    def _same_content(self, file_a: str, file_b: str) -> bool:
-        """Whether two uploaded files hold the same bytes: the same id, or two uploads named by the
-        same content hash (:func:`upload_filename`) with the same size."""
-        if file_a == file_b:
+    def _same_content(self, batch_input: str, file_id: str) -> bool:
+        """Whether a batch's input and an uploaded file hold the same bytes: the same id, or two
+        uploads named by the same content hash (:func:`upload_filename`) with the same size.
+
+        A batch input deleted since (``delete_input_files``, cleanup) or expired cannot be
+        compared: then the idempotency key decides, as the library's keys name the content (else a
+        re-submission would pay again for a batch whose input is gone).
+        """
+        if batch_input == file_id:
             return True
         found = []
-        for file_id in (file_a, file_b):
-            with self._api(f"reading file {file_id}"):
+        for one in (batch_input, file_id):
+            with self._api(f"reading file {one}"):
                 try:
                     found.append(
-                        self._parse_json(self.openai.files.with_raw_response.retrieve(file_id))
+                        self._parse_json(self.openai.files.with_raw_response.retrieve(one))
                     )
-                except openai.NotFoundError:  # deleted or expired: its content cannot be compared
-                    return False
+                except openai.NotFoundError:
+                    return one == batch_input
         a, b = found
         same: bool = (
-            a.filename == b.filename
-            and a.bytes == b.bytes
-            and a.filename.startswith(_UPLOAD_PREFIX)
+            a.filename == b.filename and a.bytes == b.bytes and a.filename.startswith(UPLOAD_PREFIX)
         )
         return same
 
@@ -473,6 +510,10 @@ class BatchClient:
                 if n + 1 == max_pages or not page.has_next_page():
                     return
                 page = page.get_next_page()
+
+    def recent_batches(self, max_pages: int = MAX_SCAN_PAGES) -> Iterator[Batch]:
+        """The newest batches, page by page, at most ``max_pages`` pages of 100."""
+        return self._recent_batches(max_pages)
 
     def retrieve(self, batch_id: str) -> Batch:
         with self._api(f"reading batch {batch_id}"):
@@ -599,6 +640,25 @@ def _short(error: Exception) -> str:
     if status is not None and "<html" in text.lower():
         text = "a gateway error page"
     return f"{type(error).__name__}{f' {status}' if status else ''}: {text[:200]}"
+
+
+MIN_EXPIRY_SECONDS, MAX_EXPIRY_SECONDS = 3600, 30 * 24 * 3600
+"""The range the service accepts for ``expires_after`` and ``output_expires_after``."""
+
+
+def check_expiry(name: str, seconds: int | None) -> int | None:
+    """``seconds`` if the service accepts it as an expiry (or None); else a ``ValueError``."""
+    if seconds is not None and not MIN_EXPIRY_SECONDS <= seconds <= MAX_EXPIRY_SECONDS:
+        raise ValueError(
+            f"{name} is {seconds} seconds; the service accepts {MIN_EXPIRY_SECONDS} (1 hour) to "
+            f"{MAX_EXPIRY_SECONDS} (30 days)."
+        )
+    return seconds
+
+
+def _expires_after(param: str, seconds: int | None) -> dict[str, Any]:
+    """The SDK argument asking for an expiry ``seconds`` after creation (none when None)."""
+    return {} if seconds is None else {param: {"anchor": "created_at", "seconds": seconds}}
 
 
 def check_metadata(metadata: dict[str, Any]) -> None:

@@ -4,6 +4,7 @@ The only part of the package importing dagster.
 """
 
 from .component import OpenAIBatchComponent, OpenAIBatchSensorComponent
+from .file_cleanup import openai_batch_cleanup_job
 from .pipeline import (
     BatchJobConfig,
     OpenAIBatchPipeline,
@@ -28,5 +29,6 @@ __all__ = [
     "ResultsConfig",
     "StageExecution",
     "openai_batch_assets",
+    "openai_batch_cleanup_job",
     "openai_batch_sensor",
 ]

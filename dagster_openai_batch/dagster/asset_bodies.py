@@ -19,6 +19,7 @@ from dagster._core.definitions.metadata import TableMetadataSet
 from openai.types import Batch
 
 from ..core.client import BatchClientError
+from ..core.file_lifecycle import delete_files, spent_files
 from ..core.input_file import (
     PreparedInput,
     prepare_jsonl,
@@ -573,12 +574,16 @@ def materialize_results(
     batch_ids: list[str],
     max_failed_share: float,
     allow_superseded: bool = False,
+    delete_input_files: bool = False,
+    delete_result_files: bool = False,
 ) -> Iterator[Any]:
     """Download output and error files, join them to the inputs, write Parquet, run the checks.
 
     The newest ``batch_job`` submission of the partition wins: collecting an older set fails
     before anything is written (and again just before recording, in case a newer submission
-    arrived meanwhile) unless ``allow_superseded``.
+    arrived meanwhile) unless ``allow_superseded``. Once the results are recorded, the batches'
+    input files and result files are deleted from the service if asked (see
+    :func:`delete_spent_files`).
     """
     job = stage.upstream(
         stage.keys.batch_job,
@@ -598,7 +603,7 @@ def materialize_results(
                 f"Batches still running: {', '.join(unfinished)}. The openai_batch_sensor "
                 "materializes results when they finish."
             )
-        outputs, errors = client.download_results(batches, tmp)
+        outputs, errors = _download_results(stage, client, batches, tmp)
         followup_of = job.followup_of
         dest = join_uri(stage.storage_root, "results", f"{'-'.join(ids)[:80]}.parquet")
         if followup_of:  # rows: the resubmitted requests found in the result files
@@ -649,6 +654,68 @@ def materialize_results(
         unique_custom_ids=unique,
         counts=summary.counts,
         max_failed_share=max_failed_share,
+    )
+    if delete_input_files or delete_result_files:
+        yield delete_spent_files(
+            stage, batches, inputs=delete_input_files, results=delete_result_files
+        )
+
+
+def _download_results(
+    stage: StageContext, client: Any, batches: list[Batch], tmp: Path
+) -> tuple[list[Path], list[Path]]:
+    """The batches' result files on disk; a clear failure when the service no longer has one."""
+    try:
+        downloaded: tuple[list[Path], list[Path]] = client.download_results(batches, tmp)
+    except openai.NotFoundError as error:
+        ids = [b.id for b in batches]
+        earlier = latest_record(
+            stage.context.instance,
+            stage.keys.results,
+            stage.partition_key,
+            ResultsRecord,
+            where=lambda record: set(ids) <= set(record.covered_batch_ids),
+        )
+        kept = f" Their results are stored at {earlier.results_uri}." if earlier else ""
+        raise dg.Failure(
+            f"A result file of batches {ids} is gone from the service "
+            f"({error.message}): deleted (delete_result_files, cleanup) or expired "
+            f"(output_expires_after_seconds, 30 days by default), so these answers cannot be "
+            f"collected again.{kept}"
+        ) from None
+    return downloaded
+
+
+def delete_spent_files(
+    stage: StageContext, batches: Sequence[Batch], *, inputs: bool, results: bool
+) -> dg.AssetObservation:
+    """Delete the finished ``batches``' input files (``inputs``; not one a batch in flight still
+    uses) and output and error files (``results``) from the service, after their answers are
+    stored; recorded as an observation of ``results``. A failed delete is logged, never fatal:
+    the file stays until the service expires it."""
+    with stage.resource.get_batch_client() as client:
+        try:
+            spent = spent_files(client, batches, inputs=inputs, results=results)
+        except (BatchClientError, openai.APIError) as error:
+            stage.context.log.warning(f"Deleting no file ({error}); they expire in time.")
+            spent = []
+        done = delete_files(client, spent)
+    for file_id, why in done.failed.items():
+        stage.context.log.warning(
+            f"Could not delete file {file_id} ({why}); it stays until the service expires it."
+        )
+    stage.context.log.info(
+        f"Deleted {len(done.deleted)} file(s) from the service"
+        + (f" ({len(done.gone)} already gone)" if done.gone else "")
+    )
+    return dg.AssetObservation(
+        asset_key=stage.keys.results,
+        partition=stage.partition_key,
+        metadata={
+            "openai_batch/deleted_files": dg.MetadataValue.json(done.deleted),
+            "openai_batch/already_gone_files": dg.MetadataValue.json(done.gone),
+            "openai_batch/delete_failures": dg.MetadataValue.json(done.failed),
+        },
     )
 
 

@@ -171,6 +171,16 @@ class OpenAIBatchComponent(dg.Component, dg.Resolvable, dg.Model):
         description="The `failed_share` check of results fails above this share of failed "
         "requests.",
     )
+    delete_input_files: bool = Field(
+        default=False,
+        description="Once `results` is recorded, delete the batches' input files from the "
+        "service (a copy stays in `storage`; a file a batch in flight uses stays).",
+    )
+    delete_result_files: bool = Field(
+        default=False,
+        description="Once `results` is recorded, delete the batches' output and error files "
+        "from the service (the results table keeps every answer).",
+    )
     wait: bool = Field(
         default=False,
         description="`batch_job` blocks until the batches finish (small jobs, one run); by default "
@@ -281,6 +291,8 @@ class OpenAIBatchComponent(dg.Component, dg.Resolvable, dg.Model):
                 results_io_manager_key=self.results_io_manager_key,
                 wait=self.wait,
                 max_failed_share=self.max_failed_share,
+                delete_input_files=self.delete_input_files,
+                delete_result_files=self.delete_result_files,
                 schedule=self.schedule,
                 translator=ComponentTranslator(self.translation, self.execution),
             )

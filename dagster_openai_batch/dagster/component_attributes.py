@@ -16,6 +16,7 @@ import dagster as dg
 from pydantic import BaseModel, Field, ValidationError
 from pydantic_core import InitErrorDetails
 
+from ..core.client import MAX_EXPIRY_SECONDS, MIN_EXPIRY_SECONDS
 from ..core.vocabulary import AnswerEndpoint
 from .resource import OpenAIBatchResource
 
@@ -161,6 +162,20 @@ class ResourceModel(dg.Resolvable, dg.Model):
     timeout_seconds: float = Field(default=600.0, description="HTTP timeout of one API call.")
     max_retries: int = Field(
         default=4, description="Retries of 408/409/429/5xx and connection errors, with backoff."
+    )
+    input_file_expires_after_seconds: int | None = Field(
+        default=None,
+        ge=MIN_EXPIRY_SECONDS,
+        le=MAX_EXPIRY_SECONDS,
+        description="The service deletes each uploaded input file this long after the upload "
+        "(3600..2592000; OpenAI's default: 30 days).",
+    )
+    output_expires_after_seconds: int | None = Field(
+        default=None,
+        ge=MIN_EXPIRY_SECONDS,
+        le=MAX_EXPIRY_SECONDS,
+        description="The service deletes each batch's output and error files this long after "
+        "they are written (3600..2592000; OpenAI's default: 30 days).",
     )
     emulator_dir: str | None = Field(
         default=None,

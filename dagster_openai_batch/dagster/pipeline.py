@@ -185,6 +185,8 @@ def openai_batch_assets(
     max_requests_per_file: int | None = None,
     pool: str | None = DEFAULT_POOL,
     translator: OpenAIBatchTranslator | None = None,
+    delete_input_files: bool = False,
+    delete_result_files: bool = False,
 ) -> OpenAIBatchPipeline:
     """Declare one batch pipeline: ``<name>/input_file → <name>/batch_job → <name>/results``.
 
@@ -223,6 +225,12 @@ def openai_batch_assets(
         translator: Sets each stage's asset spec (key, group, owners, tags, description,
             automation condition…) and execution (pool, retry policy, op tags); see
             `OpenAIBatchTranslator`.
+        delete_input_files: Once ``results`` is recorded, delete the collected batches' input
+            files from the service (a follow-up resubmission reads the copy kept in ``storage``);
+            a file a batch in flight still uses stays.
+        delete_result_files: Once ``results`` is recorded, delete the batches' output and error
+            files from the service (the results table keeps every answer; collecting that set
+            again then fails, saying so).
     """
     if max_requests_per_file is not None and not (
         1 <= max_requests_per_file <= MAX_REQUESTS_ANY_SERVICE
@@ -326,6 +334,8 @@ def openai_batch_assets(
                 batch_ids=config.batch_ids,
                 allow_superseded=config.allow_superseded,
                 max_failed_share=max_failed_share,
+                delete_input_files=delete_input_files,
+                delete_result_files=delete_result_files,
             )
 
         @dg.asset_check(

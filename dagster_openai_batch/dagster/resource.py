@@ -33,7 +33,7 @@ from dagster import InitResourceContext
 from dagster_openai import OpenAIResource
 from pydantic import Field, PrivateAttr
 
-from ..core.client import BatchClient
+from ..core.client import MAX_EXPIRY_SECONDS, MIN_EXPIRY_SECONDS, BatchClient
 from ..core.errors import OpenAIBatchError
 from ..core.service_profile import ServiceKind, ServiceProfile, profile_for
 from ..core.vocabulary import COMPLETION_WINDOW
@@ -88,6 +88,21 @@ class OpenAIBatchResource(OpenAIResource):
         default=COMPLETION_WINDOW,
         description="How long a batch may take: '24h' (the only window of OpenAI and Azure), "
         "or longer on a compatible service that offers it, e.g. Groq's up to '7d'.",
+    )
+    input_file_expires_after_seconds: int | None = Field(
+        default=None,
+        ge=MIN_EXPIRY_SECONDS,
+        le=MAX_EXPIRY_SECONDS,
+        description="Ask the service to delete each uploaded input file this long after the "
+        "upload (3600..2592000; OpenAI's default: 30 days).",
+    )
+    output_expires_after_seconds: int | None = Field(
+        default=None,
+        ge=MIN_EXPIRY_SECONDS,
+        le=MAX_EXPIRY_SECONDS,
+        description="Ask the service to delete each batch's output and error files this long "
+        "after they are written (3600..2592000; OpenAI's default: 30 days). Collect results "
+        "before then.",
     )
     emulator_dir: str | None = Field(
         default=None,
@@ -186,4 +201,9 @@ class OpenAIBatchResource(OpenAIResource):
     def get_batch_client(self) -> Generator[BatchClient, None, None]:
         """Yield a `BatchClient` over this resource's client (usable in assets and sensors)."""
         client = getattr(self, "_client", None) or self.build_openai_client()
-        yield BatchClient(client, profile=self.service_profile)
+        yield BatchClient(
+            client,
+            profile=self.service_profile,
+            input_expires_after=self.input_file_expires_after_seconds,
+            output_expires_after=self.output_expires_after_seconds,
+        )

@@ -396,6 +396,8 @@ class EmulatorApp:
         return _json(self._file_json(self._get_file(file_id)))
 
     def _files_delete(self, request: Request, file_id: str) -> Response:
+        # Whether OpenAI refuses to delete the input of a batch still running is not documented;
+        # the emulator deletes it, and the batch runs on from its own copy (see Batches.create).
         if not self.store.delete_file(file_id, now=self.clock()):
             raise not_found("File", file_id)
         return _json({"id": file_id, "object": "file", "deleted": True})

@@ -18,6 +18,7 @@ from .responder import Usage, failure_body, respond
 from .store import Store
 
 _BUFFER = 1 << 20
+OUTPUT_TTL = 30 * 24 * 3600
 
 
 def _line_offsets(path: Path) -> array[int]:
@@ -119,8 +120,9 @@ def write_results(
                 response = {"status_code": 200, "request_id": request_id, "body": body}
                 out.write(line(custom_id, created, response, None) + b"\n")
                 n_out += 1
+    # Both result files are deleted `output_expires_after` after their creation, 30 days by default.
     expires_after = row["output_expires_after"]
-    expires_at = finished_at + expires_after["seconds"] if expires_after else None
+    expires_at = finished_at + (expires_after["seconds"] if expires_after else OUTPUT_TTL)
     for tmp, count, file_kind in ((out_tmp, n_out, "output"), (err_tmp, n_err, "error")):
         if count or (file_kind == "error" and flavour.always_error_file):
             meta = store.add_file(
