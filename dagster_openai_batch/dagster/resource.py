@@ -89,6 +89,17 @@ class OpenAIBatchResource(OpenAIResource):
         description="How long a batch may take: '24h' (the only window of OpenAI and Azure), "
         "or longer on a compatible service that offers it, e.g. Groq's up to '7d'.",
     )
+    queue_token_budget: dict[str, int] = Field(
+        default={},
+        description="Per model (as the requests name it): the enqueued-token limit of the "
+        "project's batch queue (e.g. {'gpt-4o-mini': 2000000}, OpenAI's tier 1). Parts that "
+        "would pass it wait, and the sensor submits them as batches finish.",
+    )
+    batch_creations_per_hour: int = Field(
+        default=2000,
+        description="The organization's cap on batch creations per rolling hour: parts past it "
+        "wait.",
+    )
     emulator_dir: str | None = Field(
         default=None,
         description="Use the offline emulator with its state in this directory (shared by every "
