@@ -265,6 +265,7 @@ def materialize_batch_job(
             if new_batches or resubmit_failed
             else _current_set(stage, client, source, len(file_ids), key_base)
         )
+        recorded = len(batches)  # the latest batch_job's, kept as they are
         submission = Submission(
             key_base=key_base,
             file_ids=file_ids,
@@ -283,7 +284,7 @@ def materialize_batch_job(
                 except QueueBudgetError as error:
                     raise dg.Failure(f"No batch created: {error}") from None
             submission.advance(client, queue)
-        adopted = len(batches) + submission.adopted
+        adopted = recorded + submission.adopted
         if adopted:
             stage.context.log.info(f"Adopted {adopted} existing batch(es): nothing paid twice")
         if submission.waiting:

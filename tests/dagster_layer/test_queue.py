@@ -3,6 +3,7 @@ that do not fit their model's queue wait and the sensor submits them as batches 
 failed with ``token_limit_exceeded`` is resubmitted once there is room; a budget refuses before
 any batch is created."""
 
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -189,3 +190,34 @@ def test_the_hourly_creation_cap_makes_parts_wait(instance, emulator_dir, cap):
     job = recorded(instance, PIPELINE.batch_job.key, BatchJobRecord)
     assert len(job.batch_id_list) == cap
     assert job.waiting == f"1 of 3 parts waiting: {cap:,}/{cap:,} batch creations in the last hour"
+
+
+def test_a_lost_tick_and_a_reset_cursor_pay_nothing_twice(instance, emulator_dir):
+    tokens = part_tokens(instance, emulator_dir)
+    limit = max(tokens) + min(tokens) // 2
+    resource = OpenAIBatchResource(
+        emulator_dir=str(emulator_dir),
+        emulator_pace="fast",
+        queue_token_budget={MODEL: limit},
+        emulator_faults={"token_limits": {MODEL: limit}},
+    )
+    assert materialize(instance, resource).success
+    defs = definitions(resource)
+    sensor = defs.resolve_sensor_def("openai_batch_sensor")
+    deadline = time.monotonic() + 60
+    while sum(batches_by_part(emulator_dir).values()) < 2:  # until a tick submits a waiting part
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+        with dg.build_sensor_context(
+            instance=instance, definitions=defs, resources=defs.resources
+        ) as context:
+            sensor(context)  # the daemon dies: neither its cursor nor its records are saved
+    # A re-run of batch_job meanwhile adopts both parts that exist (the one the lost tick made
+    # included) and submits the last one only if the queue has room.
+    assert materialize(instance, resource).success
+    assert recorded(instance, PIPELINE.batch_job.key, BatchJobRecord).adopted == 2
+
+    _, runs = run_sensor_until_idle(defs, instance)  # from no cursor at all
+    assert len(runs) == 1
+    assert sorted(batches_by_part(emulator_dir).values()) == [1, 1, 1]
+    assert recorded(instance, PIPELINE.results.key, ResultsRecord).status_succeeded == 30
