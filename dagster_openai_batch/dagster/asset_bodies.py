@@ -406,7 +406,14 @@ def cancel_batch_job(stage: StageContext) -> Iterator[dg.MaterializeResult[Any]]
             "either way."
         )
     stage.context.log.info(f"Cancel requested for {', '.join(b.id for b in batches)}")
-    record = _job_record(stage, batches, adopted=0, handed_on=previous.handed_on())
+    handed_on = previous.handed_on()
+    if previous.part_count > len(ids):  # parts still waiting for the queue are never submitted
+        handed_on["part_uris"] = dg.MetadataValue.json(previous.part_uri_list[: len(ids)])
+        stage.context.log.warning(
+            f"{previous.part_count - len(ids)} part(s) still waiting for the queue will not be "
+            "submitted: their requests are missing from the results."
+        )
+    record = _job_record(stage, batches, adopted=0, handed_on=handed_on)
     yield dg.MaterializeResult(metadata={**record})
 
 

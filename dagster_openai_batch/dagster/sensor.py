@@ -12,13 +12,20 @@ Each tick:
    unless the latest ``results`` of the partition already hold those batches' answers, or a newer
    ``batch_job`` superseded the set. A set whose batches all failed validation gets a run of
    ``batches_accepted`` alone, which turns red with the errors.
+5. submits the parts of a set that wait for room in their model's queue (and new attempts of parts
+   refused with ``token_limit_exceeded``) as the queue admits them (``queue.py``), under the keys
+   ``batch_job`` would have used, and records the set again as a ``batch_job`` materialization,
+   which the next tick reads as the set's newest submission; a set is collected only once every
+   part has run.
 
-Nothing the sensor records can conflict with an earlier record: it writes observations (which
-Dagster allows any number of) and no runless check evaluation (Dagster allows only one per check
-and partition). The cursor (watermarks + in-flight sets) is saved atomically with the run
-requests, and run keys deduplicate, so restarting the daemon, resetting the cursor or a second
-tick at the same moment neither loses nor repeats a batch. One set that cannot be processed is
-logged and kept for the next tick; it never fails the tick for the others.
+Nothing the sensor records can conflict with an earlier record: it writes observations and
+``batch_job`` materializations (which Dagster allows any number of) and no runless check
+evaluation (Dagster allows only one per check and partition). The cursor (watermarks + in-flight
+sets) is saved atomically with the run requests, and run keys deduplicate, so restarting the
+daemon, resetting the cursor or a second tick at the same moment neither loses nor repeats a
+batch (a batch created by a tick whose records were lost is adopted by its key at the next one).
+One set that cannot be processed is logged and kept for the next tick; it never fails the tick
+for the others.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from dagster_openai_batch.dagster.stage_records import (
     InputFileRecord,
     ResultsRecord,
 )
+from dagster_openai_batch.demo import queue_flow
 from dagster_openai_batch.emulator import Emulator
 
 ROWS = [{"id": f"q{i}", "question": f"Explain the number {i} in one line."} for i in range(30)]
@@ -221,3 +222,15 @@ def test_a_lost_tick_and_a_reset_cursor_pay_nothing_twice(instance, emulator_dir
     assert len(runs) == 1
     assert sorted(batches_by_part(emulator_dir).values()) == [1, 1, 1]
     assert recorded(instance, PIPELINE.results.key, ResultsRecord).status_succeeded == 30
+
+
+def test_the_queue_flow_prints_parts_that_waited_and_went_through(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))  # restored after the test
+    queue_flow.main(tmp_path)
+    lines = capsys.readouterr().out.splitlines()
+    assert "2 of 3 parts waiting: gpt-4o-mini queue" in lines[1]
+    submitted = [line for line in lines if "sensor submitted a waiting part" in line]
+    assert len(submitted) == 2
+    assert "3/3 parts have a batch" in submitted[-1]
+    assert sum("sensor launched the results run" in line for line in lines) == 1
+    assert "results: 30 rows, 30 succeeded" in lines
