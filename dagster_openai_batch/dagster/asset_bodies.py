@@ -26,7 +26,7 @@ from ..core.input_file import (
     write_batch_input,
 )
 from ..core.input_validation import BatchInputError
-from ..core.queue_budget import QueueBudgetError, token_limit_of
+from ..core.queue_budget import QUEUE_WINDOW_SECONDS, QueueBudgetError, token_limit_of
 from ..core.resubmit import build_resubmission, merge_results
 from ..core.results import ResultsSummary, collect_results
 from ..core.storage import BatchResults, download_file, join_uri, read_table, resolve, upload_file
@@ -277,7 +277,14 @@ def materialize_batch_job(
             attempts=attempts,
         )
         if not submission.complete:
-            queue = read_queue(stage.resource, client, time.time())
+            # The day of batches in flight matters only to a model with a queue budget.
+            budgeted = source.model in stage.resource.queue_token_budget
+            queue = read_queue(
+                stage.resource,
+                client,
+                time.time(),
+                horizon=QUEUE_WINDOW_SECONDS if budgeted else 3600,
+            )
             for index, tokens in enumerate(part_tokens):
                 try:
                     queue.room.check_fits(source.model, tokens, f"Part {index} of the input")

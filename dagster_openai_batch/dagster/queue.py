@@ -37,9 +37,16 @@ def short_key(key: str) -> str:
     return key if len(key) <= 200 else hashlib.sha256(key.encode()).hexdigest()
 
 
-def read_queue(resource: OpenAIBatchResource, client: BatchClient, now: float) -> "LiveQueue":
-    """The queue as the service's batch list shows it now (one scan, back to a day ago)."""
-    batches = client.batches_since(now - QUEUE_WINDOW_SECONDS)
+def read_queue(
+    resource: OpenAIBatchResource,
+    client: BatchClient,
+    now: float,
+    *,
+    horizon: float = QUEUE_WINDOW_SECONDS,
+) -> "LiveQueue":
+    """The queue as the service's batch list shows it now: one scan back to ``horizon`` seconds
+    ago (a day covers every batch in flight; an hour, the creations the hourly cap counts)."""
+    batches = client.batches_since(now - horizon)
     queue = BatchQueue.scan(
         batches,
         limits=dict(resource.queue_token_budget),
@@ -172,7 +179,7 @@ class Submission:
             endpoint=record.endpoint,  # type: ignore[arg-type]  # written from a BatchEndpoint
             metadata=metadata,
             batches=batches,
-            attempts=record.attempt_list,
+            attempts=record.attempt_list[: len(batches)],
         )
 
     def record_fields(self) -> dict[str, Any]:

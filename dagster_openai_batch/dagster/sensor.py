@@ -323,8 +323,9 @@ class _Tick:
                     metadata={**job.model_copy(update=update)},
                 )
             )
-        ids = [b.id for b in submission.batches]
-        self._keep(item.model_copy(update={"batch_ids": ids}), observation)
+        # Kept as it was: the next tick reads the new record as the set's newest submission (and
+        # were that record lost, the batches made now are adopted by their keys).
+        self._keep(item, observation)
         done = f"{changed} batch(es) submitted" if changed else ""
         self.running.append(
             f"{_label(item)}: {'; '.join(w for w in (done, submission.waiting) if w)}"
