@@ -212,7 +212,9 @@ def test_a_lost_tick_and_a_reset_cursor_pay_nothing_twice(instance, emulator_dir
         with dg.build_sensor_context(
             instance=instance, definitions=defs, resources=defs.resources
         ) as context:
-            sensor(context)  # the daemon dies: neither its cursor nor its records are saved
+            tick = sensor(context)  # the daemon dies: neither its cursor nor its records are saved
+        assert isinstance(tick, dg.SensorResult)
+        assert "of 3 parts waiting: gpt-4o-mini queue" in str(tick.skip_reason)  # shown in the UI
     # A re-run of batch_job meanwhile adopts both parts that exist (the one the lost tick made
     # included) and submits the last one only if the queue has room.
     assert materialize(instance, resource).success
