@@ -498,6 +498,13 @@ class BatchClient:
         )
         return same
 
+    def batches_since(self, since: float) -> list[Batch]:
+        """The newest batches, back to those created at ``since`` (unix seconds; at most
+        ``MAX_SCAN_PAGES`` pages)."""
+        return [
+            b for b in self._recent_batches(MAX_SCAN_PAGES, since=since) if _created(b) >= since
+        ]
+
     def _recent_batches(self, max_pages: int, *, since: float | None = None) -> Iterator[Batch]:
         """Batches page by page (newest first on OpenAI), at most ``max_pages`` pages; with
         ``since``, ending after a page that holds only batches created before it."""

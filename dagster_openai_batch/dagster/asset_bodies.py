@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import tempfile
 import time
@@ -28,16 +27,25 @@ from ..core.input_file import (
     write_batch_input,
 )
 from ..core.input_validation import BatchInputError
+from ..core.queue_budget import QUEUE_WINDOW_SECONDS, QueueBudgetError, token_limit_of
 from ..core.resubmit import build_resubmission, merge_results
 from ..core.results import ResultsSummary, collect_results
 from ..core.storage import BatchResults, download_file, join_uri, read_table, resolve, upload_file
 from ..core.templates import RequestTemplate
+from ..core.token_estimate import (
+    COST_NOTE,
+    ESTIMATE_METHOD,
+    cost_range,
+    estimate_part_tokens,
+    estimate_tokens,
+)
 from ..core.vocabulary import (
     ADOPTABLE_STATUSES,
     TERMINAL_STATUSES,
     BatchEndpoint,
 )
 from .checks import evaluate_checks
+from .queue import Submission, read_queue
 from .resource import OpenAIBatchResource
 from .stage_records import (
     BatchJobRecord,
@@ -154,6 +162,7 @@ def materialize_input_file(
         for warning in prepared.warnings:
             stage.context.log.warning(warning)
         stored = _store_input(stage, prepared)
+        estimate = _estimate(stage, prepared)
         with stage.resource.get_batch_client() as client:
             files = [client.upload(part) for part in prepared.parts]
     stage.context.log.info(
@@ -173,8 +182,32 @@ def materialize_input_file(
         part_uris=dg.MetadataValue.json(stored["parts"]),
         inputs_uri=stored["inputs"] or "",
         preview=dg.MetadataValue.json(prepared.preview),
+        **estimate,
     )
     yield dg.MaterializeResult(metadata={**record})
+
+
+def _estimate(stage: StageContext, prepared: PreparedInput) -> dict[str, Any]:
+    """The parts' estimated input tokens and the cost range at batch rates (record fields)."""
+    tokens = [
+        estimate_part_tokens(p.path, bytes_=p.bytes, requests=p.requests, model=prepared.model)
+        for p in prepared.parts
+    ]
+    costs = cost_range(
+        prepared.model or "",
+        input_tokens=sum(tokens),
+        requests=prepared.requests,
+        endpoint=str(stage.endpoint),
+    )
+    return {
+        "estimated_input_tokens": sum(tokens),
+        "part_tokens": dg.MetadataValue.json(tokens),
+        "estimated_cost_min_usd": costs[0] if costs else None,
+        "estimated_cost_max_usd": costs[1] if costs else None,
+        "cost_estimate_note": f"tokens {ESTIMATE_METHOD}; cost {COST_NOTE}"
+        if costs
+        else f"tokens {ESTIMATE_METHOD}; no price known for {prepared.model!r}",
+    }
 
 
 def _input_failure(message: str) -> dg.Failure:
@@ -208,10 +241,13 @@ def materialize_batch_job(
     resubmit_failed: bool,
     include_permanent_failures: bool = False,
     new_batches: bool = False,
+    max_estimated_cost_usd: float | None = None,
 ) -> Iterator[dg.MaterializeResult[Any]]:
-    """Create (or adopt) one batch per uploaded part; return at once unless ``wait``."""
+    """Create (or adopt) one batch per uploaded part as the queue allows (the sensor submits the
+    parts left waiting); return at once unless ``wait``."""
     source = stage.upstream(stage.keys.input_file, InputFileRecord)
-    file_ids = source.file_id_list
+    _refuse_over_budget(source, max_estimated_cost_usd)
+    file_ids, part_tokens = source.file_id_list, _part_tokens(source)
     key_base = f"{stage.pipeline}:{stage.partition_key or '-'}:{source.content_hash}"
     if new_batches:  # a deliberate re-run (e.g. sampling with temperature > 0): paid again, once
         # Keyed by the root run, so a retry or re-execution of that run adopts what it created.
@@ -222,27 +258,49 @@ def materialize_batch_job(
         followup = _upload_resubmission(stage, source, include_permanent_failures)
         if followup is None:
             return
-        followup_of, file_ids, followup_hash, requests = followup
+        followup_of, file_ids, followup_hash, requests, part_tokens = followup
         key_base = f"{key_base}:followup:{followup_hash[:16]}"
     with stage.resource.get_batch_client() as client:
-        batches = (
-            []
+        batches, attempts = (
+            ([], [])
             if new_batches or resubmit_failed
-            else _current_set(stage, client, source, len(file_ids))
+            else _current_set(stage, client, source, len(file_ids), key_base)
         )
-        adopted = len(batches)
-        for index, file_id in enumerate(file_ids[len(batches) :], start=len(batches)):
-            batch, was_adopted = client.create_or_adopt(
-                input_file_id=file_id,
-                endpoint=stage.endpoint,
-                idempotency_key=_short_key(f"{key_base}:{index}"),
-                metadata=_batch_metadata(stage),
+        recorded = len(batches)  # the latest batch_job's, kept as they are
+        submission = Submission(
+            key_base=key_base,
+            file_ids=file_ids,
+            part_tokens=part_tokens,
+            model=source.model,
+            endpoint=stage.endpoint,
+            metadata=_batch_metadata(stage),
+            batches=batches,
+            attempts=attempts,
+        )
+        if not submission.complete:
+            # The day of batches in flight matters only to a model with a queue budget.
+            budgeted = source.model in stage.resource.queue_token_budget
+            queue = read_queue(
+                stage.resource,
+                client,
+                time.time(),
+                horizon=QUEUE_WINDOW_SECONDS if budgeted else 3600,
             )
-            batches.append(batch)
-            adopted += was_adopted
+            for index, tokens in enumerate(part_tokens):
+                try:
+                    queue.room.check_fits(source.model, tokens, f"Part {index} of the input")
+                except QueueBudgetError as error:
+                    raise dg.Failure(f"No batch created: {error}") from None
+            submission.advance(client, queue)
+        adopted = recorded + submission.adopted
         if adopted:
             stage.context.log.info(f"Adopted {adopted} existing batch(es): nothing paid twice")
-        if wait:
+        if submission.waiting:
+            stage.context.log.info(
+                f"{submission.waiting}. The openai_batch_sensor submits them as the queue frees."
+            )
+        batches = submission.batches
+        if wait and batches:
             batches = _wait(stage, client, batches, wait_timeout_seconds)
     handed_on = BatchJobRecord(
         content_hash=source.content_hash,
@@ -251,9 +309,46 @@ def materialize_batch_job(
         inputs_uri=source.inputs_uri,
         part_uris=source.part_uris,
         followup_of=followup_of,
+        estimated_input_tokens=source.estimated_input_tokens,
+        estimated_cost_min_usd=source.estimated_cost_min_usd,
+        estimated_cost_max_usd=source.estimated_cost_max_usd,
     ).handed_on()
-    record = _job_record(stage, batches, adopted=adopted, handed_on=handed_on)
+    record = _job_record(
+        stage, batches, adopted=adopted, handed_on={**handed_on, **submission.record_fields()}
+    )
     yield dg.MaterializeResult(metadata={**record})
+
+
+def _refuse_over_budget(source: InputFileRecord, budget: float | None) -> None:
+    """A clear failure, before any batch is created, when the input may cost more than
+    ``budget`` (USD: the estimate's upper bound is compared)."""
+    if budget is None:
+        return
+    high = source.estimated_cost_max_usd
+    if high is None:
+        why = source.cost_estimate_note or "input_file recorded no estimate (materialize it again)"
+        raise dg.Failure(
+            f"No batch created: max_estimated_cost_usd is {budget:g} USD but the input's cost "
+            f"cannot be estimated ({why}). Remove the budget to submit anyway."
+        )
+    if high > budget:
+        raise dg.Failure(
+            f"No batch created, nothing paid: the input may cost up to {high:.4f} USD at batch "
+            f"rates (estimated {source.estimated_cost_min_usd or 0:.4f} to {high:.4f} USD for "
+            f"{source.estimated_input_tokens:,} input tokens of {source.model}, "
+            f"{source.requests:,} requests; {source.cost_estimate_note}), more than "
+            f"max_estimated_cost_usd = {budget:g} USD. Raise the budget or shrink the input."
+        )
+
+
+def _part_tokens(source: InputFileRecord) -> list[int]:
+    """Each part's estimated tokens; an older record without them counts the whole input for
+    every part (conservative)."""
+    recorded = source.part_token_list
+    if len(recorded) == len(source.file_id_list):
+        return recorded
+    whole = estimate_tokens(bytes_=source.bytes, requests=source.requests)
+    return [whole] * len(source.file_id_list)
 
 
 def _wait(stage: StageContext, client: Any, batches: list[Batch], timeout: float) -> list[Batch]:
@@ -274,25 +369,33 @@ def _wait(stage: StageContext, client: Any, batches: list[Batch], timeout: float
 
 
 def _current_set(
-    stage: StageContext, client: Any, source: InputFileRecord, parts: int
-) -> list[Batch]:
-    """The batches of the partition's latest ``batch_job`` when they were made from this very
-    input and are still usable: a plain re-run keeps the current set (even one made with
-    ``new_batches``). An unreadable latest record has none (the batches' key still adopts)."""
+    stage: StageContext, client: Any, source: InputFileRecord, parts: int, key_base: str
+) -> tuple[list[Batch], list[int]]:
+    """The batches (and their attempts) of the partition's latest ``batch_job`` when they were
+    made from this very input and are still usable: a plain re-run keeps the current set (even
+    one made with ``new_batches``, or one whose parts still wait for the queue). An unreadable
+    latest record has none (the batches' keys still adopt)."""
     try:
         latest = stage.latest(stage.keys.batch_job, BatchJobRecord)
     except StageRecordError as error:
         stage.context.log.warning(f"Not adopting the latest batch_job's batches: {error}")
-        return []
+        return [], []
     if latest is None:
-        return []
+        return [], []
     ids = latest.batch_id_list
-    if latest.content_hash != source.content_hash or latest.followup_of or len(ids) != parts:
-        return []
+    waiting = latest.key_base == key_base and latest.part_count == parts
+    if (
+        latest.content_hash != source.content_hash
+        or latest.followup_of
+        or not (len(ids) == parts or waiting)
+    ):
+        return [], []
     found = client.retrieve_many(ids, missing_ok=True)
     batches = [found[i] for i in ids if i in found]
-    usable = len(batches) == parts and all(b.status in ADOPTABLE_STATUSES for b in batches)
-    return batches if usable else []
+    usable = len(batches) == len(ids) and all(
+        b.status in ADOPTABLE_STATUSES or token_limit_of(b) is not None for b in batches
+    )
+    return (batches, latest.attempt_list) if usable else ([], [])
 
 
 def cancel_batch_job(stage: StageContext) -> Iterator[dg.MaterializeResult[Any]]:
@@ -311,7 +414,14 @@ def cancel_batch_job(stage: StageContext) -> Iterator[dg.MaterializeResult[Any]]
             "either way."
         )
     stage.context.log.info(f"Cancel requested for {', '.join(b.id for b in batches)}")
-    record = _job_record(stage, batches, adopted=0, handed_on=previous.handed_on())
+    handed_on = previous.handed_on()
+    if previous.part_count > len(ids):  # parts still waiting for the queue are never submitted
+        handed_on["part_uris"] = dg.MetadataValue.json(previous.part_uri_list[: len(ids)])
+        stage.context.log.warning(
+            f"{previous.part_count - len(ids)} part(s) still waiting for the queue will not be "
+            "submitted: their requests are missing from the results."
+        )
+    record = _job_record(stage, batches, adopted=0, handed_on=handed_on)
     yield dg.MaterializeResult(metadata={**record})
 
 
@@ -337,11 +447,6 @@ def _job_record(
         adopted=adopted,
         **handed_on,
     )
-
-
-def _short_key(key: str) -> str:
-    """Idempotency keys are metadata values (≤ 512 chars): hash long ones."""
-    return key if len(key) <= 200 else hashlib.sha256(key.encode()).hexdigest()
 
 
 def _batch_metadata(stage: StageContext) -> dict[str, str]:
@@ -517,10 +622,11 @@ def check_batches_accepted(
 
 def _upload_resubmission(
     stage: StageContext, source: InputFileRecord, include_permanent_failures: bool
-) -> tuple[str, list[str], str, int] | None:
+) -> tuple[str, list[str], str, int, list[int]] | None:
     """Upload, as new files, the requests of the current input's results that can succeed on retry.
 
-    Returns (results uri, file ids, content hash, requests), or None when nothing is to be resent.
+    Returns (results uri, file ids, content hash, requests, each part's estimated tokens), or
+    None when nothing is to be resent.
     """
     previous = stage.upstream(
         stage.keys.results,
@@ -553,8 +659,12 @@ def _upload_resubmission(
             profile=stage.resource.service_profile,
         )
         file_ids = [client.upload(part).id for part in prepared.parts]
+        tokens = [
+            estimate_part_tokens(p.path, bytes_=p.bytes, requests=p.requests, model=p.model)
+            for p in prepared.parts
+        ]
     stage.context.log.info(f"Resubmitting {prepared.requests} requests from {results_uri}")
-    return results_uri, file_ids, prepared.content_hash, prepared.requests
+    return results_uri, file_ids, prepared.content_hash, prepared.requests, tokens
 
 
 # ---------------------------------------------------------------- results
@@ -641,7 +751,7 @@ def materialize_results(
         )
         sources = [*base_record.covered_batch_ids, *ids]
     _refuse_if_superseded(stage, ids, allow_superseded)
-    record = _results_record(stage, summary, ids, sources=sources, content_hash=job.content_hash)
+    record = _results_record(stage, summary, ids, sources=sources, job=job)
     table_metadata = TableMetadataSet(row_count=summary.rows)  # the page's "Row count"
     yield dg.Output(
         BatchResults(uri=summary.path, rows=summary.rows, counts=summary.counts),
@@ -742,13 +852,13 @@ def _results_record(
     ids: list[str],
     *,
     sources: list[str],
-    content_hash: str,
+    job: BatchJobRecord,
 ) -> ResultsRecord:
     return ResultsRecord(
         column_schema=dg.MetadataValue.table_schema(_column_schema(summary.path)),
         backend=stage.resource.backend,
         results_uri=summary.path,
-        content_hash=content_hash,
+        content_hash=job.content_hash,
         batch_ids=dg.MetadataValue.json(ids),
         source_batch_ids=dg.MetadataValue.json(sources),
         **ResultsRecord.status_fields(summary.counts),
@@ -758,10 +868,29 @@ def _results_record(
         reasoning_tokens=summary.reasoning_tokens,
         cost_usd=summary.cost_usd,  # a number or nothing: the UI plots it over time
         cost_note=summary.cost_note or "at batch rates",
+        estimated_input_tokens=job.estimated_input_tokens,
+        estimate_vs_actual=_estimate_vs_actual(job, summary),
         preview=dg.MetadataValue.md(
             _markdown_table(_preview_columns(summary.preview), summary.preview)
         ),
     )
+
+
+def _estimate_vs_actual(job: BatchJobRecord, summary: ResultsSummary) -> str:
+    """``input tokens: estimated ≤ 1,200, billed 950; cost: estimated 0.0001 to 0.0009 USD, billed
+    0.0004 USD`` ("" when ``input_file`` recorded no estimate)."""
+    if not job.estimated_input_tokens:
+        return ""
+    words = (
+        f"input tokens: estimated ≤ {job.estimated_input_tokens:,}, billed {summary.input_tokens:,}"
+    )
+    low, high = job.estimated_cost_min_usd, job.estimated_cost_max_usd
+    if low is not None and high is not None:
+        billed = "unknown" if summary.cost_usd is None else f"{summary.cost_usd:.4f} USD"
+        words += f"; cost: estimated {low:.4f} to {high:.4f} USD, billed {billed}"
+    if job.followup_of:
+        words += " (the estimate is of the whole input; this run resent part of it)"
+    return words
 
 
 SUMMARY_FIELDS = (
@@ -772,6 +901,7 @@ SUMMARY_FIELDS = (
     "status_missing",
     "cost_usd",
     "cost_note",
+    "estimate_vs_actual",
     "input_tokens",
     "cached_tokens",
     "output_tokens",

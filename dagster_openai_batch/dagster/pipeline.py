@@ -76,6 +76,9 @@ class BatchJobConfig(dg.Config):
     new_batches: bool = False
     """Create new batches even if batches for the same input exist (they are paid again); for
     deliberate re-runs, e.g. sampling with temperature > 0."""
+    max_estimated_cost_usd: float | None = None
+    """Refuse, before any batch is created, an input whose estimated cost at batch rates (the
+    upper bound ``input_file`` records) is above this many USD."""
     cancel: bool = False
     """Cancel the batches of the latest ``batch_job`` instead of creating any; the sensor then
     materializes ``results`` with what finished (the rest is ``cancelled``)."""
@@ -315,6 +318,7 @@ def openai_batch_assets(
             resubmit_failed=config.resubmit_failed,
             include_permanent_failures=config.include_permanent_failures,
             new_batches=config.new_batches,
+            max_estimated_cost_usd=config.max_estimated_cost_usd,
         )
 
     # The results IO manager (beta) and a partitioned check (preview) are what the pipeline

@@ -104,6 +104,17 @@ class OpenAIBatchResource(OpenAIResource):
         "after they are written (3600..2592000; OpenAI's default: 30 days). Collect results "
         "before then.",
     )
+    queue_token_budget: dict[str, int] = Field(
+        default={},
+        description="Per model (as the requests name it): the enqueued-token limit of the "
+        "project's batch queue (e.g. {'gpt-4o-mini': 2000000}, OpenAI's tier 1). Parts that "
+        "would pass it wait, and the sensor submits them as batches finish.",
+    )
+    batch_creations_per_hour: int = Field(
+        default=2000,
+        description="The organization's cap on batch creations per rolling hour: parts past it "
+        "wait.",
+    )
     emulator_dir: str | None = Field(
         default=None,
         description="Use the offline emulator with its state in this directory (shared by every "

@@ -12,17 +12,25 @@ Each tick:
    unless the latest ``results`` of the partition already hold those batches' answers, or a newer
    ``batch_job`` superseded the set. A set whose batches all failed validation gets a run of
    ``batches_accepted`` alone, which turns red with the errors.
+5. submits the parts of a set that wait for room in their model's queue (and new attempts of parts
+   refused with ``token_limit_exceeded``) as the queue admits them (``queue.py``), under the keys
+   ``batch_job`` would have used, and records the set again as a ``batch_job`` materialization,
+   which the next tick reads as the set's newest submission; a set is collected only once every
+   part has run.
 
-Nothing the sensor records can conflict with an earlier record: it writes observations (which
-Dagster allows any number of) and no runless check evaluation (Dagster allows only one per check
-and partition). The cursor (watermarks + in-flight sets) is saved atomically with the run
-requests, and run keys deduplicate, so restarting the daemon, resetting the cursor or a second
-tick at the same moment neither loses nor repeats a batch. One set that cannot be processed is
-logged and kept for the next tick; it never fails the tick for the others.
+Nothing the sensor records can conflict with an earlier record: it writes observations and
+``batch_job`` materializations (which Dagster allows any number of) and no runless check
+evaluation (Dagster allows only one per check and partition). The cursor (watermarks + in-flight
+sets) is saved atomically with the run requests, and run keys deduplicate, so restarting the
+daemon, resetting the cursor or a second tick at the same moment neither loses nor repeats a
+batch (a batch created by a tick whose records were lost is adopted by its key at the next one).
+One set that cannot be processed is logged and kept for the next tick; it never fails the tick
+for the others.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -34,9 +42,11 @@ from pydantic import BaseModel, ValidationError
 
 from ..core.client import BatchClientError
 from ..core.errors import OpenAIBatchError
+from ..core.queue_budget import token_limit_of
 from ..core.vocabulary import RESULT_FILE_STATUSES, TERMINAL_STATUSES
 from .asset_bodies import batch_status
 from .pipeline import OpenAIBatchPipeline
+from .queue import LiveQueue, Submission, has_pending_parts, read_queue
 from .resource import OpenAIBatchResource
 from .stage_records import (
     BatchJobRecord,
@@ -56,6 +66,10 @@ class InFlight(BaseModel):
     storage_id: int
     """Of the ``batch_job`` materialization that recorded the set."""
     progress: str = ""
+    queued: bool = False
+    """Parts of the set still wait for room in the queue (the sensor submits them)."""
+    run_id: str = ""
+    """Of the ``batch_job`` run (in the metadata of the batches the sensor creates)."""
 
 
 class SensorCursor(BaseModel):
@@ -155,20 +169,23 @@ def _read_new_batch_sets(
             if materialization is None:
                 continue
             try:
-                batch_ids = BatchJobRecord.read(materialization.metadata).batch_id_list
+                job = BatchJobRecord.read(materialization.metadata)
             except StageRecordError as error:
                 context.log.warning(
                     f"Skipping {pipeline.batch_job.key.to_user_string()} record "
                     f"{record.storage_id}: {error}."
                 )
                 continue
-            if batch_ids:  # an input with no rows submits nothing
+            queued = has_pending_parts(job)
+            if job.batch_id_list or queued:  # an input with no rows submits nothing
                 found.append(
                     InFlight(
                         pipeline=pipeline.name,
                         partition=materialization.partition,
-                        batch_ids=batch_ids,
+                        batch_ids=job.batch_id_list,
                         storage_id=record.storage_id,
+                        queued=queued,
+                        run_id=record.run_id or "",
                     )
                 )
         if not page.has_more:
@@ -215,6 +232,10 @@ class _Tick:
         self.observations: list[dg.AssetObservation] = []
         self.run_requests: list[dg.RunRequest] = []
         self.in_flight: list[InFlight] = []
+        self.materializations: list[dg.AssetMaterialization] = []
+        """New ``batch_job`` records of sets whose waiting parts the tick submitted."""
+        self.queue: LiveQueue | None = None
+        """The queue, read at most once per tick (only when a set has parts to submit)."""
         self.running: list[str] = []
         """The sets still in flight, in words."""
         self.finished: list[str] = []
@@ -245,6 +266,10 @@ class _Tick:
                 metadata={**status, "dagster/row_count": dg.MetadataValue.int(done)},
             )
         words = _progress_words(status)
+        if (item.queued or any(token_limit_of(b) is not None for b in known)) and self._submit(
+            resource, pipeline, item, known, observation
+        ):
+            return
         if not all(b.status in TERMINAL_STATUSES for b in known):
             self._keep(item.model_copy(update={"progress": progress}), observation)
             self.running.append(f"{_label(item)}: {words}")
@@ -260,6 +285,52 @@ class _Tick:
             self.finished.append(f"{_label(item)}: {words}; results run requested")
         if observation is not None:
             self.observations.append(observation)
+
+    def _submit(
+        self,
+        resource: OpenAIBatchResource,
+        pipeline: OpenAIBatchPipeline,
+        item: InFlight,
+        known: list[Batch],
+        observation: dg.AssetObservation | None,
+    ) -> bool:
+        """Submit the set's waiting parts (and new attempts of parts refused for the token limit)
+        as the queue admits them; True while the set still has parts to submit, or submitted
+        some at this tick (it is then kept in flight)."""
+        job = _job_record_at(self.context.instance, pipeline, item)
+        if not job.key_base:  # made before queue-aware submission: nothing to resubmit
+            return False
+        metadata = {"dagster_pipeline": item.pipeline[:512]}
+        if item.run_id:
+            metadata["dagster_run_id"] = item.run_id
+        if item.partition is not None:
+            metadata["dagster_partition"] = item.partition[:512]
+        submission = Submission.of_record(job, list(known), metadata)
+        with resource.get_batch_client() as client:
+            if self.queue is None:
+                self.queue = read_queue(resource, client, time.time())
+            changed = submission.advance(client, self.queue)
+        if not changed and submission.complete:
+            return False
+        if changed:
+            status = batch_status(resource, submission.batches, as_of=SENSOR_SUBMISSION)
+            snapshot = {name: getattr(status, name) for name in BatchStatusRecord.model_fields}
+            update = {**snapshot, **submission.record_fields(), "adopted": submission.adopted}
+            self.materializations.append(
+                dg.AssetMaterialization(
+                    asset_key=pipeline.batch_job.key,
+                    partition=item.partition,
+                    metadata={**job.model_copy(update=update)},
+                )
+            )
+        # Kept as it was: the next tick reads the new record as the set's newest submission (and
+        # were that record lost, the batches made now are adopted by their keys).
+        self._keep(item, observation)
+        done = f"{changed} batch(es) submitted" if changed else ""
+        self.running.append(
+            f"{_label(item)}: {'; '.join(w for w in (done, submission.waiting) if w)}"
+        )
+        return True
 
     def _keep(self, item: InFlight, observation: dg.AssetObservation | None) -> None:
         self.in_flight.append(item)
@@ -284,6 +355,23 @@ class _Tick:
 
 
 OBSERVED = "observed by openai_batch_sensor: current (see checked_at)"
+SENSOR_SUBMISSION = (
+    "as openai_batch_sensor left them when it submitted parts that waited for the queue; its "
+    "observations are current"
+)
+
+
+def _job_record_at(
+    instance: dg.DagsterInstance, pipeline: OpenAIBatchPipeline, item: InFlight
+) -> BatchJobRecord:
+    """The ``batch_job`` record that recorded ``item``."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=pipeline.batch_job.key, storage_ids=[item.storage_id]),
+        limit=1,
+    ).records
+    if not records or records[0].asset_materialization is None:
+        raise StageRecordError(f"batch_job record {item.storage_id} is gone")
+    return BatchJobRecord.read(records[0].asset_materialization.metadata)
 
 
 def _label(item: InFlight) -> str:
@@ -409,7 +497,7 @@ def openai_batch_sensor(
             context.log.info(summary)
         return dg.SensorResult(
             run_requests=tick.run_requests,
-            asset_events=tick.observations,
+            asset_events=[*tick.materializations, *tick.observations],
             cursor=cursor.model_dump_json(),
             skip_reason=None if tick.run_requests else summary,
         )

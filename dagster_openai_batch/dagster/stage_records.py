@@ -56,6 +56,22 @@ def _as_id_list(value: object) -> object:
     raise ValueError(f"expected a list of ids, got {str(data)[:80]!r}")
 
 
+def _as_int_list(value: object) -> object:
+    """Per-part figures (token estimates, attempts) are kept as a JSON list of integers."""
+    if value is None:
+        return None
+    data = value.value if isinstance(value, dg.MetadataValue) else value
+    if isinstance(data, list) and all(type(item) is int for item in data):
+        return dg.MetadataValue.json(list(data))
+    raise ValueError(f"expected a list of integers, got {str(data)[:80]!r}")
+
+
+def _ints(value: dg.JsonMetadataValue | None) -> list[int]:
+    """The list held by a field :func:`_as_int_list` validated (empty when absent)."""
+    data = value.data if value is not None else None
+    return [int(item) for item in data] if isinstance(data, list) else []
+
+
 def _strings(value: dg.JsonMetadataValue | None) -> list[str]:
     """The list held by a field :func:`_as_id_list` validated (empty when absent)."""
     data = value.data if value is not None else None
@@ -110,8 +126,22 @@ class InputFileRecord(StageRecord):
     inputs_uri: str = ""
     """Where the input rows are kept ("" for a JSONL input), joined to the answers by results."""
     preview: dg.JsonMetadataValue | None = None
+    estimated_input_tokens: int = 0
+    """Of every part: conservative (see ``core/token_estimate.py``); 0 in older records."""
+    part_tokens: dg.JsonMetadataValue | None = None
+    """Each part's estimated input tokens, in part order."""
+    estimated_cost_min_usd: float | None = None
+    """At batch rates, input tokens only (None: the model has no known price)."""
+    estimated_cost_max_usd: float | None = None
+    """At batch rates, with the output tokens per request that ``cost_estimate_note`` states."""
+    cost_estimate_note: str = ""
 
     check_lists = field_validator("file_ids", "part_uris", mode="before")(_as_id_list)
+    check_ints = field_validator("part_tokens", mode="before")(_as_int_list)
+
+    @property
+    def part_token_list(self) -> list[int]:
+        return _ints(self.part_tokens)
 
     @property
     def file_id_list(self) -> list[str]:
@@ -178,12 +208,50 @@ class BatchJobRecord(BatchStatusRecord):
     part_uris: dg.JsonMetadataValue | None = None
     followup_of: str = ""
     """For a resubmission: the results URI whose failed requests were resent ("" otherwise)."""
+    estimated_input_tokens: int = 0
+    estimated_cost_min_usd: float | None = None
+    estimated_cost_max_usd: float | None = None
+    waiting: str = ""
+    """Why parts are not submitted yet ("2 of 5 parts waiting: gpt-4o-mini queue 1.8M/2M
+    tokens"); "" when every part has its batch. The sensor submits them as room frees."""
+    parts: int = 0
+    """Parts of the submission; ``batch_ids`` holds the batches of the first ones (0 in older
+    records: one per batch id)."""
+    file_ids: dg.JsonMetadataValue | None = None
+    """Every part's uploaded file, for the parts still waiting."""
+    part_tokens: dg.JsonMetadataValue | None = None
+    attempts: dg.JsonMetadataValue | None = None
+    """Per created part: which attempt its batch is (> 1 after ``token_limit_exceeded``)."""
+    key_base: str = ""
+    """The parts' idempotency keys are ``key_base:index`` (``:attempt:n`` from the second)."""
+    queue_model: str = ""
+    """The model name the parts' requests use: their queue."""
 
     check_part_uris = field_validator("part_uris", mode="before")(_as_id_list)
+    check_file_ids = field_validator("file_ids", mode="before")(_as_id_list)
+    check_ints = field_validator("part_tokens", "attempts", mode="before")(_as_int_list)
 
     @property
     def part_uri_list(self) -> list[str]:
         return _strings(self.part_uris)
+
+    @property
+    def file_id_list(self) -> list[str]:
+        return _strings(self.file_ids)
+
+    @property
+    def part_token_list(self) -> list[int]:
+        return _ints(self.part_tokens)
+
+    @property
+    def attempt_list(self) -> list[int]:
+        """One per batch id (1 when not recorded)."""
+        recorded = _ints(self.attempts)
+        return [*recorded, *[1] * (len(self.batch_id_list) - len(recorded))]
+
+    @property
+    def part_count(self) -> int:
+        return self.parts or len(self.batch_id_list)
 
     def handed_on(self) -> dict[str, Any]:
         """What ``results`` needs besides the batches: a re-recording of the same submission
@@ -191,7 +259,17 @@ class BatchJobRecord(BatchStatusRecord):
         return {name: getattr(self, name) for name in HANDED_ON}
 
 
-HANDED_ON = ("content_hash", "requests", "expected_rows", "inputs_uri", "part_uris", "followup_of")
+HANDED_ON = (
+    "content_hash",
+    "requests",
+    "expected_rows",
+    "inputs_uri",
+    "part_uris",
+    "followup_of",
+    "estimated_input_tokens",
+    "estimated_cost_min_usd",
+    "estimated_cost_max_usd",
+)
 
 
 class ResultsRecord(StageRecord):
@@ -216,6 +294,10 @@ class ResultsRecord(StageRecord):
     cost_usd: float | None = None
     """At batch rates; None (left out) for a model without a known price: never a made-up figure."""
     cost_note: str = ""
+    estimated_input_tokens: int = 0
+    """What ``input_file`` estimated (conservative), beside the ``input_tokens`` billed."""
+    estimate_vs_actual: str = ""
+    """The estimate of tokens and cost beside what the batches reported."""
     preview: dg.MarkdownMetadataValue | None = None
     column_schema: dg.TableSchemaMetadataValue | None = None
     """The table's columns, after the summary (Dagster's ``dagster/column_schema`` would put

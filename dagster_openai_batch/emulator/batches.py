@@ -26,7 +26,12 @@ from .service_rules import (
     VIDEOS_SHUTDOWN_AT,
 )
 from .store import Store
-from .validation import missing_file_result, validate_batch_input
+from .validation import (
+    ValidationResult,
+    missing_file_result,
+    token_limit_result,
+    validate_batch_input,
+)
 
 WINDOW_SECONDS = 24 * 3600
 _MIN_EXPIRY, _MAX_EXPIRY = 3600, 30 * 24 * 3600
@@ -208,6 +213,7 @@ class Batches:
                         self.store.blob_path(f"{row['id']}.input"), row["endpoint"], self.config
                     )
                 )
+                found = self._within_token_limit(row, found)
             except BaseException:
                 self.store.release_claim(row["id"], token)
                 raise
@@ -244,6 +250,33 @@ class Batches:
                 # files exist.
                 v = view(row, v.terminal_at - 1e-6)
         return row, v
+
+    def _within_token_limit(self, row: dict[str, Any], found: ValidationResult) -> ValidationResult:
+        """``found``, or a `token_limit_exceeded` failure when the batch's tokens and those
+        enqueued for the same model (batches created before it that passed validation and are
+        validating, in progress or finalizing when its validation ends) exceed
+        `Faults.token_limits` for the model, as the real service counts its queue."""
+        limit = self.config.faults.token_limits.get(str(found.name))
+        if limit is None or found.errors:
+            return found
+        at = row["created_at"] + row["plan"]["pace"]["validating_seconds"]
+        enqueued = 0
+        for earlier in self.store.batches_created_before(row["id"], since=at - WINDOW_SECONDS):
+            if earlier["plan"]["expires_at"] <= at:
+                continue
+            # Validated first (in creation order), so each sees the queue it was created into.
+            earlier, _ = self._advance(earlier, self.clock())
+            validation = earlier["validation"]
+            if (
+                validation
+                and not validation["errors"]
+                and validation.get("name") == found.name
+                and view(earlier, at).status in CANCELLABLE
+            ):
+                enqueued += validation["tokens"]
+        if enqueued + found.tokens > limit:
+            return token_limit_result(str(found.name), limit)
+        return found
 
     def render(self, row: dict[str, Any], v: View) -> dict[str, Any]:
         """The Batch JSON object."""

@@ -62,6 +62,9 @@ class Faults(BaseModel):
     lost_response_rate: float = Field(default=0.0, ge=0, le=1)
     stuck_finalizing: bool = False
     expire_after_seconds: float | None = Field(default=None, gt=0)
+    # Per model name: the enqueued-token limit. A batch fails validation with
+    # `token_limit_exceeded` when its tokens plus those of the model's batches still validating,
+    # in progress or finalizing exceed it (tokens: one per 4 bytes of each request line, ≥ 1).
     token_limits: dict[str, int] = Field(default_factory=dict)
     # `POST /batches` answers 400 "Cannot find file …" for a file uploaded less than
     # `file_not_ready_seconds` ago, at this rate (seen at high creation rates).

@@ -212,6 +212,19 @@ class Store:
         )
         return [r for r in map(self._row, rows[:limit]) if r is not None], len(rows) > limit
 
+    def batches_created_before(self, batch_id: str, *, since: float) -> list[dict[str, Any]]:
+        """The batches created before `batch_id` and after `since`, oldest first."""
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT * FROM batches WHERE seq < (SELECT seq FROM batches WHERE id=?)"
+                " AND created_at > ? ORDER BY seq",
+                (batch_id, since),
+            )
+            .fetchall()
+        )
+        return [r for r in map(self._row, rows) if r is not None]
+
     def count_batches_since(self, since: float) -> int:
         """How many batches were created after `since`."""
         row = (

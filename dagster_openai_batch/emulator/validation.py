@@ -98,7 +98,10 @@ class ValidationResult(BaseModel):
     errors: list[LineError] = []
     total: int = 0
     model: str | None = None
+    name: str | None = None
+    """The model (or deployment) name the requests used: what `Faults.token_limits` is keyed by."""
     tokens: int = 0
+    """Estimated input tokens: `estimate_tokens` of each line, summed."""
     refused: list[int] = []
 
 
@@ -272,20 +275,9 @@ def validate_batch_input(path: Path, endpoint: str, config: EmulatorConfig) -> V
                 )
             ]
         )
-    token_limit = config.faults.token_limits.get(str(ctx.name))
-    if token_limit is not None and tokens > token_limit:
-        return ValidationResult(
-            errors=[
-                LineError(
-                    code="token_limit_exceeded",
-                    message=f"Enqueued token limit reached for {ctx.name} in organization "
-                    f"org-emulator. Limit: {token_limit:,}"
-                    " enqueued tokens. Please try again once some in_progress batches have been "
-                    "completed.",
-                )
-            ]
-        )
-    return ValidationResult(total=total, model=ctx.model, tokens=tokens, refused=ctx.refused)
+    return ValidationResult(
+        total=total, model=ctx.model, name=ctx.name, tokens=tokens, refused=ctx.refused
+    )
 
 
 def _empty_error(path: Path, ctx: _Context) -> LineError:
@@ -293,6 +285,20 @@ def _empty_error(path: Path, ctx: _Context) -> LineError:
     if ctx.flavour.deployments and path.stat().st_size:
         return LineError(code="empty_batch", message="The batch input file contains no requests.")
     return LineError(code="empty_file", message="The batch input file is empty.")
+
+
+def token_limit_result(name: str, limit: int) -> ValidationResult:
+    """A batch that would take its model's queue past `limit` enqueued tokens fails validation."""
+    return ValidationResult(
+        errors=[
+            LineError(
+                code="token_limit_exceeded",
+                message=f"Enqueued token limit reached for {name} in organization "
+                f"org-emulator. Limit: {limit:,} enqueued tokens. Please try again once some "
+                "in_progress batches have been completed.",
+            )
+        ]
+    )
 
 
 def missing_file_result(file_id: str) -> ValidationResult:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import openai
+import orjson
 import pytest
 from emu_helpers import chat_line, start
 from openai.types import Batch
@@ -114,6 +115,29 @@ def test_token_limit_exceeded(tmp_path, clock) -> None:
     assert b.errors.data
     assert b.errors.data[0].code == "token_limit_exceeded"
     assert "Enqueued token limit" in b.errors.data[0].message
+
+
+def test_token_limit_counts_the_batches_already_in_the_queue(tmp_path, clock) -> None:
+    """Each batch fits alone; the second, created while the first is in progress, does not fit
+    beside it; a third, created once the first finished, fits again."""
+    lines = [chat_line(i) for i in range(10)]
+    own = sum(max(1, len(orjson.dumps(line)) // 4) for line in lines)  # what one batch counts
+    config = EmulatorConfig(faults=Faults(token_limits={"gpt-4o-mini": own + own // 2}))
+    client = Emulator(tmp_path / "e", config, clock=clock).openai_client(max_retries=0)
+    first = start(client, lines)
+    second = start(client, lines)
+    clock.advance(0.55)  # both validated: the first still running, the second refused
+    assert client.batches.retrieve(first).status in {"in_progress", "finalizing"}
+    refused = client.batches.retrieve(second)
+    assert refused.status == "failed"
+    assert refused.errors is not None
+    assert refused.errors.data[0].code == "token_limit_exceeded"
+    assert f"Limit: {own + own // 2:,} enqueued tokens" in str(refused.errors.data[0].message)
+    clock.advance(5)
+    assert client.batches.retrieve(first).status == "completed"
+    third = start(client, lines)
+    clock.advance(5)
+    assert client.batches.retrieve(third).status == "completed"
 
 
 def test_every_missing_body_field_is_its_own_entry(client: openai.OpenAI, clock) -> None:
