@@ -32,12 +32,15 @@ if TYPE_CHECKING:
         OpenAIBatchSensorComponent,
         OpenAIBatchStageProps,
         OpenAIBatchTranslator,
+        OpenAIBatchWatch,
         OpenAIConfigurationError,
         PipelineDefinitionError,
         ResultsConfig,
         StageExecution,
         openai_batch_assets,
         openai_batch_sensor,
+        openai_batch_watch,
+        openai_batch_watch_sensor,
     )
 
 _MODULES = {
@@ -62,12 +65,15 @@ _MODULES = {
         "OpenAIBatchSensorComponent",
         "OpenAIBatchStageProps",
         "OpenAIBatchTranslator",
+        "OpenAIBatchWatch",
         "OpenAIConfigurationError",
         "PipelineDefinitionError",
         "ResultsConfig",
         "StageExecution",
         "openai_batch_assets",
         "openai_batch_sensor",
+        "openai_batch_watch",
+        "openai_batch_watch_sensor",
     ],
 }
 _WHERE = {name: module for module, names in _MODULES.items() for name in names}
@@ -91,6 +97,7 @@ __all__ = [
     "OpenAIBatchSensorComponent",
     "OpenAIBatchStageProps",
     "OpenAIBatchTranslator",
+    "OpenAIBatchWatch",
     "OpenAIConfigurationError",
     "PipelineDefinitionError",
     "PreparedInput",
@@ -101,6 +108,8 @@ __all__ = [
     "iter_rows",
     "openai_batch_assets",
     "openai_batch_sensor",
+    "openai_batch_watch",
+    "openai_batch_watch_sensor",
     "prepare_jsonl",
     "prepare_rows",
 ]

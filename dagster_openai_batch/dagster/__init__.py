@@ -3,6 +3,7 @@
 The only part of the package importing dagster.
 """
 
+from .batch_watch import OpenAIBatchWatch, openai_batch_watch, openai_batch_watch_sensor
 from .component import OpenAIBatchComponent, OpenAIBatchSensorComponent
 from .pipeline import (
     BatchJobConfig,
@@ -23,10 +24,13 @@ __all__ = [
     "OpenAIBatchSensorComponent",
     "OpenAIBatchStageProps",
     "OpenAIBatchTranslator",
+    "OpenAIBatchWatch",
     "OpenAIConfigurationError",
     "PipelineDefinitionError",
     "ResultsConfig",
     "StageExecution",
     "openai_batch_assets",
     "openai_batch_sensor",
+    "openai_batch_watch",
+    "openai_batch_watch_sensor",
 ]

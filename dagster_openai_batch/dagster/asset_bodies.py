@@ -580,12 +580,7 @@ def materialize_results(
     before anything is written (and again just before recording, in case a newer submission
     arrived meanwhile) unless ``allow_superseded``.
     """
-    job = stage.upstream(
-        stage.keys.batch_job,
-        BatchJobRecord,
-        where=(lambda record: record.batch_id_list == batch_ids) if batch_ids else None,
-        described=f"batch_ids {batch_ids}" if batch_ids else "",
-    )
+    job = _recorded_job(stage, batch_ids)
     ids = job.batch_id_list
     _refuse_if_superseded(stage, ids, allow_superseded)
     with _work_dir() as tmp_name, stage.resource.get_batch_client() as client:
@@ -636,11 +631,8 @@ def materialize_results(
         )
         sources = [*base_record.covered_batch_ids, *ids]
     _refuse_if_superseded(stage, ids, allow_superseded)
-    record = _results_record(stage, summary, ids, sources=sources, content_hash=job.content_hash)
-    table_metadata = TableMetadataSet(row_count=summary.rows)  # the page's "Row count"
-    yield dg.Output(
-        BatchResults(uri=summary.path, rows=summary.rows, counts=summary.counts),
-        metadata=_summary_first(record, insights_usage(summary), table_metadata),
+    yield results_output(
+        stage.resource.backend, summary, ids, sources=sources, content_hash=job.content_hash
     )
     yield from evaluate_checks(
         results_key=stage.keys.results,
@@ -650,6 +642,28 @@ def materialize_results(
         counts=summary.counts,
         max_failed_share=max_failed_share,
     )
+
+
+def _recorded_job(stage: StageContext, batch_ids: list[str]) -> BatchJobRecord:
+    """The ``batch_job`` record of ``batch_ids`` (default: the latest); batches this pipeline
+    did not submit are pointed to ``openai_batch_watch``."""
+    if not batch_ids:
+        return stage.upstream(stage.keys.batch_job, BatchJobRecord)
+    found = latest_record(
+        stage.context.instance,
+        stage.keys.batch_job,
+        stage.partition_key,
+        BatchJobRecord,
+        where=lambda record: record.batch_id_list == batch_ids,
+    )
+    if found is None:
+        raise dg.Failure(
+            f"{stage.keys.batch_job.to_user_string()} never submitted batches {batch_ids}"
+            + (f" for partition {stage.partition_key!r}" if stage.partition_key else "")
+            + ". To watch and collect a batch created elsewhere (a script, the dashboard, a lost "
+            "run), add its id to an openai_batch_watch (README: 'Batches created elsewhere')."
+        )
+    return found
 
 
 def _refuse_if_superseded(stage: StageContext, ids: list[str], allow_superseded: bool) -> None:
@@ -669,8 +683,25 @@ def _request_ids(sent_parts: list[Path], batch_ids: list[str]) -> Iterator[tuple
             yield line["custom_id"], batch_id
 
 
+def results_output(
+    backend: str,
+    summary: ResultsSummary,
+    ids: list[str],
+    *,
+    sources: list[str],
+    content_hash: str = "",
+) -> dg.Output[BatchResults]:
+    """A ``results`` asset's output: the table's handle, with its record, usage and row count."""
+    record = _results_record(backend, summary, ids, sources=sources, content_hash=content_hash)
+    table_metadata = TableMetadataSet(row_count=summary.rows)  # the page's "Row count"
+    return dg.Output(
+        BatchResults(uri=summary.path, rows=summary.rows, counts=summary.counts),
+        metadata=_summary_first(record, insights_usage(summary), table_metadata),
+    )
+
+
 def _results_record(
-    stage: StageContext,
+    backend: str,
     summary: ResultsSummary,
     ids: list[str],
     *,
@@ -679,7 +710,7 @@ def _results_record(
 ) -> ResultsRecord:
     return ResultsRecord(
         column_schema=dg.MetadataValue.table_schema(_column_schema(summary.path)),
-        backend=stage.resource.backend,
+        backend=backend,
         results_uri=summary.path,
         content_hash=content_hash,
         batch_ids=dg.MetadataValue.json(ids),
