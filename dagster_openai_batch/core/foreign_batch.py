@@ -97,7 +97,7 @@ def _sent_custom_ids(client: BatchClient, batch: Batch, work_dir: Path) -> tuple
     try:
         path = client.download(batch.input_file_id, work_dir / f"{batch.input_file_id}.input.jsonl")
     except (openai.NotFoundError, openai.PermissionDeniedError, openai.BadRequestError) as error:
-        why = f"{error.status_code} {str(error.message)[:120]}"
+        why = str(error.message)[:160]
         return None, f"result files (input file {batch.input_file_id} not served: {why})"
     return path, f"input file {batch.input_file_id}"
 

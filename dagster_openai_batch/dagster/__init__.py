@@ -15,6 +15,7 @@ from .pipeline import (
 from .resource import OpenAIBatchResource, OpenAIConfigurationError
 from .sensor import openai_batch_sensor
 from .translator import OpenAIBatchStageProps, OpenAIBatchTranslator, StageExecution
+from .watch_component import OpenAIBatchWatchComponent
 
 __all__ = [
     "BatchJobConfig",
@@ -25,6 +26,7 @@ __all__ = [
     "OpenAIBatchStageProps",
     "OpenAIBatchTranslator",
     "OpenAIBatchWatch",
+    "OpenAIBatchWatchComponent",
     "OpenAIConfigurationError",
     "PipelineDefinitionError",
     "ResultsConfig",

@@ -5,6 +5,9 @@ put in each state by their pace, faults and the emulator's injectable clock; the
 and assets run through Dagster's own APIs on a real instance.
 """
 
+import importlib
+import sys
+import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +19,9 @@ from pipeline_helpers import recorded
 
 from dagster_openai_batch import (
     OpenAIBatchResource,
+    PipelineDefinitionError,
+    RequestTemplate,
+    openai_batch_assets,
     openai_batch_watch,
     openai_batch_watch_sensor,
 )
@@ -126,9 +132,13 @@ Tick = Callable[[str | None], tuple[str | None, dg.SensorResult, list[str]]]
 
 
 @pytest.fixture
-def tick_of() -> Callable[[dg.Definitions, dg.DagsterInstance], Tick]:
-    def make(defs: dg.Definitions, instance: dg.DagsterInstance) -> Tick:
-        sensor = defs.resolve_sensor_def("openai_batch_watch_sensor")
+def tick_of() -> Callable[..., Tick]:
+    def make(
+        defs: dg.Definitions,
+        instance: dg.DagsterInstance,
+        sensor_name: str = "openai_batch_watch_sensor",
+    ) -> Tick:
+        sensor = defs.resolve_sensor_def(sensor_name)
 
         def tick(cursor: str | None) -> tuple[str | None, dg.SensorResult, list[str]]:
             """One tick, its effects applied in the daemon's order."""
@@ -234,3 +244,122 @@ def test_a_foreign_batch_in_every_state_is_watched_and_collected_once(
     assert len(instance.fetch_observations(watch.batch.key, limit=100).records) == observed + 6
     assert len(instance.get_runs()) == 3
     assert WatchCursor.model_validate_json(cursor or "{}").seen
+
+
+def _failure(result: dg.ExecuteInProcessResult) -> str:
+    assert not result.success
+    return result.get_step_failure_events()[0].event_specific_data.error.message
+
+
+@pytest.mark.parametrize(
+    ("state", "problem"),
+    [
+        ("in_progress", "it is still in_progress. The openai_batch_watch_sensor collects it"),
+        ("failed", "it failed before running any request: "),
+        ("unknown", "the emulator service does not know batch 'batch_never_made_anywhere'"),
+    ],
+)
+def test_materializing_a_batch_with_nothing_to_collect_says_why(
+    script, resource, instance, state, problem
+):
+    ids = {
+        "in_progress": lambda: script.batch(_pace(per_request=SLOW), ago=0),
+        "failed": lambda: script.batch(_pace(), model="no-such-model"),
+        "unknown": lambda: "batch_never_made_anywhere",
+    }
+    batch_id = ids[state]()
+    watch = openai_batch_watch("imported")
+    instance.add_dynamic_partitions("imported", [batch_id])
+    result = dg.materialize(
+        [watch.batch, watch.results],
+        selection=[watch.results.key],
+        partition_key=batch_id,
+        instance=instance,
+        resources={"openai_batch": resource},
+        raise_on_error=False,
+    )
+    assert problem in _failure(result)
+    assert _observed(instance, watch.batch.key, batch_id).status == state
+    assert instance.get_materialized_partitions(watch.results.key) == set()
+
+
+def test_without_its_input_file_a_batch_is_collected_from_its_result_files(
+    script, emulator_dir, resource, instance
+):
+    batch_id = script.batch(_pace())
+    client = Emulator(emulator_dir).openai_client()
+    client.files.delete(client.batches.retrieve(batch_id).input_file_id)
+    watch = openai_batch_watch("imported")
+    instance.add_dynamic_partitions("imported", [batch_id])
+    result = dg.materialize(
+        [watch.batch, watch.results],
+        selection=[watch.results.key],
+        partition_key=batch_id,
+        instance=instance,
+        resources={"openai_batch": resource},
+    )
+    assert recorded(instance, watch.results.key, ResultsRecord, batch_id).status_succeeded == 10
+    logged = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    assert any("from its result files (input file" in m and "404" in m for m in logged)
+
+
+def test_a_pipeline_asked_for_a_batch_it_never_submitted_points_at_the_watch(
+    script, resource, instance
+):
+    foreign = script.batch(_pace())
+    pipeline = openai_batch_assets(
+        name="labels",
+        source=lambda: [{"id": "a", "text": "hi"}],
+        template=RequestTemplate(
+            endpoint="/v1/chat/completions",
+            model="gpt-4o-mini",
+            prompt="{text}",
+            custom_id_column="id",
+        ),
+    )
+    result = dg.materialize(
+        pipeline.assets,
+        selection=[pipeline.results.key],
+        instance=instance,
+        resources={"openai_batch": resource},
+        run_config={"ops": {pipeline.results_op_name: {"config": {"batch_ids": [foreign]}}}},
+        raise_on_error=False,
+    )
+    message = _failure(result)
+    assert f"labels/batch_job never submitted batches ['{foreign}']" in message
+    assert "openai_batch_watch" in message
+
+
+def test_bad_batch_ids_fail_at_definition():
+    with pytest.raises(PipelineDefinitionError, match=r"\['batch one'\] are not batch ids"):
+        openai_batch_watch("imported", batch_ids=["batch_ok", "batch one"])
+
+
+def test_yaml_component_watches_and_collects(script, emulator_dir, instance, tick_of, tmp_path):
+    batch_id = script.batch(_pace())
+    package = tmp_path / "watch_defs"
+    (package / "imported").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "imported" / "defs.yaml").write_text(
+        textwrap.dedent(
+            f"""\
+            type: dagster_openai_batch.OpenAIBatchWatchComponent
+            attributes:
+              name: imported
+              batch_ids: [{batch_id}]
+              resource: {{emulator_dir: {emulator_dir}, emulator_pace: fast}}
+            """
+        )
+    )
+    sys.path.insert(0, str(tmp_path))
+    try:
+        module = importlib.import_module("watch_defs")
+        defs = dg.ComponentTree.from_module(defs_module=module, project_root=tmp_path).build_defs()
+    finally:
+        sys.path.remove(str(tmp_path))
+    tick = tick_of(defs, instance, "imported_sensor")
+    cursor, _, _ = tick(None)
+    _, _, runs = tick(cursor)
+    assert len(runs) == 1
+    results = recorded(instance, dg.AssetKey(["imported", "results"]), ResultsRecord, batch_id)
+    assert results.status_succeeded == REQUESTS
