@@ -20,6 +20,7 @@ Example:
     ['imported/batch', 'imported/results']
 """
 
+import os
 import re
 import tempfile
 import time
@@ -45,6 +46,7 @@ from ..core.storage import join_uri, read_table, safe_segment
 from ..core.vocabulary import TERMINAL_STATUSES
 from .asset_bodies import batch_status, results_output
 from .checks import check_specs, evaluate_checks
+from .component_attributes import is_row_file, row_file_reader
 from .pipeline import RESOURCE_KEY, PipelineDefinitionError, _storage_root
 from .resource import OpenAIBatchResource
 from .results_io import batch_results_io_manager
@@ -59,6 +61,11 @@ if TYPE_CHECKING:
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_]+$")
 BATCH_ID_PATTERN = re.compile(r"^[A-Za-z0-9_\-.:=+/]{1,256}$")
 """Batch ids as services make them (OpenAI ``batch_…``, Azure UUIDs, base64 ones of gateways)."""
+
+
+Inputs = dg.AssetKey | dg.AssetsDefinition | dg.AssetSpec | os.PathLike[str] | str
+"""Source rows of a watch: an upstream asset (key, definition, spec or ``a/b`` string), or the path
+of a CSV, Parquet or JSONL file of rows."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +109,8 @@ def openai_batch_watch(
     storage: str | None = None,
     group_name: str | None = None,
     max_failed_share: float = 0.05,
+    inputs: Inputs | None = None,
+    custom_id_column: str = "custom_id",
 ) -> OpenAIBatchWatch:
     """Watch and collect batches created elsewhere: ``<name>/batch`` and ``<name>/results``,
     partitioned by batch id.
@@ -114,6 +123,11 @@ def openai_batch_watch(
         storage: Where results tables go (as for `openai_batch_assets`).
         group_name: The assets' group (default: ``name``).
         max_failed_share: The ``failed_share`` check fails above this share of failed requests.
+        inputs: Source rows whose columns join each request's row by custom_id (without:
+            the results table has no input columns): an upstream asset whose value is a list
+            of dicts, a DataFrame or an Arrow table, or a CSV, Parquet or JSONL file of rows
+            (``{partition_key}`` in its path is replaced by the batch id).
+        custom_id_column: The column of ``inputs`` holding each row's custom_id.
     """
     where = f"openai_batch_watch({name!r})"
     if not NAME_PATTERN.match(name):
@@ -131,27 +145,44 @@ def openai_batch_watch(
     )
     results_key = dg.AssetKey([name, "results"])
 
-    @dg.asset(
-        key=results_key,
-        deps=[batch_spec.key],
-        description="The batch's results table: a row per request (status, answer, tokens, "
+    inputs_key, inputs_file = _inputs_source(inputs)
+    asset_args: dict[str, Any] = {
+        "key": results_key,
+        "deps": [batch_spec.key],
+        "description": "The batch's results table: a row per request (status, answer, tokens, "
         "cost), collected once the batch finishes.",
-        group_name=group,
-        partitions_def=partitions_def,
-        required_resource_keys={resource_key},
-        check_specs=check_specs(results_key, max_failed_share),
-        io_manager_def=batch_results_io_manager,
-        kinds={"openai", "parquet"},
-    )
-    def results(context: dg.AssetExecutionContext) -> Iterator[Any]:
-        yield from _collect(
+        "group_name": group,
+        "partitions_def": partitions_def,
+        "required_resource_keys": {resource_key},
+        "check_specs": check_specs(results_key, max_failed_share),
+        "io_manager_def": batch_results_io_manager,
+        "kinds": {"openai", "parquet"},
+    }
+
+    def collect(context: dg.AssetExecutionContext, rows: Any) -> Iterator[Any]:
+        return _collect(
             context,
             getattr(context.resources, resource_key),
             batch_key=batch_spec.key,
             results_key=results_key,
             storage_root=_storage_root(context, storage, name),
             max_failed_share=max_failed_share,
+            rows=rows,
+            custom_id_column=custom_id_column,
         )
+
+    if inputs_key is not None:
+
+        @dg.asset(ins={"rows": dg.AssetIn(key=inputs_key)}, **asset_args)
+        def results(context: dg.AssetExecutionContext, rows: Any) -> Iterator[Any]:
+            yield from collect(context, rows)
+
+    else:
+        read_rows = row_file_reader(inputs_file) if inputs_file is not None else None
+
+        @dg.asset(**asset_args)
+        def results(context: dg.AssetExecutionContext) -> Iterator[Any]:
+            yield from collect(context, read_rows(context) if read_rows is not None else None)
 
     results_job = dg.define_asset_job(
         f"{name}_results",
@@ -167,6 +198,19 @@ def openai_batch_watch(
         batch_ids=ids,
         resource_key=resource_key,
     )
+
+
+def _inputs_source(inputs: Inputs | None) -> tuple[dg.AssetKey | None, Path | None]:
+    """(the upstream asset, the file of rows) that ``inputs`` names; both None without."""
+    if inputs is None:
+        return None, None
+    if isinstance(inputs, (dg.AssetsDefinition, dg.AssetSpec)):
+        return inputs.key, None
+    if isinstance(inputs, dg.AssetKey):
+        return inputs, None
+    if isinstance(inputs, os.PathLike) or is_row_file(inputs):
+        return None, Path(inputs)
+    return dg.AssetKey.from_user_string(inputs), None
 
 
 def watched_record(
@@ -216,8 +260,11 @@ def _collect(
     results_key: dg.AssetKey,
     storage_root: str,
     max_failed_share: float,
+    rows: Any = None,
+    custom_id_column: str = "custom_id",
 ) -> Iterator[Any]:
-    """Retrieve the partition's batch, record where it stands, and collect its results."""
+    """Retrieve the partition's batch, record where it stands, and collect its results (with the
+    columns of its ``rows``, when given)."""
     batch_id = context.partition_key
     with (
         tempfile.TemporaryDirectory(prefix="openai-batch-") as tmp,
@@ -243,7 +290,9 @@ def _collect(
         )
         dest = join_uri(storage_root, "results", f"{safe_segment(batch_id)}.parquet")
         try:
-            collected = collect_foreign_batch(client, batch, Path(tmp), dest)
+            collected = collect_foreign_batch(
+                client, batch, Path(tmp), dest, rows=rows, custom_id_column=custom_id_column
+            )
         except ForeignBatchError as error:
             later = "" if batch.status in TERMINAL_STATUSES else WHEN_FINISHED
             raise dg.Failure(f"{error}{later}") from None

@@ -9,16 +9,19 @@ Example ``defs/imported_batches/defs.yaml``::
     attributes:
       name: imported_batches
       batch_ids: [batch_abc123, batch_def456]
+      inputs: questions.csv  # optional: rows joined to the answers by custom_id
+      custom_id_column: question_id
 """
 
 import dagster as dg
 from pydantic import Field
 
-from .batch_watch import OpenAIBatchWatch, openai_batch_watch, openai_batch_watch_sensor
+from .batch_watch import Inputs, OpenAIBatchWatch, openai_batch_watch, openai_batch_watch_sensor
 from .component_attributes import (
     NAME_PATTERN,
     ResourceModel,
     SensorModel,
+    is_row_file,
     restore_descriptions,
     shared_resource,
 )
@@ -45,6 +48,16 @@ class OpenAIBatchWatchComponent(dg.Component, dg.Resolvable, dg.Model):
         description="Batches to watch (the sensor adds them as partitions); more can be added "
         "as partitions in the UI.",
         examples=[["batch_abc123"]],
+    )
+    inputs: str | None = Field(
+        default=None,
+        description="Source rows whose columns join each request's row by custom_id: an "
+        "upstream asset key (`a/b`), or a CSV, Parquet or JSONL file of rows (relative to this "
+        "folder; `{partition_key}` is replaced by the batch id). Without: no input columns.",
+        examples=["raw/questions", "questions.csv"],
+    )
+    custom_id_column: str = Field(
+        default="custom_id", description="The column of `inputs` holding each row's custom_id."
     )
     sensor: SensorModel | None = Field(
         default_factory=SensorModel,
@@ -90,9 +103,19 @@ class OpenAIBatchWatchComponent(dg.Component, dg.Resolvable, dg.Model):
                 storage=self.storage,
                 group_name=self.group_name,
                 max_failed_share=self.max_failed_share,
+                inputs=self._inputs(context),
+                custom_id_column=self.custom_id_column,
             )
         except ValueError as e:
             raise ValueError(f"{context.path / 'defs.yaml'}: {e}") from None
+
+    def _inputs(self, context: dg.ComponentLoadContext) -> Inputs | None:
+        if self.inputs is None or not is_row_file(self.inputs):
+            return self.inputs
+        path = context.path / self.inputs
+        if "{partition_key}" not in self.inputs and not path.is_file():
+            raise ValueError(f"{context.path / 'defs.yaml'}: `inputs`: no file of rows at {path}")
+        return path
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         watch = self.build_watch(context)

@@ -14,11 +14,13 @@ from pathlib import Path
 
 import dagster as dg
 import orjson
+import pyarrow.parquet as pq
 import pytest
 from pipeline_helpers import recorded
 
 from dagster_openai_batch import (
     OpenAIBatchResource,
+    OpenAIBatchWatchComponent,
     PipelineDefinitionError,
     RequestTemplate,
     openai_batch_assets,
@@ -347,10 +349,14 @@ def test_yaml_component_watches_and_collects(script, emulator_dir, instance, tic
             attributes:
               name: imported
               batch_ids: [{batch_id}]
+              inputs: questions.csv
+              custom_id_column: question_id
               resource: {{emulator_dir: {emulator_dir}, emulator_pace: fast}}
             """
         )
     )
+    rows = [f"q{i},topic q{i}" for i in range(5)] + ["elsewhere,another batch's row"]
+    (package / "imported" / "questions.csv").write_text("\n".join(["question_id,topic", *rows]))
     sys.path.insert(0, str(tmp_path))
     try:
         module = importlib.import_module("watch_defs")
@@ -363,3 +369,44 @@ def test_yaml_component_watches_and_collects(script, emulator_dir, instance, tic
     assert len(runs) == 1
     results = recorded(instance, dg.AssetKey(["imported", "results"]), ResultsRecord, batch_id)
     assert results.status_succeeded == REQUESTS
+    table = pq.read_table(results.results_uri)
+    assert table.column_names[:3] == ["custom_id", "question_id", "topic"]
+    assert table.column("topic").to_pylist()[:2] == ["topic q0", "topic q1"]
+    assert table.column("topic").null_count == REQUESTS - 5  # rows given for q0..q4 only
+
+
+def test_rows_of_an_upstream_asset_join_the_answers_by_custom_id(script, resource, instance):
+    batch_id = script.batch(_pace())
+
+    @dg.asset
+    def questions() -> list[dict]:
+        rows = [{"question_id": f"q{i}", "words": i} for i in range(REQUESTS - 2)]
+        return [*rows, {"question_id": "elsewhere", "words": -1}]
+
+    watch = openai_batch_watch("imported", inputs=questions, custom_id_column="question_id")
+    instance.add_dynamic_partitions("imported", [batch_id])
+    assert dg.materialize([questions], instance=instance).success
+    dg.materialize(
+        [questions, watch.batch, watch.results],
+        selection=[watch.results.key],
+        partition_key=batch_id,
+        instance=instance,
+        resources={"openai_batch": resource},
+    )
+    results = recorded(instance, watch.results.key, ResultsRecord, batch_id)
+    table = pq.read_table(results.results_uri).sort_by("custom_id")
+    assert table.column("custom_id").to_pylist() == [f"q{i}" for i in range(REQUESTS)]
+    assert table.column("words").to_pylist() == [*range(REQUESTS - 2), None, None]
+    assert results.status_succeeded == REQUESTS
+
+
+def test_every_yaml_attribute_is_described():
+    schema = OpenAIBatchWatchComponent.get_model_cls().model_json_schema()  # type: ignore[union-attr]
+    models = [schema, *schema.get("$defs", {}).values()]
+    undescribed = [
+        f"{model['title']}.{name}"
+        for model in models
+        for name, field in model.get("properties", {}).items()
+        if not field.get("description")
+    ]
+    assert undescribed == []
