@@ -32,6 +32,8 @@ if TYPE_CHECKING:
         OpenAIBatchSensorComponent,
         OpenAIBatchStageProps,
         OpenAIBatchTranslator,
+        OpenAIBatchWatch,
+        OpenAIBatchWatchComponent,
         OpenAIConfigurationError,
         PipelineDefinitionError,
         ResultsConfig,
@@ -39,6 +41,8 @@ if TYPE_CHECKING:
         openai_batch_assets,
         openai_batch_cleanup_job,
         openai_batch_sensor,
+        openai_batch_watch,
+        openai_batch_watch_sensor,
     )
 
 _MODULES = {
@@ -63,6 +67,8 @@ _MODULES = {
         "OpenAIBatchSensorComponent",
         "OpenAIBatchStageProps",
         "OpenAIBatchTranslator",
+        "OpenAIBatchWatch",
+        "OpenAIBatchWatchComponent",
         "OpenAIConfigurationError",
         "PipelineDefinitionError",
         "ResultsConfig",
@@ -70,6 +76,8 @@ _MODULES = {
         "openai_batch_assets",
         "openai_batch_cleanup_job",
         "openai_batch_sensor",
+        "openai_batch_watch",
+        "openai_batch_watch_sensor",
     ],
 }
 _WHERE = {name: module for module, names in _MODULES.items() for name in names}
@@ -93,6 +101,8 @@ __all__ = [
     "OpenAIBatchSensorComponent",
     "OpenAIBatchStageProps",
     "OpenAIBatchTranslator",
+    "OpenAIBatchWatch",
+    "OpenAIBatchWatchComponent",
     "OpenAIConfigurationError",
     "PipelineDefinitionError",
     "PreparedInput",
@@ -104,6 +114,8 @@ __all__ = [
     "openai_batch_assets",
     "openai_batch_cleanup_job",
     "openai_batch_sensor",
+    "openai_batch_watch",
+    "openai_batch_watch_sensor",
     "prepare_jsonl",
     "prepare_rows",
 ]

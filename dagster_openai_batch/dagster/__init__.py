@@ -3,6 +3,7 @@
 The only part of the package importing dagster.
 """
 
+from .batch_watch import OpenAIBatchWatch, openai_batch_watch, openai_batch_watch_sensor
 from .component import OpenAIBatchComponent, OpenAIBatchSensorComponent
 from .file_cleanup import openai_batch_cleanup_job
 from .pipeline import (
@@ -15,6 +16,7 @@ from .pipeline import (
 from .resource import OpenAIBatchResource, OpenAIConfigurationError
 from .sensor import openai_batch_sensor
 from .translator import OpenAIBatchStageProps, OpenAIBatchTranslator, StageExecution
+from .watch_component import OpenAIBatchWatchComponent
 
 __all__ = [
     "BatchJobConfig",
@@ -24,6 +26,8 @@ __all__ = [
     "OpenAIBatchSensorComponent",
     "OpenAIBatchStageProps",
     "OpenAIBatchTranslator",
+    "OpenAIBatchWatch",
+    "OpenAIBatchWatchComponent",
     "OpenAIConfigurationError",
     "PipelineDefinitionError",
     "ResultsConfig",
@@ -31,4 +35,6 @@ __all__ = [
     "openai_batch_assets",
     "openai_batch_cleanup_job",
     "openai_batch_sensor",
+    "openai_batch_watch",
+    "openai_batch_watch_sensor",
 ]

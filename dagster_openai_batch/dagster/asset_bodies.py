@@ -695,12 +695,7 @@ def materialize_results(
     input files and result files are deleted from the service if asked (see
     :func:`delete_spent_files`).
     """
-    job = stage.upstream(
-        stage.keys.batch_job,
-        BatchJobRecord,
-        where=(lambda record: record.batch_id_list == batch_ids) if batch_ids else None,
-        described=f"batch_ids {batch_ids}" if batch_ids else "",
-    )
+    job = _recorded_job(stage, batch_ids)
     ids = job.batch_id_list
     _refuse_if_superseded(stage, ids, allow_superseded)
     with _work_dir() as tmp_name, stage.resource.get_batch_client() as client:
@@ -751,12 +746,7 @@ def materialize_results(
         )
         sources = [*base_record.covered_batch_ids, *ids]
     _refuse_if_superseded(stage, ids, allow_superseded)
-    record = _results_record(stage, summary, ids, sources=sources, job=job)
-    table_metadata = TableMetadataSet(row_count=summary.rows)  # the page's "Row count"
-    yield dg.Output(
-        BatchResults(uri=summary.path, rows=summary.rows, counts=summary.counts),
-        metadata=_summary_first(record, insights_usage(summary), table_metadata),
-    )
+    yield results_output(stage.resource.backend, summary, ids, sources=sources, job=job)
     yield from evaluate_checks(
         results_key=stage.keys.results,
         expected_requests=expected,
@@ -829,6 +819,28 @@ def delete_spent_files(
     )
 
 
+def _recorded_job(stage: StageContext, batch_ids: list[str]) -> BatchJobRecord:
+    """The ``batch_job`` record of ``batch_ids`` (default: the latest); batches this pipeline
+    did not submit are pointed to ``openai_batch_watch``."""
+    if not batch_ids:
+        return stage.upstream(stage.keys.batch_job, BatchJobRecord)
+    found = latest_record(
+        stage.context.instance,
+        stage.keys.batch_job,
+        stage.partition_key,
+        BatchJobRecord,
+        where=lambda record: record.batch_id_list == batch_ids,
+    )
+    if found is None:
+        raise dg.Failure(
+            f"{stage.keys.batch_job.to_user_string()} never submitted batches {batch_ids}"
+            + (f" for partition {stage.partition_key!r}" if stage.partition_key else "")
+            + ". To watch and collect a batch created elsewhere (a script, the dashboard, a lost "
+            "run), add its id to an openai_batch_watch (README: 'Batches created elsewhere')."
+        )
+    return found
+
+
 def _refuse_if_superseded(stage: StageContext, ids: list[str], allow_superseded: bool) -> None:
     newer = None if allow_superseded else _superseded_by(stage, ids)
     if newer is not None:
@@ -846,19 +858,37 @@ def _request_ids(sent_parts: list[Path], batch_ids: list[str]) -> Iterator[tuple
             yield line["custom_id"], batch_id
 
 
-def _results_record(
-    stage: StageContext,
+def results_output(
+    backend: str,
     summary: ResultsSummary,
     ids: list[str],
     *,
     sources: list[str],
-    job: BatchJobRecord,
+    job: BatchJobRecord | None = None,
+) -> dg.Output[BatchResults]:
+    """A ``results`` asset's output: the table's handle, with its record, usage and row count
+    (``job``: the ``batch_job`` record of the batches, when a pipeline submitted them)."""
+    record = _results_record(backend, summary, ids, sources=sources, job=job)
+    table_metadata = TableMetadataSet(row_count=summary.rows)  # the page's "Row count"
+    return dg.Output(
+        BatchResults(uri=summary.path, rows=summary.rows, counts=summary.counts),
+        metadata=_summary_first(record, insights_usage(summary), table_metadata),
+    )
+
+
+def _results_record(
+    backend: str,
+    summary: ResultsSummary,
+    ids: list[str],
+    *,
+    sources: list[str],
+    job: BatchJobRecord | None,
 ) -> ResultsRecord:
     return ResultsRecord(
         column_schema=dg.MetadataValue.table_schema(_column_schema(summary.path)),
-        backend=stage.resource.backend,
+        backend=backend,
         results_uri=summary.path,
-        content_hash=job.content_hash,
+        content_hash=job.content_hash if job else "",
         batch_ids=dg.MetadataValue.json(ids),
         source_batch_ids=dg.MetadataValue.json(sources),
         **ResultsRecord.status_fields(summary.counts),
@@ -868,8 +898,8 @@ def _results_record(
         reasoning_tokens=summary.reasoning_tokens,
         cost_usd=summary.cost_usd,  # a number or nothing: the UI plots it over time
         cost_note=summary.cost_note or "at batch rates",
-        estimated_input_tokens=job.estimated_input_tokens,
-        estimate_vs_actual=_estimate_vs_actual(job, summary),
+        estimated_input_tokens=job.estimated_input_tokens if job else 0,
+        estimate_vs_actual=_estimate_vs_actual(job, summary) if job else "",
         preview=dg.MetadataValue.md(
             _markdown_table(_preview_columns(summary.preview), summary.preview)
         ),

@@ -11,7 +11,8 @@ keys namespaced ``openai_batch/`` (``openai_batch/batch_ids``, ``openai_batch/co
 - :class:`BatchJobRecord`: a ``BatchStatusRecord`` plus what ``results`` needs, read by the sensor,
   by ``results`` and by the next ``batch_job`` (adoption);
 - :class:`ResultsRecord`: what ``results`` wrote, read by the sensor (already collected?) and by a
-  ``batch_job`` resubmission.
+  ``batch_job`` resubmission;
+- :class:`WatchedBatchRecord`: where a batch created elsewhere stands (``openai_batch_watch``).
 
 Write a record with ``metadata={**Record(...)}``; read one with ``Record.read(metadata)`` or
 :func:`latest_record`. Nothing else indexes metadata by key. Metadata written before the records
@@ -189,6 +190,19 @@ class BatchStatusRecord(StageRecord):
     @property
     def batch_id_list(self) -> list[str]:
         return _strings(self.batch_ids)
+
+
+class WatchedBatchRecord(BatchStatusRecord):
+    """Where a batch created elsewhere stands: the sensor's observations of a watch's ``batch``."""
+
+    endpoint: str = ""
+    input_file_id: str = ""
+    output_file_id: str = ""
+    error_file_id: str = ""
+    results_available: bool = False
+    """Finished with an output or error file: its ``results`` can be collected."""
+    problem: str = ""
+    """Why it cannot be watched or collected (e.g. the service does not know the id)."""
 
 
 class BatchJobRecord(BatchStatusRecord):
