@@ -23,12 +23,11 @@ from ..core.input_file import (
     PreparedInput,
     prepare_jsonl,
     prepare_rows,
-    read_jsonl_input,
     write_batch_input,
 )
 from ..core.input_validation import BatchInputError
 from ..core.resubmit import build_resubmission, merge_results
-from ..core.results import ResultsSummary, collect_results
+from ..core.results import ResultsSummary, collect_results, sent_requests
 from ..core.storage import BatchResults, download_file, join_uri, read_table, resolve, upload_file
 from ..core.templates import RequestTemplate
 from ..core.vocabulary import (
@@ -607,7 +606,7 @@ def materialize_results(
             sent = [
                 download_file(u, tmp / f"sent-{i}.jsonl") for i, u in enumerate(job.part_uri_list)
             ]
-            request_ids, target = _request_ids(sent, ids), dest
+            request_ids, target = sent_requests(sent, ids), dest
             inputs_local = (
                 download_file(job.inputs_uri, tmp / "inputs.parquet") if job.inputs_uri else None
             )
@@ -660,13 +659,6 @@ def _refuse_if_superseded(stage: StageContext, ids: list[str], allow_superseded:
             "superseded them, and the sensor collects that one. To collect these anyway, set "
             "results config allow_superseded: true."
         )
-
-
-def _request_ids(sent_parts: list[Path], batch_ids: list[str]) -> Iterator[tuple[str, str]]:
-    """(custom_id, batch id) of every request sent: part i went to batch i."""
-    for part, batch_id in zip(sent_parts, batch_ids, strict=True):
-        for line in read_jsonl_input(part):
-            yield line["custom_id"], batch_id
 
 
 def _results_record(
