@@ -11,6 +11,7 @@ a time, so memory stays bounded whatever the number of rows.
 from __future__ import annotations
 
 import base64
+import itertools
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
@@ -30,8 +31,9 @@ from .storage import atomic_output, resolve
 from .vocabulary import BatchEndpoint, as_endpoint
 
 STATUSES = ("succeeded", "failed", "expired", "cancelled", "missing")
-JOIN_BATCH_ROWS = 16_384
-"""Rows per spilled record batch and per chunk of the join."""
+JOIN_BATCH_ROWS = 8_192
+"""Rows per spilled record batch and per chunk of the join (memory grows with it: at 16,384 the
+parse of 200,000 chat results held ~60 MB more)."""
 _BUFFER = 1 << 20
 TOKEN_COLUMNS = ("input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens")
 USAGE_FIELDS = (*TOKEN_COLUMNS, "calls")
@@ -207,17 +209,12 @@ _SPILL_SCHEMA = [
 """One parsed result line: the result columns (``file_batch_id``: the batch of its file, if known)
 and the model that answered (successes only). Embeddings answers are spilled as lists of
 vectors."""
-_SPILLED = [name for name, _ in _SPILL_SCHEMA]
-_ROW = pa.struct(
-    [(name, pa.binary() if name == "response_body" else kind) for name, kind in _SPILL_SCHEMA]
-)
-"""A spill row as the parser builds it (the response body as JSON bytes)."""
 
 
-def _failure(line: dict[str, Any], file_batch: str | None) -> tuple[Any, ...]:
-    """The spill row of a line that is not a success."""
-    cid, response, error = line["custom_id"], line.get("response"), line.get("error")
-    none4 = (None, None, None, None)
+def _failure(line: dict[str, Any]) -> tuple[Any, ...]:
+    """(response body as JSON bytes, request_id, status, status_code, error_code, error_message)
+    of a line that is not a success."""
+    response, error = line.get("response"), line.get("error")
     if isinstance(response, dict):
         code, request_id, raw_body = (
             response.get("status_code"),
@@ -228,18 +225,31 @@ def _failure(line: dict[str, Any], file_batch: str | None) -> tuple[Any, ...]:
         raw_error = body.get("error")
         e: dict[str, Any] = raw_error if isinstance(raw_error, dict) else {}
         error_code = e.get("code") or e.get("type") or f"http_{code}"
-        return (cid, "failed", code, error_code, e.get("message"), orjson.dumps(body), None,
-                *none4, file_batch, request_id, None)  # fmt: skip
+        return orjson.dumps(body), request_id, "failed", code, error_code, e.get("message")
     if isinstance(error, dict):
         code = error.get("code")
         status = {"batch_expired": "expired", "batch_cancelled": "cancelled"}.get(
             code or "", "failed"
         )
-        return (cid, status, None, code, error.get("message"), None, None, *none4, file_batch,
-                None, None)  # fmt: skip
-    return (cid, "failed", None, "malformed_result_line",
-            "result line has neither response nor error", None, None, *none4, file_batch, None,
-            None)  # fmt: skip
+        return None, None, status, None, code, error.get("message")
+    return (
+        None,
+        None,
+        "failed",
+        None,
+        "malformed_result_line",
+        "result line has neither response nor error",
+    )
+
+
+_PER_LINE = ("custom_id", "response_body", "answer", *TOKEN_COLUMNS, "request_id", "model")
+"""The spill columns collected line by line (the status columns are those of a success unless
+the line is among the failures; ``file_batch_id`` is the file's)."""
+
+
+def _byte_offset(path: Path, line_number: int) -> int:
+    with path.open("rb") as f:
+        return sum(len(raw) for raw in itertools.islice(f, line_number))
 
 
 class _Spill:
@@ -251,9 +261,11 @@ class _Spill:
         self.embeddings = endpoint == "/v1/embeddings"
         answer = VECTORS if self.embeddings else pa.string()
         self.schema = pa.schema([(n, answer if n == "answer" else t) for n, t in _SPILL_SCHEMA])
-        self.writer: pa.ipc.RecordBatchFileWriter | None = None
+        self.writer = pa.ipc.new_file(str(path), self.schema)
         self.ids: list[pa.Array] = []
         self.succeeded: list[np.ndarray] = []
+        self.starts = [0]
+        """The spill position of each record batch's first row (and the total, last)."""
         self.several_inputs = False
         """Some success embedded several inputs (so answers are lists of vectors)."""
 
@@ -262,72 +274,109 @@ class _Spill:
     ) -> None:
         loads, dumps, usage = orjson.loads, orjson.dumps, _usage
         text_answer = _TEXT_ANSWERS.get(endpoint, _no_answer)
-        rows: list[tuple[Any, ...]] = []
-        vectors: list[list[np.ndarray] | None] = []
+        embeddings = self.embeddings
+        columns: dict[str, list[Any]] = {name: [] for name in _PER_LINE}
+        add_id, add_body, add_answer, add_in, add_cached, add_out, add_reasoning, add_rid = (
+            columns[name].append for name in _PER_LINE[:-1]
+        )
+        add_model = columns["model"].append
+        ids = columns["custom_id"]
+        failures: list[tuple[int, Any, Any, Any, Any]] = []
         for path, batch_id in zip(files, file_batch, strict=True):
-            offset = 0
             with path.open("rb", buffering=_BUFFER) as f:
-                for raw in f:
+                for number, raw in enumerate(f):
                     try:
                         line = loads(raw)
                         cid = line["custom_id"]
                     except (orjson.JSONDecodeError, KeyError, TypeError) as e:
                         if raw.isspace():
-                            offset += len(raw)
                             continue
                         raise ValueError(
-                            f"{path}: byte {offset}: not a batch result line ({e}); "
-                            "is the file complete? Download it again"
+                            f"{path}: byte {_byte_offset(path, number)}: not a batch result line "
+                            f"({e}); is the file complete? Download it again"
                         ) from None
-                    offset += len(raw)
                     response = line.get("response")
-                    answer = None
-                    if response.__class__ is not dict or response.get("status_code") != 200:
-                        rows.append(_failure(line, batch_id))
-                    else:
+                    if response.__class__ is dict and response.get("status_code") == 200:
                         body = response.get("body")
                         if body.__class__ is not dict:
                             body = {}
-                        if self.embeddings:
-                            answer, body = _vectors(body)
-                            if answer is not None and len(answer) > 1:
+                        inp, cached, out, reasoning = usage(body)
+                        if embeddings:
+                            vectors, body = _vectors(body)
+                            add_answer(vectors)
+                            if vectors is not None and len(vectors) > 1:
                                 self.several_inputs = True
-                        rows.append(
-                            (cid, "succeeded", 200, None, None, dumps(body),
-                             None if self.embeddings else text_answer(body), *usage(body),
-                             batch_id, response.get("request_id"), body.get("model"))
-                        )  # fmt: skip
-                    if self.embeddings:
-                        vectors.append(answer)
-                    if len(rows) == JOIN_BATCH_ROWS:
-                        self._flush(rows, vectors)
-                        rows, vectors = [], []
-        self._flush(rows, vectors)
-        if self.writer is not None:
-            self.writer.close()
+                        else:
+                            add_answer(text_answer(body))
+                        add_body(dumps(body))
+                        add_rid(response.get("request_id"))
+                        add_model(body.get("model"))
+                    else:
+                        body_json, request_id, *failure = _failure(line)
+                        failures.append((len(ids), *failure))
+                        inp = cached = out = reasoning = None
+                        add_answer(None)
+                        add_body(body_json)
+                        add_rid(request_id)
+                        add_model(None)
+                    add_id(cid)
+                    add_in(inp)
+                    add_cached(cached)
+                    add_out(out)
+                    add_reasoning(reasoning)
+                    if len(ids) == JOIN_BATCH_ROWS:
+                        self._flush(columns, failures, batch_id)
+            self._flush(columns, failures, batch_id)
+        self.writer.close()
 
-    def _flush(self, rows: list[tuple[Any, ...]], vectors: list[list[np.ndarray] | None]) -> None:
-        """Spill ``rows`` (tuples in `_SPILL_SCHEMA` order, response bodies as JSON bytes, answers
-        of embeddings in ``vectors``)."""
-        if self.writer is None:
-            self.writer = pa.ipc.new_file(str(self.path), self.schema)
-        if not rows:
+    def _flush(
+        self,
+        columns: dict[str, list[Any]],
+        failures: list[tuple[int, Any, Any, Any, Any]],
+        batch_id: str | None,
+    ) -> None:
+        """Spill the lines collected (response bodies as JSON bytes), then empty ``columns`` and
+        ``failures``."""
+        n = len(columns["custom_id"])
+        if not n:
             return
-        try:
-            structs = pa.array(rows, _ROW)
-        except (pa.ArrowTypeError, pa.ArrowInvalid):  # a custom_id that is not a string
-            structs = pa.array([(str(r[0]), *r[1:]) for r in rows], _ROW)
-        columns = dict(
-            zip(_SPILLED, pa.RecordBatch.from_struct_array(structs).columns, strict=True)
-        )
-        ids = columns["custom_id"]
-        columns["response_body"] = columns["response_body"].cast(pa.string())
-        if self.embeddings:
-            columns["answer"] = _vector_lists(vectors)
-        batch = pa.RecordBatch.from_arrays(list(columns.values()), schema=self.schema)
+        status, code = ["succeeded"] * n, [200] * n
+        error_code: list[Any] = [None] * n
+        error_message: list[Any] = [None] * n
+        succeeded = np.ones(n, bool)
+        for i, *failure in failures:
+            status[i], code[i], error_code[i], error_message[i] = failure
+            succeeded[i] = False
+        values = {
+            **columns,
+            "status": status,
+            "status_code": code,
+            "error_code": error_code,
+            "error_message": error_message,
+            "file_batch_id": [batch_id] * n,
+        }
+        arrays = []
+        for field in self.schema:
+            if field.name == "response_body":
+                arrays.append(pa.array(values[field.name], pa.binary()).cast(pa.string()))
+            elif field.name == "answer" and self.embeddings:
+                arrays.append(_vector_lists(values[field.name]))
+            elif field.name == "custom_id":  # text, even where a service wrote a number
+                ids = values[field.name]
+                if any(i.__class__ is not str for i in ids):
+                    ids = [str(i) for i in ids]
+                arrays.append(pa.array(ids, pa.string()))
+            else:
+                arrays.append(pa.array(values[field.name], field.type))
+        batch = pa.RecordBatch.from_arrays(arrays, schema=self.schema)
         self.writer.write_batch(batch)
-        self.ids.append(ids)
-        self.succeeded.append(np.array([r[1] == "succeeded" for r in rows], dtype=bool))
+        self.ids.append(batch.column(0))
+        self.succeeded.append(succeeded)
+        self.starts.append(self.starts[-1] + n)
+        for values_list in columns.values():
+            values_list.clear()
+        failures.clear()
+        pa.default_memory_pool().release_unused()  # see _write
 
     def custom_ids(self) -> pa.Array:
         return pa.concat_arrays(self.ids) if self.ids else pa.array([], pa.string())
@@ -348,6 +397,17 @@ def _vector_lists(values: Iterable[list[np.ndarray] | None]) -> pa.Array:
         pa.array(np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)),
         inner,
         mask=pa.array([r is None for r in rows], pa.bool_()),
+    )
+
+
+def nest_vectors(answers: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """An embeddings answer column of one vector per row as one of a list of vectors per row (that
+    one vector), to sit beside answers of requests with several inputs."""
+    flat = answers.combine_chunks() if isinstance(answers, pa.ChunkedArray) else answers
+    valid = flat.is_valid().to_numpy(zero_copy_only=False)
+    offsets = np.concatenate([[0], np.cumsum(valid)]).astype(np.int32)
+    return pa.ListArray.from_arrays(
+        pa.array(offsets), flat.filter(pa.array(valid)), mask=pa.array(~valid)
     )
 
 
@@ -442,29 +502,33 @@ def _first_positions(ids: pa.Array, succeeded: np.ndarray) -> tuple[pa.Array, np
 
 def _positions(wanted: pa.Array, ids: pa.Array, order: np.ndarray) -> np.ndarray:
     """Spill position of each ``wanted`` custom_id's preferred line, -1 where it has none."""
-    found = pc.index_in(wanted, value_set=ids).to_numpy(zero_copy_only=False)
-    where = np.nan_to_num(found, nan=-1).astype(np.int64)
-    return np.where(where >= 0, order[np.maximum(where, 0)], -1)
+    found = pc.fill_null(pc.index_in(wanted, value_set=ids), -1).to_numpy().astype(np.int64)
+    positions = np.full(len(found), -1, np.int64)
+    positions[found >= 0] = order[found[found >= 0]]
+    return positions
 
 
-def _gather(reader: pa.ipc.RecordBatchFileReader, positions: np.ndarray) -> pa.Table:
-    """The spilled rows at ``positions`` (null rows where -1), in that order."""
+def _gather(
+    reader: pa.ipc.RecordBatchFileReader, starts: np.ndarray, positions: np.ndarray
+) -> pa.Table:
+    """The spilled rows at ``positions`` (null rows where -1), in that order: each record batch
+    holding some (batch i starts at position ``starts[i]``) is read once, taking its rows in
+    position order, then the rows are put in order."""
     valid = positions >= 0
     wanted = positions[valid]
     order = np.argsort(wanted, kind="stable")
     ranked = wanted[order]
-    pieces = []
-    starts = np.flatnonzero(np.diff(ranked // JOIN_BATCH_ROWS, prepend=-1))
-    for begin, end in zip(starts, [*starts[1:], len(ranked)], strict=True):
-        number = int(ranked[begin] // JOIN_BATCH_ROWS)
-        local = ranked[begin:end] - number * JOIN_BATCH_ROWS
-        pieces.append(reader.get_batch(number).take(pa.array(local)))
-    table = (
-        pa.Table.from_batches(pieces).combine_chunks() if pieces else reader.schema.empty_table()
-    )
+    numbers = np.searchsorted(starts, ranked, side="right") - 1
+    found, first = np.unique(numbers, return_index=True)
+    ends = [*first[1:], len(ranked)]
+    pieces = [
+        reader.get_batch(int(n)).take(pa.array(ranked[a:b] - starts[n]))
+        for n, a, b in zip(found, first, ends[: len(first)], strict=True)
+    ]
+    table = pa.Table.from_batches(pieces, reader.schema).combine_chunks()
     rank = np.empty(len(wanted), np.int64)
     rank[order] = np.arange(len(wanted))
-    where = np.full(len(positions), 0, np.int64)
+    where = np.zeros(len(positions), np.int64)
     where[valid] = rank
     return table.take(pa.array(where, mask=~valid))
 
@@ -484,10 +548,22 @@ class _Tally:
         )
         if not answered.num_rows:
             return
-        sums = answered.group_by("model").aggregate(
-            [*((name, "sum") for name in TOKEN_COLUMNS), ("model", "count")]
-        )
-        for row in sums.to_pylist():
+        models = pc.unique(answered.column("model"))
+        if len(models) == 1:  # the usual case, without a group_by
+            sums = [
+                {
+                    "model": models[0].as_py(),
+                    **{f"{n}_sum": pc.sum(answered.column(n)).as_py() for n in TOKEN_COLUMNS},
+                    "model_count": answered.num_rows,
+                }
+            ]
+        else:
+            sums = (
+                answered.group_by("model")
+                .aggregate([*((name, "sum") for name in TOKEN_COLUMNS), ("model", "count")])
+                .to_pylist()
+            )
+        for row in sums:
             totals = self.tokens_by_model.setdefault(row["model"], [0] * len(USAGE_FIELDS))
             for i, name in enumerate(TOKEN_COLUMNS):
                 totals[i] += row[f"{name}_sum"] or 0
@@ -591,15 +667,12 @@ def _write(
     writer: pq.ParquetWriter | None = None
     total = 0
     preview: list[dict[str, Any]] = []
+    starts = np.array(spill.starts, np.int64)
     with atomic_output(dest) as (fs, tmp):
         try:
             for inputs, start, end in _input_chunks(prepared_inputs_path, wanted):
-                chunk_positions = positions[start:end]
-                if spill.writer is not None:
-                    with pa.memory_map(str(spill.path)) as source:
-                        lines = _gather(pa.ipc.open_file(source), chunk_positions)
-                else:
-                    lines = spill.schema.empty_table().take(pa.nulls(end - start, pa.int64()))
+                with pa.memory_map(str(spill.path)) as source:
+                    lines = _gather(pa.ipc.open_file(source), starts, positions[start:end])
                 table = _result_columns(
                     lines, schema, wanted[start:end], owners[start:end], absent, spill
                 )

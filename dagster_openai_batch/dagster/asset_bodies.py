@@ -785,9 +785,10 @@ COLUMN_DESCRIPTIONS = {
     "status_code": "HTTP status of the request's response (null when it never ran).",
     "error_code": "Error code of a failed request (e.g. context_length_exceeded, batch_expired).",
     "error_message": "Error message of a failed request.",
-    "response_body": "The endpoint's full JSON response.",
+    "response_body": "The endpoint's full JSON response (embedding vectors left to answer).",
     "answer": "Text (chat, completions, responses), JSON text of the structured output, "
-    "embedding vector (float32) or moderation flags.",
+    "embedding vector (float32) or moderation flags; a request with several inputs keeps one row, "
+    "its answer one entry per input in input order (a list of vectors, a JSON list of flags).",
     "input_tokens": "Prompt tokens billed for the request.",
     "cached_tokens": "Prompt tokens served from cache (billed at the cached rate).",
     "output_tokens": "Completion tokens billed for the request.",
