@@ -378,6 +378,33 @@ class _Spill:
         failures.clear()
         pa.default_memory_pool().release_unused()  # see _write
 
+    def gather(self, positions: np.ndarray) -> pa.Table:
+        """The spilled rows at ``positions`` (null rows where -1), in that order.
+
+        Each record batch holding some is mapped on its own, its rows taken in position order and
+        the mapping let go (a mapped file's pages count in the process's RSS while mapped); the
+        rows are then put in order.
+        """
+        starts = np.asarray(self.starts, np.int64)
+        valid = positions >= 0
+        wanted = positions[valid]
+        order = np.argsort(wanted, kind="stable")
+        ranked = wanted[order]
+        numbers = np.searchsorted(starts, ranked, side="right") - 1
+        found, first = np.unique(numbers, return_index=True)
+        ends = [*first[1:], len(ranked)]
+        pieces = []
+        for n, a, b in zip(found, first, ends[: len(first)], strict=True):
+            with pa.memory_map(str(self.path)) as source:
+                batch = pa.ipc.open_file(source).get_batch(int(n))
+                pieces.append(batch.take(pa.array(ranked[a:b] - starts[n])))
+        table = pa.Table.from_batches(pieces, self.schema).combine_chunks()
+        rank = np.empty(len(wanted), np.int64)
+        rank[order] = np.arange(len(wanted))
+        where = np.zeros(len(positions), np.int64)
+        where[valid] = rank
+        return table.take(pa.array(where, mask=~valid))
+
     def custom_ids(self) -> pa.Array:
         return pa.concat_arrays(self.ids) if self.ids else pa.array([], pa.string())
 
@@ -461,11 +488,14 @@ def sent_requests(parts: list[Path], batch_ids: list[str]) -> pa.Table:
         with Path(part).open("rb", buffering=_BUFFER) as f:
             found = [cid for cid in map(_sent_custom_id, f) if cid is not None]
         ids.append(pa.array(found, pa.string()))
-        owners.append(pa.array([batch_id] * len(found), pa.string()))
+        owners.append(
+            pa.DictionaryArray.from_arrays(np.zeros(len(found), np.int32), pa.array([batch_id]))
+        )
+    owner_type = pa.dictionary(pa.int32(), pa.string())
     return pa.table(
         {
             "custom_id": pa.chunked_array(ids, pa.string()),
-            "batch_id": pa.chunked_array(owners, pa.string()),
+            "batch_id": pa.chunked_array(owners, owner_type),  # 4 bytes a row, whatever the id
         }
     )
 
@@ -480,9 +510,7 @@ def _requests(
         owner = request_ids.column("batch_id") if "batch_id" in request_ids.column_names else None
         ids = request_ids.column("custom_id").combine_chunks().cast(pa.string())
         return ids, (
-            owner.combine_chunks().cast(pa.string())
-            if owner is not None
-            else pa.nulls(len(ids), pa.string())
+            owner.combine_chunks() if owner is not None else pa.nulls(len(ids), pa.string())
         )
     cids: list[str] = []
     owners: list[str | None] = []
@@ -497,6 +525,8 @@ def _first_positions(ids: pa.Array, succeeded: np.ndarray) -> tuple[pa.Array, np
     """The result ids with successes first (in file order, then the rest), and their positions in
     the spill: a lookup finds each custom_id's success before any other line of it."""
     order = np.concatenate([np.flatnonzero(succeeded), np.flatnonzero(~succeeded)])
+    if succeeded.all():
+        return ids, order
     return ids.take(pa.array(order)), order
 
 
@@ -506,31 +536,6 @@ def _positions(wanted: pa.Array, ids: pa.Array, order: np.ndarray) -> np.ndarray
     positions = np.full(len(found), -1, np.int64)
     positions[found >= 0] = order[found[found >= 0]]
     return positions
-
-
-def _gather(
-    reader: pa.ipc.RecordBatchFileReader, starts: np.ndarray, positions: np.ndarray
-) -> pa.Table:
-    """The spilled rows at ``positions`` (null rows where -1), in that order: each record batch
-    holding some (batch i starts at position ``starts[i]``) is read once, taking its rows in
-    position order, then the rows are put in order."""
-    valid = positions >= 0
-    wanted = positions[valid]
-    order = np.argsort(wanted, kind="stable")
-    ranked = wanted[order]
-    numbers = np.searchsorted(starts, ranked, side="right") - 1
-    found, first = np.unique(numbers, return_index=True)
-    ends = [*first[1:], len(ranked)]
-    pieces = [
-        reader.get_batch(int(n)).take(pa.array(ranked[a:b] - starts[n]))
-        for n, a, b in zip(found, first, ends[: len(first)], strict=True)
-    ]
-    table = pa.Table.from_batches(pieces, reader.schema).combine_chunks()
-    rank = np.empty(len(wanted), np.int64)
-    rank[order] = np.arange(len(wanted))
-    where = np.zeros(len(positions), np.int64)
-    where[valid] = rank
-    return table.take(pa.array(where, mask=~valid))
 
 
 class _Tally:
@@ -615,29 +620,8 @@ def collect_results(
     with spill_dir as spill_name:
         spill = _Spill(Path(spill_name) / "lines.arrow", ep)
         spill.read(files, [_batch_for_file(p, batches) for p in files], ep)
-        result_ids = spill.custom_ids()
-        ids, order = _first_positions(
-            result_ids,
-            np.concatenate(spill.succeeded) if spill.succeeded else np.zeros(0, bool),
-        )
-        requests = _requests(request_ids)
-        if prepared_inputs_path is not None:
-            wanted = pq.read_table(prepared_inputs_path, columns=["custom_id"]).column(0)
-            wanted = wanted.combine_chunks().cast(pa.string())
-        elif requests is not None:
-            wanted = requests[0]
-        else:  # each custom_id of the result files, in order of first appearance
-            first = pc.index_in(result_ids, value_set=result_ids).to_numpy(zero_copy_only=False)
-            wanted = result_ids.filter(pa.array(first == np.arange(len(result_ids))))
-        owners = pa.nulls(len(wanted), pa.string())
-        if requests is not None and requests[0].equals(wanted):
-            owners = requests[1]
-        elif requests is not None:
-            owners = requests[1].take(pc.index_in(wanted, value_set=requests[0]))
-        positions = _positions(wanted, ids, order)
-        used = np.zeros(len(result_ids), bool)
-        used[positions[positions >= 0]] = True
-        unmatched = pc.count_distinct(result_ids).as_py() - int(used.sum())
+        wanted, owners, positions, unmatched = _join(spill, prepared_inputs_path, request_ids)
+        pa.default_memory_pool().release_unused()  # the join's hash tables
         absent = {
             owner: _absent_status(owner, by_id, batches)
             for owner in [None, *pc.unique(owners).to_pylist()]
@@ -645,6 +629,44 @@ def collect_results(
         return _write(
             dest, ep, spill, prepared_inputs_path, wanted, owners, positions, absent, unmatched
         )
+
+
+def _join(
+    spill: _Spill,
+    prepared_inputs_path: Path | None,
+    request_ids: Iterable[str | tuple[str, str]] | pa.Table | None,
+) -> tuple[pa.Array, pa.Array, np.ndarray, int]:
+    """The custom_ids of the rows (see :func:`collect_results`), their owning batch ids (or
+    nulls), the spill position of each one's line (-1 where it has none) and the number of result
+    custom_ids that are not among them."""
+    result_ids = spill.custom_ids()
+    ids, order = _first_positions(
+        result_ids, np.concatenate(spill.succeeded) if spill.succeeded else np.zeros(0, bool)
+    )
+    requests = _requests(request_ids)
+    if prepared_inputs_path is not None:
+        wanted = pq.read_table(prepared_inputs_path, columns=["custom_id"]).column(0)
+        wanted = wanted.combine_chunks().cast(pa.string())
+    elif requests is not None:
+        wanted = requests[0]
+    else:  # each custom_id of the result files, in order of first appearance
+        first = pc.index_in(result_ids, value_set=result_ids).to_numpy(zero_copy_only=False)
+        wanted = result_ids.filter(pa.array(first == np.arange(len(result_ids))))
+    owners = pa.nulls(len(wanted), pa.string())
+    if requests is not None and requests[0].equals(wanted):
+        owners = requests[1]
+    elif requests is not None:
+        owners = requests[1].take(pc.index_in(wanted, value_set=requests[0]))
+    positions = _positions(wanted, ids, order)
+    used = np.zeros(len(result_ids), bool)
+    used[positions[positions >= 0]] = True
+    # Lines not used: repeats of a used custom_id, or custom_ids not among the rows (unmatched).
+    rest = result_ids.filter(pa.array(~used))
+    if len(rest):
+        preferred = order[pc.index_in(rest, value_set=ids).to_numpy()]
+        rest = rest.filter(pa.array(~used[preferred]))
+    unmatched = pc.count_distinct(rest).as_py() if len(rest) else 0
+    return wanted, owners, positions, unmatched
 
 
 def _write(
@@ -659,7 +681,7 @@ def _write(
     unmatched: int,
 ) -> ResultsSummary:
     """Write the results table chunk by chunk in input order, gathering each chunk's lines from
-    the spill (mapped anew per chunk, so the pages read are let go)."""
+    the spill."""
     schema = result_schema(endpoint, spill.several_inputs)
     path = resolve(dest)[1]
     tally = _Tally()
@@ -667,12 +689,10 @@ def _write(
     writer: pq.ParquetWriter | None = None
     total = 0
     preview: list[dict[str, Any]] = []
-    starts = np.array(spill.starts, np.int64)
     with atomic_output(dest) as (fs, tmp):
         try:
             for inputs, start, end in _input_chunks(prepared_inputs_path, wanted):
-                with pa.memory_map(str(spill.path)) as source:
-                    lines = _gather(pa.ipc.open_file(source), starts, positions[start:end])
+                lines = spill.gather(positions[start:end])
                 table = _result_columns(
                     lines, schema, wanted[start:end], owners[start:end], absent, spill
                 )
@@ -737,7 +757,7 @@ def _result_columns(
         "custom_id": custom_ids,
         "status": status,
         "answer": answer,
-        "batch_id": pc.coalesce(lines.column("file_batch_id"), owners),
+        "batch_id": pc.coalesce(lines.column("file_batch_id"), owners.cast(pa.string())),
     }
     return pa.Table.from_arrays(
         [columns[f.name] if f.name in columns else lines.column(f.name) for f in schema],
