@@ -172,3 +172,21 @@ def test_a_follow_up_with_several_inputs_merges_into_single_vectors(tmp_path: Pa
         "b": [[0.0, 1.0], [0.5, 0.5]],
     }
     assert merged.counts["succeeded"] == 2
+
+
+def test_sent_requests_reads_each_custom_id_whatever_its_characters(tmp_path: Path) -> None:
+    """custom_ids are read from the line's start when written plainly, else parsed: escaped
+    quotes and backslashes, non-ASCII text, other key orders and blank lines all come out right."""
+    ids = ["plain", 'quote"d', "back\\slash", "ünïcode ✓", "r-2"]
+    requests = [
+        {"custom_id": cid, "url": EMB, "body": {"model": "text-embedding-3-small", "input": "x"}}
+        for cid in ids
+    ]
+    prepared = write_batch_input(requests, tmp_path / "in", endpoint=EMB)
+    other = tmp_path / "other.jsonl"
+    other.write_bytes(
+        b'\n{"url": "/v1/embeddings", "custom_id": "late", "method": "POST", "body": {}}\n  \n'
+    )
+    table = sent_requests([prepared.parts[0].path, other], ["batch_a", "batch_b"])
+    assert table.column("custom_id").to_pylist() == [*ids, "late"]
+    assert table.column("batch_id").to_pylist() == ["batch_a"] * len(ids) + ["batch_b"]
