@@ -258,6 +258,7 @@ class _Spill:
 
     def __init__(self, path: Path, endpoint: BatchEndpoint) -> None:
         self.path = path
+        self.endpoint = endpoint
         self.embeddings = endpoint == "/v1/embeddings"
         answer = VECTORS if self.embeddings else pa.string()
         self.schema = pa.schema([(n, answer if n == "answer" else t) for n, t in _SPILL_SCHEMA])
@@ -269,11 +270,10 @@ class _Spill:
         self.several_inputs = False
         """Some success embedded several inputs (so answers are lists of vectors)."""
 
-    def read(
-        self, files: list[Path], file_batch: list[str | None], endpoint: BatchEndpoint
-    ) -> None:
+    def read(self, files: list[Path], file_batch: list[str | None]) -> None:
+        """Parse and spill every line of ``files`` (``file_batch``: each file's batch id)."""
         loads, dumps, usage = orjson.loads, orjson.dumps, _usage
-        text_answer = _TEXT_ANSWERS.get(endpoint, _no_answer)
+        text_answer = _TEXT_ANSWERS.get(self.endpoint, _no_answer)
         embeddings = self.embeddings
         columns: dict[str, list[Any]] = {name: [] for name in _PER_LINE}
         add_id, add_body, add_answer, add_in, add_cached, add_out, add_reasoning, add_rid = (
@@ -440,10 +440,11 @@ def nest_vectors(answers: pa.Array | pa.ChunkedArray) -> pa.Array:
 
 def _one_vector_each(answers: pa.Array) -> pa.Array:
     """list<list<float32>> rows holding one vector each (or null) as list<float32>."""
-    lists = answers.cast(VECTORS) if answers.type != VECTORS else answers
-    assert isinstance(lists, pa.ListArray)
-    offsets = lists.offsets.to_numpy()[:-1]
-    return lists.values.take(pa.array(offsets, pa.int64(), mask=lists.is_null().to_numpy(False)))
+    assert isinstance(answers, pa.ListArray)
+    offsets = answers.offsets.to_numpy()[:-1]
+    return answers.values.take(
+        pa.array(offsets, pa.int64(), mask=answers.is_null().to_numpy(zero_copy_only=False))
+    )
 
 
 def _batch_for_file(path: Path, batches: list[Batch]) -> str | None:
@@ -619,7 +620,7 @@ def collect_results(
     spill_dir = tempfile.TemporaryDirectory(dir=files[0].parent if files else None)
     with spill_dir as spill_name:
         spill = _Spill(Path(spill_name) / "lines.arrow", ep)
-        spill.read(files, [_batch_for_file(p, batches) for p in files], ep)
+        spill.read(files, [_batch_for_file(p, batches) for p in files])
         wanted, owners, positions, unmatched = _join(spill, prepared_inputs_path, request_ids)
         pa.default_memory_pool().release_unused()  # the join's hash tables
         absent = {
