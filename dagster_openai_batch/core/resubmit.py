@@ -27,8 +27,11 @@ from .results import (
     STATUSES,
     TOKEN_COLUMNS,
     USAGE_FIELDS,
+    VECTOR,
+    VECTORS,
     ResultsSummary,
     _cost,
+    nest_vectors,
     result_schema,
     usage_by_model,
 )
@@ -150,8 +153,10 @@ def merge_results(
     priced by the model in its response body). ``dest`` is written whole or not at all, and may be
     ``base_path`` itself.
     """
-    followup = _Followup(followup_path)
     base_fs, base = resolve(base_path)
+    with base_fs.open_input_file(base) as f:
+        base_schema = pq.ParquetFile(f).schema_arrow
+    followup = _Followup(followup_path, base_schema)
     tally = _Tally()
     writer: pq.ParquetWriter | None = None
     with atomic_output(dest) as (out_fs, tmp), base_fs.open_input_file(base) as f:
@@ -171,18 +176,29 @@ def merge_results(
 
 
 class _Followup:
-    """The result columns of a follow-up's results table, and where each custom_id's row is."""
+    """The result columns of a follow-up's results table, and where each custom_id's row is.
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    When one side's embeddings answers are lists of vectors (a request embedded several inputs)
+    and the other's single vectors, the single vectors become one-vector lists on both sides.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], base_schema: pa.Schema) -> None:
         fs, local = resolve(path)
         table = pq.read_table(local, filesystem=fs)
         self.columns = [c for c in table.column_names if c in _RESULT_COLUMNS]
         self.table = table.select(self.columns)
+        types = [s.field("answer").type for s in (base_schema, table.schema) if "answer" in s.names]
+        # Compared with ==, not hashed: a list's item name (item, element) is not part of its type.
+        self.nest = any(t == VECTOR for t in types) and any(t == VECTORS for t in types)
+        if self.nest:
+            self.table = _nested(self.table)
         self.position = {cid: i for i, cid in enumerate(self.table.column("custom_id").to_pylist())}
         self.statuses = self.table.column("status").to_pylist()
 
     def merge_into(self, table: pa.Table) -> pa.Table:
         """``table`` (a chunk of the base) with the follow-up's rows that win put in."""
+        if self.nest:
+            table = _nested(table)
         statuses = table.column("status").to_pylist()
         take = []
         for i, cid in enumerate(table.column("custom_id").to_pylist()):
@@ -204,6 +220,14 @@ class _Followup:
             )
             table = table.set_column(table.column_names.index(name), name, column)
         return table
+
+
+def _nested(table: pa.Table) -> pa.Table:
+    """``table`` with an answer column of single vectors as one of one-vector lists."""
+    i = table.column_names.index("answer")
+    if table.schema.field(i).type != VECTOR:
+        return table
+    return table.set_column(i, "answer", nest_vectors(table.column(i)))
 
 
 class _Tally:

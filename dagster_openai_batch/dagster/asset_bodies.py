@@ -23,13 +23,12 @@ from ..core.input_file import (
     PreparedInput,
     prepare_jsonl,
     prepare_rows,
-    read_jsonl_input,
     write_batch_input,
 )
 from ..core.input_validation import BatchInputError
 from ..core.queue_budget import QUEUE_WINDOW_SECONDS, QueueBudgetError, token_limit_of
 from ..core.resubmit import build_resubmission, merge_results
-from ..core.results import ResultsSummary, collect_results
+from ..core.results import ResultsSummary, collect_results, sent_requests
 from ..core.storage import BatchResults, download_file, join_uri, read_table, resolve, upload_file
 from ..core.templates import RequestTemplate
 from ..core.token_estimate import (
@@ -717,7 +716,7 @@ def materialize_results(
             sent = [
                 download_file(u, tmp / f"sent-{i}.jsonl") for i, u in enumerate(job.part_uri_list)
             ]
-            request_ids, target = _request_ids(sent, ids), dest
+            request_ids, target = sent_requests(sent, ids), dest
             inputs_local = (
                 download_file(job.inputs_uri, tmp / "inputs.parquet") if job.inputs_uri else None
             )
@@ -849,13 +848,6 @@ def _refuse_if_superseded(stage: StageContext, ids: list[str], allow_superseded:
             "superseded them, and the sensor collects that one. To collect these anyway, set "
             "results config allow_superseded: true."
         )
-
-
-def _request_ids(sent_parts: list[Path], batch_ids: list[str]) -> Iterator[tuple[str, str]]:
-    """(custom_id, batch id) of every request sent: part i went to batch i."""
-    for part, batch_id in zip(sent_parts, batch_ids, strict=True):
-        for line in read_jsonl_input(part):
-            yield line["custom_id"], batch_id
 
 
 def results_output(
@@ -1020,9 +1012,10 @@ COLUMN_DESCRIPTIONS = {
     "status_code": "HTTP status of the request's response (null when it never ran).",
     "error_code": "Error code of a failed request (e.g. context_length_exceeded, batch_expired).",
     "error_message": "Error message of a failed request.",
-    "response_body": "The endpoint's full JSON response.",
+    "response_body": "The endpoint's full JSON response (embedding vectors left to answer).",
     "answer": "Text (chat, completions, responses), JSON text of the structured output, "
-    "embedding vector (float32) or moderation flags.",
+    "embedding vector (float32) or moderation flags; a request with several inputs keeps one row, "
+    "its answer one entry per input in input order (a list of vectors, a JSON list of flags).",
     "input_tokens": "Prompt tokens billed for the request.",
     "cached_tokens": "Prompt tokens served from cache (billed at the cached rate).",
     "output_tokens": "Completion tokens billed for the request.",

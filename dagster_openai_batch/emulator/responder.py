@@ -315,7 +315,9 @@ def _moderations(
     body: dict[str, Any], rng: random.Random, *, rid: str, model: str, created: int, digest: bytes
 ) -> tuple[dict[str, Any], Usage]:
     inputs = body.get("input", "")
-    inputs = inputs if isinstance(inputs, list) else [inputs]
+    # One result per string of a list; a list of multi-modal parts (text, image_url) is one input.
+    several = isinstance(inputs, list) and not any(isinstance(i, dict) for i in inputs)
+    inputs = inputs if several else [inputs]
     results = [
         {
             "flagged": False,
