@@ -30,10 +30,10 @@ import orjson
 from pydantic import BaseModel
 
 from .batch_request import BatchRequest
-from .input_validation import BatchInputError, InputChecker, InputProblem
+from .input_validation import BatchInputError, InputChecker, InputProblem, RenderedLine
 from .inputs_table import INPUTS_FILE, InputsTableWriter
 from .service_profile import OPENAI_PROFILE, ServiceProfile
-from .templates import RequestTemplate, check_rows
+from .templates import LineRenderer, RequestTemplate, iter_rows, row_checker
 from .vocabulary import RETIRED_ENDPOINTS, BatchEndpoint, ValidEndpoint, as_endpoint
 
 PREVIEW_REQUESTS = 5
@@ -254,23 +254,32 @@ def prepare_rows(
 
 def _template_items(
     rows: Any, template: RequestTemplate
-) -> Iterator[tuple[int, BatchRequest | InputProblem, dict[str, Any]]]:
-    for i, (row, request, problems) in enumerate(check_rows(rows, template), 1):
-        if request is not None:
-            yield i, request, row
-        for p in problems:
-            yield (
-                i,
-                InputProblem(
-                    line=i,
-                    custom_id=p.custom_id,
-                    field=p.field,
-                    code="missing_value",
-                    message=p.message,
-                    fix=p.fix,
-                ),
-                row,
-            )
+) -> Iterator[tuple[int, RenderedLine | dict[str, Any] | InputProblem, dict[str, Any]]]:
+    check = row_checker(template)
+    renderer = LineRenderer.of(template)
+    lines = renderer.line if renderer is not None and renderer.same_shape else None
+    url = template.endpoint
+    for i, row in enumerate(iter_rows(rows), 1):
+        cid, problems = check(row)
+        if problems:
+            for p in problems:
+                yield (
+                    i,
+                    InputProblem(
+                        line=i,
+                        custom_id=p.custom_id,
+                        field=p.field,
+                        code="missing_value",
+                        message=p.message,
+                        fix=p.fix,
+                    ),
+                    row,
+                )
+        elif lines is not None:
+            yield i, RenderedLine(cid, lines(cid, row)), row  # type: ignore[arg-type]
+        else:
+            body = template.render_body(row)
+            yield i, {"custom_id": cid, "method": "POST", "url": url, "body": body}, row
 
 
 def prepare_jsonl(
@@ -347,7 +356,9 @@ class _Limits(NamedTuple):
         )
 
 
-_Item = tuple[int, BatchRequest | dict[str, Any] | InputProblem, dict[str, Any] | None]
+_Item = tuple[
+    int, BatchRequest | dict[str, Any] | RenderedLine | InputProblem, dict[str, Any] | None
+]
 """(line number, the request or why there is none, its source row or None)."""
 
 

@@ -229,3 +229,52 @@ def test_prepare_jsonl_validates_json_and_infers_endpoint(tmp_path: Path) -> Non
     empty.write_bytes(b"")
     with pytest.raises(BatchInputError, match="has no request with a url"):
         prepare_jsonl(empty, tmp_path / "out3")
+
+
+def test_rules_that_vary_by_row_are_checked_on_every_row(tmp_path: Path) -> None:
+    """The first row is checked in full, later ones for what a template lets differ: a repeated
+    id, an oversized line, and every rule where a placeholder sits in a field the rules read."""
+    t = RequestTemplate(endpoint=CHAT, model="gpt-4o-mini", prompt="{text}", custom_id_column="id")
+    rows = [{"id": "a", "text": "x"}, {"id": "b", "text": "y" * 400}, {"id": "a", "text": "z"}]
+    with pytest.raises(BatchInputError) as e:
+        prepare_rows(rows, t, tmp_path / "a", max_bytes=300)
+    assert [(p.line, p.code) for p in e.value.problems] == [
+        (2, "line_too_large"),
+        (3, "duplicate_custom_id"),
+    ]
+    assert str(e.value.problems[1]).startswith(
+        "line 3 (custom_id 'a'), field 'custom_id': custom_id 'a' is already used on line 1"
+    )
+    varying = RequestTemplate(
+        endpoint=CHAT, prompt="hi", model="m", body={"model": "{m}", "metadata": {"k": "{note}"}}
+    )
+    rows = [
+        {"m": "gpt-4o-mini", "note": "fine"},
+        {"m": "gpt-4o-mini", "note": "v" * 513},
+        {"m": "gpt-4o", "note": "fine"},
+    ]
+    with pytest.raises(BatchInputError) as e:
+        prepare_rows(rows, varying, tmp_path / "b")
+    assert [(p.line, p.field, p.code) for p in e.value.problems] == [
+        (2, "body.metadata.k", "invalid_metadata"),
+        (3, "body.model", "model_mismatch"),
+    ]
+    assert not list((tmp_path / "b").glob("part-*"))
+
+
+def test_prepare_rows_writes_what_write_batch_input_writes(tmp_path: Path) -> None:
+    """The compiled template's lines are the requests' own JSON: same parts, same content hash."""
+    rows = [{"id": f"r{i}", "text": f'"{i}"\n{{x}}', "n": i} for i in range(30)]
+    t = RequestTemplate(
+        endpoint=CHAT,
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "{text} ({n})"}],
+        body={"metadata": {"source": "test"}},
+        custom_id_column="id",
+    )
+    compiled = prepare_rows(rows, t, tmp_path / "a", max_requests=7)
+    requests = [{"custom_id": r["id"], "url": CHAT, "body": t.render_body(r)} for r in rows]
+    generic = write_batch_input(requests, tmp_path / "b", endpoint=CHAT, max_requests=7)
+    assert compiled.content_hash == generic.content_hash
+    assert [p.sha256 for p in compiled.parts] == [p.sha256 for p in generic.parts]
+    assert compiled.preview == generic.preview
