@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, NamedTuple
@@ -30,15 +30,16 @@ import orjson
 from pydantic import BaseModel
 
 from .batch_request import BatchRequest
-from .input_validation import BatchInputError, InputChecker, InputProblem, RenderedLine
+from .input_validation import BatchInputError, InputChecker, InputProblem
 from .inputs_table import INPUTS_FILE, InputsTableWriter
 from .service_profile import OPENAI_PROFILE, ServiceProfile
-from .templates import LineRenderer, RequestTemplate, iter_rows, row_checker
+from .templates import LineRenderer, RequestTemplate, RowProblem, iter_rows, row_checker
 from .vocabulary import RETIRED_ENDPOINTS, BatchEndpoint, ValidEndpoint, as_endpoint
 
 PREVIEW_REQUESTS = 5
 """Requests kept in :attr:`PreparedInput.preview`."""
 _BUFFER = 1 << 20
+_PENDING_LINES = 4_096
 _NO_LIMIT = 1 << 62
 
 
@@ -118,7 +119,8 @@ def _parse_lines(path: Path) -> Iterator[tuple[int, dict[str, Any] | InputProble
 
 
 class _PartWriter:
-    """Writes lines into numbered parts, rolling over before a limit would be passed."""
+    """Writes lines into numbered parts, rolling over before a limit would be passed; lines are
+    written and hashed :data:`_PENDING_LINES` at a time."""
 
     def __init__(self, out_dir: Path, max_requests: int, max_bytes: int, max_inputs: int) -> None:
         self.out_dir, self.max_requests, self.max_bytes, self.max_inputs = (
@@ -129,29 +131,40 @@ class _PartWriter:
         )
         self.parts: list[InputPart] = []
         self._file: IO[bytes] | None = None
+        self._pending: list[bytes] = []
         self._hash = hashlib.sha256()
         self._requests = self._bytes = self._inputs = 0
         self.model: str | None = None
 
     def write(self, line: bytes, inputs: int) -> None:
-        if self._file is not None and (
-            self._requests + 1 > self.max_requests
-            or self._bytes + len(line) > self.max_bytes
+        size = len(line)
+        if self._requests and (
+            self._requests == self.max_requests
+            or self._bytes + size > self.max_bytes
             or self._inputs + inputs > self.max_inputs
         ):
             self.close()
+        self._pending.append(line)
+        self._requests += 1
+        self._bytes += size
+        self._inputs += inputs
+        if len(self._pending) == _PENDING_LINES:
+            self._flush()
+
+    def _flush(self) -> None:
         if self._file is None:
             path = self.out_dir / f"part-{len(self.parts):05d}.jsonl"
-            self._file = path.open("wb", buffering=_BUFFER)
-        self._file.write(line)
-        self._hash.update(line)
-        self._requests += 1
-        self._bytes += len(line)
-        self._inputs += inputs
+            self._file = path.open("wb", buffering=0)
+        data = b"".join(self._pending)
+        self._file.write(data)
+        self._hash.update(data)
+        self._pending.clear()
 
     def close(self) -> None:
-        if self._file is None:
+        if not self._requests:
             return
+        self._flush()
+        assert self._file is not None
         self._file.close()
         self.parts.append(
             InputPart(
@@ -200,12 +213,9 @@ def write_batch_input(
         )
     else:
         items = ((i, r, row) for i, (r, row) in enumerate(_zip_rows(requests, rows), 1))
+    limits = _Limits.of(profile, max_requests, max_bytes, max_embedding_inputs)
     return _write(
-        items,
-        Path(out_dir),
-        as_endpoint(endpoint),
-        rows is not None,
-        _Limits.of(profile, max_requests, max_bytes, max_embedding_inputs),
+        items, _InputWriter(Path(out_dir), as_endpoint(endpoint), limits, rows is not None)
     )
 
 
@@ -242,42 +252,49 @@ def prepare_rows(
     >>> prepare_rows([{"text": "hi"}], t, pathlib.Path(tempfile.mkdtemp())).requests
     1
     """
-    return _write(
-        _template_items(rows, template),
-        Path(out_dir),
-        template.endpoint,
-        True,
-        _Limits.of(profile, max_requests, max_bytes, max_embedding_inputs),
-        id_column=template.custom_id_column,
+    limits = _Limits.of(profile, max_requests, max_bytes, max_embedding_inputs)
+    out = _InputWriter(Path(out_dir), template.endpoint, limits, True, template.custom_id_column)
+    check_row = row_checker(template)
+    renderer = LineRenderer.of(template)
+    if renderer is None or not renderer.same_shape:
+        return _write(_template_items(rows, template, check_row), out)
+    # Every line has the same shape: each row's line is rendered as bytes and, once one has passed
+    # every rule, only what varies is checked.
+    with out:
+        checker, render = out.checker, renderer.line
+        for i, row in enumerate(iter_rows(rows), 1):
+            cid, problems = check_row(row)
+            if problems or cid is None:
+                checker.report([_missing_value(i, p) for p in problems])
+                continue
+            line = render(cid, row)
+            if checker.check_rendered(i, cid, line) and not checker.total_problems:
+                out.write(cid, line, checker.shape_inputs, i, row)
+        return out.finish()
+
+
+def _missing_value(lineno: int, problem: RowProblem) -> InputProblem:
+    return InputProblem(
+        line=lineno,
+        custom_id=problem.custom_id,
+        field=problem.field,
+        code="missing_value",
+        message=problem.message,
+        fix=problem.fix,
     )
 
 
 def _template_items(
-    rows: Any, template: RequestTemplate
-) -> Iterator[tuple[int, RenderedLine | dict[str, Any] | InputProblem, dict[str, Any]]]:
-    check = row_checker(template)
-    renderer = LineRenderer.of(template)
-    lines = renderer.line if renderer is not None and renderer.same_shape else None
+    rows: Any,
+    template: RequestTemplate,
+    check_row: Callable[[dict[str, Any]], tuple[str | None, list[RowProblem]]],
+) -> Iterator[tuple[int, dict[str, Any] | InputProblem, dict[str, Any]]]:
     url = template.endpoint
     for i, row in enumerate(iter_rows(rows), 1):
-        cid, problems = check(row)
-        if problems:
-            for p in problems:
-                yield (
-                    i,
-                    InputProblem(
-                        line=i,
-                        custom_id=p.custom_id,
-                        field=p.field,
-                        code="missing_value",
-                        message=p.message,
-                        fix=p.fix,
-                    ),
-                    row,
-                )
-        elif lines is not None:
-            yield i, RenderedLine(cid, lines(cid, row)), row  # type: ignore[arg-type]
-        else:
+        cid, problems = check_row(row)
+        for p in problems:
+            yield i, _missing_value(i, p), row
+        if not problems:
             body = template.render_body(row)
             yield i, {"custom_id": cid, "method": "POST", "url": url, "body": body}, row
 
@@ -328,7 +345,7 @@ def prepare_jsonl(
         ) from None
     items = ((i, obj, None) for i, obj in _parse_lines(path))
     limits = _Limits.of(profile, max_requests, max_bytes, max_embedding_inputs)
-    return _write(items, Path(out_dir), ep, False, limits)
+    return _write(items, _InputWriter(Path(out_dir), ep, limits, False))
 
 
 class _Limits(NamedTuple):
@@ -356,9 +373,7 @@ class _Limits(NamedTuple):
         )
 
 
-_Item = tuple[
-    int, BatchRequest | dict[str, Any] | RenderedLine | InputProblem, dict[str, Any] | None
-]
+_Item = tuple[int, BatchRequest | dict[str, Any] | InputProblem, dict[str, Any] | None]
 """(line number, the request or why there is none, its source row or None)."""
 
 
@@ -380,67 +395,84 @@ def _refuse_retired(endpoint: BatchEndpoint) -> None:
         )
 
 
-def _write(
-    items: Iterable[_Item],
-    out_dir: Path,
-    endpoint: BatchEndpoint,
-    with_rows: bool,
-    limits: _Limits,
-    id_column: str | None = None,
-) -> PreparedInput:
-    """Check every item and, while none has a problem, write the parts (and ``inputs.parquet``)."""
-    _refuse_retired(endpoint)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    checker = InputChecker(
-        endpoint,
-        max_bytes=limits.max_bytes,
-        max_inputs=limits.max_inputs,
-        model_names_known=limits.model_names_known,
-    )
-    part_inputs = limits.max_inputs if endpoint == "/v1/embeddings" else _NO_LIMIT
-    parts = _PartWriter(out_dir, limits.max_requests, limits.max_bytes, part_inputs)
-    rows_out = InputsTableWriter(out_dir / INPUTS_FILE, id_column) if with_rows else None
-    preview: list[dict[str, Any]] = []
-    try:
+class _InputWriter:
+    """One input being checked and written: its checker, parts, ``inputs.parquet`` and preview.
+
+    A context manager: when an exception leaves it (a refused input among them), nothing written
+    is left behind.
+    """
+
+    def __init__(
+        self,
+        out_dir: Path,
+        endpoint: BatchEndpoint,
+        limits: _Limits,
+        with_rows: bool,
+        id_column: str | None = None,
+    ) -> None:
+        _refuse_retired(endpoint)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.endpoint = endpoint
+        self.checker = InputChecker(
+            endpoint,
+            max_bytes=limits.max_bytes,
+            max_inputs=limits.max_inputs,
+            model_names_known=limits.model_names_known,
+        )
+        part_inputs = limits.max_inputs if endpoint == "/v1/embeddings" else _NO_LIMIT
+        self.parts = _PartWriter(out_dir, limits.max_requests, limits.max_bytes, part_inputs)
+        self.rows = InputsTableWriter(out_dir / INPUTS_FILE, id_column) if with_rows else None
+        self.preview: list[dict[str, Any]] = []
+
+    def __enter__(self) -> _InputWriter:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if kind is not None:
+            self.parts.discard()
+            if self.rows is not None:
+                self.rows.discard()
+
+    def write(
+        self, custom_id: str, line: bytes, inputs: int, lineno: int, row: dict[str, Any] | None
+    ) -> None:
+        """Write a line that passed every check (and its source row, if any)."""
+        self.parts.write(line, inputs)
+        if self.rows is not None and row is not None:
+            self.rows.add(custom_id, row, len(line), lineno)
+        if len(self.preview) < PREVIEW_REQUESTS:
+            self.preview.append(orjson.loads(line))
+            self.parts.model = self.checker.model  # set by the first line that passed
+
+    def finish(self) -> PreparedInput:
+        """Raise the problems found, if any; else close the parts and describe them."""
+        self.checker.finish()
+        self.parts.close()
+        inputs_path = self.rows.close() if self.rows is not None else None
+        parts = self.parts.parts
+        content = hashlib.sha256(
+            self.endpoint.encode() + b"".join(p.sha256.encode() for p in parts)
+        ).hexdigest()
+        return PreparedInput(
+            endpoint=self.endpoint,
+            model=self.parts.model,
+            parts=parts,
+            requests=self.checker.requests,
+            bytes=sum(p.bytes for p in parts),
+            content_hash=content,
+            inputs_path=inputs_path,
+            preview=self.preview,
+            warnings=self.checker.warnings,
+        )
+
+
+def _write(items: Iterable[_Item], out: _InputWriter) -> PreparedInput:
+    """Check every item and, while none has a problem, write it (and its row)."""
+    with out:
+        check = out.checker.check
         for lineno, item, row in items:
-            checked = checker.check(lineno, item)
-            if checked is None or checker.total_problems:
-                continue  # after a problem nothing more is written: the input will be refused
-            parts.model = checker.model
-            parts.write(checked.line, checked.inputs)
-            if rows_out is not None and row is not None:
-                rows_out.add(checked.custom_id, row, len(checked.line), lineno)
-            if len(preview) < PREVIEW_REQUESTS:
-                preview.append(orjson.loads(checked.line))
-        checker.finish()
-        parts.close()
-        inputs_path = rows_out.close() if rows_out is not None else None
-    except BaseException:
-        parts.discard()
-        if rows_out is not None:
-            rows_out.discard()
-        raise
-    return _prepared(endpoint, parts, checker, inputs_path, preview)
-
-
-def _prepared(
-    endpoint: BatchEndpoint,
-    parts: _PartWriter,
-    checker: InputChecker,
-    inputs_path: Path | None,
-    preview: list[dict[str, Any]],
-) -> PreparedInput:
-    content = hashlib.sha256(
-        endpoint.encode() + b"".join(p.sha256.encode() for p in parts.parts)
-    ).hexdigest()
-    return PreparedInput(
-        endpoint=endpoint,
-        model=parts.model,
-        parts=parts.parts,
-        requests=checker.requests,
-        bytes=sum(p.bytes for p in parts.parts),
-        content_hash=content,
-        inputs_path=inputs_path,
-        preview=preview,
-        warnings=checker.warnings,
-    )
+            checked = check(lineno, item)
+            if checked is not None and not out.checker.total_problems:
+                out.write(checked.custom_id, checked.line, checked.inputs, lineno, row)
+            # after a problem nothing more is written: the input will be refused
+        return out.finish()

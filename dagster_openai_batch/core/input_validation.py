@@ -289,16 +289,6 @@ class CheckedLine(NamedTuple):
     inputs: int
 
 
-class RenderedLine(NamedTuple):
-    """A request already serialized as its JSONL line by a compiled template whose lines differ
-    only in their custom_id and in strings no rule reads but for their size (see
-    :attr:`~.templates.LineRenderer.same_shape`): once one of them has passed every check, the
-    others need only the checks of what varies (a unique custom_id, the line's size)."""
-
-    custom_id: str
-    line: bytes
-
-
 class InputChecker:
     """Checks the requests of one batch input in order, keeping what the rules between lines need
     (custom_ids seen, the batch's model) and every problem found.
@@ -330,7 +320,8 @@ class InputChecker:
         self.total_problems = 0
         self._model_line = 0
         self._seen: dict[int, int] = {}  # hash(custom_id) -> the line it is first used on
-        self._inputs = 0  # the embedding inputs of the last line that passed
+        self.shape_inputs = 0
+        """The embedding inputs of the last line that passed :meth:`check`."""
 
     def report(self, problems: list[InputProblem]) -> None:
         """Count ``problems`` and keep them (up to :data:`KEPT_PROBLEMS` in all)."""
@@ -338,18 +329,13 @@ class InputChecker:
         self.problems.extend(problems[: max(0, KEPT_PROBLEMS - len(self.problems))])
 
     def check(
-        self, lineno: int, item: BatchRequest | dict[str, Any] | RenderedLine | InputProblem
+        self, lineno: int, item: BatchRequest | dict[str, Any] | InputProblem
     ) -> CheckedLine | None:
         """``item`` as the line to write, or None when it has problems (they are reported)."""
-        if isinstance(item, RenderedLine):
-            if self.requests:
-                return self._check_varying(lineno, item)
-            req = orjson.loads(item.line)
-        elif isinstance(item, InputProblem):
+        if isinstance(item, InputProblem):
             self.report([item])
             return None
-        else:
-            req = _as_dict(item)
+        req = _as_dict(item)
         cid = req.get("custom_id")
         body = req.get("body")
         found = check_line(lineno, req, self.endpoint)
@@ -373,18 +359,27 @@ class InputChecker:
             self.report(found)
             return None
         self.requests += 1
-        self._inputs = inputs
+        self.shape_inputs = inputs
         return CheckedLine(str(cid), line, inputs)  # a non-empty str: checked above
 
-    def _check_varying(self, lineno: int, item: RenderedLine) -> CheckedLine | None:
-        """Check what may differ between ``item`` and a line of the same shape that passed."""
-        cid, line = item.custom_id, item.line
-        first = self._seen.setdefault(hash(cid), lineno)
+    def check_rendered(self, lineno: int, custom_id: str, line: bytes) -> bool:
+        """Whether ``line`` (a JSONL line with its newline) passes, the problems reported if not.
+
+        The line comes from a compiled template whose lines differ only in their custom_id and in
+        strings no rule reads but for their size (see :attr:`~.templates.LineRenderer.same_shape`):
+        once one of them has passed every check, the others need only the checks of what varies (a
+        unique custom_id, the line's size); their embedding inputs are :attr:`shape_inputs`.
+        """
+        if not self.requests:
+            return self.check(lineno, orjson.loads(line)) is not None
+        first = self._seen.setdefault(hash(custom_id), lineno)
         if first == lineno and len(line) <= self.max_bytes:
             self.requests += 1
-            return CheckedLine(cid, line, self._inputs)
-        self.report(self._check_unique(lineno, cid) + self._check_size(lineno, cid, line))
-        return None
+            return True
+        self.report(
+            self._check_unique(lineno, custom_id) + self._check_size(lineno, custom_id, line)
+        )
+        return False
 
     def finish(self) -> None:
         """Raise a :class:`BatchInputError` listing every problem, if any (an input without any
