@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+import numpy as np
 import orjson
 from pydantic import BaseModel
 
@@ -43,6 +44,8 @@ SHOWN_PROBLEMS = 20
 """Problems listed in the message of a :class:`BatchInputError`."""
 KEPT_PROBLEMS = 1_000
 """Problems kept in :attr:`BatchInputError.problems` (all are counted)."""
+_WINDOW = 65_536
+"""custom_ids kept as strings at least (see :class:`_SeenIds`)."""
 
 
 class InputProblem(BaseModel):
@@ -281,6 +284,59 @@ def _strict_schema(body: dict[str, Any]) -> tuple[str, Any] | None:
     return None
 
 
+def _repeated(lineno: int, cid: str, first: int) -> InputProblem:
+    return _problem(
+        lineno,
+        cid,
+        "custom_id",
+        "duplicate_custom_id",
+        f"custom_id {cid!r} is already used on line {first}",
+        "Give every request a unique custom_id",
+    )
+
+
+class _SeenIds:
+    """The custom_ids used so far, each with the line it was first used on, in little memory.
+
+    The latest ids are kept as they are in :attr:`recent` (a repeat among them is found at once);
+    :meth:`archive`, called when :attr:`window` ids are recent and at the end, moves them to sorted
+    arrays of 64-bit hashes and lines (16 bytes an id, so memory stays flat however long the
+    input) and gives those that repeat an archived id.
+    """
+
+    def __init__(self) -> None:
+        self.recent: dict[str, int] = {}
+        self.window = _WINDOW
+        self._hashes = np.empty(0, np.int64)
+        self._lines = np.empty(0, np.int64)
+
+    def archive(self) -> list[tuple[int, str, int]]:
+        """Archive the recent ids; each that repeats an archived one as (line, id, first line)."""
+        recent, count = self.recent, len(self.recent)
+        if not count:
+            return []
+        hashes = np.fromiter(map(hash, recent), np.int64, count)
+        lines = np.fromiter(recent.values(), np.int64, count)
+        order = np.argsort(hashes)
+        hashes, lines = hashes[order], lines[order]
+        at = np.searchsorted(self._hashes, hashes)
+        repeat = at < len(self._hashes)
+        repeat[repeat] = self._hashes[at[repeat]] == hashes[repeat]
+        repeats = []
+        if repeat.any():
+            ids = list(recent)
+            for i in np.flatnonzero(repeat):
+                repeats.append((int(lines[i]), ids[order[i]], int(self._lines[at[i]])))
+            hashes, lines = hashes[~repeat], lines[~repeat]
+        recent.clear()
+        merged = np.concatenate([self._hashes, hashes])
+        by_hash = np.argsort(merged, kind="stable")  # two sorted runs: a linear merge
+        self._hashes = merged[by_hash]
+        self._lines = np.concatenate([self._lines, lines])[by_hash]
+        self.window = max(_WINDOW, len(self._hashes) // 8)
+        return repeats
+
+
 class CheckedLine(NamedTuple):
     """A request that passed every check: its custom_id, its JSONL line and its embedding inputs."""
 
@@ -293,7 +349,9 @@ class InputChecker:
     """Checks the requests of one batch input in order, keeping what the rules between lines need
     (custom_ids seen, the batch's model) and every problem found.
 
-    Only a hash of each custom_id is kept, so memory stays small however long the input.
+    Past the latest ones, only a hash of each custom_id is kept (see :class:`_SeenIds`), so memory
+    stays small however long the input; a repeat of an old id is reported a little later (at the
+    latest by :meth:`finish`), and :meth:`finish` lists the problems in line order.
     """
 
     def __init__(
@@ -319,7 +377,8 @@ class InputChecker:
         """What may go wrong but is not refused (a model the library does not know)."""
         self.total_problems = 0
         self._model_line = 0
-        self._seen: dict[int, int] = {}  # hash(custom_id) -> the line it is first used on
+        self._seen = _SeenIds()
+        self._recent = self._seen.recent
         self.shape_inputs = 0
         """The embedding inputs of the last line that passed :meth:`check`."""
 
@@ -372,9 +431,11 @@ class InputChecker:
         """
         if not self.requests:
             return self.check(lineno, orjson.loads(line)) is not None
-        first = self._seen.setdefault(hash(custom_id), lineno)
-        if first == lineno and len(line) <= self.max_bytes:
+        recent = self._recent
+        if recent.setdefault(custom_id, lineno) == lineno and len(line) <= self.max_bytes:
             self.requests += 1
+            if len(recent) >= self._seen.window:
+                self._archive_ids()
             return True
         self.report(
             self._check_unique(lineno, custom_id) + self._check_size(lineno, custom_id, line)
@@ -395,25 +456,23 @@ class InputChecker:
                     )
                 ]
             )
+        self._archive_ids()
         if self.total_problems:
+            self.problems.sort(key=lambda p: p.line)  # repeats of archived ids come late
             raise BatchInputError(self.problems, self.total_problems)
 
     def _check_unique(self, lineno: int, cid: Any) -> list[InputProblem]:
         if not (isinstance(cid, str) and cid):
             return []
-        first = self._seen.setdefault(hash(cid), lineno)
-        if first == lineno:
-            return []
-        return [
-            _problem(
-                lineno,
-                cid,
-                "custom_id",
-                "duplicate_custom_id",
-                f"custom_id {cid!r} is already used on line {first}",
-                "Give every request a unique custom_id",
-            )
-        ]
+        first = self._recent.setdefault(cid, lineno)
+        if first != lineno:
+            return [_repeated(lineno, cid, first)]
+        if len(self._recent) >= self._seen.window:
+            self._archive_ids()
+        return []
+
+    def _archive_ids(self) -> None:
+        self.report([_repeated(*repeat) for repeat in self._seen.archive()])
 
     def _check_model(self, lineno: int, cid: Any, body: dict[str, Any]) -> list[InputProblem]:
         model = body.get("model")

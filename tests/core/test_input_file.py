@@ -278,3 +278,20 @@ def test_prepare_rows_writes_what_write_batch_input_writes(tmp_path: Path) -> No
     assert compiled.content_hash == generic.content_hash
     assert [p.sha256 for p in compiled.parts] == [p.sha256 for p in generic.parts]
     assert compiled.preview == generic.preview
+
+
+def test_a_repeated_custom_id_is_found_however_far_back(tmp_path: Path) -> None:
+    """Old custom_ids are kept as hashes (16 bytes each), recent ones as strings: a repeat is
+    found either way, named with the line the id was first used on."""
+    rows = [{"id": f"r{i}", "text": "x"} for i in range(140_000)]
+    rows += [{"id": "r5", "text": "x"}, {"id": "r139990", "text": "x"}]
+    t = RequestTemplate(endpoint=CHAT, model="gpt-4o-mini", prompt="{text}", custom_id_column="id")
+    with pytest.raises(BatchInputError) as e:
+        prepare_rows(rows, t, tmp_path)
+    assert [str(p) for p in e.value.problems] == [
+        "line 140001 (custom_id 'r5'), field 'custom_id': custom_id 'r5' is already used on line "
+        "6. Give every request a unique custom_id",
+        "line 140002 (custom_id 'r139990'), field 'custom_id': custom_id 'r139990' is already used "
+        "on line 139991. Give every request a unique custom_id",
+    ]
+    assert not list(tmp_path.glob("part-*"))
