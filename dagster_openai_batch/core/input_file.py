@@ -89,7 +89,7 @@ def read_jsonl_input(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
 def _parse_lines(path: Path) -> Iterator[tuple[int, dict[str, Any] | InputProblem]]:
     with path.open("rb", buffering=_BUFFER) as f:
         for lineno, raw in enumerate(f, 1):
-            if not raw.strip():
+            if raw.isspace() or not raw:
                 continue
             try:
                 obj = orjson.loads(raw)

@@ -44,6 +44,8 @@ SHOWN_PROBLEMS = 20
 """Problems listed in the message of a :class:`BatchInputError`."""
 KEPT_PROBLEMS = 1_000
 """Problems kept in :attr:`BatchInputError.problems` (all are counted)."""
+_RULED_FIELDS = frozenset(("metadata", "response_format", "text"))
+"""Body fields with rules of their own (besides model and stream)."""
 _WINDOW = 65_536
 """custom_ids kept as strings at least (see :class:`_SeenIds`)."""
 
@@ -112,14 +114,7 @@ def check_line(lineno: int, req: dict[str, Any], endpoint: str) -> list[InputPro
     streaming."""
     cid = req.get("custom_id")
     body = req.get("body")
-    if (  # the usual line, which passes every rule below: decided without building lists
-        isinstance(cid, str)
-        and cid
-        and req.get("url") == endpoint
-        and req.get("method", "POST") == "POST"
-        and isinstance(body, dict)
-        and not body.get("stream")
-    ):
+    if _is_usual(req, cid, body, endpoint):
         return []
     return [
         *_missing_fields(lineno, req),
@@ -127,6 +122,19 @@ def check_line(lineno: int, req: dict[str, Any], endpoint: str) -> list[InputPro
         *_method_and_url(lineno, req, endpoint),
         *_body_shape(lineno, cid, body),
     ]
+
+
+def _is_usual(req: dict[str, Any], cid: Any, body: Any, endpoint: str) -> bool:
+    """Whether a line (``cid`` and ``body`` its fields) is the usual one, which passes every rule of
+    :func:`check_line` (decided without building lists)."""
+    return (
+        isinstance(cid, str)
+        and cid != ""
+        and req.get("url") == endpoint
+        and req.get("method", "POST") == "POST"
+        and isinstance(body, dict)
+        and not body.get("stream")
+    )
 
 
 def _missing_fields(lineno: int, req: dict[str, Any]) -> list[InputProblem]:
@@ -395,8 +403,28 @@ class InputChecker:
             self.report([item])
             return None
         req = _as_dict(item)
-        cid = req.get("custom_id")
-        body = req.get("body")
+        cid: Any = req.get("custom_id")
+        body: Any = req.get("body")
+        if (  # the usual line, once one has passed: its model is known good, no field to rule on
+            self.requests
+            and _is_usual(req, cid, body, self.endpoint)
+            and body.get("model") == self.model
+            and _RULED_FIELDS.isdisjoint(body)
+        ):
+            inputs = count_embedding_inputs(body) if self.endpoint == "/v1/embeddings" else 0
+            line = orjson.dumps(
+                {"custom_id": cid, "method": "POST", "url": req["url"], "body": body}
+            )
+            line += b"\n"
+            if (
+                self._recent.setdefault(cid, lineno) == lineno
+                and len(line) <= self.max_bytes
+                and inputs <= self.max_inputs
+            ):
+                self.requests += 1
+                if len(self._recent) >= self._seen.window:
+                    self._archive_ids()
+                return CheckedLine(cid, line, inputs)
         found = check_line(lineno, req, self.endpoint)
         found += self._check_unique(lineno, cid)
         inputs = 0

@@ -295,3 +295,37 @@ def test_a_repeated_custom_id_is_found_however_far_back(tmp_path: Path) -> None:
         "on line 139991. Give every request a unique custom_id",
     ]
     assert not list(tmp_path.glob("part-*"))
+
+
+def test_every_rule_holds_after_a_line_has_passed(tmp_path: Path) -> None:
+    """Lines like one that passed take a shorter way through the checks: each rule still holds."""
+    later = [
+        req("dup"),
+        req("dup"),
+        req("other-model", model="gpt-4o"),
+        req("other-url", url="/v1/completions"),
+        {**req("put"), "method": "PUT"},
+        req("streamed", stream=True),
+        req("big", pad="x" * 500),
+        req("meta", metadata={"n": 3}),
+        req(""),
+    ]
+    found = problems_of([req("first"), *later], tmp_path, max_bytes=400)
+    assert [p.split(":")[0] for p in found] == [
+        "line 3 (custom_id 'dup'), field 'custom_id'",
+        "line 4 (custom_id 'other-model'), field 'body.model'",
+        "line 5 (custom_id 'other-url'), field 'url'",
+        "line 6 (custom_id 'put'), field 'method'",
+        "line 7 (custom_id 'streamed'), field 'body.stream'",
+        "line 8 (custom_id 'big')",
+        "line 9 (custom_id 'meta'), field 'body.metadata.n'",
+        "line 10 (custom_id ''), field 'custom_id'",
+    ]
+    emb = [
+        {"custom_id": f"e{i}", "url": "/v1/embeddings", "body": {"model": "m", "input": ["a"] * n}}
+        for i, n in enumerate((1, 2, 3))
+    ]
+    assert problems_of(emb, tmp_path, endpoint="/v1/embeddings", max_embedding_inputs=2) == [
+        "line 3 (custom_id 'e2'), field 'body.input': 3 embedding inputs in one request; the "
+        "limit is 2. Split this request into smaller ones"
+    ]
