@@ -269,7 +269,7 @@ def prepare_rows(
                 continue
             line = render(cid, row)
             if checker.check_rendered(i, cid, line) and not checker.total_problems:
-                out.write(cid, line, checker.shape_inputs, i, row)
+                out.write(cid, line, checker.shape_inputs, row)
         return out.finish()
 
 
@@ -433,13 +433,11 @@ class _InputWriter:
             if self.rows is not None:
                 self.rows.discard()
 
-    def write(
-        self, custom_id: str, line: bytes, inputs: int, lineno: int, row: dict[str, Any] | None
-    ) -> None:
+    def write(self, custom_id: str, line: bytes, inputs: int, row: dict[str, Any] | None) -> None:
         """Write a line that passed every check (and its source row, if any)."""
         self.parts.write(line, inputs)
         if self.rows is not None and row is not None:
-            self.rows.add(custom_id, row, len(line), lineno)
+            self.rows.add(custom_id, row, len(line))
         if len(self.preview) < PREVIEW_REQUESTS:
             self.preview.append(orjson.loads(line))
             self.parts.model = self.checker.model  # set by the first line that passed
@@ -472,7 +470,7 @@ def _write(items: Iterable[_Item], out: _InputWriter) -> PreparedInput:
         check = out.checker.check
         for lineno, item, row in items:
             checked = check(lineno, item)
-            if checked is not None and not out.checker.total_problems:
-                out.write(checked.custom_id, checked.line, checked.inputs, lineno, row)
             # after a problem nothing more is written: the input will be refused
+            if checked is not None and not out.checker.total_problems:
+                out.write(checked.custom_id, checked.line, checked.inputs, row)
         return out.finish()

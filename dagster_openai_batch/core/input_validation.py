@@ -44,8 +44,8 @@ SHOWN_PROBLEMS = 20
 """Problems listed in the message of a :class:`BatchInputError`."""
 KEPT_PROBLEMS = 1_000
 """Problems kept in :attr:`BatchInputError.problems` (all are counted)."""
-_RULED_FIELDS = frozenset(("metadata", "response_format", "text"))
-"""Body fields with rules of their own (besides model and stream)."""
+RULED_BODY_FIELDS = frozenset(("metadata", "response_format", "text"))
+"""Body fields with rules of their own, besides ``model`` and ``stream``."""
 _WINDOW = 65_536
 """custom_ids kept as strings at least (see :class:`_SeenIds`)."""
 
@@ -409,7 +409,7 @@ class InputChecker:
             self.requests
             and _is_usual(req, cid, body, self.endpoint)
             and body.get("model") == self.model
-            and _RULED_FIELDS.isdisjoint(body)
+            and RULED_BODY_FIELDS.isdisjoint(body)
         ):
             inputs = count_embedding_inputs(body) if self.endpoint == "/v1/embeddings" else 0
             line = orjson.dumps(

@@ -42,18 +42,23 @@ class InputsTableWriter:
         self.id_column = id_column
         self._ids: list[str] = []
         self._rows: list[dict[str, Any]] = []
-        self._lines: list[int] = []
+        self._first_line = 1  # the input line of the first row not yet flushed
         self._bytes = 0
         self._writer: pq.ParquetWriter | None = None
         self._segments: list[Path] = []
 
-    def add(self, custom_id: str, row: dict[str, Any], size: int, line: int = 0) -> None:
+    def add(self, custom_id: str, row: dict[str, Any], size: int) -> None:
+        """Add the row of the next input line (the n-th row added is line n: rows come in order,
+        none after a refused line) and ``size``, its request's bytes."""
         self._ids.append(custom_id)
         self._rows.append(row)
-        self._lines.append(line or len(self._lines) + 1)
         self._bytes += size
         if len(self._rows) >= PARQUET_ROWS or self._bytes >= PARQUET_BYTES:
             self.flush()
+
+    def _lines(self) -> range:
+        """The input lines of the rows not yet flushed."""
+        return range(self._first_line, self._first_line + len(self._rows))
 
     def _table(self) -> pa.Table:
         rows = self._rows
@@ -72,7 +77,7 @@ class InputsTableWriter:
             names.pop("custom_id", None)
         arrays = [pa.array(self._ids, pa.string())]
         for name in names:
-            arrays.append(_column(name, [row.get(name) for row in rows], self._lines))
+            arrays.append(_column(name, [row.get(name) for row in rows], self._lines()))
         return pa.Table.from_arrays(arrays, names=["custom_id", *names])
 
     def flush(self) -> None:
@@ -85,7 +90,7 @@ class InputsTableWriter:
         else:  # the first chunk, or one with a new column or a wider type: a new segment
             schema = table.schema
             if self._writer is not None:
-                schema = _unify(self._writer.schema, table, self._lines)
+                schema = _unify(self._writer.schema, table, self._lines())
                 self._writer.close()
                 table = _fit(table, schema)
                 assert table is not None
@@ -93,7 +98,8 @@ class InputsTableWriter:
             self._segments.append(segment)
             self._writer = pq.ParquetWriter(segment, schema, **_PARQUET_OPTIONS)
         self._writer.write_table(table)  # type: ignore[union-attr]
-        self._ids, self._rows, self._lines, self._bytes = [], [], [], 0
+        self._first_line += len(self._rows)
+        self._ids, self._rows, self._bytes = [], [], 0
 
     def discard(self) -> None:
         if self._writer is not None:
@@ -133,7 +139,7 @@ def _names(rows: list[dict[str, Any]]) -> dict[str, None]:
     return names
 
 
-def _column(name: str, values: list[Any], lines: list[int]) -> pa.Array:
+def _column(name: str, values: list[Any], lines: range) -> pa.Array:
     """One input column as an Arrow array; NaN/NaT count as nulls; mixed types raise a ValueError
     naming a line."""
     try:
@@ -191,7 +197,7 @@ def _fit(table: pa.Table, schema: pa.Schema) -> pa.Table | None:
     return pa.Table.from_arrays(columns, schema=schema)
 
 
-def _unify(schema: pa.Schema, table: pa.Table, lines: list[int]) -> pa.Schema:
+def _unify(schema: pa.Schema, table: pa.Table, lines: range) -> pa.Schema:
     """The schema holding both ``schema`` and ``table``'s columns, or a ValueError naming the
     clashing column."""
     try:

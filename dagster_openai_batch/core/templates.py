@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from .batch_request import BatchRequest
 from .errors import OpenAIBatchError
+from .input_validation import RULED_BODY_FIELDS
 from .strict_schema import strict_schema_problems
 from .vocabulary import ValidEndpoint
 
@@ -453,7 +454,7 @@ def check_rows(
             )
 
 
-_CHECKED_BODY_FIELDS = ("model", "metadata", "stream", "response_format", "text")
+_CHECKED_BODY_FIELDS = ("model", "stream", *sorted(RULED_BODY_FIELDS))
 """Body fields whose values the input rules read (beyond a line's size)."""
 
 
