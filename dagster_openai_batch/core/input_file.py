@@ -20,11 +20,12 @@ the size limits are split into several parts, never rejected.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, NamedTuple
+from typing import IO, Any, NamedTuple, cast
 
 import orjson
 from pydantic import BaseModel
@@ -40,6 +41,8 @@ PREVIEW_REQUESTS = 5
 """Requests kept in :attr:`PreparedInput.preview`."""
 _BUFFER = 1 << 20
 _PENDING_LINES = 4_096
+_CHUNK_ROWS = 1_024
+"""Rows of a same-shape template rendered and checked together."""
 _NO_LIMIT = 1 << 62
 
 
@@ -151,6 +154,25 @@ class _PartWriter:
         if len(self._pending) == _PENDING_LINES:
             self._flush()
 
+    def write_many(self, lines: list[bytes], sizes: list[int], inputs: int) -> None:
+        """:meth:`write` each line (``inputs`` embedding inputs each) in turn, at once when the
+        part holds them all."""
+        size, count = sum(sizes), len(lines)
+        if (
+            self._requests + count > self.max_requests
+            or self._bytes + size > self.max_bytes
+            or self._inputs + inputs * count > self.max_inputs
+        ):
+            for line in lines:
+                self.write(line, inputs)
+            return
+        self._pending += lines
+        self._requests += count
+        self._bytes += size
+        self._inputs += inputs * count
+        if len(self._pending) >= _PENDING_LINES:
+            self._flush()
+
     def _flush(self) -> None:
         if self._file is None:
             path = self.out_dir / f"part-{len(self.parts):05d}.jsonl"
@@ -259,18 +281,36 @@ def prepare_rows(
     if renderer is None or not renderer.same_shape:
         return _write(_template_items(rows, template, check_row), out)
     # Every line has the same shape: each row's line is rendered as bytes and, once one has passed
-    # every rule, only what varies is checked.
+    # every rule, only what varies is checked, a chunk of rows at a time.
     with out:
-        checker, render = out.checker, renderer.line
-        for i, row in enumerate(iter_rows(rows), 1):
-            cid, problems = check_row(row)
-            if problems or cid is None:
-                checker.report([_missing_value(i, p) for p in problems])
-                continue
-            line = render(cid, row)
-            if checker.check_rendered(i, cid, line) and not checker.total_problems:
-                out.write(cid, line, checker.shape_inputs, row)
+        checker, render, lineno = out.checker, renderer.line, 1
+        for chunk in _chunks(iter_rows(rows)):
+            ids = list(map(check_row, chunk))  # custom_ids, or the problems of a row
+            lines = None
+            if not checker.total_problems and all(map(_is_str, ids)):
+                valid = cast(list[str], ids)
+                lines = list(map(render, valid, chunk))
+                if checker.check_rendered_many(lineno, valid, lines):
+                    out.write_many(valid, lines, checker.shape_inputs, chunk)
+                    lineno += len(chunk)
+                    continue
+            for i, (cid, row) in enumerate(zip(ids, chunk, strict=True)):
+                if not isinstance(cid, str):
+                    checker.report([_missing_value(lineno + i, p) for p in cid])
+                    continue
+                line = lines[i] if lines is not None else render(cid, row)
+                if checker.check_rendered(lineno + i, cid, line) and not checker.total_problems:
+                    out.write(cid, line, checker.shape_inputs, row)
+            lineno += len(chunk)
         return out.finish()
+
+
+_is_str = str.__instancecheck__
+
+
+def _chunks(rows: Iterator[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    while chunk := list(itertools.islice(rows, _CHUNK_ROWS)):
+        yield chunk
 
 
 def _missing_value(lineno: int, problem: RowProblem) -> InputProblem:
@@ -287,16 +327,17 @@ def _missing_value(lineno: int, problem: RowProblem) -> InputProblem:
 def _template_items(
     rows: Any,
     template: RequestTemplate,
-    check_row: Callable[[dict[str, Any]], tuple[str | None, list[RowProblem]]],
+    check_row: Callable[[dict[str, Any]], str | list[RowProblem]],
 ) -> Iterator[tuple[int, dict[str, Any] | InputProblem, dict[str, Any]]]:
     url = template.endpoint
     for i, row in enumerate(iter_rows(rows), 1):
-        cid, problems = check_row(row)
-        for p in problems:
-            yield i, _missing_value(i, p), row
-        if not problems:
+        cid = check_row(row)
+        if isinstance(cid, str):
             body = template.render_body(row)
             yield i, {"custom_id": cid, "method": "POST", "url": url, "body": body}, row
+        else:
+            for p in cid:
+                yield i, _missing_value(i, p), row
 
 
 def prepare_jsonl(
@@ -441,6 +482,19 @@ class _InputWriter:
         if len(self.preview) < PREVIEW_REQUESTS:
             self.preview.append(orjson.loads(line))
             self.parts.model = self.checker.model  # set by the first line that passed
+
+    def write_many(
+        self, ids: Sequence[str], lines: list[bytes], inputs: int, rows: list[dict[str, Any]]
+    ) -> None:
+        """:meth:`write` each line in turn (lines that passed every check, with their rows)."""
+        if len(self.preview) < PREVIEW_REQUESTS:
+            for cid, line, row in zip(ids, lines, rows, strict=True):
+                self.write(cid, line, inputs, row)
+            return
+        sizes = list(map(len, lines))
+        self.parts.write_many(lines, sizes, inputs)
+        if self.rows is not None:
+            self.rows.add_many(ids, rows, sizes)
 
     def finish(self) -> PreparedInput:
         """Raise the problems found, if any; else close the parts and describe them."""

@@ -17,6 +17,7 @@ line 2 (custom_id 'a'), field 'custom_id': custom_id 'a' is already used on line
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -469,6 +470,24 @@ class InputChecker:
             self._check_unique(lineno, custom_id) + self._check_size(lineno, custom_id, line)
         )
         return False
+
+    def check_rendered_many(self, lineno: int, ids: Sequence[str], lines: list[bytes]) -> bool:
+        """Whether every line of ``lines`` (their ids ``ids``, the first on line ``lineno``)
+        passes :meth:`check_rendered`'s checks: then all are recorded, else none is (check them
+        one by one to report their problems)."""
+        recent = self._recent
+        if (
+            not self.requests
+            or max(map(len, lines)) > self.max_bytes
+            or not recent.keys().isdisjoint(ids)
+            or len(set(ids)) != len(ids)
+        ):
+            return False
+        recent.update(zip(ids, range(lineno, lineno + len(ids)), strict=True))
+        self.requests += len(ids)
+        if len(recent) >= self._seen.window:
+            self._archive_ids()
+        return True
 
     def finish(self) -> None:
         """Raise a :class:`BatchInputError` listing every problem, if any (an input without any

@@ -7,6 +7,7 @@ rows (see its docstring); the results are later joined to this table by custom_i
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,17 @@ class InputsTableWriter:
         self._bytes += size
         if len(self._rows) >= PARQUET_ROWS or self._bytes >= PARQUET_BYTES:
             self.flush()
+
+    def add_many(self, ids: Sequence[str], rows: list[dict[str, Any]], sizes: list[int]) -> None:
+        """:meth:`add` each row in turn (at once when no flush falls among them)."""
+        size = sum(sizes)
+        if len(self._rows) + len(rows) >= PARQUET_ROWS or self._bytes + size >= PARQUET_BYTES:
+            for args in zip(ids, rows, sizes, strict=True):
+                self.add(*args)
+            return
+        self._ids += ids
+        self._rows += rows
+        self._bytes += size
 
     def _lines(self) -> range:
         """The input lines of the rows not yet flushed."""

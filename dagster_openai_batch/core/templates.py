@@ -392,9 +392,9 @@ MISSING_VALUE_FIX = "Fill or drop these rows, or set the column to an empty stri
 
 def row_checker(
     template: RequestTemplate,
-) -> Callable[[Mapping[str, Any]], tuple[str | None, list[RowProblem]]]:
-    """A function giving a row's custom_id and what keeps the row from being a request (stateful:
-    call it once per row, in order).
+) -> Callable[[Mapping[str, Any]], str | list[RowProblem]]:
+    """A function giving a row's custom_id, or the problems that keep the row from being a request
+    (stateful: call it once per row, in order).
 
     A row's id must be valid (see :func:`custom_ids`) and no placeholder may be missing (None,
     NaN…): it would be sent, and billed, as the text ``None`` or ``nan``.
@@ -402,7 +402,7 @@ def row_checker(
     ids = custom_ids(template)
     names = template.placeholders()
 
-    def check(row: Mapping[str, Any]) -> tuple[str | None, list[RowProblem]]:
+    def check(row: Mapping[str, Any]) -> str | list[RowProblem]:
         problems = []
         try:
             cid: str | None = ids(row)
@@ -428,7 +428,7 @@ def row_checker(
                         MISSING_VALUE_FIX,
                     )
                 )
-        return cid, problems
+        return problems if cid is None or problems else cid
 
     return check
 
@@ -441,9 +441,9 @@ def check_rows(
     check = row_checker(template)
     url = template.endpoint
     for row in iter_rows(rows):
-        cid, problems = check(row)
-        if problems:
-            yield row, None, problems
+        cid = check(row)
+        if not isinstance(cid, str):
+            yield row, None, cid
         else:
             yield (
                 row,

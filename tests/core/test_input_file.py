@@ -235,16 +235,23 @@ def test_rules_that_vary_by_row_are_checked_on_every_row(tmp_path: Path) -> None
     """The first row is checked in full, later ones for what a template lets differ: a repeated
     id, an oversized line, and every rule where a placeholder sits in a field the rules read."""
     t = RequestTemplate(endpoint=CHAT, model="gpt-4o-mini", prompt="{text}", custom_id_column="id")
-    rows = [{"id": "a", "text": "x"}, {"id": "b", "text": "y" * 400}, {"id": "a", "text": "z"}]
+    rows = [{"id": f"r{i}", "text": "x"} for i in range(5_000)]
+    rows[1] = {"id": "b", "text": "y" * 400}
+    rows[2] = {"id": "r0", "text": "z"}
+    rows[3_000] = {"id": "c", "text": "y" * 400}  # rows past the first are checked in chunks
+    rows[4_000] = {"id": "r2500", "text": "z"}
     with pytest.raises(BatchInputError) as e:
         prepare_rows(rows, t, tmp_path / "a", max_bytes=300)
     assert [(p.line, p.code) for p in e.value.problems] == [
         (2, "line_too_large"),
         (3, "duplicate_custom_id"),
+        (3_001, "line_too_large"),
+        (4_001, "duplicate_custom_id"),
     ]
     assert str(e.value.problems[1]).startswith(
-        "line 3 (custom_id 'a'), field 'custom_id': custom_id 'a' is already used on line 1"
+        "line 3 (custom_id 'r0'), field 'custom_id': custom_id 'r0' is already used on line 1"
     )
+    assert "custom_id 'r2500' is already used on line 2501" in str(e.value.problems[3])
     varying = RequestTemplate(
         endpoint=CHAT, prompt="hi", model="m", body={"model": "{m}", "metadata": {"k": "{note}"}}
     )
@@ -264,7 +271,7 @@ def test_rules_that_vary_by_row_are_checked_on_every_row(tmp_path: Path) -> None
 
 def test_prepare_rows_writes_what_write_batch_input_writes(tmp_path: Path) -> None:
     """The compiled template's lines are the requests' own JSON: same parts, same content hash."""
-    rows = [{"id": f"r{i}", "text": f'"{i}"\n{{x}}', "n": i} for i in range(30)]
+    rows = [{"id": f"r{i}", "text": f'"{i}"\n{{x}}', "n": i} for i in range(3_000)]
     t = RequestTemplate(
         endpoint=CHAT,
         model="gpt-4o-mini",
@@ -272,9 +279,9 @@ def test_prepare_rows_writes_what_write_batch_input_writes(tmp_path: Path) -> No
         body={"metadata": {"source": "test"}},
         custom_id_column="id",
     )
-    compiled = prepare_rows(rows, t, tmp_path / "a", max_requests=7)
+    compiled = prepare_rows(rows, t, tmp_path / "a", max_requests=700)
     requests = [{"custom_id": r["id"], "url": CHAT, "body": t.render_body(r)} for r in rows]
-    generic = write_batch_input(requests, tmp_path / "b", endpoint=CHAT, max_requests=7)
+    generic = write_batch_input(requests, tmp_path / "b", endpoint=CHAT, max_requests=700)
     assert compiled.content_hash == generic.content_hash
     assert [p.sha256 for p in compiled.parts] == [p.sha256 for p in generic.parts]
     assert compiled.preview == generic.preview
