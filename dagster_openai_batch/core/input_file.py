@@ -280,11 +280,21 @@ def prepare_rows(
     renderer = LineRenderer.of(template)
     if renderer is None or not renderer.same_shape:
         return _write(_template_items(rows, template, check_row), out)
-    # Every line has the same shape: each row's line is rendered as bytes and, once one has passed
-    # every rule, only what varies is checked, a chunk of rows at a time.
+    return _write_rendered(iter_rows(rows), check_row, renderer.line, out)
+
+
+def _write_rendered(
+    rows: Iterator[dict[str, Any]],
+    check_row: Callable[[dict[str, Any]], str | list[RowProblem]],
+    render: Callable[[str, dict[str, Any]], bytes],
+    out: _InputWriter,
+) -> PreparedInput:
+    """Write the rows of a template whose lines all have the same shape: each row's line is
+    rendered as bytes and, once one has passed every rule, only what varies is checked, a chunk of
+    rows at a time (one by one in a chunk with a problem or a part boundary)."""
     with out:
-        checker, render, lineno = out.checker, renderer.line, 1
-        for chunk in _chunks(iter_rows(rows)):
+        checker, lineno = out.checker, 1
+        for chunk in _chunks(rows):
             ids = list(map(check_row, chunk))  # custom_ids, or the problems of a row
             lines = None
             if not checker.total_problems and all(map(_is_str, ids)):
@@ -305,7 +315,7 @@ def prepare_rows(
         return out.finish()
 
 
-_is_str = str.__instancecheck__
+_is_str = str.__instancecheck__  # isinstance(x, str), for map()
 
 
 def _chunks(rows: Iterator[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
