@@ -20,11 +20,12 @@ the size limits are split into several parts, never rejected.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, NamedTuple
+from typing import IO, Any, NamedTuple, cast
 
 import orjson
 from pydantic import BaseModel
@@ -33,12 +34,15 @@ from .batch_request import BatchRequest
 from .input_validation import BatchInputError, InputChecker, InputProblem
 from .inputs_table import INPUTS_FILE, InputsTableWriter
 from .service_profile import OPENAI_PROFILE, ServiceProfile
-from .templates import RequestTemplate, check_rows
+from .templates import LineRenderer, RequestTemplate, RowProblem, iter_rows, row_checker
 from .vocabulary import RETIRED_ENDPOINTS, BatchEndpoint, ValidEndpoint, as_endpoint
 
 PREVIEW_REQUESTS = 5
 """Requests kept in :attr:`PreparedInput.preview`."""
 _BUFFER = 1 << 20
+_PENDING_LINES = 4_096
+_CHUNK_ROWS = 1_024
+"""Rows of a same-shape template rendered and checked together."""
 _NO_LIMIT = 1 << 62
 
 
@@ -88,7 +92,7 @@ def read_jsonl_input(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
 def _parse_lines(path: Path) -> Iterator[tuple[int, dict[str, Any] | InputProblem]]:
     with path.open("rb", buffering=_BUFFER) as f:
         for lineno, raw in enumerate(f, 1):
-            if not raw.strip():
+            if raw.isspace() or not raw:
                 continue
             try:
                 obj = orjson.loads(raw)
@@ -118,7 +122,8 @@ def _parse_lines(path: Path) -> Iterator[tuple[int, dict[str, Any] | InputProble
 
 
 class _PartWriter:
-    """Writes lines into numbered parts, rolling over before a limit would be passed."""
+    """Writes lines into numbered parts, rolling over before a limit would be passed; lines are
+    written and hashed :data:`_PENDING_LINES` at a time."""
 
     def __init__(self, out_dir: Path, max_requests: int, max_bytes: int, max_inputs: int) -> None:
         self.out_dir, self.max_requests, self.max_bytes, self.max_inputs = (
@@ -129,29 +134,59 @@ class _PartWriter:
         )
         self.parts: list[InputPart] = []
         self._file: IO[bytes] | None = None
+        self._pending: list[bytes] = []
         self._hash = hashlib.sha256()
         self._requests = self._bytes = self._inputs = 0
         self.model: str | None = None
 
     def write(self, line: bytes, inputs: int) -> None:
-        if self._file is not None and (
-            self._requests + 1 > self.max_requests
-            or self._bytes + len(line) > self.max_bytes
+        size = len(line)
+        if self._requests and (
+            self._requests == self.max_requests
+            or self._bytes + size > self.max_bytes
             or self._inputs + inputs > self.max_inputs
         ):
             self.close()
+        self._pending.append(line)
+        self._requests += 1
+        self._bytes += size
+        self._inputs += inputs
+        if len(self._pending) == _PENDING_LINES:
+            self._flush()
+
+    def write_many(self, lines: list[bytes], sizes: list[int], inputs: int) -> None:
+        """:meth:`write` each line (``inputs`` embedding inputs each) in turn, at once when the
+        part holds them all."""
+        size, count = sum(sizes), len(lines)
+        if (
+            self._requests + count > self.max_requests
+            or self._bytes + size > self.max_bytes
+            or self._inputs + inputs * count > self.max_inputs
+        ):
+            for line in lines:
+                self.write(line, inputs)
+            return
+        self._pending += lines
+        self._requests += count
+        self._bytes += size
+        self._inputs += inputs * count
+        if len(self._pending) >= _PENDING_LINES:
+            self._flush()
+
+    def _flush(self) -> None:
         if self._file is None:
             path = self.out_dir / f"part-{len(self.parts):05d}.jsonl"
-            self._file = path.open("wb", buffering=_BUFFER)
-        self._file.write(line)
-        self._hash.update(line)
-        self._requests += 1
-        self._bytes += len(line)
-        self._inputs += inputs
+            self._file = path.open("wb", buffering=0)
+        data = b"".join(self._pending)
+        self._file.write(data)
+        self._hash.update(data)
+        self._pending.clear()
 
     def close(self) -> None:
-        if self._file is None:
+        if not self._requests:
             return
+        self._flush()
+        assert self._file is not None
         self._file.close()
         self.parts.append(
             InputPart(
@@ -200,12 +235,9 @@ def write_batch_input(
         )
     else:
         items = ((i, r, row) for i, (r, row) in enumerate(_zip_rows(requests, rows), 1))
+    limits = _Limits.of(profile, max_requests, max_bytes, max_embedding_inputs)
     return _write(
-        items,
-        Path(out_dir),
-        as_endpoint(endpoint),
-        rows is not None,
-        _Limits.of(profile, max_requests, max_bytes, max_embedding_inputs),
+        items, _InputWriter(Path(out_dir), as_endpoint(endpoint), limits, rows is not None)
     )
 
 
@@ -242,35 +274,80 @@ def prepare_rows(
     >>> prepare_rows([{"text": "hi"}], t, pathlib.Path(tempfile.mkdtemp())).requests
     1
     """
-    return _write(
-        _template_items(rows, template),
-        Path(out_dir),
-        template.endpoint,
-        True,
-        _Limits.of(profile, max_requests, max_bytes, max_embedding_inputs),
-        id_column=template.custom_id_column,
+    limits = _Limits.of(profile, max_requests, max_bytes, max_embedding_inputs)
+    out = _InputWriter(Path(out_dir), template.endpoint, limits, True, template.custom_id_column)
+    check_row = row_checker(template)
+    renderer = LineRenderer.of(template)
+    if renderer is None or not renderer.same_shape:
+        return _write(_template_items(rows, template, check_row), out)
+    return _write_rendered(iter_rows(rows), check_row, renderer.line, out)
+
+
+def _write_rendered(
+    rows: Iterator[dict[str, Any]],
+    check_row: Callable[[dict[str, Any]], str | list[RowProblem]],
+    render: Callable[[str, dict[str, Any]], bytes],
+    out: _InputWriter,
+) -> PreparedInput:
+    """Write the rows of a template whose lines all have the same shape: each row's line is
+    rendered as bytes and, once one has passed every rule, only what varies is checked, a chunk of
+    rows at a time (one by one in a chunk with a problem or a part boundary)."""
+    with out:
+        checker, lineno = out.checker, 1
+        for chunk in _chunks(rows):
+            ids = list(map(check_row, chunk))  # custom_ids, or the problems of a row
+            lines = None
+            if not checker.total_problems and all(map(_is_str, ids)):
+                valid = cast(list[str], ids)
+                lines = list(map(render, valid, chunk))
+                if checker.check_rendered_many(lineno, valid, lines):
+                    out.write_many(valid, lines, checker.shape_inputs, chunk)
+                    lineno += len(chunk)
+                    continue
+            for i, (cid, row) in enumerate(zip(ids, chunk, strict=True)):
+                if not isinstance(cid, str):
+                    checker.report([_missing_value(lineno + i, p) for p in cid])
+                    continue
+                line = lines[i] if lines is not None else render(cid, row)
+                if checker.check_rendered(lineno + i, cid, line) and not checker.total_problems:
+                    out.write(cid, line, checker.shape_inputs, row)
+            lineno += len(chunk)
+        return out.finish()
+
+
+_is_str = str.__instancecheck__  # isinstance(x, str), for map()
+
+
+def _chunks(rows: Iterator[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    while chunk := list(itertools.islice(rows, _CHUNK_ROWS)):
+        yield chunk
+
+
+def _missing_value(lineno: int, problem: RowProblem) -> InputProblem:
+    return InputProblem(
+        line=lineno,
+        custom_id=problem.custom_id,
+        field=problem.field,
+        code="missing_value",
+        message=problem.message,
+        fix=problem.fix,
     )
 
 
 def _template_items(
-    rows: Any, template: RequestTemplate
-) -> Iterator[tuple[int, BatchRequest | InputProblem, dict[str, Any]]]:
-    for i, (row, request, problems) in enumerate(check_rows(rows, template), 1):
-        if request is not None:
-            yield i, request, row
-        for p in problems:
-            yield (
-                i,
-                InputProblem(
-                    line=i,
-                    custom_id=p.custom_id,
-                    field=p.field,
-                    code="missing_value",
-                    message=p.message,
-                    fix=p.fix,
-                ),
-                row,
-            )
+    rows: Any,
+    template: RequestTemplate,
+    check_row: Callable[[dict[str, Any]], str | list[RowProblem]],
+) -> Iterator[tuple[int, dict[str, Any] | InputProblem, dict[str, Any]]]:
+    url = template.endpoint
+    for i, row in enumerate(iter_rows(rows), 1):
+        cid = check_row(row)
+        if isinstance(cid, str):
+            body = template.render_body(row)
+            yield i, {"custom_id": cid, "method": "POST", "url": url, "body": body}, row
+        else:
+            for p in cid:
+                yield i, _missing_value(i, p), row
 
 
 def prepare_jsonl(
@@ -319,7 +396,7 @@ def prepare_jsonl(
         ) from None
     items = ((i, obj, None) for i, obj in _parse_lines(path))
     limits = _Limits.of(profile, max_requests, max_bytes, max_embedding_inputs)
-    return _write(items, Path(out_dir), ep, False, limits)
+    return _write(items, _InputWriter(Path(out_dir), ep, limits, False))
 
 
 class _Limits(NamedTuple):
@@ -369,67 +446,95 @@ def _refuse_retired(endpoint: BatchEndpoint) -> None:
         )
 
 
-def _write(
-    items: Iterable[_Item],
-    out_dir: Path,
-    endpoint: BatchEndpoint,
-    with_rows: bool,
-    limits: _Limits,
-    id_column: str | None = None,
-) -> PreparedInput:
-    """Check every item and, while none has a problem, write the parts (and ``inputs.parquet``)."""
-    _refuse_retired(endpoint)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    checker = InputChecker(
-        endpoint,
-        max_bytes=limits.max_bytes,
-        max_inputs=limits.max_inputs,
-        model_names_known=limits.model_names_known,
-    )
-    part_inputs = limits.max_inputs if endpoint == "/v1/embeddings" else _NO_LIMIT
-    parts = _PartWriter(out_dir, limits.max_requests, limits.max_bytes, part_inputs)
-    rows_out = InputsTableWriter(out_dir / INPUTS_FILE, id_column) if with_rows else None
-    preview: list[dict[str, Any]] = []
-    try:
+class _InputWriter:
+    """One input being checked and written: its checker, parts, ``inputs.parquet`` and preview.
+
+    A context manager: when an exception leaves it (a refused input among them), nothing written
+    is left behind.
+    """
+
+    def __init__(
+        self,
+        out_dir: Path,
+        endpoint: BatchEndpoint,
+        limits: _Limits,
+        with_rows: bool,
+        id_column: str | None = None,
+    ) -> None:
+        _refuse_retired(endpoint)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.endpoint = endpoint
+        self.checker = InputChecker(
+            endpoint,
+            max_bytes=limits.max_bytes,
+            max_inputs=limits.max_inputs,
+            model_names_known=limits.model_names_known,
+        )
+        part_inputs = limits.max_inputs if endpoint == "/v1/embeddings" else _NO_LIMIT
+        self.parts = _PartWriter(out_dir, limits.max_requests, limits.max_bytes, part_inputs)
+        self.rows = InputsTableWriter(out_dir / INPUTS_FILE, id_column) if with_rows else None
+        self.preview: list[dict[str, Any]] = []
+
+    def __enter__(self) -> _InputWriter:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if kind is not None:
+            self.parts.discard()
+            if self.rows is not None:
+                self.rows.discard()
+
+    def write(self, custom_id: str, line: bytes, inputs: int, row: dict[str, Any] | None) -> None:
+        """Write a line that passed every check (and its source row, if any)."""
+        self.parts.write(line, inputs)
+        if self.rows is not None and row is not None:
+            self.rows.add(custom_id, row, len(line))
+        if len(self.preview) < PREVIEW_REQUESTS:
+            self.preview.append(orjson.loads(line))
+            self.parts.model = self.checker.model  # set by the first line that passed
+
+    def write_many(
+        self, ids: Sequence[str], lines: list[bytes], inputs: int, rows: list[dict[str, Any]]
+    ) -> None:
+        """:meth:`write` each line in turn (lines that passed every check, with their rows)."""
+        if len(self.preview) < PREVIEW_REQUESTS:
+            for cid, line, row in zip(ids, lines, rows, strict=True):
+                self.write(cid, line, inputs, row)
+            return
+        sizes = list(map(len, lines))
+        self.parts.write_many(lines, sizes, inputs)
+        if self.rows is not None:
+            self.rows.add_many(ids, rows, sizes)
+
+    def finish(self) -> PreparedInput:
+        """Raise the problems found, if any; else close the parts and describe them."""
+        self.checker.finish()
+        self.parts.close()
+        inputs_path = self.rows.close() if self.rows is not None else None
+        parts = self.parts.parts
+        content = hashlib.sha256(
+            self.endpoint.encode() + b"".join(p.sha256.encode() for p in parts)
+        ).hexdigest()
+        return PreparedInput(
+            endpoint=self.endpoint,
+            model=self.parts.model,
+            parts=parts,
+            requests=self.checker.requests,
+            bytes=sum(p.bytes for p in parts),
+            content_hash=content,
+            inputs_path=inputs_path,
+            preview=self.preview,
+            warnings=self.checker.warnings,
+        )
+
+
+def _write(items: Iterable[_Item], out: _InputWriter) -> PreparedInput:
+    """Check every item and, while none has a problem, write it (and its row)."""
+    with out:
+        check = out.checker.check
         for lineno, item, row in items:
-            checked = checker.check(lineno, item)
-            if checked is None or checker.total_problems:
-                continue  # after a problem nothing more is written: the input will be refused
-            parts.model = checker.model
-            parts.write(checked.line, checked.inputs)
-            if rows_out is not None and row is not None:
-                rows_out.add(checked.custom_id, row, len(checked.line), lineno)
-            if len(preview) < PREVIEW_REQUESTS:
-                preview.append(orjson.loads(checked.line))
-        checker.finish()
-        parts.close()
-        inputs_path = rows_out.close() if rows_out is not None else None
-    except BaseException:
-        parts.discard()
-        if rows_out is not None:
-            rows_out.discard()
-        raise
-    return _prepared(endpoint, parts, checker, inputs_path, preview)
-
-
-def _prepared(
-    endpoint: BatchEndpoint,
-    parts: _PartWriter,
-    checker: InputChecker,
-    inputs_path: Path | None,
-    preview: list[dict[str, Any]],
-) -> PreparedInput:
-    content = hashlib.sha256(
-        endpoint.encode() + b"".join(p.sha256.encode() for p in parts.parts)
-    ).hexdigest()
-    return PreparedInput(
-        endpoint=endpoint,
-        model=parts.model,
-        parts=parts.parts,
-        requests=checker.requests,
-        bytes=sum(p.bytes for p in parts.parts),
-        content_hash=content,
-        inputs_path=inputs_path,
-        preview=preview,
-        warnings=checker.warnings,
-    )
+            checked = check(lineno, item)
+            # after a problem nothing more is written: the input will be refused
+            if checked is not None and not out.checker.total_problems:
+                out.write(checked.custom_id, checked.line, checked.inputs, row)
+        return out.finish()

@@ -17,8 +17,10 @@ line 2 (custom_id 'a'), field 'custom_id': custom_id 'a' is already used on line
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
+import numpy as np
 import orjson
 from pydantic import BaseModel
 
@@ -43,6 +45,10 @@ SHOWN_PROBLEMS = 20
 """Problems listed in the message of a :class:`BatchInputError`."""
 KEPT_PROBLEMS = 1_000
 """Problems kept in :attr:`BatchInputError.problems` (all are counted)."""
+RULED_BODY_FIELDS = frozenset(("metadata", "response_format", "text"))
+"""Body fields with rules of their own, besides ``model`` and ``stream``."""
+_WINDOW = 65_536
+"""custom_ids kept as strings at least (see :class:`_SeenIds`)."""
 
 
 class InputProblem(BaseModel):
@@ -109,14 +115,7 @@ def check_line(lineno: int, req: dict[str, Any], endpoint: str) -> list[InputPro
     streaming."""
     cid = req.get("custom_id")
     body = req.get("body")
-    if (  # the usual line, which passes every rule below: decided without building lists
-        isinstance(cid, str)
-        and cid
-        and req.get("url") == endpoint
-        and req.get("method", "POST") == "POST"
-        and isinstance(body, dict)
-        and not body.get("stream")
-    ):
+    if _is_usual(req, cid, body, endpoint):
         return []
     return [
         *_missing_fields(lineno, req),
@@ -124,6 +123,19 @@ def check_line(lineno: int, req: dict[str, Any], endpoint: str) -> list[InputPro
         *_method_and_url(lineno, req, endpoint),
         *_body_shape(lineno, cid, body),
     ]
+
+
+def _is_usual(req: dict[str, Any], cid: Any, body: Any, endpoint: str) -> bool:
+    """Whether a line (``cid`` and ``body`` its fields) is the usual one, which passes every rule of
+    :func:`check_line` (decided without building lists)."""
+    return (
+        isinstance(cid, str)
+        and cid != ""
+        and req.get("url") == endpoint
+        and req.get("method", "POST") == "POST"
+        and isinstance(body, dict)
+        and not body.get("stream")
+    )
 
 
 def _missing_fields(lineno: int, req: dict[str, Any]) -> list[InputProblem]:
@@ -281,6 +293,59 @@ def _strict_schema(body: dict[str, Any]) -> tuple[str, Any] | None:
     return None
 
 
+def _repeated(lineno: int, cid: str, first: int) -> InputProblem:
+    return _problem(
+        lineno,
+        cid,
+        "custom_id",
+        "duplicate_custom_id",
+        f"custom_id {cid!r} is already used on line {first}",
+        "Give every request a unique custom_id",
+    )
+
+
+class _SeenIds:
+    """The custom_ids used so far, each with the line it was first used on, in little memory.
+
+    The latest ids are kept as they are in :attr:`recent` (a repeat among them is found at once);
+    :meth:`archive`, called when :attr:`window` ids are recent and at the end, moves them to sorted
+    arrays of 64-bit hashes and lines (16 bytes an id, so memory stays flat however long the
+    input) and gives those that repeat an archived id.
+    """
+
+    def __init__(self) -> None:
+        self.recent: dict[str, int] = {}
+        self.window = _WINDOW
+        self._hashes = np.empty(0, np.int64)
+        self._lines = np.empty(0, np.int64)
+
+    def archive(self) -> list[tuple[int, str, int]]:
+        """Archive the recent ids; each that repeats an archived one as (line, id, first line)."""
+        recent, count = self.recent, len(self.recent)
+        if not count:
+            return []
+        hashes = np.fromiter(map(hash, recent), np.int64, count)
+        lines = np.fromiter(recent.values(), np.int64, count)
+        order = np.argsort(hashes)
+        hashes, lines = hashes[order], lines[order]
+        at = np.searchsorted(self._hashes, hashes)
+        repeat = at < len(self._hashes)
+        repeat[repeat] = self._hashes[at[repeat]] == hashes[repeat]
+        repeats = []
+        if repeat.any():
+            ids = list(recent)
+            for i in np.flatnonzero(repeat):
+                repeats.append((int(lines[i]), ids[order[i]], int(self._lines[at[i]])))
+            hashes, lines = hashes[~repeat], lines[~repeat]
+        recent.clear()
+        merged = np.concatenate([self._hashes, hashes])
+        by_hash = np.argsort(merged, kind="stable")  # two sorted runs: a linear merge
+        self._hashes = merged[by_hash]
+        self._lines = np.concatenate([self._lines, lines])[by_hash]
+        self.window = max(_WINDOW, len(self._hashes) // 8)
+        return repeats
+
+
 class CheckedLine(NamedTuple):
     """A request that passed every check: its custom_id, its JSONL line and its embedding inputs."""
 
@@ -293,7 +358,9 @@ class InputChecker:
     """Checks the requests of one batch input in order, keeping what the rules between lines need
     (custom_ids seen, the batch's model) and every problem found.
 
-    Only a hash of each custom_id is kept, so memory stays small however long the input.
+    Past the latest ones, only a hash of each custom_id is kept (see :class:`_SeenIds`), so memory
+    stays small however long the input; a repeat of an old id is reported a little later (at the
+    latest by :meth:`finish`), and :meth:`finish` lists the problems in line order.
     """
 
     def __init__(
@@ -319,7 +386,10 @@ class InputChecker:
         """What may go wrong but is not refused (a model the library does not know)."""
         self.total_problems = 0
         self._model_line = 0
-        self._seen: dict[int, int] = {}  # hash(custom_id) -> the line it is first used on
+        self._seen = _SeenIds()
+        self._recent = self._seen.recent
+        self.shape_inputs = 0
+        """The embedding inputs of the last line that passed :meth:`check`."""
 
     def report(self, problems: list[InputProblem]) -> None:
         """Count ``problems`` and keep them (up to :data:`KEPT_PROBLEMS` in all)."""
@@ -334,8 +404,28 @@ class InputChecker:
             self.report([item])
             return None
         req = _as_dict(item)
-        cid = req.get("custom_id")
-        body = req.get("body")
+        cid: Any = req.get("custom_id")
+        body: Any = req.get("body")
+        if (  # the usual line, once one has passed: its model is known good, no field to rule on
+            self.requests
+            and _is_usual(req, cid, body, self.endpoint)
+            and body.get("model") == self.model
+            and RULED_BODY_FIELDS.isdisjoint(body)
+        ):
+            inputs = count_embedding_inputs(body) if self.endpoint == "/v1/embeddings" else 0
+            line = orjson.dumps(
+                {"custom_id": cid, "method": "POST", "url": req["url"], "body": body}
+            )
+            line += b"\n"
+            if (
+                self._recent.setdefault(cid, lineno) == lineno
+                and len(line) <= self.max_bytes
+                and inputs <= self.max_inputs
+            ):
+                self.requests += 1
+                if len(self._recent) >= self._seen.window:
+                    self._archive_ids()
+                return CheckedLine(cid, line, inputs)
         found = check_line(lineno, req, self.endpoint)
         found += self._check_unique(lineno, cid)
         inputs = 0
@@ -357,7 +447,47 @@ class InputChecker:
             self.report(found)
             return None
         self.requests += 1
+        self.shape_inputs = inputs
         return CheckedLine(str(cid), line, inputs)  # a non-empty str: checked above
+
+    def check_rendered(self, lineno: int, custom_id: str, line: bytes) -> bool:
+        """Whether ``line`` (a JSONL line with its newline) passes, the problems reported if not.
+
+        The line comes from a compiled template whose lines differ only in their custom_id and in
+        strings no rule reads but for their size (see :attr:`~.templates.LineRenderer.same_shape`):
+        once one of them has passed every check, the others need only the checks of what varies (a
+        unique custom_id, the line's size); their embedding inputs are :attr:`shape_inputs`.
+        """
+        if not self.requests:
+            return self.check(lineno, orjson.loads(line)) is not None
+        recent = self._recent
+        if recent.setdefault(custom_id, lineno) == lineno and len(line) <= self.max_bytes:
+            self.requests += 1
+            if len(recent) >= self._seen.window:
+                self._archive_ids()
+            return True
+        self.report(
+            self._check_unique(lineno, custom_id) + self._check_size(lineno, custom_id, line)
+        )
+        return False
+
+    def check_rendered_many(self, lineno: int, ids: Sequence[str], lines: list[bytes]) -> bool:
+        """Whether every line of ``lines`` (their ids ``ids``, the first on line ``lineno``)
+        passes :meth:`check_rendered`'s checks: then all are recorded, else none is (check them
+        one by one to report their problems)."""
+        recent = self._recent
+        if (
+            not self.requests
+            or max(map(len, lines)) > self.max_bytes
+            or not recent.keys().isdisjoint(ids)
+            or len(set(ids)) != len(ids)
+        ):
+            return False
+        recent.update(zip(ids, range(lineno, lineno + len(ids)), strict=True))
+        self.requests += len(ids)
+        if len(recent) >= self._seen.window:
+            self._archive_ids()
+        return True
 
     def finish(self) -> None:
         """Raise a :class:`BatchInputError` listing every problem, if any (an input without any
@@ -373,25 +503,23 @@ class InputChecker:
                     )
                 ]
             )
+        self._archive_ids()
         if self.total_problems:
+            self.problems.sort(key=lambda p: p.line)  # repeats of archived ids come late
             raise BatchInputError(self.problems, self.total_problems)
 
     def _check_unique(self, lineno: int, cid: Any) -> list[InputProblem]:
         if not (isinstance(cid, str) and cid):
             return []
-        first = self._seen.setdefault(hash(cid), lineno)
-        if first == lineno:
-            return []
-        return [
-            _problem(
-                lineno,
-                cid,
-                "custom_id",
-                "duplicate_custom_id",
-                f"custom_id {cid!r} is already used on line {first}",
-                "Give every request a unique custom_id",
-            )
-        ]
+        first = self._recent.setdefault(cid, lineno)
+        if first != lineno:
+            return [_repeated(lineno, cid, first)]
+        if len(self._recent) >= self._seen.window:
+            self._archive_ids()
+        return []
+
+    def _archive_ids(self) -> None:
+        self.report([_repeated(*repeat) for repeat in self._seen.archive()])
 
     def _check_model(self, lineno: int, cid: Any, body: dict[str, Any]) -> list[InputProblem]:
         model = body.get("model")

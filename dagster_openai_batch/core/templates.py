@@ -16,6 +16,7 @@ import hashlib
 import math
 import string
 import sys
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from functools import lru_cache
 from typing import Any, NamedTuple
@@ -26,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from .batch_request import BatchRequest
 from .errors import OpenAIBatchError
+from .input_validation import RULED_BODY_FIELDS
 from .strict_schema import strict_schema_problems
 from .vocabulary import ValidEndpoint
 
@@ -70,7 +72,15 @@ def iter_rows(source: Any) -> Iterator[dict[str, Any]]:
         for frame in source.iter_slices(ROW_BATCH_SIZE):
             yield from frame.to_dicts()
         return
+    yield from _mappings(source)
+
+
+def _mappings(source: Any) -> Iterator[dict[str, Any]]:
+    """The rows of an iterable of mappings, as dicts."""
     for row in source:
+        if type(row) is dict:
+            yield row
+            continue
         if not isinstance(row, Mapping):
             raise TypeError(f"rows must be mappings (dicts), got {type(row).__name__}: {row!r:.80}")
         yield row if isinstance(row, dict) else dict(row)
@@ -232,10 +242,17 @@ class RequestTemplate(BaseModel):
         >>> t.render_body({"q": "2+2"})
         {'model': 'm', 'prompt': 'Q: 2+2'}
         """
+        body = self._assemble(lambda value: _render(value, row))
+        if self.body_fn is not None:
+            body.update(self.body_fn(dict(row)))
+        return body
+
+    def _assemble(self, render: Callable[[Any], Any]) -> dict[str, Any]:
+        """The body without ``body_fn``'s fields, each template value passed through ``render``."""
         body: dict[str, Any] = {"model": self.model}
-        body.update(_render(self.body, row))
+        body.update(render(self.body))
         if self.prompt is not None:
-            text = _render(self.prompt, row)
+            text = render(self.prompt)
             if self.endpoint == "/v1/chat/completions":
                 body["messages"] = [{"role": "user", "content": text}]
             elif self.endpoint in ("/v1/embeddings", "/v1/moderations", "/v1/responses"):
@@ -244,11 +261,9 @@ class RequestTemplate(BaseModel):
                 body["prompt"] = text
         if self.messages is not None:
             key = "input" if self.endpoint == "/v1/responses" else "messages"
-            body[key] = _render(self.messages, row)
+            body[key] = render(self.messages)
         if self.response_model is not None:
             body.update(self._format or {})
-        if self.body_fn is not None:
-            body.update(self.body_fn(dict(row)))
         return body
 
 
@@ -375,18 +390,19 @@ class RowProblem(NamedTuple):
 MISSING_VALUE_FIX = "Fill or drop these rows, or set the column to an empty string"
 
 
-def check_rows(
-    rows: Any, template: RequestTemplate
-) -> Iterator[tuple[dict[str, Any], BatchRequest | None, list[RowProblem]]]:
-    """Yield each row with its request, or with the problems that keep it from having one.
+def row_checker(
+    template: RequestTemplate,
+) -> Callable[[Mapping[str, Any]], str | list[RowProblem]]:
+    """A function giving a row's custom_id, or the problems that keep the row from being a request
+    (stateful: call it once per row, in order).
 
     A row's id must be valid (see :func:`custom_ids`) and no placeholder may be missing (None,
     NaN…): it would be sent, and billed, as the text ``None`` or ``nan``.
     """
     ids = custom_ids(template)
-    url = template.endpoint
     names = template.placeholders()
-    for row in iter_rows(rows):
+
+    def check(row: Mapping[str, Any]) -> str | list[RowProblem]:
         problems = []
         try:
             cid: str | None = ids(row)
@@ -402,7 +418,7 @@ def check_rows(
             )
         for name in names:
             value = row.get(name, "")
-            if is_missing(value):
+            if type(value) is not str and is_missing(value):
                 problems.append(
                     RowProblem(
                         cid,
@@ -412,8 +428,22 @@ def check_rows(
                         MISSING_VALUE_FIX,
                     )
                 )
-        if problems:
-            yield row, None, problems
+        return problems if cid is None or problems else cid
+
+    return check
+
+
+def check_rows(
+    rows: Any, template: RequestTemplate
+) -> Iterator[tuple[dict[str, Any], BatchRequest | None, list[RowProblem]]]:
+    """Yield each row with its request, or with the problems that keep it from having one (see
+    :func:`row_checker`)."""
+    check = row_checker(template)
+    url = template.endpoint
+    for row in iter_rows(rows):
+        cid = check(row)
+        if not isinstance(cid, str):
+            yield row, None, cid
         else:
             yield (
                 row,
@@ -422,3 +452,92 @@ def check_rows(
                 ),
                 [],
             )
+
+
+_CHECKED_BODY_FIELDS = ("model", "stream", *sorted(RULED_BODY_FIELDS))
+"""Body fields whose values the input rules read (beyond a line's size)."""
+
+
+class LineRenderer:
+    """A template compiled to the bytes of its JSONL line ``{custom_id, method, url, body}``.
+
+    The JSON around the custom_id and the strings that hold placeholders is serialized once; a row
+    only fills those strings in, each escaped by ``orjson``. The bytes are those of
+    ``orjson.dumps`` of the line built from :meth:`RequestTemplate.render_body`. A template with
+    ``body_fn`` cannot be compiled (:meth:`of` gives None).
+
+    >>> t = RequestTemplate(endpoint="/v1/embeddings", model="m", prompt="{text}")
+    >>> print(LineRenderer.of(t).line("a", {"text": '"hi"'}).decode(), end="")
+    {"custom_id":"a","method":"POST","url":"/v1/embeddings","body":{"model":"m","input":"\\"hi\\""}}
+    """
+
+    def __init__(self, template: RequestTemplate) -> None:
+        token = uuid.uuid4().hex
+        texts: list[str] = []
+
+        def mark(value: Any) -> Any:
+            """``value`` with each string that holds a placeholder replaced by a marker."""
+            if isinstance(value, str):
+                if not _fields(value):
+                    return value.replace("{{", "{").replace("}}", "}")
+                texts.append(value)
+                return f"\x00{token}{len(texts) - 1}\x00"
+            if isinstance(value, dict):
+                return {k: mark(v) for k, v in value.items()}
+            if isinstance(value, list):
+                return [mark(v) for v in value]
+            return value
+
+        body = template._assemble(mark)
+        line = {"custom_id": f"\x00{token}id\x00", "method": "POST", "url": template.endpoint}
+        data = orjson.dumps({**line, "body": body}) + b"\n"
+        marker = orjson.dumps(f"\x00{token}").rstrip(b'"')
+        self.same_shape = not any(
+            marker in orjson.dumps(body.get(name)) for name in _CHECKED_BODY_FIELDS
+        )
+        """Whether every line differs only in its custom_id and in strings no input rule reads
+        but for their size (none in the body's model, metadata, stream or structured output)."""
+        # The constant pieces between the markers, in the order the markers are serialized: the
+        # custom_id's first (the line's first field), then the strings'.
+        head, *marked = data.split(marker)
+        labels = [piece.partition(b'\\u0000"') for piece in marked]
+        assert labels[0][0] == b"id", data
+        assert len(labels) == len(texts) + 1, data
+        self._head, self._id_tail = head, labels[0][2]
+        self._fields: list[tuple[str | None, str, bytes]] = [
+            (_whole_column(texts[int(label)]), texts[int(label)], tail)
+            for label, _, tail in labels[1:]
+        ]
+
+    @classmethod
+    def of(cls, template: RequestTemplate) -> LineRenderer | None:
+        """The compiled template, or None when it has a ``body_fn``."""
+        return None if template.body_fn is not None else cls(template)
+
+    def line(self, custom_id: str, row: Mapping[str, Any]) -> bytes:
+        """The JSONL line (with its newline) of the request for ``row``."""
+        dumps = orjson.dumps
+        parts = [self._head, dumps(custom_id), self._id_tail]
+        for column, text, tail in self._fields:
+            try:
+                if column is None:
+                    parts.append(dumps(text.format_map(row)))
+                else:
+                    value = row[column]
+                    parts.append(dumps(value if type(value) is str else format(value, "")))
+            except KeyError:
+                _render(text, row)  # raises the KeyError that names the missing column
+                raise
+            parts.append(tail)
+        return b"".join(parts)
+
+
+def _whole_column(text: str) -> str | None:
+    """The column a template string is exactly the placeholder of (``"{text}"``), or None."""
+    parsed = list(_FORMATTER.parse(text))
+    if len(parsed) != 1:
+        return None
+    literal, field, spec, conversion = parsed[0]
+    if literal or not field or spec or conversion or not field.isidentifier():
+        return None
+    return field

@@ -229,3 +229,110 @@ def test_prepare_jsonl_validates_json_and_infers_endpoint(tmp_path: Path) -> Non
     empty.write_bytes(b"")
     with pytest.raises(BatchInputError, match="has no request with a url"):
         prepare_jsonl(empty, tmp_path / "out3")
+
+
+def test_rules_that_vary_by_row_are_checked_on_every_row(tmp_path: Path) -> None:
+    """The first row is checked in full, later ones for what a template lets differ: a repeated
+    id, an oversized line, and every rule where a placeholder sits in a field the rules read."""
+    t = RequestTemplate(endpoint=CHAT, model="gpt-4o-mini", prompt="{text}", custom_id_column="id")
+    rows = [{"id": f"r{i}", "text": "x"} for i in range(5_000)]
+    rows[1] = {"id": "b", "text": "y" * 400}
+    rows[2] = {"id": "r0", "text": "z"}
+    rows[3_000] = {"id": "c", "text": "y" * 400}  # rows past the first are checked in chunks
+    rows[4_000] = {"id": "r2500", "text": "z"}
+    with pytest.raises(BatchInputError) as e:
+        prepare_rows(rows, t, tmp_path / "a", max_bytes=300)
+    assert [(p.line, p.code) for p in e.value.problems] == [
+        (2, "line_too_large"),
+        (3, "duplicate_custom_id"),
+        (3_001, "line_too_large"),
+        (4_001, "duplicate_custom_id"),
+    ]
+    assert str(e.value.problems[1]).startswith(
+        "line 3 (custom_id 'r0'), field 'custom_id': custom_id 'r0' is already used on line 1"
+    )
+    assert "custom_id 'r2500' is already used on line 2501" in str(e.value.problems[3])
+    varying = RequestTemplate(
+        endpoint=CHAT, prompt="hi", model="m", body={"model": "{m}", "metadata": {"k": "{note}"}}
+    )
+    rows = [
+        {"m": "gpt-4o-mini", "note": "fine"},
+        {"m": "gpt-4o-mini", "note": "v" * 513},
+        {"m": "gpt-4o", "note": "fine"},
+    ]
+    with pytest.raises(BatchInputError) as e:
+        prepare_rows(rows, varying, tmp_path / "b")
+    assert [(p.line, p.field, p.code) for p in e.value.problems] == [
+        (2, "body.metadata.k", "invalid_metadata"),
+        (3, "body.model", "model_mismatch"),
+    ]
+    assert not list((tmp_path / "b").glob("part-*"))
+
+
+def test_prepare_rows_writes_what_write_batch_input_writes(tmp_path: Path) -> None:
+    """The compiled template's lines are the requests' own JSON: same parts, same content hash."""
+    rows = [{"id": f"r{i}", "text": f'"{i}"\n{{x}}', "n": i} for i in range(3_000)]
+    t = RequestTemplate(
+        endpoint=CHAT,
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "{text} ({n})"}],
+        body={"metadata": {"source": "test"}},
+        custom_id_column="id",
+    )
+    compiled = prepare_rows(rows, t, tmp_path / "a", max_requests=700)
+    requests = [{"custom_id": r["id"], "url": CHAT, "body": t.render_body(r)} for r in rows]
+    generic = write_batch_input(requests, tmp_path / "b", endpoint=CHAT, max_requests=700)
+    assert compiled.content_hash == generic.content_hash
+    assert [p.sha256 for p in compiled.parts] == [p.sha256 for p in generic.parts]
+    assert compiled.preview == generic.preview
+
+
+def test_a_repeated_custom_id_is_found_however_far_back(tmp_path: Path) -> None:
+    """Old custom_ids are kept as hashes (16 bytes each), recent ones as strings: a repeat is
+    found either way, named with the line the id was first used on."""
+    rows = [{"id": f"r{i}", "text": "x"} for i in range(140_000)]
+    rows += [{"id": "r5", "text": "x"}, {"id": "r139990", "text": "x"}]
+    t = RequestTemplate(endpoint=CHAT, model="gpt-4o-mini", prompt="{text}", custom_id_column="id")
+    with pytest.raises(BatchInputError) as e:
+        prepare_rows(rows, t, tmp_path)
+    assert [str(p) for p in e.value.problems] == [
+        "line 140001 (custom_id 'r5'), field 'custom_id': custom_id 'r5' is already used on line "
+        "6. Give every request a unique custom_id",
+        "line 140002 (custom_id 'r139990'), field 'custom_id': custom_id 'r139990' is already used "
+        "on line 139991. Give every request a unique custom_id",
+    ]
+    assert not list(tmp_path.glob("part-*"))
+
+
+def test_every_rule_holds_after_a_line_has_passed(tmp_path: Path) -> None:
+    """Lines like one that passed take a shorter way through the checks: each rule still holds."""
+    later = [
+        req("dup"),
+        req("dup"),
+        req("other-model", model="gpt-4o"),
+        req("other-url", url="/v1/completions"),
+        {**req("put"), "method": "PUT"},
+        req("streamed", stream=True),
+        req("big", pad="x" * 500),
+        req("meta", metadata={"n": 3}),
+        req(""),
+    ]
+    found = problems_of([req("first"), *later], tmp_path, max_bytes=400)
+    assert [p.split(":")[0] for p in found] == [
+        "line 3 (custom_id 'dup'), field 'custom_id'",
+        "line 4 (custom_id 'other-model'), field 'body.model'",
+        "line 5 (custom_id 'other-url'), field 'url'",
+        "line 6 (custom_id 'put'), field 'method'",
+        "line 7 (custom_id 'streamed'), field 'body.stream'",
+        "line 8 (custom_id 'big')",
+        "line 9 (custom_id 'meta'), field 'body.metadata.n'",
+        "line 10 (custom_id ''), field 'custom_id'",
+    ]
+    emb = [
+        {"custom_id": f"e{i}", "url": "/v1/embeddings", "body": {"model": "m", "input": ["a"] * n}}
+        for i, n in enumerate((1, 2, 3))
+    ]
+    assert problems_of(emb, tmp_path, endpoint="/v1/embeddings", max_embedding_inputs=2) == [
+        "line 3 (custom_id 'e2'), field 'body.input': 3 embedding inputs in one request; the "
+        "limit is 2. Split this request into smaller ones"
+    ]

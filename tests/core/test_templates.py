@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import orjson
 import pandas as pd
 import polars as pl
 import pyarrow as pa
@@ -7,6 +8,7 @@ import pytest
 from pydantic import BaseModel
 
 from dagster_openai_batch.core import RequestTemplate, build_requests, iter_rows
+from dagster_openai_batch.core.templates import LineRenderer
 
 
 class Verdict(BaseModel):
@@ -159,3 +161,66 @@ def test_body_fn_overrides_and_is_not_serialised() -> None:
     reqs = list(build_requests(ROWS, t))
     assert reqs[1].body == {"model": "m", "input": ["world", "world"], "dimensions": 8}
     assert "body_fn" not in t.model_dump()
+
+
+class Label(BaseModel):
+    label: str
+
+
+COMPILED = [
+    RequestTemplate(
+        endpoint="/v1/chat/completions",
+        model="gpt-4o-mini",
+        messages=[
+            {"role": "system", "content": 'Reply as JSON {{"n": {n}}}, "quoted" \\ é'},
+            {"role": "user", "content": [{"type": "text", "text": "{text} {n:03d} {text!r}"}]},
+        ],
+        body={"user": "u-{id}", "max_tokens": 5, "model": "other"},
+    ),
+    RequestTemplate(
+        endpoint="/v1/responses", model="gpt-4o", prompt="{text}", response_model=Label
+    ),
+    RequestTemplate(endpoint="/v1/embeddings", model="e", body={"input": ["{text}", "{n}"]}),
+    RequestTemplate(endpoint="/v1/completions", model="c", prompt="{{literal}} {n}"),
+]
+
+
+@pytest.mark.parametrize("template", COMPILED)
+def test_a_compiled_template_writes_the_bytes_of_the_rendered_request(
+    template: RequestTemplate,
+) -> None:
+    rows = [
+        {"id": "a", "text": 'line\nbreak "quote" \\ \u2028 é 😀', "n": 1},
+        {"id": "b", "text": "", "n": -20},
+        {"id": "c", "text": "{not a placeholder}", "n": 10**20},
+    ]
+    renderer = LineRenderer.of(template)
+    assert renderer is not None
+    for row in rows:
+        request = {"custom_id": row["id"], "method": "POST", "url": template.endpoint}
+        expected = orjson.dumps({**request, "body": template.render_body(row)}) + b"\n"
+        assert renderer.line(str(row["id"]), row) == expected
+
+
+def test_placeholders_where_the_rules_look_make_each_line_its_own_shape() -> None:
+    def shape(**kw: object) -> bool:
+        template = RequestTemplate(endpoint="/v1/chat/completions", model="m", **kw)  # type: ignore[arg-type]
+        renderer = LineRenderer.of(template)
+        assert renderer is not None
+        return renderer.same_shape
+
+    assert shape(prompt="{q}", body={"user": "{u}", "metadata": {"k": "v"}})
+    assert not shape(prompt="{q}", body={"metadata": {"k": "{u}"}})
+    assert not shape(prompt="{q}", body={"model": "{m}"})
+    assert (
+        LineRenderer.of(RequestTemplate(endpoint="/v1/chat/completions", model="m", body_fn=dict))
+        is None
+    )
+
+
+def test_a_compiled_template_names_a_missing_column() -> None:
+    t = RequestTemplate(endpoint="/v1/completions", model="c", prompt="{text}")
+    renderer = LineRenderer.of(t)
+    assert renderer is not None
+    with pytest.raises(KeyError, match=r"placeholder \{text\} has no column in the row"):
+        renderer.line("a", {"other": 1})
