@@ -16,7 +16,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import orjson
@@ -454,7 +454,14 @@ def _batch_for_file(path: Path, batches: list[Batch]) -> str | None:
     return batches[0].id if len(batches) == 1 else None
 
 
+NOT_SUBMITTED: Final = ""
+"""The batch id given to the requests of a part that never became a batch (its submission was
+cancelled while the part waited for the queue): their rows are ``cancelled``, with no batch id."""
+
+
 def _absent_status(batch_id: str | None, by_id: dict[str, Batch], batches: list[Batch]) -> str:
+    if batch_id == NOT_SUBMITTED:
+        return "cancelled"
     owners = [by_id[batch_id]] if batch_id in by_id else batches
     states = {b.status for b in owners}
     if states == {"cancelled"} or states == {"cancelling"}:
@@ -758,12 +765,18 @@ def _result_columns(
         "custom_id": custom_ids,
         "status": status,
         "answer": answer,
-        "batch_id": pc.coalesce(lines.column("file_batch_id"), owners.cast(pa.string())),
+        "batch_id": pc.coalesce(lines.column("file_batch_id"), _batch_ids(owners)),
     }
     return pa.Table.from_arrays(
         [columns[f.name] if f.name in columns else lines.column(f.name) for f in schema],
         schema=schema,
     )
+
+
+def _batch_ids(owners: pa.Array) -> pa.Array:
+    """The owning batch ids as strings, null for requests never submitted."""
+    ids = owners.cast(pa.string())
+    return pc.if_else(pc.equal(ids, NOT_SUBMITTED), pa.scalar(None, pa.string()), ids)
 
 
 def _summary(

@@ -28,7 +28,7 @@ from ..core.input_file import (
 from ..core.input_validation import BatchInputError
 from ..core.queue_budget import QUEUE_WINDOW_SECONDS, QueueBudgetError, token_limit_of
 from ..core.resubmit import build_resubmission, merge_results
-from ..core.results import ResultsSummary, collect_results, sent_requests
+from ..core.results import NOT_SUBMITTED, ResultsSummary, collect_results, sent_requests
 from ..core.storage import BatchResults, download_file, join_uri, read_table, resolve, upload_file
 from ..core.templates import RequestTemplate
 from ..core.token_estimate import (
@@ -44,7 +44,7 @@ from ..core.vocabulary import (
     BatchEndpoint,
 )
 from .checks import evaluate_checks
-from .queue import Submission, read_queue
+from .queue import Submission, has_pending_parts, read_queue
 from .resource import OpenAIBatchResource
 from .stage_records import (
     BatchJobRecord,
@@ -415,10 +415,9 @@ def cancel_batch_job(stage: StageContext) -> Iterator[dg.MaterializeResult[Any]]
     stage.context.log.info(f"Cancel requested for {', '.join(b.id for b in batches)}")
     handed_on = previous.handed_on()
     if previous.part_count > len(ids):  # parts still waiting for the queue are never submitted
-        handed_on["part_uris"] = dg.MetadataValue.json(previous.part_uri_list[: len(ids)])
         stage.context.log.warning(
             f"{previous.part_count - len(ids)} part(s) still waiting for the queue will not be "
-            "submitted: their requests are missing from the results."
+            "submitted: results records their requests as cancelled (nothing paid for them)."
         )
     record = _job_record(stage, batches, adopted=0, handed_on=handed_on)
     yield dg.MaterializeResult(metadata={**record})
@@ -697,6 +696,12 @@ def materialize_results(
     job = _recorded_job(stage, batch_ids)
     ids = job.batch_id_list
     _refuse_if_superseded(stage, ids, allow_superseded)
+    if has_pending_parts(job):
+        raise dg.Failure(
+            f"Parts of this submission still wait for the queue ({job.waiting or 'not created'}): "
+            "the openai_batch_sensor submits them as room frees and materializes results once "
+            "every part has run. To stop here, materialize batch_job with config cancel: true."
+        )
     with _work_dir() as tmp_name, stage.resource.get_batch_client() as client:
         tmp = Path(tmp_name)
         found = client.retrieve_many(ids)
@@ -716,7 +721,9 @@ def materialize_results(
             sent = [
                 download_file(u, tmp / f"sent-{i}.jsonl") for i, u in enumerate(job.part_uri_list)
             ]
-            request_ids, target = sent_requests(sent, ids), dest
+            # Parts past the batches never became one (cancelled while waiting for the queue).
+            owners = [*ids, *[NOT_SUBMITTED] * (len(sent) - len(ids))]
+            request_ids, target = sent_requests(sent, owners), dest
             inputs_local = (
                 download_file(job.inputs_uri, tmp / "inputs.parquet") if job.inputs_uri else None
             )

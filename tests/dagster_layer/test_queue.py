@@ -236,3 +236,51 @@ def test_the_queue_flow_prints_parts_that_waited_and_went_through(tmp_path, monk
     assert "3/3 parts have a batch" in submitted[-1]
     assert sum("sensor launched the results run" in line for line in lines) == 1
     assert "results: 30 rows, 30 succeeded" in lines
+
+
+def test_cancelling_while_parts_wait_records_their_requests_as_cancelled(instance, emulator_dir):
+    tokens = part_tokens(instance, emulator_dir)
+    limit = max(tokens) + min(tokens) // 2  # one part at a time
+    resource = OpenAIBatchResource(
+        emulator_dir=str(emulator_dir),
+        emulator_pace="fast",
+        queue_token_budget={MODEL: limit},
+        emulator_faults={"token_limits": {MODEL: limit}},
+    )
+    assert materialize(instance, resource).success
+    first = recorded(instance, PIPELINE.batch_job.key, BatchJobRecord)
+    assert len(first.batch_id_list) == 1
+    assert first.waiting
+
+    # results refuses a submission whose parts still wait: it would record them as never run.
+    early = dg.materialize(
+        [PIPELINE.results],
+        instance=instance,
+        resources={"openai_batch": resource},
+        selection=[PIPELINE.results],
+        raise_on_error=False,
+    )
+    assert not early.success
+    assert "still wait for the queue" in str(early.get_step_failure_events()[0].event_specific_data)
+
+    cancel = dg.materialize(
+        [questions, PIPELINE.input_file, PIPELINE.batch_job],
+        instance=instance,
+        resources={"openai_batch": resource},
+        selection=[PIPELINE.batch_job],
+        run_config={"ops": {PIPELINE.batch_job.op.name: {"config": {"cancel": True}}}},
+    )
+    assert cancel.success
+    _, runs = run_sensor_until_idle(definitions(resource), instance)
+    assert len(runs) == 1
+    results = recorded(instance, PIPELINE.results.key, ResultsRecord)
+    table = pq.read_table(results.results_uri, columns=["custom_id", "status", "batch_id"])
+    assert sorted(table.column("custom_id").to_pylist()) == sorted(r["id"] for r in ROWS)
+    rows = table.to_pylist()
+    never_sent = [r for r in rows if r["batch_id"] is None]
+    assert len(never_sent) == 20
+    assert {r["status"] for r in never_sent} == {"cancelled"}
+    assert {r["batch_id"] for r in rows if r["batch_id"]} == set(first.batch_id_list)
+    assert results.status_cancelled + results.status_succeeded == 30
+    # The waiting parts never became batches, then or later.
+    assert sum(batches_by_part(emulator_dir).values()) == 1
