@@ -469,7 +469,11 @@ def openai_batch_sensor(
         for pipeline in pipelines:
             cursor.in_flight.extend(_read_new_batch_sets(context, pipeline, cursor))
         watched, superseded = _newest_per_partition(cursor.in_flight)
+        newest = {(item.pipeline, item.partition): item for item in watched}
         for item in superseded:
+            kept = newest[(item.pipeline, item.partition)]
+            if set(item.batch_ids) <= set(kept.batch_ids):
+                continue  # the same submission, recorded again with more of its parts
             context.log.info(
                 f"{_where(item)} batches {item.batch_ids}: superseded by a newer batch_job."
             )
