@@ -76,6 +76,7 @@ def test_deployment_on_postgres_daemon_queue_and_object_store(tmp_path: Path, mo
         }
         for name, value in env.items():
             monkeypatch.setenv(name, value)
+        _create_storage(env)
         with _daemon(env, tmp_path / "daemon.log") as daemon:
             _launch(
                 env,
@@ -93,6 +94,12 @@ def test_deployment_on_postgres_daemon_queue_and_object_store(tmp_path: Path, mo
                 _check_reports(instance)
                 _check_sensors_green(instance)
         _check_key_not_stored(pg_url, key)
+
+
+def _create_storage(env: dict[str, str]) -> None:
+    """The README's first step: create the tables once, before the processes that share them start
+    (each would create them on first use, and two at once can collide on a fresh database)."""
+    subprocess.run([BIN / "dagster", "instance", "migrate"], cwd=HERE, env=env, check=True)
 
 
 def _launch(env: dict[str, str], *runs: tuple[str, str | None]) -> None:
