@@ -7,8 +7,9 @@ Names are imported on first use, so ``python -m dagster_openai_batch.emulator`` 
 none of them) starts without importing Dagster.
 """
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ._lazy import lazy_names
 
 if TYPE_CHECKING:
     from .core.batch_request import BatchRequest
@@ -80,7 +81,7 @@ _MODULES = {
         "openai_batch_watch_sensor",
     ],
 }
-_WHERE = {name: module for module, names in _MODULES.items() for name in names}
+__getattr__, __dir__ = lazy_names(__name__, _MODULES, globals())
 __all__ = [
     "MAX_EMBEDDING_INPUTS",
     "MAX_FILE_BYTES",
@@ -119,16 +120,3 @@ __all__ = [
     "prepare_jsonl",
     "prepare_rows",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
