@@ -23,12 +23,10 @@ import pyarrow.parquet as pq
 
 from .batch_request import BatchRequest
 from .input_file import InputPart, read_jsonl_input
+from .result_lines import TOKEN_COLUMNS, VECTOR, VECTORS
 from .results import (
     STATUSES,
-    TOKEN_COLUMNS,
     USAGE_FIELDS,
-    VECTOR,
-    VECTORS,
     ResultsSummary,
     _cost,
     nest_vectors,

@@ -10,11 +10,10 @@ a time, so memory stays bounded whatever the number of rows.
 
 from __future__ import annotations
 
-import base64
-import itertools
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any, Final
 
@@ -27,15 +26,22 @@ from openai.types import Batch
 from pydantic import BaseModel
 
 from .pricing import cost_usd
+from .result_lines import (
+    BATCH_ROWS,
+    TOKEN_COLUMNS,
+    VECTOR,
+    VECTORS,
+    SpillFile,
+    parse_results,
+    spill_schema,
+)
 from .storage import atomic_output, resolve
 from .vocabulary import BatchEndpoint, as_endpoint
 
 STATUSES = ("succeeded", "failed", "expired", "cancelled", "missing")
-JOIN_BATCH_ROWS = 8_192
-"""Rows per spilled record batch and per chunk of the join (memory grows with it: at 16,384 the
-parse of 200,000 chat results held ~60 MB more)."""
+JOIN_BATCH_ROWS = BATCH_ROWS
+"""Rows per chunk of the join, as many as per spilled record batch."""
 _BUFFER = 1 << 20
-TOKEN_COLUMNS = ("input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens")
 USAGE_FIELDS = (*TOKEN_COLUMNS, "calls")
 """Per-model tallies: the token columns, then the number of answered requests."""
 
@@ -68,10 +74,6 @@ def usage_by_model(tokens_by_model: dict[str, list[int]]) -> dict[str, dict[str,
     }
 
 
-VECTOR = pa.list_(pa.float32())
-VECTORS = pa.list_(VECTOR)
-
-
 def result_schema(endpoint: BatchEndpoint | str, several_inputs: bool = False) -> pa.Schema:
     """The columns :func:`collect_results` adds to the input columns.
 
@@ -97,286 +99,48 @@ def result_schema(endpoint: BatchEndpoint | str, several_inputs: bool = False) -
     )
 
 
-def _chat_answer(body: dict[str, Any]) -> str | None:
-    choices = body.get("choices") or [{}]
-    message = choices[0].get("message") or {}
-    content: str | None = message.get("content")
-    if content is not None:
-        return content
-    if message.get("tool_calls"):
-        return orjson.dumps(message["tool_calls"]).decode()
-    refusal: str | None = message.get("refusal")
-    return refusal
-
-
-def _completion_answer(body: dict[str, Any]) -> str | None:
-    text: str | None = (body.get("choices") or [{}])[0].get("text")
-    return text
-
-
-def _responses_answer(body: dict[str, Any]) -> str | None:
-    output_text: str | None = body.get("output_text")
-    if output_text is not None:
-        return output_text
-    texts = [
-        c.get("text", "")
-        for item in body.get("output") or []
-        if item.get("type") == "message"
-        for c in item.get("content") or []
-        if c.get("type") == "output_text"
-    ]
-    return "".join(texts) if texts else None
-
-
-def _moderation_answer(body: dict[str, Any]) -> str | None:
-    """The flags of one input, or a JSON list of them (in input order) when the request had
-    several."""
-    flags = [
-        {
-            "flagged": bool(result.get("flagged")),
-            "categories": sorted(k for k, v in (result.get("categories") or {}).items() if v),
-        }
-        for result in body.get("results") or [{}]
-    ]
-    return orjson.dumps(flags if len(flags) > 1 else flags[0]).decode()
-
-
-_TEXT_ANSWERS: dict[str, Callable[[dict[str, Any]], str | None]] = {
-    "/v1/chat/completions": _chat_answer,
-    "/v1/completions": _completion_answer,
-    "/v1/responses": _responses_answer,
-    "/v1/moderations": _moderation_answer,
-}
-"""How each endpoint's text answer is read from its response body."""
-
-
-def _no_answer(body: dict[str, Any]) -> None:
-    return None
-
-
-def _vectors(body: dict[str, Any]) -> tuple[list[np.ndarray] | None, dict[str, Any]]:
-    """The vectors of an embeddings body (in input order), and the body without them."""
-    data = body.get("data")
-    if not isinstance(data, list) or not data:
-        return None, body
-    items = sorted(data, key=lambda d: d.get("index") or 0) if len(data) > 1 else data
-    vectors = []
-    for item in items:
-        vector = item.get("embedding")
-        if isinstance(vector, str):
-            vectors.append(np.frombuffer(base64.b64decode(vector), dtype="<f4"))
-        else:
-            vectors.append(np.asarray(vector, dtype=np.float32))
-    kept = [{k: v for k, v in item.items() if k != "embedding"} for item in data]
-    return vectors, {**body, "data": kept}
-
-
-def _usage(body: dict[str, Any]) -> tuple[int | None, int | None, int | None, int | None]:
-    u = body.get("usage")
-    if not isinstance(u, dict):
-        return None, None, None, None
-    inp = u.get("prompt_tokens", u.get("input_tokens"))
-    out = u.get("completion_tokens", u.get("output_tokens"))
-    if out is None and inp is not None:
-        out = 0
-    cached = (u.get("prompt_tokens_details") or u.get("input_tokens_details") or {}).get(
-        "cached_tokens"
-    )
-    reasoning = (u.get("completion_tokens_details") or u.get("output_tokens_details") or {}).get(
-        "reasoning_tokens"
-    )
-    return (
-        inp,
-        cached or (0 if inp is not None else None),
-        out,
-        reasoning or (0 if out is not None else None),
-    )
-
-
-_SPILL_SCHEMA = [
-    ("custom_id", pa.string()),
-    ("status", pa.string()),
-    ("status_code", pa.int32()),
-    ("error_code", pa.string()),
-    ("error_message", pa.string()),
-    ("response_body", pa.string()),
-    ("answer", pa.string()),
-    *((name, pa.int64()) for name in TOKEN_COLUMNS),
-    ("file_batch_id", pa.string()),
-    ("request_id", pa.string()),
-    ("model", pa.string()),
-]
-"""One parsed result line: the result columns (``file_batch_id``: the batch of its file, if known)
-and the model that answered (successes only). Embeddings answers are spilled as lists of
-vectors."""
-
-
-def _failure(line: dict[str, Any]) -> tuple[Any, ...]:
-    """(response body as JSON bytes, request_id, status, status_code, error_code, error_message)
-    of a line that is not a success."""
-    response, error = line.get("response"), line.get("error")
-    if isinstance(response, dict):
-        code, request_id, raw_body = (
-            response.get("status_code"),
-            response.get("request_id"),
-            response.get("body"),
-        )
-        body: dict[str, Any] = raw_body if isinstance(raw_body, dict) else {}
-        raw_error = body.get("error")
-        e: dict[str, Any] = raw_error if isinstance(raw_error, dict) else {}
-        error_code = e.get("code") or e.get("type") or f"http_{code}"
-        return orjson.dumps(body), request_id, "failed", code, error_code, e.get("message")
-    if isinstance(error, dict):
-        code = error.get("code")
-        status = {"batch_expired": "expired", "batch_cancelled": "cancelled"}.get(
-            code or "", "failed"
-        )
-        return None, None, status, None, code, error.get("message")
-    return (
-        None,
-        None,
-        "failed",
-        None,
-        "malformed_result_line",
-        "result line has neither response nor error",
-    )
-
-
-_PER_LINE = ("custom_id", "response_body", "answer", *TOKEN_COLUMNS, "request_id", "model")
-"""The spill columns collected line by line (the status columns are those of a success unless
-the line is among the failures; ``file_batch_id`` is the file's)."""
-
-
-def _byte_offset(path: Path, line_number: int) -> int:
-    with path.open("rb") as f:
-        return sum(len(raw) for raw in itertools.islice(f, line_number))
-
-
 class _Spill:
-    """Every result line, parsed once, as Arrow record batches in a temporary Arrow file; the
-    custom_ids and success flags stay in memory for the join."""
+    """Every result line, parsed once (:func:`parse_results`) into record batches of temporary
+    Arrow files; the custom_ids and success flags stay in memory for the join."""
 
-    def __init__(self, path: Path, endpoint: BatchEndpoint) -> None:
-        self.path = path
+    def __init__(self, spill_dir: Path, endpoint: BatchEndpoint) -> None:
+        self.spill_dir = spill_dir
         self.endpoint = endpoint
         self.embeddings = endpoint == "/v1/embeddings"
-        answer = VECTORS if self.embeddings else pa.string()
-        self.schema = pa.schema([(n, answer if n == "answer" else t) for n, t in _SPILL_SCHEMA])
-        self.writer = pa.ipc.new_file(str(path), self.schema)
-        self.ids: list[pa.Array] = []
-        self.succeeded: list[np.ndarray] = []
+        self.schema = spill_schema(endpoint)
+        self.files: list[SpillFile] = []
+        self.batches: list[tuple[str, int]] = []
+        """(spill file, record batch number in it) of each record batch, in line order."""
         self.starts = [0]
         """The spill position of each record batch's first row (and the total, last)."""
+        self.ids = pa.array([], pa.string())
+        self.succeeded = np.zeros(0, bool)
         self.several_inputs = False
         """Some success embedded several inputs (so answers are lists of vectors)."""
 
     def read(self, files: list[Path], file_batch: list[str | None]) -> None:
-        """Parse and spill every line of ``files`` (``file_batch``: each file's batch id)."""
-        loads, dumps, usage = orjson.loads, orjson.dumps, _usage
-        text_answer = _TEXT_ANSWERS.get(self.endpoint, _no_answer)
-        embeddings = self.embeddings
-        columns: dict[str, list[Any]] = {name: [] for name in _PER_LINE}
-        add_id, add_body, add_answer, add_in, add_cached, add_out, add_reasoning, add_rid = (
-            columns[name].append for name in _PER_LINE[:-1]
+        """Parse every line of ``files`` (``file_batch``: each file's batch id), then keep the
+        custom_ids and success flags of the lines, in order."""
+        self.files = parse_results(
+            list(zip(files, file_batch, strict=True)), self.endpoint, self.spill_dir
         )
-        add_model = columns["model"].append
-        ids = columns["custom_id"]
-        failures: list[tuple[int, Any, Any, Any, Any]] = []
-        for path, batch_id in zip(files, file_batch, strict=True):
-            with path.open("rb", buffering=_BUFFER) as f:
-                for number, raw in enumerate(f):
-                    try:
-                        line = loads(raw)
-                        cid = line["custom_id"]
-                    except (orjson.JSONDecodeError, KeyError, TypeError) as e:
-                        if raw.isspace():
-                            continue
-                        raise ValueError(
-                            f"{path}: byte {_byte_offset(path, number)}: not a batch result line "
-                            f"({e}); is the file complete? Download it again"
-                        ) from None
-                    response = line.get("response")
-                    if response.__class__ is dict and response.get("status_code") == 200:
-                        body = response.get("body")
-                        if body.__class__ is not dict:
-                            body = {}
-                        inp, cached, out, reasoning = usage(body)
-                        if embeddings:
-                            vectors, body = _vectors(body)
-                            add_answer(vectors)
-                            if vectors is not None and len(vectors) > 1:
-                                self.several_inputs = True
-                        else:
-                            add_answer(text_answer(body))
-                        add_body(dumps(body))
-                        add_rid(response.get("request_id"))
-                        add_model(body.get("model"))
-                    else:
-                        body_json, request_id, *failure = _failure(line)
-                        failures.append((len(ids), *failure))
-                        inp = cached = out = reasoning = None
-                        add_answer(None)
-                        add_body(body_json)
-                        add_rid(request_id)
-                        add_model(None)
-                    add_id(cid)
-                    add_in(inp)
-                    add_cached(cached)
-                    add_out(out)
-                    add_reasoning(reasoning)
-                    if len(ids) == JOIN_BATCH_ROWS:
-                        self._flush(columns, failures, batch_id)
-            self._flush(columns, failures, batch_id)
-        self.writer.close()
-
-    def _flush(
-        self,
-        columns: dict[str, list[Any]],
-        failures: list[tuple[int, Any, Any, Any, Any]],
-        batch_id: str | None,
-    ) -> None:
-        """Spill the lines collected (response bodies as JSON bytes), then empty ``columns`` and
-        ``failures``."""
-        n = len(columns["custom_id"])
-        if not n:
-            return
-        status, code = ["succeeded"] * n, [200] * n
-        error_code: list[Any] = [None] * n
-        error_message: list[Any] = [None] * n
-        succeeded = np.ones(n, bool)
-        for i, *failure in failures:
-            status[i], code[i], error_code[i], error_message[i] = failure
-            succeeded[i] = False
-        values = {
-            **columns,
-            "status": status,
-            "status_code": code,
-            "error_code": error_code,
-            "error_message": error_message,
-            "file_batch_id": [batch_id] * n,
-        }
-        arrays = []
-        for field in self.schema:
-            if field.name == "response_body":
-                arrays.append(pa.array(values[field.name], pa.binary()).cast(pa.string()))
-            elif field.name == "answer" and self.embeddings:
-                arrays.append(_vector_lists(values[field.name]))
-            elif field.name == "custom_id":  # text, even where a service wrote a number
-                ids = values[field.name]
-                if any(i.__class__ is not str for i in ids):
-                    ids = [str(i) for i in ids]
-                arrays.append(pa.array(ids, pa.string()))
-            else:
-                arrays.append(pa.array(values[field.name], field.type))
-        batch = pa.RecordBatch.from_arrays(arrays, schema=self.schema)
-        self.writer.write_batch(batch)
-        self.ids.append(batch.column(0))
-        self.succeeded.append(succeeded)
-        self.starts.append(self.starts[-1] + n)
-        for values_list in columns.values():
-            values_list.clear()
-        failures.clear()
-        pa.default_memory_pool().release_unused()  # see _write
+        self.several_inputs = any(f.several_inputs for f in self.files)
+        ids: list[pa.Array] = []
+        succeeded: list[np.ndarray] = []
+        for spill in self.files:
+            with pa.memory_map(spill.path) as source:
+                reader = pa.ipc.open_file(source)
+                for number, rows in enumerate(spill.batch_rows):
+                    batch = reader.get_batch(number)
+                    ids.append(batch.column(0))
+                    status = batch.column(1)
+                    succeeded.append(pc.equal(status, "succeeded").to_numpy(zero_copy_only=False))
+                    self.batches.append((spill.path, number))
+                    self.starts.append(self.starts[-1] + rows)
+                # A copy, made while the file is mapped: the mapping is let go.
+                self.ids = pa.concat_arrays([self.ids, *ids])
+                ids.clear()
+        self.succeeded = np.concatenate([self.succeeded, *succeeded])
 
     def gather(self, positions: np.ndarray) -> pa.Table:
         """The spilled rows at ``positions`` (null rows where -1), in that order.
@@ -395,8 +159,9 @@ class _Spill:
         ends = [*first[1:], len(ranked)]
         pieces = []
         for n, a, b in zip(found, first, ends[: len(first)], strict=True):
-            with pa.memory_map(str(self.path)) as source:
-                batch = pa.ipc.open_file(source).get_batch(int(n))
+            path, number = self.batches[n]
+            with pa.memory_map(path) as source:
+                batch = pa.ipc.open_file(source).get_batch(number)
                 pieces.append(batch.take(pa.array(ranked[a:b] - starts[n])))
         table = pa.Table.from_batches(pieces, self.schema).combine_chunks()
         rank = np.empty(len(wanted), np.int64)
@@ -404,27 +169,6 @@ class _Spill:
         where = np.zeros(len(positions), np.int64)
         where[valid] = rank
         return table.take(pa.array(where, mask=~valid))
-
-    def custom_ids(self) -> pa.Array:
-        return pa.concat_arrays(self.ids) if self.ids else pa.array([], pa.string())
-
-
-def _vector_lists(values: Iterable[list[np.ndarray] | None]) -> pa.Array:
-    """Rows of vectors (or None) as a list<list<float32>> array."""
-    rows = list(values)
-    counts = np.array([0 if r is None else len(r) for r in rows], dtype=np.int32)
-    vectors = [v for r in rows if r is not None for v in r]
-    lengths = np.array([len(v) for v in vectors], dtype=np.int32)
-    flat = np.concatenate(vectors) if vectors else np.array([], np.float32)
-    inner = pa.ListArray.from_arrays(
-        pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)),
-        pa.array(flat, pa.float32()),
-    )
-    return pa.ListArray.from_arrays(
-        pa.array(np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)),
-        inner,
-        mask=pa.array([r is None for r in rows], pa.bool_()),
-    )
 
 
 def nest_vectors(answers: pa.Array | pa.ChunkedArray) -> pa.Array:
@@ -472,6 +216,9 @@ def _absent_status(batch_id: str | None, by_id: dict[str, Batch], batches: list[
 
 
 _ID_PREFIX = b'{"custom_id":"'
+_ID_PATTERN = r'^\{"custom_id":"(?P<id>[^"\\]*)"'
+_ID_BLOCK = 4 << 20
+"""Bytes of a part read at a time for its custom_ids."""
 
 
 def _sent_custom_id(raw: bytes) -> str | None:
@@ -487,15 +234,43 @@ def _sent_custom_id(raw: bytes) -> str | None:
     return str(orjson.loads(raw)["custom_id"])
 
 
+def _block_ids(block: bytes) -> pa.Array:
+    """The custom_ids of the request lines of ``block`` (whole lines): matched in bulk where every
+    line starts with :data:`_ID_PREFIX` and its custom_id has no escape, else line by line."""
+    ends = np.flatnonzero(np.frombuffer(block, np.uint8) == ord("\n"))
+    offsets = np.concatenate([[0], ends + 1]).astype(np.int32)
+    lines = pa.StringArray.from_buffers(len(ends), pa.py_buffer(offsets), pa.py_buffer(block))
+    found = pc.extract_regex(lines, _ID_PATTERN)
+    if found.null_count == 0:
+        return found.field("id")
+    ids = [_sent_custom_id(raw) for raw in block.splitlines(keepends=True)]
+    return pa.array([cid for cid in ids if cid is not None], pa.string())
+
+
+def _part_ids(part: Path) -> pa.Array:
+    """The custom_ids of a part's request lines, in order, read a block at a time."""
+    blocks: list[pa.Array] = []
+    rest = b""
+    with Path(part).open("rb") as f:
+        while chunk := f.read(_ID_BLOCK):
+            block = rest + chunk
+            cut = block.rfind(b"\n") + 1
+            if cut:
+                blocks.append(_block_ids(block[:cut]))
+            rest = block[cut:]
+    if rest.strip():
+        blocks.append(_block_ids(rest + b"\n"))
+    return pa.concat_arrays(blocks) if blocks else pa.array([], pa.string())
+
+
 def sent_requests(parts: list[Path], batch_ids: list[str]) -> pa.Table:
     """The ``custom_id`` and ``batch_id`` of every request sent, part i having gone to batch i: the
     ``request_ids`` of :func:`collect_results`."""
     ids: list[pa.Array] = []
     owners: list[pa.Array] = []
     for part, batch_id in zip(parts, batch_ids, strict=True):
-        with Path(part).open("rb", buffering=_BUFFER) as f:
-            found = [cid for cid in map(_sent_custom_id, f) if cid is not None]
-        ids.append(pa.array(found, pa.string()))
+        found = _part_ids(part)
+        ids.append(found)
         owners.append(
             pa.DictionaryArray.from_arrays(np.zeros(len(found), np.int32), pa.array([batch_id]))
         )
@@ -626,7 +401,7 @@ def collect_results(
     by_id = {b.id: b for b in batches}
     spill_dir = tempfile.TemporaryDirectory(dir=files[0].parent if files else None)
     with spill_dir as spill_name:
-        spill = _Spill(Path(spill_name) / "lines.arrow", ep)
+        spill = _Spill(Path(spill_name), ep)
         spill.read(files, [_batch_for_file(p, batches) for p in files])
         wanted, owners, positions, unmatched = _join(spill, prepared_inputs_path, request_ids)
         pa.default_memory_pool().release_unused()  # the join's hash tables
@@ -647,10 +422,8 @@ def _join(
     """The custom_ids of the rows (see :func:`collect_results`), their owning batch ids (or
     nulls), the spill position of each one's line (-1 where it has none) and the number of result
     custom_ids that are not among them."""
-    result_ids = spill.custom_ids()
-    ids, order = _first_positions(
-        result_ids, np.concatenate(spill.succeeded) if spill.succeeded else np.zeros(0, bool)
-    )
+    result_ids = spill.ids
+    ids, order = _first_positions(result_ids, spill.succeeded)
     requests = _requests(request_ids)
     if prepared_inputs_path is not None:
         wanted = pq.read_table(prepared_inputs_path, columns=["custom_id"]).column(0)
@@ -688,49 +461,76 @@ def _write(
     absent: dict[str | None, str],
     unmatched: int,
 ) -> ResultsSummary:
-    """Write the results table chunk by chunk in input order, gathering each chunk's lines from
-    the spill."""
-    schema = result_schema(endpoint, spill.several_inputs)
-    path = resolve(dest)[1]
-    tally = _Tally()
+    """Write the results table chunk by chunk in input order: this thread gathers each chunk's
+    lines from the spill while another makes and writes the table of the chunk before (Arrow lets
+    go of the GIL in both)."""
+    out = _TableWriter(result_schema(endpoint, spill.several_inputs), absent, spill)
     pool = pa.default_memory_pool()
-    writer: pq.ParquetWriter | None = None
-    total = 0
-    preview: list[dict[str, Any]] = []
-    with atomic_output(dest) as (fs, tmp):
+    with atomic_output(dest) as (fs, tmp), ThreadPoolExecutor(1) as background:
+        writing: Future[None] | None = None
         try:
             for inputs, start, end in _input_chunks(prepared_inputs_path, wanted):
                 lines = spill.gather(positions[start:end])
-                table = _result_columns(
-                    lines, schema, wanted[start:end], owners[start:end], absent, spill
+                if writing is not None:
+                    writing.result()
+                    # Arrow's allocator (mimalloc) keeps freed chunks for reuse; hand them back
+                    # so the join's memory stays flat.
+                    pool.release_unused()
+                writing = background.submit(
+                    out.add, fs, tmp, lines, inputs, wanted[start:end], owners[start:end]
                 )
-                tally.add(table.append_column("model", lines.column("model")))
-                if inputs is not None:
-                    clash = set(inputs.column_names) & set(table.column_names)
-                    inputs = inputs.rename_columns(
-                        [f"input_{c}" if c in clash else c for c in inputs.column_names]
-                    )
-                    table = pa.Table.from_arrays(
-                        [table.column("custom_id"), *inputs.columns, *table.columns[1:]],
-                        names=["custom_id", *inputs.column_names, *table.column_names[1:]],
-                    )
-                if writer is None:
-                    writer = _parquet_writer(tmp, table.schema, fs)
-                writer.write_table(table)
-                # Arrow's allocator (mimalloc) keeps freed chunks for reuse; hand them back so the
-                # join's memory stays flat.
-                pool.release_unused()
-                total += table.num_rows
-                if len(preview) < 5:
-                    preview.extend(table.slice(0, 5 - len(preview)).to_pylist())
-            if writer is None:
-                writer = _parquet_writer(tmp, schema, fs)
+            if writing is not None:
+                writing.result()
         finally:
-            if writer is not None:
-                writer.close()
-    return _summary(
-        path if "://" not in os.fspath(dest) else os.fspath(dest), total, tally, unmatched, preview
-    )
+            if writing is not None:
+                wait([writing])
+            out.close(fs, tmp)
+    location = resolve(dest)[1] if "://" not in os.fspath(dest) else os.fspath(dest)
+    return _summary(location, out.total, out.tally, unmatched, out.preview)
+
+
+class _TableWriter:
+    """The results table's Parquet writer, and what is told of the rows written."""
+
+    def __init__(self, schema: pa.Schema, absent: dict[str | None, str], spill: _Spill) -> None:
+        self.schema, self.absent, self.spill = schema, absent, spill
+        self.writer: pq.ParquetWriter | None = None
+        self.tally = _Tally()
+        self.total = 0
+        self.preview: list[dict[str, Any]] = []
+
+    def add(
+        self,
+        fs: Any,
+        tmp: str,
+        lines: pa.Table,
+        inputs: pa.Table | None,
+        custom_ids: pa.Array,
+        owners: pa.Array,
+    ) -> None:
+        """Write the rows of a chunk: its gathered lines beside its input columns (if any)."""
+        table = _result_columns(lines, self.schema, custom_ids, owners, self.absent, self.spill)
+        self.tally.add(table.append_column("model", lines.column("model")))
+        if inputs is not None:
+            clash = set(inputs.column_names) & set(table.column_names)
+            inputs = inputs.rename_columns(
+                [f"input_{c}" if c in clash else c for c in inputs.column_names]
+            )
+            table = pa.Table.from_arrays(
+                [table.column("custom_id"), *inputs.columns, *table.columns[1:]],
+                names=["custom_id", *inputs.column_names, *table.column_names[1:]],
+            )
+        if self.writer is None:
+            self.writer = _parquet_writer(tmp, table.schema, fs)
+        self.writer.write_table(table)
+        self.total += table.num_rows
+        if len(self.preview) < 5:
+            self.preview.extend(table.slice(0, 5 - len(self.preview)).to_pylist())
+
+    def close(self, fs: Any, tmp: str) -> None:
+        if self.writer is None:  # no rows: the table of the result columns alone
+            self.writer = _parquet_writer(tmp, self.schema, fs)
+        self.writer.close()
 
 
 _DISTINCT_COLUMNS = frozenset({"custom_id", "response_body", "answer", "request_id"})

@@ -1,0 +1,534 @@
+"""Result lines parsed into Arrow: each line of the output and error files read once, its columns
+spilled as record batches to a temporary Arrow file.
+
+Large result sets are parsed on every core: the files' bytes are cut into contiguous shares, this
+process parses the first and helper processes (``python -m dagster_openai_batch.core.result_lines``,
+which imports neither Dagster nor the SDK) the others, each into its own spill file. Spill files in
+share order hold the lines in file order.
+"""
+
+import base64
+import importlib.abc
+import itertools
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import orjson
+import pyarrow as pa
+
+TOKEN_COLUMNS = ("input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens")
+VECTOR = pa.list_(pa.float32())
+VECTORS = pa.list_(VECTOR)
+BATCH_ROWS = 8_192
+"""Rows per spilled record batch (memory grows with it: at 16,384 the parse of 200,000 chat
+results held ~60 MB more)."""
+_CHUNK_LINES = 256
+"""Lines turned into Arrow arrays at a time. Their Python objects then stay in the CPU's cache: the
+parse of chat results ran ~40% slower when they were kept for a whole record batch of 8,192."""
+_BUFFER = 1 << 20
+PROCESSES_ENV = "DAGSTER_OPENAI_BATCH_PARSE_PROCESSES"
+"""Environment variable: the most processes that parse result lines (default: the CPUs this process
+may run on, at most 4)."""
+_STARTUP_BYTES = 12 << 20
+"""What this process parses (of chat results) in the ~0.2 s a helper takes to start: its own
+share is larger by this much."""
+_MIN_SHARE_BYTES = 4 << 20
+"""No helper process for a share smaller than this."""
+_BAD_LINE_EXIT = 3
+
+
+def _chat_answer(body: dict[str, Any]) -> str | None:
+    choices = body.get("choices") or [{}]
+    message = choices[0].get("message") or {}
+    content: str | None = message.get("content")
+    if content is not None:
+        return content
+    if message.get("tool_calls"):
+        return orjson.dumps(message["tool_calls"]).decode()
+    refusal: str | None = message.get("refusal")
+    return refusal
+
+
+def _completion_answer(body: dict[str, Any]) -> str | None:
+    text: str | None = (body.get("choices") or [{}])[0].get("text")
+    return text
+
+
+def _responses_answer(body: dict[str, Any]) -> str | None:
+    output_text: str | None = body.get("output_text")
+    if output_text is not None:
+        return output_text
+    texts = [
+        c.get("text", "")
+        for item in body.get("output") or []
+        if item.get("type") == "message"
+        for c in item.get("content") or []
+        if c.get("type") == "output_text"
+    ]
+    return "".join(texts) if texts else None
+
+
+def _moderation_answer(body: dict[str, Any]) -> str | None:
+    """The flags of one input, or a JSON list of them (in input order) when the request had
+    several."""
+    flags = [
+        {
+            "flagged": bool(result.get("flagged")),
+            "categories": sorted(k for k, v in (result.get("categories") or {}).items() if v),
+        }
+        for result in body.get("results") or [{}]
+    ]
+    return orjson.dumps(flags if len(flags) > 1 else flags[0]).decode()
+
+
+_TEXT_ANSWERS: dict[str, Callable[[dict[str, Any]], str | None]] = {
+    "/v1/chat/completions": _chat_answer,
+    "/v1/completions": _completion_answer,
+    "/v1/responses": _responses_answer,
+    "/v1/moderations": _moderation_answer,
+}
+"""How each endpoint's text answer is read from its response body."""
+
+
+def _no_answer(body: dict[str, Any]) -> None:
+    return None
+
+
+def _vectors(body: dict[str, Any]) -> tuple[list[np.ndarray] | None, dict[str, Any]]:
+    """The vectors of an embeddings body (in input order), and the body without them."""
+    data = body.get("data")
+    if not isinstance(data, list) or not data:
+        return None, body
+    items = sorted(data, key=lambda d: d.get("index") or 0) if len(data) > 1 else data
+    vectors = []
+    for item in items:
+        vector = item.get("embedding")
+        if isinstance(vector, str):
+            vectors.append(np.frombuffer(base64.b64decode(vector), dtype="<f4"))
+        else:
+            vectors.append(np.asarray(vector, dtype=np.float32))
+    kept = [{k: v for k, v in item.items() if k != "embedding"} for item in data]
+    return vectors, {**body, "data": kept}
+
+
+def _usage(body: dict[str, Any]) -> tuple[int | None, int | None, int | None, int | None]:
+    """(input, cached, output, reasoning) tokens of a body's usage: Chat Completions' names, else
+    the Responses API's."""
+    u = body.get("usage")
+    if u.__class__ is not dict:
+        return None, None, None, None
+    inp = u.get("prompt_tokens")
+    if inp is None:
+        inp = u.get("input_tokens")
+    out = u.get("completion_tokens")
+    if out is None:
+        out = u.get("output_tokens")
+        if out is None and inp is not None:
+            out = 0
+    details = u.get("prompt_tokens_details") or u.get("input_tokens_details")
+    cached = details.get("cached_tokens") if details else None
+    details = u.get("completion_tokens_details") or u.get("output_tokens_details")
+    reasoning = details.get("reasoning_tokens") if details else None
+    return (
+        inp,
+        cached or (0 if inp is not None else None),
+        out,
+        reasoning or (0 if out is not None else None),
+    )
+
+
+_SPILL_SCHEMA = [
+    ("custom_id", pa.string()),
+    ("status", pa.string()),
+    ("status_code", pa.int32()),
+    ("error_code", pa.string()),
+    ("error_message", pa.string()),
+    ("response_body", pa.string()),
+    ("answer", pa.string()),
+    *((name, pa.int64()) for name in TOKEN_COLUMNS),
+    ("file_batch_id", pa.string()),
+    ("request_id", pa.string()),
+    ("model", pa.string()),
+]
+"""One parsed result line: the result columns (``file_batch_id``: the batch of its file, if known)
+and the model that answered (successes only). Embeddings answers are spilled as lists of
+vectors."""
+
+
+def spill_schema(endpoint: str) -> pa.Schema:
+    answer = VECTORS if endpoint == "/v1/embeddings" else pa.string()
+    return pa.schema([(n, answer if n == "answer" else t) for n, t in _SPILL_SCHEMA])
+
+
+def _failure(line: dict[str, Any]) -> tuple[Any, ...]:
+    """(response body as JSON bytes, request_id, status, status_code, error_code, error_message)
+    of a line that is not a success."""
+    response, error = line.get("response"), line.get("error")
+    if isinstance(response, dict):
+        code, request_id, raw_body = (
+            response.get("status_code"),
+            response.get("request_id"),
+            response.get("body"),
+        )
+        body: dict[str, Any] = raw_body if isinstance(raw_body, dict) else {}
+        raw_error = body.get("error")
+        e: dict[str, Any] = raw_error if isinstance(raw_error, dict) else {}
+        error_code = e.get("code") or e.get("type") or f"http_{code}"
+        return orjson.dumps(body), request_id, "failed", code, error_code, e.get("message")
+    if isinstance(error, dict):
+        code = error.get("code")
+        status = {"batch_expired": "expired", "batch_cancelled": "cancelled"}.get(
+            code or "", "failed"
+        )
+        return None, None, status, None, code, error.get("message")
+    return (
+        None,
+        None,
+        "failed",
+        None,
+        "malformed_result_line",
+        "result line has neither response nor error",
+    )
+
+
+_PER_LINE = ("custom_id", "response_body", "answer", *TOKEN_COLUMNS, "request_id", "model")
+"""The spill columns collected line by line (the status columns are those of a success unless
+the line is among the failures; ``file_batch_id`` is the segment's)."""
+
+
+class Segment(NamedTuple):
+    """The lines of ``path`` that start at a byte in [start, end), from the batch ``batch_id``."""
+
+    path: str
+    start: int
+    end: int
+    batch_id: str | None
+
+
+class SpillFile(NamedTuple):
+    """A spill file written: its path, the rows of each of its record batches, and whether some
+    embeddings success embedded several inputs (so its answers are lists of vectors)."""
+
+    path: str
+    batch_rows: list[int]
+    several_inputs: bool
+
+
+class ResultLineError(ValueError):
+    """A result line that is not JSON with a custom_id (a truncated or foreign file)."""
+
+
+class _SpillWriter:
+    """Parses segments into record batches of :data:`BATCH_ROWS` rows in an Arrow file."""
+
+    def __init__(self, path: str, endpoint: str) -> None:
+        self.path = path
+        self.endpoint = endpoint
+        self.embeddings = endpoint == "/v1/embeddings"
+        self.schema = spill_schema(endpoint)
+        self.writer = pa.ipc.new_file(path, self.schema)
+        self.columns: dict[str, list[Any]] = {name: [] for name in _PER_LINE}
+        self.failures: list[tuple[int, Any, Any, Any, Any]] = []
+        self.chunks: list[list[pa.Array]] = []
+        """Arrays of the lines converted and not yet written, one list per chunk of lines."""
+        self.pending = 0
+        self.batch_rows: list[int] = []
+        self.several_inputs = False
+        self.successes = {
+            "status": pa.array(["succeeded"] * _CHUNK_LINES, pa.string()),
+            "status_code": pa.array([200] * _CHUNK_LINES, pa.int32()),
+            "error_code": pa.nulls(_CHUNK_LINES, pa.string()),
+            "error_message": pa.nulls(_CHUNK_LINES, pa.string()),
+        }
+        """The status columns of a chunk of successes (sliced)."""
+        self.batch_ids: tuple[str | None, pa.Array] = (None, pa.nulls(_CHUNK_LINES, pa.string()))
+        """A batch id and a chunk's ``file_batch_id`` column of it (sliced)."""
+
+    def read(self, segment: Segment) -> None:
+        loads, dumps, usage = orjson.loads, orjson.dumps, _usage
+        text_answer = _TEXT_ANSWERS.get(self.endpoint, _no_answer)
+        embeddings = self.embeddings
+        columns, failures = self.columns, self.failures
+        add_id, add_body, add_answer, add_in, add_cached, add_out, add_reasoning, add_rid = (
+            columns[name].append for name in _PER_LINE[:-1]
+        )
+        add_model = columns["model"].append
+        ids = columns["custom_id"]
+        path, start, end, batch_id = segment
+        with open(path, "rb", buffering=_BUFFER) as f:
+            at = start
+            if start > 0:  # the line under way at `start` belongs to the share before
+                f.seek(start - 1)
+                at += len(f.readline()) - 1
+            for raw in f:
+                if at >= end:
+                    break
+                try:
+                    line = loads(raw)
+                    cid = line["custom_id"]
+                except (orjson.JSONDecodeError, KeyError, TypeError) as e:
+                    if raw.isspace():
+                        at += len(raw)
+                        continue
+                    raise ResultLineError(
+                        f"{path}: byte {at}: not a batch result line ({e}); is the file "
+                        "complete? Download it again"
+                    ) from None
+                at += len(raw)
+                response = line.get("response")
+                if response.__class__ is dict and response.get("status_code") == 200:
+                    body = response.get("body")
+                    if body.__class__ is not dict:
+                        body = {}
+                    inp, cached, out, reasoning = usage(body)
+                    if embeddings:
+                        vectors, body = _vectors(body)
+                        add_answer(vectors)
+                        if vectors is not None and len(vectors) > 1:
+                            self.several_inputs = True
+                    else:
+                        add_answer(text_answer(body))
+                    add_body(dumps(body))
+                    add_rid(response.get("request_id"))
+                    add_model(body.get("model"))
+                else:
+                    body_json, request_id, *failure = _failure(line)
+                    failures.append((len(ids), *failure))
+                    inp = cached = out = reasoning = None
+                    add_answer(None)
+                    add_body(body_json)
+                    add_rid(request_id)
+                    add_model(None)
+                add_id(cid)
+                add_in(inp)
+                add_cached(cached)
+                add_out(out)
+                add_reasoning(reasoning)
+                if len(ids) == _CHUNK_LINES:
+                    self._convert(batch_id)
+        self._convert(batch_id)
+
+    def _convert(self, batch_id: str | None) -> None:
+        """Turn the lines collected into Arrow arrays (response bodies as JSON bytes), then empty
+        the lists; write a record batch once :data:`BATCH_ROWS` rows are pending."""
+        columns, failures = self.columns, self.failures
+        n = len(columns["custom_id"])
+        if not n:
+            return
+        values: dict[str, Any] = {**columns, **self._status_columns(n)}
+        if self.batch_ids[0] != batch_id:
+            self.batch_ids = (batch_id, pa.array([batch_id] * _CHUNK_LINES, pa.string()))
+        values["file_batch_id"] = self.batch_ids[1].slice(0, n)
+        arrays = []
+        for field in self.schema:
+            column = values[field.name]
+            if isinstance(column, pa.Array):
+                arrays.append(column)
+            elif field.name == "response_body":  # orjson writes valid UTF-8: no need to check it
+                arrays.append(pa.array(column, pa.binary()).view(pa.string()))
+            elif field.name == "answer" and self.embeddings:
+                arrays.append(_vector_lists(column))
+            elif field.name == "custom_id":  # text, even where a service wrote a number
+                if any(i.__class__ is not str for i in column):
+                    column = [str(i) for i in column]
+                arrays.append(pa.array(column, pa.string()))
+            else:
+                arrays.append(pa.array(column, field.type))
+        self.chunks.append(arrays)
+        self.pending += n
+        for values_list in columns.values():
+            values_list.clear()
+        failures.clear()
+        if self.pending >= BATCH_ROWS:
+            self._write()
+
+    def _status_columns(self, n: int) -> dict[str, Any]:
+        """The status columns of the ``n`` lines collected: slices of arrays made once where all
+        are successes."""
+        if not self.failures:
+            return {name: array.slice(0, n) for name, array in self.successes.items()}
+        status, code = ["succeeded"] * n, [200] * n
+        error_code: list[Any] = [None] * n
+        error_message: list[Any] = [None] * n
+        for i, *failure in self.failures:
+            status[i], code[i], error_code[i], error_message[i] = failure
+        return {
+            "status": status,
+            "status_code": code,
+            "error_code": error_code,
+            "error_message": error_message,
+        }
+
+    def _write(self) -> None:
+        if not self.pending:
+            return
+        if len(self.chunks) == 1:
+            arrays = self.chunks[0]
+        else:
+            arrays = [pa.concat_arrays(parts) for parts in zip(*self.chunks, strict=True)]
+        self.writer.write_batch(pa.RecordBatch.from_arrays(arrays, schema=self.schema))
+        self.batch_rows.append(self.pending)
+        self.chunks.clear()
+        self.pending = 0
+        # Arrow's allocator (mimalloc) keeps freed chunks for reuse; hand them back so the
+        # parse's memory stays flat.
+        pa.default_memory_pool().release_unused()
+
+    def close(self) -> SpillFile:
+        self._write()
+        self.writer.close()
+        return SpillFile(self.path, self.batch_rows, self.several_inputs)
+
+
+def _vector_lists(values: Iterable[list[np.ndarray] | None]) -> pa.Array:
+    """Rows of vectors (or None) as a list<list<float32>> array."""
+    rows = list(values)
+    counts = np.array([0 if r is None else len(r) for r in rows], dtype=np.int32)
+    vectors = [v for r in rows if r is not None for v in r]
+    lengths = np.array([len(v) for v in vectors], dtype=np.int32)
+    flat = np.concatenate(vectors) if vectors else np.array([], np.float32)
+    inner = pa.ListArray.from_arrays(
+        pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)),
+        pa.array(flat, pa.float32()),
+    )
+    return pa.ListArray.from_arrays(
+        pa.array(np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)),
+        inner,
+        mask=pa.array([r is None for r in rows], pa.bool_()),
+    )
+
+
+def parse_segments(segments: Sequence[Segment], endpoint: str, path: str) -> SpillFile:
+    """Parse the lines of ``segments``, in order, into the spill file ``path``."""
+    writer = _SpillWriter(path, endpoint)
+    try:
+        for segment in segments:
+            writer.read(segment)
+    finally:
+        spill = writer.close()
+    return spill
+
+
+def process_count() -> int:
+    """How many processes may parse result lines: :data:`PROCESSES_ENV` if set, else the CPUs
+    this process may run on (at most 4)."""
+    configured = os.environ.get(PROCESSES_ENV, "").strip()
+    if configured:
+        if not configured.isdigit() or int(configured) < 1:
+            raise ValueError(
+                f"{PROCESSES_ENV}={configured!r}: give a whole number of processes, 1 or more"
+            )
+        return int(configured)
+    return min(
+        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 4
+    )
+
+
+def shares(files: Sequence[tuple[Path, str | None]], processes: int) -> list[list[Segment]]:
+    """The files' bytes cut into contiguous shares, one per process: the first (this process's)
+    larger by :data:`_STARTUP_BYTES` while helpers start, each helper's at least
+    :data:`_MIN_SHARE_BYTES`."""
+    sizes = [Path(p).stat().st_size for p, _ in files]
+    total = sum(sizes)
+    count = max(1, min(processes, (total - _STARTUP_BYTES) // _MIN_SHARE_BYTES))
+    helper = (total - _STARTUP_BYTES) // count if count > 1 else 0
+    cuts = [
+        0,
+        total - helper * (count - 1),
+        *(total - helper * (count - 1 - i) for i in range(1, count)),
+    ]
+    result: list[list[Segment]] = []
+    for lo, hi in itertools.pairwise(cuts):
+        segments, offset = [], 0
+        for (path, batch_id), size in zip(files, sizes, strict=True):
+            a, b = max(lo - offset, 0), min(hi - offset, size)
+            if a < b:
+                segments.append(Segment(str(path), a, b, batch_id))
+            offset += size
+        result.append(segments)
+    return result
+
+
+def parse_results(
+    files: Sequence[tuple[Path, str | None]], endpoint: str, spill_dir: Path
+) -> list[SpillFile]:
+    """Parse every line of ``files`` (each with its batch id, if known) into spill files in
+    ``spill_dir``, in file order: the first share here, the others in helper processes at the same
+    time."""
+    work = shares(files, process_count())
+    helpers = [
+        _start_helper(share, endpoint, str(spill_dir / f"lines-{i}.arrow"))
+        for i, share in enumerate(work[1:], start=1)
+    ]
+    try:
+        spills = [parse_segments(work[0], endpoint, str(spill_dir / "lines-0.arrow"))]
+        spills.extend(_finish_helper(helper) for helper in helpers)
+    finally:
+        for helper in helpers:
+            if helper.poll() is None:
+                helper.kill()
+                helper.wait()
+    return spills
+
+
+def _start_helper(share: list[Segment], endpoint: str, path: str) -> subprocess.Popen[bytes]:
+    """A fresh interpreter parsing ``share`` into ``path``, its job in ``path`` + ``.json``
+    (started with ``-m``, so the caller's main module is never run again, with this package on
+    its path)."""
+    job = Path(f"{path}.json")
+    job.write_text(json.dumps({"segments": share, "endpoint": endpoint, "path": path}))
+    package_root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([package_root, *sys.path])}
+    return subprocess.Popen(
+        [sys.executable, "-m", __name__, str(job)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+
+
+def _finish_helper(helper: subprocess.Popen[bytes]) -> SpillFile:
+    out, err = helper.communicate()
+    message = err.decode(errors="replace").strip()
+    if helper.returncode == _BAD_LINE_EXIT:
+        raise ResultLineError(message)
+    if helper.returncode != 0:
+        raise RuntimeError(
+            f"a process parsing result lines failed (exit code {helper.returncode}): "
+            f"{message[-2000:]}"
+        )
+    path, batch_rows, several_inputs = json.loads(out)
+    return SpillFile(path, batch_rows, several_inputs)
+
+
+class _WithoutPandas(importlib.abc.MetaPathFinder):
+    """pyarrow imports pandas on its first conversion of Python objects, only to tell whether they
+    are pandas objects (~0.25 s): a helper process has none, so it refuses that import."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name.partition(".")[0] == "pandas":
+            raise ImportError("a result-line helper process does not use pandas")
+
+
+def _main() -> None:
+    """A helper process: parse the share of the job file given, print the spill file written."""
+    sys.meta_path.insert(0, _WithoutPandas())
+    job = json.loads(Path(sys.argv[1]).read_text())
+    segments = [Segment(*segment) for segment in job["segments"]]
+    try:
+        spill = parse_segments(segments, job["endpoint"], job["path"])
+    except ResultLineError as error:
+        print(error, file=sys.stderr)
+        sys.exit(_BAD_LINE_EXIT)
+    sys.stdout.write(json.dumps(spill))
+
+
+if __name__ == "__main__":
+    _main()

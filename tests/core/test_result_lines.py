@@ -1,0 +1,193 @@
+"""Result lines parsed on several processes: every line read once, by exactly one process, and the
+results table the same whatever the number of processes and wherever the shares are cut.
+
+Helper processes are real (``python -m dagster_openai_batch.core.result_lines``); the thresholds
+that decide when to start them are lowered so that files of a few KB get several.
+"""
+
+import random
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from openai.types import Batch
+
+from dagster_openai_batch.core import collect_results, result_lines
+from dagster_openai_batch.core.result_lines import (
+    PROCESSES_ENV,
+    ResultLineError,
+    parse_results,
+    parse_segments,
+    shares,
+)
+from dagster_openai_batch.core.results import _part_ids, _sent_custom_id
+
+CHAT = "/v1/chat/completions"
+
+
+def _line(rng: random.Random, cid: str) -> dict[str, Any]:
+    """A success, a failed request, an expired request or a malformed line, drawn."""
+    draw = rng.random()
+    if draw < 0.7:
+        text = rng.choice(["Paris", "ünïcødé ✓", 'a "quoted" answer', "x" * rng.randint(1, 3000)])
+        body = {
+            "model": rng.choice(["gpt-4o-mini-2024-07-18", "gpt-4o-2024-08-06"]),
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}}],
+            "usage": {"prompt_tokens": rng.randint(1, 50), "completion_tokens": 3},
+        }
+        response = {"status_code": 200, "request_id": f"req_{cid}", "body": body}
+        return {"id": f"batch_req_{cid}", "custom_id": cid, "response": response, "error": None}
+    if draw < 0.85:
+        body = {"error": {"message": "bad", "type": "invalid_request_error", "code": None}}
+        response = {"status_code": 400, "request_id": f"req_{cid}", "body": body}
+        return {"id": f"batch_req_{cid}", "custom_id": cid, "response": response, "error": None}
+    if draw < 0.95:
+        error = {"code": "batch_expired", "message": "expired"}
+        return {"id": f"batch_req_{cid}", "custom_id": cid, "response": None, "error": error}
+    return {"id": f"batch_req_{cid}", "custom_id": cid}
+
+
+def _files(tmp_path: Path, seed: int) -> tuple[list[Path], list[str]]:
+    """Result files of 3 batches, lines shuffled, some custom_ids in two files, blank lines."""
+    rng = random.Random(seed)
+    ids = [f"r{i}" for i in range(rng.randint(20, 300))]
+    files = []
+    for b in range(3):
+        chosen = rng.sample(ids, k=len(ids) // 2)
+        raw = [orjson.dumps(_line(rng, cid)) for cid in chosen]
+        raw.insert(rng.randint(0, len(raw)), b"   ")
+        path = tmp_path / f"batch_{b}_file-out{b}.jsonl"
+        path.write_bytes(b"\n".join(raw) + b"\n")
+        files.append(path)
+    return files, ids
+
+
+def _batches() -> list[Batch]:
+    return [
+        Batch.model_validate(
+            {
+                "id": f"batch_{b}",
+                "object": "batch",
+                "endpoint": CHAT,
+                "input_file_id": "file-in",
+                "completion_window": "24h",
+                "status": "expired",
+                "created_at": 1,
+                "output_file_id": f"file-out{b}",
+            }
+        )
+        for b in range(3)
+    ]
+
+
+@pytest.fixture
+def tiny_shares(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Helpers for shares of a few bytes, started without a head start."""
+    monkeypatch.setattr(result_lines, "_STARTUP_BYTES", 0)
+    monkeypatch.setattr(result_lines, "_MIN_SHARE_BYTES", 1)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_every_line_is_read_by_exactly_one_share(tmp_path: Path, seed: int, tiny_shares) -> None:
+    files, _ = _files(tmp_path, seed)
+    every_line = [
+        orjson.loads(raw)["custom_id"]
+        for p in files
+        for raw in p.read_bytes().split(b"\n")[:-1]
+        if raw.strip()
+    ]
+    for processes in (1, 2, 3, 7, 40):
+        cut = shares([(p, None) for p in files], processes)
+        assert len(cut) == processes
+        spills = [
+            parse_segments(share, CHAT, str(tmp_path / f"s-{processes}-{i}.arrow"))
+            for i, share in enumerate(cut)
+        ]
+        read = [
+            cid
+            for spill in spills
+            for cid in pa.ipc.open_file(spill.path).read_all().column("custom_id").to_pylist()
+        ]
+        assert read == every_line, processes
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_results_are_the_same_on_any_number_of_processes(
+    tmp_path: Path, seed: int, tiny_shares, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files, ids = _files(tmp_path, seed)
+    tables = {}
+    for processes in (1, 2, 3):
+        monkeypatch.setenv(PROCESSES_ENV, str(processes))
+        summary = collect_results(
+            output_files=files,
+            error_files=[],
+            prepared_inputs_path=None,
+            request_ids=ids,
+            batches=_batches(),
+            endpoint=CHAT,
+            dest=tmp_path / f"results-{processes}.parquet",
+        )
+        tables[processes] = pq.read_table(summary.path)
+        assert summary.rows == len(ids)
+    assert tables[1].column("custom_id").to_pylist() == ids
+    assert tables[2].equals(tables[1])
+    assert tables[3].equals(tables[1])
+
+
+def test_helpers_really_run_and_write_their_share(tmp_path: Path, tiny_shares, monkeypatch) -> None:
+    files, _ = _files(tmp_path, 11)
+    monkeypatch.setenv(PROCESSES_ENV, "3")
+    spill_dir = tmp_path / "spill"
+    spill_dir.mkdir()
+    spills = parse_results([(p, None) for p in files], CHAT, spill_dir)
+    assert [Path(s.path).name for s in spills] == [
+        "lines-0.arrow",
+        "lines-1.arrow",
+        "lines-2.arrow",
+    ]
+    assert all(sum(s.batch_rows) > 0 for s in spills)
+    assert sorted(p.name for p in spill_dir.glob("*.json")) == [
+        "lines-1.arrow.json",
+        "lines-2.arrow.json",
+    ]
+
+
+def test_a_bad_line_in_a_helpers_share_says_where(tmp_path: Path, tiny_shares, monkeypatch) -> None:
+    good = b"".join(orjson.dumps(_line(random.Random(i), f"r{i}")) + b"\n" for i in range(40))
+    path = tmp_path / "out.jsonl"
+    path.write_bytes(good + b'{"id": "batch_req_x", "custom_id"\n')
+    monkeypatch.setenv(PROCESSES_ENV, "4")
+    assert len(shares([(path, None)], 4)[-1]) == 1  # the last share, a helper's, holds the line
+    with pytest.raises(ResultLineError, match=rf"out.jsonl: byte {len(good)}: not a batch result"):
+        parse_results([(path, None)], CHAT, tmp_path)
+
+
+def test_a_bad_process_count_says_what_to_give(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(PROCESSES_ENV, "two")
+    with pytest.raises(ValueError, match=f"{PROCESSES_ENV}='two': give a whole number"):
+        result_lines.process_count()
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_sent_custom_ids_in_bulk_match_line_by_line(tmp_path: Path, seed: int, monkeypatch) -> None:
+    rng = random.Random(seed)
+    plain = rng.random() < 0.5  # every line as write_batch_input writes it: the bulk match
+    lines = []
+    for i in range(rng.randint(0, 80)):
+        cid = f"r{i}" if plain or rng.random() < 0.7 else rng.choice([f"ü{i}", f'q\\"{i}', ""])
+        request = {"custom_id": cid, "method": "POST", "body": {"x": '"q"' * rng.randint(0, 2)}}
+        if not plain and rng.random() < 0.1:
+            request = {"method": "POST", "custom_id": cid}
+        lines.append(b"  " if not plain and rng.random() < 0.05 else orjson.dumps(request))
+    data = b"\n".join(lines) + (b"\n" if rng.random() < 0.7 else b"")
+    path = tmp_path / "part.jsonl"
+    path.write_bytes(data)
+    monkeypatch.setattr(
+        "dagster_openai_batch.core.results._ID_BLOCK", rng.choice([16, 256, 1 << 20])
+    )
+    expected = [c for c in map(_sent_custom_id, data.splitlines(keepends=True)) if c is not None]
+    assert _part_ids(path).to_pylist() == expected
