@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -299,23 +300,22 @@ class BatchClient:
         )
 
     def download_results(
-        self, batches: Iterable[Batch], dest_dir: Path
+        self, batches: Iterable[Batch], dest_dir: Path, *, at_once: int = 4
     ) -> tuple[list[Path], list[Path]]:
-        """Download every output and error file of ``batches`` as ``<dest_dir>/<file_id>.jsonl``."""
-        outputs, errors = [], []
-        for batch in batches:
-            if batch.output_file_id:
-                outputs.append(
-                    self.download(
-                        batch.output_file_id, Path(dest_dir) / f"{batch.output_file_id}.jsonl"
-                    )
-                )
-            if batch.error_file_id:
-                errors.append(
-                    self.download(
-                        batch.error_file_id, Path(dest_dir) / f"{batch.error_file_id}.jsonl"
-                    )
-                )
+        """Download every output and error file of ``batches`` as ``<dest_dir>/<file_id>.jsonl``,
+        ``at_once`` files at a time (the SDK's client is safe to share between threads)."""
+        wanted = [
+            (file_id, kind)
+            for batch in batches
+            for file_id, kind in ((batch.output_file_id, "output"), (batch.error_file_id, "error"))
+            if file_id
+        ]
+        with ThreadPoolExecutor(max(1, min(at_once, len(wanted)))) as pool:
+            paths = list(
+                pool.map(lambda w: self.download(w[0], Path(dest_dir) / f"{w[0]}.jsonl"), wanted)
+            )
+        outputs = [p for p, (_, kind) in zip(paths, wanted, strict=True) if kind == "output"]
+        errors = [p for p, (_, kind) in zip(paths, wanted, strict=True) if kind == "error"]
         return outputs, errors
 
     # ------------------------------------------------------------------ batches
