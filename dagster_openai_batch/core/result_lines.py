@@ -22,6 +22,8 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
+from .errors import OpenAIBatchError
+
 TOKEN_COLUMNS = ("input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens")
 VECTOR = pa.list_(pa.float32())
 VECTORS = pa.list_(VECTOR)
@@ -220,8 +222,12 @@ class SpillFile(NamedTuple):
     several_inputs: bool
 
 
-class ResultLineError(ValueError):
+class ResultLineError(OpenAIBatchError, ValueError):
     """A result line that is not JSON with a custom_id (a truncated or foreign file)."""
+
+
+class ParseProcessError(OpenAIBatchError, RuntimeError):
+    """A helper process parsing result lines failed (not because of a line)."""
 
 
 class _SpillWriter:
@@ -500,7 +506,7 @@ def _finish_helper(helper: subprocess.Popen[bytes]) -> SpillFile:
     if helper.returncode == _BAD_LINE_EXIT:
         raise ResultLineError(message)
     if helper.returncode != 0:
-        raise RuntimeError(
+        raise ParseProcessError(
             f"a process parsing result lines failed (exit code {helper.returncode}): "
             f"{message[-2000:]}"
         )

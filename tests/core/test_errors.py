@@ -6,6 +6,7 @@ import dagster_openai_batch
 from dagster_openai_batch.core.client import BatchClientError, DownloadError
 from dagster_openai_batch.core.errors import OpenAIBatchError
 from dagster_openai_batch.core.input_validation import BatchInputError, InputProblem
+from dagster_openai_batch.core.result_lines import ParseProcessError, ResultLineError
 from dagster_openai_batch.core.storage import StorageError
 from dagster_openai_batch.core.templates import CustomIdError
 
@@ -18,6 +19,8 @@ from dagster_openai_batch.core.templates import CustomIdError
         (BatchInputError([InputProblem(line=1, code="c", message="m", fix="f")]), ValueError),
         (CustomIdError("x"), ValueError),
         (StorageError("x"), ValueError),
+        (ResultLineError("x"), ValueError),
+        (ParseProcessError("x"), RuntimeError),
     ],
 )
 def test_library_errors_share_one_root(error: Exception, builtin: type[Exception]) -> None:

@@ -18,6 +18,7 @@ from openai.types import Batch
 from dagster_openai_batch.core import collect_results, result_lines
 from dagster_openai_batch.core.result_lines import (
     PROCESSES_ENV,
+    ParseProcessError,
     ResultLineError,
     parse_results,
     parse_segments,
@@ -191,3 +192,11 @@ def test_sent_custom_ids_in_bulk_match_line_by_line(tmp_path: Path, seed: int, m
     )
     expected = [c for c in map(_sent_custom_id, data.splitlines(keepends=True)) if c is not None]
     assert _part_ids(path).to_pylist() == expected
+
+
+def test_a_helper_that_fails_otherwise_says_so(tmp_path: Path, tiny_shares, monkeypatch) -> None:
+    files, _ = _files(tmp_path, 5)
+    monkeypatch.setenv(PROCESSES_ENV, "2")
+    (tmp_path / "lines-1.arrow").mkdir()  # the helper cannot write its spill file
+    with pytest.raises(ParseProcessError, match=r"a process parsing result lines failed \(exit"):
+        parse_results([(p, None) for p in files], CHAT, tmp_path)
