@@ -17,9 +17,9 @@ Waiting for the service to finish the batches is excluded (and reported apart). 
 are split by wrapping its functions with timers (negligible overhead) and by the step durations in
 the run's event log; "Dagster run overhead" is a run's wall time minus its steps'.
 
-Peak RSS growth is the peak RSS of the process and its children (the library's result-line helper
-processes, sampled every 20 ms) minus the process's RSS after imports and after building the rows
-(the user's own object), as the issue asks.
+Peak RSS growth is the peak of the process's RSS plus the private memory of the library's
+result-line helper processes (sampled every 20 ms), minus the process's RSS after imports and after
+building the rows (the user's own object), as the issue asks.
 
 Usage (from the repository root):
 
@@ -375,12 +375,18 @@ def run_library(kind: str, rows: list[dict[str, Any]], args: argparse.Namespace,
 
 
 def children_rss(page: int) -> int:
-    """The RSS of this process's children (the library's result-line helpers), from /proc."""
+    """The private memory of this process's result-line helper processes, from /proc: what they
+    add (the shared libraries they map are this process's too, already in its RSS). A child
+    Dagster starts for its own machinery is not counted, as before."""
     total = 0
     for listing in Path("/proc/self/task").glob("*/children"):
         for pid in listing.read_text().split():
-            with contextlib.suppress(OSError, IndexError):  # it has just ended
-                total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * page
+            with contextlib.suppress(OSError, ValueError):  # it has just ended
+                if b"core.result_lines" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    rollup = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
+                    total += 1024 * sum(
+                        int(line.split()[1]) for line in rollup if line.startswith("Private_")
+                    )
     return total
 
 

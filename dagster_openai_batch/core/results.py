@@ -142,6 +142,11 @@ class _Spill:
                 ids.clear()
         self.succeeded = np.concatenate([self.succeeded, *succeeded])
 
+    def forget_ids(self) -> None:
+        """Let go of the custom_ids and success flags once the join has used them."""
+        self.ids = pa.array([], pa.string())
+        self.succeeded = np.zeros(0, bool)
+
     def gather(self, positions: np.ndarray) -> pa.Table:
         """The spilled rows at ``positions`` (null rows where -1), in that order.
 
@@ -404,6 +409,7 @@ def collect_results(
         spill = _Spill(Path(spill_name), ep)
         spill.read(files, [_batch_for_file(p, batches) for p in files])
         wanted, owners, positions, unmatched = _join(spill, prepared_inputs_path, request_ids)
+        spill.forget_ids()
         pa.default_memory_pool().release_unused()  # the join's hash tables
         absent = {
             owner: _absent_status(owner, by_id, batches)
