@@ -31,8 +31,8 @@ BATCH_ROWS = 8_192
 """Rows per spilled record batch (memory grows with it: at 16,384 the parse of 200,000 chat
 results held ~60 MB more)."""
 _CHUNK_LINES = 256
-"""Lines turned into Arrow arrays at a time. Their Python objects then stay in the CPU's cache: the
-parse of chat results ran ~40% slower when they were kept for a whole record batch of 8,192."""
+"""Lines turned into Arrow arrays at a time, while their Python objects are still in the CPU's
+cache (measured on chat results: ~5% faster than converting a whole record batch of 8,192)."""
 _BUFFER = 1 << 20
 PROCESSES_ENV = "DAGSTER_OPENAI_BATCH_PARSE_PROCESSES"
 """Environment variable: the most processes that parse result lines (default: the CPUs this process

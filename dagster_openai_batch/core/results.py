@@ -2,10 +2,11 @@
 
 Every input custom_id gets exactly one row, whatever order the result lines come in:
 ``succeeded``, ``failed``, ``expired``, ``cancelled`` or ``missing`` (absent from both files of a
-batch that neither expired nor was cancelled). Each result line is parsed once, into Arrow record
-batches spilled to a temporary Arrow file beside the result files; the join to the inputs is a hash
-lookup in Arrow, and rows are then gathered in input order from the memory-mapped spill, a chunk at
-a time, so memory stays bounded whatever the number of rows.
+batch that neither expired nor was cancelled). Each result line is parsed once, on every core
+(:mod:`.result_lines`), into Arrow record batches spilled to temporary Arrow files beside the result
+files; the join to the inputs is a hash lookup in Arrow, and rows are then gathered in input order
+from the memory-mapped spills, a chunk at a time, so memory stays bounded whatever the number of
+rows.
 """
 
 from __future__ import annotations
@@ -41,7 +42,6 @@ from .vocabulary import BatchEndpoint, as_endpoint
 STATUSES = ("succeeded", "failed", "expired", "cancelled", "missing")
 JOIN_BATCH_ROWS = BATCH_ROWS
 """Rows per chunk of the join, as many as per spilled record batch."""
-_BUFFER = 1 << 20
 USAGE_FIELDS = (*TOKEN_COLUMNS, "calls")
 """Per-model tallies: the token columns, then the number of answered requests."""
 
