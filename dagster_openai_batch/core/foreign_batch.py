@@ -21,6 +21,7 @@ from openai.types import Batch
 from .client import BatchClient
 from .errors import OpenAIBatchError
 from .inputs_table import InputsTableWriter
+from .result_lines import Parsers
 from .results import ResultsSummary, collect_results
 from .templates import iter_rows
 from .vocabulary import RESULT_FILE_STATUSES, TERMINAL_STATUSES
@@ -86,22 +87,25 @@ def collect_foreign_batch(
     why = why_not_collectable(batch)
     if why is not None:
         raise ForeignBatchError(f"Batch {batch.id} has no results to collect: {why}.")
-    outputs, errors = client.download_results([batch], work_dir)
-    sent, rows_from = _sent_custom_ids(client, batch, work_dir)
-    inputs = None
-    if rows is not None:
-        ids = dict.fromkeys(_custom_ids([sent] if sent is not None else [*outputs, *errors]))
-        inputs = _inputs_table(rows, custom_id_column, ids, work_dir / "inputs.parquet")
-    summary = collect_results(
-        output_files=outputs,
-        error_files=errors,
-        prepared_inputs_path=inputs,
-        request_ids=None if sent is None else ((cid, batch.id) for cid in _custom_ids([sent])),
-        batches=[batch],
-        endpoint=batch.endpoint,
-        dest=dest,
-    )
     counts = batch.request_counts
+    # Helpers that parse result lines start now: their start-up overlaps the downloads.
+    with Parsers(requests=counts.total if counts else 0) as parsers:
+        outputs, errors = client.download_results([batch], work_dir)
+        sent, rows_from = _sent_custom_ids(client, batch, work_dir)
+        inputs = None
+        if rows is not None:
+            ids = dict.fromkeys(_custom_ids([sent] if sent is not None else [*outputs, *errors]))
+            inputs = _inputs_table(rows, custom_id_column, ids, work_dir / "inputs.parquet")
+        summary = collect_results(
+            output_files=outputs,
+            error_files=errors,
+            prepared_inputs_path=inputs,
+            request_ids=None if sent is None else ((cid, batch.id) for cid in _custom_ids([sent])),
+            batches=[batch],
+            endpoint=batch.endpoint,
+            dest=dest,
+            parsers=parsers,
+        )
     expected = counts.total if counts and counts.total else summary.rows
     return ForeignResults(summary=summary, expected_rows=expected, rows_from=rows_from)
 

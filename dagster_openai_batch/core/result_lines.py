@@ -42,6 +42,9 @@ _STARTUP_BYTES = 12 << 20
 share is larger by this much."""
 _MIN_SHARE_BYTES = 4 << 20
 """No helper process for a share smaller than this."""
+_LOW_LINE_BYTES = 400
+"""Fewer bytes than a result line of any endpoint holds (a short chat answer takes ~800): what
+:class:`Parsers` expects of each request, to start no helper that will have nothing to parse."""
 _BAD_LINE_EXIT = 3
 
 
@@ -436,14 +439,23 @@ def process_count() -> int:
     )
 
 
-def shares(files: Sequence[tuple[Path, str | None]], processes: int) -> list[list[Segment]]:
+def _share_count(total: int, processes: int, head_start: int) -> int:
+    """How many processes share ``total`` bytes: at most ``processes``, each helper's share at
+    least :data:`_MIN_SHARE_BYTES` once this process has taken ``head_start`` more."""
+    return max(1, min(processes, (total - head_start) // _MIN_SHARE_BYTES))
+
+
+def shares(
+    files: Sequence[tuple[Path, str | None]], processes: int, head_start: int | None = None
+) -> list[list[Segment]]:
     """The files' bytes cut into contiguous shares, one per process: the first (this process's)
-    larger by :data:`_STARTUP_BYTES` while helpers start, each helper's at least
-    :data:`_MIN_SHARE_BYTES`."""
+    larger by ``head_start`` (default :data:`_STARTUP_BYTES`: what it parses while helpers start),
+    each helper's at least :data:`_MIN_SHARE_BYTES`."""
     sizes = [Path(p).stat().st_size for p, _ in files]
     total = sum(sizes)
-    count = max(1, min(processes, (total - _STARTUP_BYTES) // _MIN_SHARE_BYTES))
-    helper = (total - _STARTUP_BYTES) // count if count > 1 else 0
+    head = _STARTUP_BYTES if head_start is None else head_start
+    count = _share_count(total, processes, head)
+    helper = (total - head) // count if count > 1 else 0
     cuts = [
         0,
         total - helper * (count - 1),
@@ -461,17 +473,56 @@ def shares(files: Sequence[tuple[Path, str | None]], processes: int) -> list[lis
     return result
 
 
+class Parsers:
+    """Helper processes started ahead of :func:`parse_results`, so that their start-up (a fresh
+    interpreter importing NumPy and Arrow: ~0.3-0.5 s) overlaps the download of the result files;
+    each waits for its share on its standard input. Helpers are started only if ``requests``
+    result lines will need them. On leaving the context, helpers given no share exit.
+
+    Example:
+        >>> with Parsers(requests=10) as parsers:  # too few lines for a helper: none started
+        ...     len(parsers.waiting)
+        0
+    """
+
+    def __init__(self, requests: int) -> None:
+        count = _share_count(requests * _LOW_LINE_BYTES, process_count(), head_start=0)
+        self.waiting: list[subprocess.Popen[bytes]] = [_spawn("-") for _ in range(count - 1)]
+
+    def __enter__(self) -> "Parsers":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def take(self, count: int) -> list[subprocess.Popen[bytes]]:
+        """Up to ``count`` waiting helpers, no longer waiting."""
+        taken, self.waiting = self.waiting[:count], self.waiting[count:]
+        return taken
+
+    def close(self) -> None:
+        for helper in self.take(len(self.waiting)):
+            _dismiss(helper)
+
+
 def parse_results(
-    files: Sequence[tuple[Path, str | None]], endpoint: str, spill_dir: Path
+    files: Sequence[tuple[Path, str | None]],
+    endpoint: str,
+    spill_dir: Path,
+    parsers: Parsers | None = None,
 ) -> list[SpillFile]:
     """Parse every line of ``files`` (each with its batch id, if known) into spill files in
     ``spill_dir``, in file order: the first share here, the others in helper processes at the same
-    time."""
-    work = shares(files, process_count())
-    helpers = [
-        _start_helper(share, endpoint, str(spill_dir / f"lines-{i}.arrow"))
-        for i, share in enumerate(work[1:], start=1)
-    ]
+    time (those of ``parsers`` first, already started)."""
+    processes = process_count()
+    warm = parsers.take(processes - 1) if parsers is not None else []
+    work = shares(files, processes, 0 if len(warm) == processes - 1 else None)
+    helpers = []
+    for i, share in enumerate(work[1:], start=1):
+        job = _job(share, endpoint, str(spill_dir / f"lines-{i}.arrow"))
+        helpers.append(_give(warm.pop(0), job) if warm else _spawn(job))
+    for helper in warm:  # more were started than these files need
+        _dismiss(helper)
     try:
         spills = [parse_segments(work[0], endpoint, str(spill_dir / "lines-0.arrow"))]
         spills.extend(_finish_helper(helper) for helper in helpers)
@@ -483,21 +534,43 @@ def parse_results(
     return spills
 
 
-def _start_helper(share: list[Segment], endpoint: str, path: str) -> subprocess.Popen[bytes]:
-    """A fresh interpreter parsing ``share`` into ``path``, its job in ``path`` + ``.json``
-    (started with ``-m``, so the caller's main module is never run again, with this package on
-    its path)."""
+def _job(share: list[Segment], endpoint: str, path: str) -> str:
+    """The job file of a helper parsing ``share`` into ``path``: ``path`` + ``.json``."""
     job = Path(f"{path}.json")
     job.write_text(json.dumps({"segments": share, "endpoint": endpoint, "path": path}))
+    return str(job)
+
+
+def _spawn(job: str) -> subprocess.Popen[bytes]:
+    """A fresh interpreter doing ``job``, or with ``-`` waiting for it on its standard input
+    (started with ``-m``, so the caller's main module is never run again, with this package on
+    its path)."""
     package_root = str(Path(__file__).resolve().parents[2])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([package_root, *sys.path])}
     return subprocess.Popen(
-        [sys.executable, "-m", __name__, str(job)],
-        stdin=subprocess.DEVNULL,
+        [sys.executable, "-m", __name__, job],
+        stdin=subprocess.PIPE if job == "-" else subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env,
     )
+
+
+def _give(helper: subprocess.Popen[bytes], job: str) -> subprocess.Popen[bytes]:
+    """Hand a waiting helper its job."""
+    stdin, helper.stdin = helper.stdin, None  # closed here, so communicate() leaves it alone
+    assert stdin is not None
+    try:
+        stdin.write(f"{job}\n".encode())
+        stdin.close()
+    except BrokenPipeError:  # it died while waiting: finishing it says how
+        pass
+    return helper
+
+
+def _dismiss(helper: subprocess.Popen[bytes]) -> None:
+    """A waiting helper given no job exits at the end of its standard input."""
+    helper.communicate()
 
 
 def _finish_helper(helper: subprocess.Popen[bytes]) -> SpillFile:
@@ -526,7 +599,13 @@ class _WithoutPandas(importlib.abc.MetaPathFinder):
 def _main() -> None:
     """A helper process: parse the share of the job file given, print the spill file written."""
     sys.meta_path.insert(0, _WithoutPandas())
-    job = json.loads(Path(sys.argv[1]).read_text())
+    job_path = sys.argv[1]
+    if job_path == "-":  # started ahead: ready to convert, then wait for the job
+        pa.array(["ready"])
+        job_path = sys.stdin.readline().strip()
+        if not job_path:
+            return
+    job = json.loads(Path(job_path).read_text())
     segments = [Segment(*segment) for segment in job["segments"]]
     try:
         spill = parse_segments(segments, job["endpoint"], job["path"])

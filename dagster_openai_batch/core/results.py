@@ -32,6 +32,7 @@ from .result_lines import (
     TOKEN_COLUMNS,
     VECTOR,
     VECTORS,
+    Parsers,
     SpillFile,
     parse_results,
     spill_schema,
@@ -118,11 +119,13 @@ class _Spill:
         self.several_inputs = False
         """Some success embedded several inputs (so answers are lists of vectors)."""
 
-    def read(self, files: list[Path], file_batch: list[str | None]) -> None:
+    def read(
+        self, files: list[Path], file_batch: list[str | None], parsers: Parsers | None
+    ) -> None:
         """Parse every line of ``files`` (``file_batch``: each file's batch id), then keep the
         custom_ids and success flags of the lines, in order."""
         self.files = parse_results(
-            list(zip(files, file_batch, strict=True)), self.endpoint, self.spill_dir
+            list(zip(files, file_batch, strict=True)), self.endpoint, self.spill_dir, parsers
         )
         self.several_inputs = any(f.several_inputs for f in self.files)
         ids: list[pa.Array] = []
@@ -388,6 +391,7 @@ def collect_results(
     batches: list[Batch],
     endpoint: BatchEndpoint | str,
     dest: str | os.PathLike[str],
+    parsers: Parsers | None = None,
 ) -> ResultsSummary:
     """Join result lines to the inputs and write a Parquet table to ``dest`` (local path or
     ``s3://…`` URI).
@@ -399,7 +403,8 @@ def collect_results(
     are matched to batches by the file id in their name (as :meth:`BatchClient.download_results`
     names them; a batch id in the name works too). Embedding vectors go to ``answer`` (float32; a
     list of vectors per row, one per input, when some request embedded several inputs) and are not
-    repeated in ``response_body``.
+    repeated in ``response_body``. ``parsers``: helper processes started before the files were
+    downloaded (see :class:`~.result_lines.Parsers`).
     """
     ep = as_endpoint(endpoint)
     files = [Path(p) for p in [*output_files, *error_files]]
@@ -407,7 +412,7 @@ def collect_results(
     spill_dir = tempfile.TemporaryDirectory(dir=files[0].parent if files else None)
     with spill_dir as spill_name:
         spill = _Spill(Path(spill_name), ep)
-        spill.read(files, [_batch_for_file(p, batches) for p in files])
+        spill.read(files, [_batch_for_file(p, batches) for p in files], parsers)
         wanted, owners, positions, unmatched = _join(spill, prepared_inputs_path, request_ids)
         spill.forget_ids()
         pa.default_memory_pool().release_unused()  # the join's hash tables

@@ -28,6 +28,7 @@ from ..core.input_file import (
 from ..core.input_validation import BatchInputError
 from ..core.queue_budget import QUEUE_WINDOW_SECONDS, QueueBudgetError, token_limit_of
 from ..core.resubmit import build_resubmission, merge_results
+from ..core.result_lines import Parsers
 from ..core.results import NOT_SUBMITTED, ResultsSummary, collect_results, sent_requests
 from ..core.storage import BatchResults, download_file, join_uri, read_table, resolve, upload_file
 from ..core.templates import RequestTemplate
@@ -712,30 +713,36 @@ def materialize_results(
                 f"Batches still running: {', '.join(unfinished)}. The openai_batch_sensor "
                 "materializes results when they finish."
             )
-        outputs, errors = _download_results(stage, client, batches, tmp)
-        followup_of = job.followup_of
-        dest = join_uri(stage.storage_root, "results", f"{'-'.join(ids)[:80]}.parquet")
-        if followup_of:  # rows: the resubmitted requests found in the result files
-            inputs_local, request_ids, target = None, None, str(tmp / "followup.parquet")
-        else:  # rows: every request sent, each with the batch its part went to
-            sent = [
-                download_file(u, tmp / f"sent-{i}.jsonl") for i, u in enumerate(job.part_uri_list)
-            ]
-            # Parts past the batches never became one (cancelled while waiting for the queue).
-            owners = [*ids, *[NOT_SUBMITTED] * (len(sent) - len(ids))]
-            request_ids, target = sent_requests(sent, owners), dest
-            inputs_local = (
-                download_file(job.inputs_uri, tmp / "inputs.parquet") if job.inputs_uri else None
+        # Helpers that parse result lines start now: their start-up overlaps the downloads.
+        with Parsers(requests=_request_counts(batches)[0]) as parsers:
+            outputs, errors = _download_results(stage, client, batches, tmp)
+            followup_of = job.followup_of
+            dest = join_uri(stage.storage_root, "results", f"{'-'.join(ids)[:80]}.parquet")
+            if followup_of:  # rows: the resubmitted requests found in the result files
+                inputs_local, request_ids, target = None, None, str(tmp / "followup.parquet")
+            else:  # rows: every request sent, each with the batch its part went to
+                sent = [
+                    download_file(u, tmp / f"sent-{i}.jsonl")
+                    for i, u in enumerate(job.part_uri_list)
+                ]
+                # Parts past the batches never became one (cancelled while waiting for the queue).
+                owners = [*ids, *[NOT_SUBMITTED] * (len(sent) - len(ids))]
+                request_ids, target = sent_requests(sent, owners), dest
+                inputs_local = (
+                    download_file(job.inputs_uri, tmp / "inputs.parquet")
+                    if job.inputs_uri
+                    else None
+                )
+            summary = collect_results(
+                output_files=outputs,
+                error_files=errors,
+                prepared_inputs_path=inputs_local,
+                request_ids=request_ids,
+                batches=batches,
+                endpoint=stage.endpoint,
+                dest=target,
+                parsers=parsers,
             )
-        summary = collect_results(
-            output_files=outputs,
-            error_files=errors,
-            prepared_inputs_path=inputs_local,
-            request_ids=request_ids,
-            batches=batches,
-            endpoint=stage.endpoint,
-            dest=target,
-        )
         if followup_of:
             base = download_file(followup_of, tmp / "base.parquet")
             summary = merge_results(base, Path(summary.path), dest)

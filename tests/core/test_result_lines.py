@@ -19,6 +19,7 @@ from dagster_openai_batch.core import collect_results, result_lines
 from dagster_openai_batch.core.result_lines import (
     PROCESSES_ENV,
     ParseProcessError,
+    Parsers,
     ResultLineError,
     parse_results,
     parse_segments,
@@ -155,6 +156,56 @@ def test_helpers_really_run_and_write_their_share(tmp_path: Path, tiny_shares, m
         "lines-1.arrow.json",
         "lines-2.arrow.json",
     ]
+
+
+def _ids_read(spills: list[result_lines.SpillFile]) -> list[str]:
+    return [
+        cid
+        for spill in spills
+        for cid in pa.ipc.open_file(spill.path).read_all().column("custom_id").to_pylist()
+    ]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_helpers_started_ahead_parse_their_shares(
+    tmp_path: Path, seed: int, tiny_shares, monkeypatch
+) -> None:
+    files, _ = _files(tmp_path, seed)
+    monkeypatch.setenv(PROCESSES_ENV, "3")
+    cold, warm = tmp_path / "cold", tmp_path / "warm"
+    cold.mkdir()
+    warm.mkdir()
+    expected = _ids_read(parse_results([(p, None) for p in files], CHAT, cold))
+    with Parsers(requests=100) as parsers:
+        started = list(parsers.waiting)
+        assert len(started) == 2
+        spills = parse_results([(p, None) for p in files], CHAT, warm, parsers)
+        assert parsers.waiting == []
+    assert _ids_read(spills) == expected
+    assert [Path(s.path).name for s in spills] == [
+        "lines-0.arrow",
+        "lines-1.arrow",
+        "lines-2.arrow",
+    ]
+    assert [helper.returncode for helper in started] == [0, 0]
+
+
+def test_helpers_started_ahead_and_not_needed_exit(tmp_path: Path, monkeypatch) -> None:
+    files, _ = _files(tmp_path, 3)
+    monkeypatch.setenv(PROCESSES_ENV, "3")
+    monkeypatch.setattr(result_lines, "_MIN_SHARE_BYTES", 1)
+    with Parsers(requests=100) as parsers:  # expected big: two helpers wait
+        started = list(parsers.waiting)
+        monkeypatch.setattr(result_lines, "_MIN_SHARE_BYTES", 1 << 40)  # the files: small
+        spills = parse_results([(p, None) for p in files], CHAT, tmp_path, parsers)
+    assert len(spills) == 1 and sum(spills[0].batch_rows) > 0
+    assert [helper.poll() for helper in started] == [0, 0]
+    monkeypatch.setattr(result_lines, "_MIN_SHARE_BYTES", 1)
+    with Parsers(requests=100) as parsers:  # never used: an error before the parse, say
+        unused = list(parsers.waiting)
+    assert [helper.poll() for helper in unused] == [0, 0]
+    monkeypatch.undo()  # the real thresholds: too few lines for any helper
+    assert Parsers(requests=10).waiting == []
 
 
 def test_a_bad_line_in_a_helpers_share_says_where(tmp_path: Path, tiny_shares, monkeypatch) -> None:
