@@ -300,22 +300,35 @@ class BatchClient:
         )
 
     def download_results(
-        self, batches: Iterable[Batch], dest_dir: Path, *, at_once: int = 4
+        self,
+        batches: Iterable[Batch],
+        dest_dir: Path,
+        *,
+        at_once: int = 4,
+        on_file: Callable[[Path, str], None] | None = None,
     ) -> tuple[list[Path], list[Path]]:
         """Download every output and error file of ``batches`` as ``<dest_dir>/<file_id>.jsonl``,
-        ``at_once`` files at a time (the SDK's client is safe to share between threads)."""
+        ``at_once`` files at a time (the SDK's client is safe to share between threads), calling
+        ``on_file(path, batch_id)`` as each one is complete (e.g. :meth:`Parsers.add
+        <dagster_openai_batch.core.result_lines.Parsers.add>`, to parse it while others
+        download)."""
         wanted = [
-            (file_id, kind)
+            (file_id, kind, batch.id)
             for batch in batches
             for file_id, kind in ((batch.output_file_id, "output"), (batch.error_file_id, "error"))
             if file_id
         ]
+
+        def fetch(file_id: str, batch_id: str) -> Path:
+            path = self.download(file_id, Path(dest_dir) / f"{file_id}.jsonl")
+            if on_file is not None:
+                on_file(path, batch_id)
+            return path
+
         with ThreadPoolExecutor(max(1, min(at_once, len(wanted)))) as pool:
-            paths = list(
-                pool.map(lambda w: self.download(w[0], Path(dest_dir) / f"{w[0]}.jsonl"), wanted)
-            )
-        outputs = [p for p, (_, kind) in zip(paths, wanted, strict=True) if kind == "output"]
-        errors = [p for p, (_, kind) in zip(paths, wanted, strict=True) if kind == "error"]
+            paths = list(pool.map(lambda w: fetch(w[0], w[2]), wanted))
+        outputs = [p for p, (_, kind, _) in zip(paths, wanted, strict=True) if kind == "output"]
+        errors = [p for p, (_, kind, _) in zip(paths, wanted, strict=True) if kind == "error"]
         return outputs, errors
 
     # ------------------------------------------------------------------ batches

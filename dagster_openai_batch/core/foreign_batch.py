@@ -21,7 +21,7 @@ from openai.types import Batch
 from .client import BatchClient
 from .errors import OpenAIBatchError
 from .inputs_table import InputsTableWriter
-from .result_lines import Parsers
+from .result_lines import LOW_LINE_BYTES, Parsers
 from .results import ResultsSummary, collect_results
 from .templates import iter_rows
 from .vocabulary import RESULT_FILE_STATUSES, TERMINAL_STATUSES
@@ -88,9 +88,10 @@ def collect_foreign_batch(
     if why is not None:
         raise ForeignBatchError(f"Batch {batch.id} has no results to collect: {why}.")
     counts = batch.request_counts
-    # Helpers that parse result lines start now: their start-up overlaps the downloads.
-    with Parsers(requests=counts.total if counts else 0) as parsers:
-        outputs, errors = client.download_results([batch], work_dir)
+    # Helpers that parse result lines start now, and parse each file once it is downloaded.
+    expected = LOW_LINE_BYTES * (counts.total if counts else 0)
+    with Parsers(batch.endpoint, work_dir, expected_bytes=expected) as parsers:
+        outputs, errors = client.download_results([batch], work_dir, on_file=parsers.add)
         sent, rows_from = _sent_custom_ids(client, batch, work_dir)
         inputs = None
         if rows is not None:

@@ -1,19 +1,21 @@
 """Result lines parsed into Arrow: each line of the output and error files read once, its columns
 spilled as record batches to a temporary Arrow file.
 
-Large result sets are parsed on every core: the files' bytes are cut into contiguous shares, this
-process parses the first and helper processes (``python -m dagster_openai_batch.core.result_lines``,
-which imports neither Dagster nor the SDK) the others, each into its own spill file. Spill files in
-share order hold the lines in file order.
+Large result sets are parsed on every core (:class:`Parsers`): the files are cut into segments,
+each parsed into its own spill file by this process or a helper process, while the files are still
+downloading if the helpers were started first. Spill files in segment order hold the lines in file
+order.
 """
 
 import base64
+import collections
 import importlib.abc
 import itertools
 import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -37,15 +39,17 @@ _BUFFER = 1 << 20
 PROCESSES_ENV = "DAGSTER_OPENAI_BATCH_PARSE_PROCESSES"
 """Environment variable: the most processes that parse result lines (default: the CPUs this process
 may run on, at most 4)."""
-_STARTUP_BYTES = 12 << 20
-"""What this process parses (of chat results) in the ~0.2 s a helper takes to start: its own
-share is larger by this much."""
 _MIN_SHARE_BYTES = 4 << 20
-"""No helper process for a share smaller than this."""
-_LOW_LINE_BYTES = 400
-"""Fewer bytes than a result line of any endpoint holds (a short chat answer takes ~800): what
-:class:`Parsers` expects of each request, to start no helper that will have nothing to parse."""
-_BAD_LINE_EXIT = 3
+"""A helper process is started for every this many bytes of result lines expected, up to
+:func:`process_count` processes in all."""
+_SEGMENT_BYTES = 8 << 20
+"""Result files are parsed in segments of this many bytes (each line by the segment it starts
+in), handed to whichever process is free: at the end, processes wait for one another at most
+the time of one segment (~0.07 s of chat results)."""
+LOW_LINE_BYTES = 400
+"""Fewer bytes than a result line of any endpoint holds (a short chat answer takes ~800): times
+the requests of a set of batches, the ``expected_bytes`` of :class:`Parsers` started before the
+files are downloaded."""
 
 
 def _chat_answer(body: dict[str, Any]) -> str | None:
@@ -439,55 +443,45 @@ def process_count() -> int:
     )
 
 
-def _share_count(total: int, processes: int, head_start: int) -> int:
-    """How many processes share ``total`` bytes: at most ``processes``, each helper's share at
-    least :data:`_MIN_SHARE_BYTES` once this process has taken ``head_start`` more."""
-    return max(1, min(processes, (total - head_start) // _MIN_SHARE_BYTES))
-
-
-def shares(
-    files: Sequence[tuple[Path, str | None]], processes: int, head_start: int | None = None
-) -> list[list[Segment]]:
-    """The files' bytes cut into contiguous shares, one per process: the first (this process's)
-    larger by ``head_start`` (default :data:`_STARTUP_BYTES`: what it parses while helpers start),
-    each helper's at least :data:`_MIN_SHARE_BYTES`."""
-    sizes = [Path(p).stat().st_size for p, _ in files]
-    total = sum(sizes)
-    head = _STARTUP_BYTES if head_start is None else head_start
-    count = _share_count(total, processes, head)
-    helper = (total - head) // count if count > 1 else 0
-    cuts = [
-        0,
-        total - helper * (count - 1),
-        *(total - helper * (count - 1 - i) for i in range(1, count)),
-    ]
-    result: list[list[Segment]] = []
-    for lo, hi in itertools.pairwise(cuts):
-        segments, offset = [], 0
-        for (path, batch_id), size in zip(files, sizes, strict=True):
-            a, b = max(lo - offset, 0), min(hi - offset, size)
-            if a < b:
-                segments.append(Segment(str(path), a, b, batch_id))
-            offset += size
-        result.append(segments)
-    return result
-
-
 class Parsers:
-    """Helper processes started ahead of :func:`parse_results`, so that their start-up (a fresh
-    interpreter importing NumPy and Arrow: ~0.3-0.5 s) overlaps the download of the result files;
-    each waits for its share on its standard input. Helpers are started only if ``requests``
-    result lines will need them. On leaving the context, helpers given no share exit.
+    """The processes that parse result lines: this one and helper processes
+    (``python -m dagster_openai_batch.core.result_lines``, which import neither Dagster nor the
+    SDK), at most :func:`process_count` in all.
+
+    Files are cut into segments of about :data:`_SEGMENT_BYTES`, each parsed into its own spill
+    file by whichever process is free. Helpers start when this object is made, before the result
+    files are downloaded, and parse each file as soon as it is :meth:`add`-ed, while the others
+    download; :meth:`finish` then parses what is left here too. Helpers are started only if
+    ``expected_bytes`` (a low guess) will keep them busy. On leaving the context, helpers still
+    running are stopped.
 
     Example:
-        >>> with Parsers(requests=10) as parsers:  # too few lines for a helper: none started
-        ...     len(parsers.waiting)
-        0
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as spill_dir:
+        ...     with Parsers("/v1/chat/completions", Path(spill_dir), expected_bytes=10) as parsers:
+        ...         parsers.finish([])  # too few bytes for a helper; no files, no spill files
+        []
     """
 
-    def __init__(self, requests: int) -> None:
-        count = _share_count(requests * _LOW_LINE_BYTES, process_count(), head_start=0)
-        self.waiting: list[subprocess.Popen[bytes]] = [_spawn("-") for _ in range(count - 1)]
+    def __init__(self, endpoint: str, spill_dir: Path, *, expected_bytes: int) -> None:
+        self.endpoint, self.spill_dir = endpoint, spill_dir
+        self.pending: collections.deque[Segment] = collections.deque()
+        self.ready = threading.Condition()
+        self.closed = False
+        self.added: dict[str, int] = {}
+        """The bytes of each file added, by path."""
+        self.spills: dict[tuple[str, int], SpillFile] = {}
+        """The spill file of each segment parsed, by (path, start)."""
+        self.failures: list[OpenAIBatchError] = []
+        self.numbers = itertools.count()
+        helpers = max(0, min(process_count(), expected_bytes // _MIN_SHARE_BYTES) - 1)
+        self.helpers = [_spawn() for _ in range(helpers)]
+        self.feeders = [
+            threading.Thread(target=self._feed, args=(helper,), daemon=True)
+            for helper in self.helpers
+        ]
+        for feeder in self.feeders:
+            feeder.start()
 
     def __enter__(self) -> "Parsers":
         return self
@@ -495,14 +489,102 @@ class Parsers:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def take(self, count: int) -> list[subprocess.Popen[bytes]]:
-        """Up to ``count`` waiting helpers, no longer waiting."""
-        taken, self.waiting = self.waiting[:count], self.waiting[count:]
-        return taken
+    def add(self, path: Path, batch_id: str | None) -> None:
+        """Queue the lines of a result file (from the batch ``batch_id``, if known)."""
+        with self.ready:
+            if str(path) in self.added:
+                return
+            size = self.added[str(path)] = Path(path).stat().st_size
+            for start in range(0, size, _SEGMENT_BYTES):
+                self.pending.append(
+                    Segment(str(path), start, min(start + _SEGMENT_BYTES, size), batch_id)
+                )
+            self.ready.notify_all()
+
+    def finish(self, files: Sequence[tuple[Path, str | None]]) -> list[SpillFile]:
+        """Parse every line of ``files`` (each with its batch id, if known; those not added yet
+        are added), this process taking segments too; the spill files in file order."""
+        for path, batch_id in files:
+            self.add(path, batch_id)
+        with self.ready:
+            self.closed = True
+            self.ready.notify_all()
+        while segment := self._next():
+            self.spills[segment.path, segment.start] = parse_segments(
+                [segment], self.endpoint, self._spill_path()
+            )
+        for feeder in self.feeders:
+            feeder.join()
+        if self.failures:
+            raise self.failures[0]
+        return [
+            self.spills[str(path), start]
+            for path, _ in files
+            for start in range(0, self.added[str(path)], _SEGMENT_BYTES)
+        ]
 
     def close(self) -> None:
-        for helper in self.take(len(self.waiting)):
-            _dismiss(helper)
+        """Stop: segments not started are dropped; helpers finish the one they parse and exit."""
+        with self.ready:
+            self.closed = True
+            self.pending.clear()
+            self.ready.notify_all()
+        for feeder in self.feeders:
+            feeder.join()
+
+    def _next(self) -> Segment | None:
+        """The next segment to parse; None once the files are all added and none is left (or
+        after a failure)."""
+        with self.ready:
+            while not self.pending and not self.closed:
+                self.ready.wait()
+            if self.failures or not self.pending:
+                return None
+            return self.pending.popleft()
+
+    def _spill_path(self) -> str:
+        return str(self.spill_dir / f"lines-{next(self.numbers)}.arrow")
+
+    def _feed(self, helper: subprocess.Popen[bytes]) -> None:
+        """Hand segments to ``helper`` one at a time, until none is left; then let it exit."""
+        assert helper.stdin is not None
+        assert helper.stdout is not None
+        try:
+            while segment := self._next():
+                job = {"segment": segment, "endpoint": self.endpoint, "path": self._spill_path()}
+                helper.stdin.write(json.dumps(job).encode() + b"\n")
+                helper.stdin.flush()
+                reply = helper.stdout.readline()
+                if not reply:
+                    raise BrokenPipeError
+                answer = json.loads(reply)
+                if "bad_line" in answer:
+                    raise ResultLineError(answer["bad_line"])
+                self.spills[segment.path, segment.start] = SpillFile(*answer["spill"])
+            helper.stdin.close()
+            helper.wait()
+        except ResultLineError as error:
+            self._fail(error)
+        except (BrokenPipeError, ValueError):  # it died
+            helper.kill()
+            _, err = helper.communicate()
+            message = err.decode(errors="replace").strip()[-2000:]
+            self._fail(
+                ParseProcessError(
+                    f"a process parsing result lines failed (exit code {helper.returncode}): "
+                    f"{message}"
+                )
+            )
+        finally:
+            if helper.poll() is None:
+                helper.kill()
+                helper.wait()
+
+    def _fail(self, error: OpenAIBatchError) -> None:
+        with self.ready:
+            self.failures.append(error)
+            self.pending.clear()
+            self.ready.notify_all()
 
 
 def parse_results(
@@ -512,79 +594,27 @@ def parse_results(
     parsers: Parsers | None = None,
 ) -> list[SpillFile]:
     """Parse every line of ``files`` (each with its batch id, if known) into spill files in
-    ``spill_dir``, in file order: the first share here, the others in helper processes at the same
-    time (those of ``parsers`` first, already started)."""
-    processes = process_count()
-    warm = parsers.take(processes - 1) if parsers is not None else []
-    work = shares(files, processes, 0 if len(warm) == processes - 1 else None)
-    helpers = []
-    for i, share in enumerate(work[1:], start=1):
-        job = _job(share, endpoint, str(spill_dir / f"lines-{i}.arrow"))
-        helpers.append(_give(warm.pop(0), job) if warm else _spawn(job))
-    for helper in warm:  # more were started than these files need
-        _dismiss(helper)
-    try:
-        spills = [parse_segments(work[0], endpoint, str(spill_dir / "lines-0.arrow"))]
-        spills.extend(_finish_helper(helper) for helper in helpers)
-    finally:
-        for helper in helpers:
-            if helper.poll() is None:
-                helper.kill()
-                helper.wait()
-    return spills
+    ``spill_dir``, in file order, on every core: with ``parsers`` (helpers started ahead, some
+    files perhaps parsed already) or new ones."""
+    if parsers is not None:
+        return parsers.finish(files)
+    total = sum(Path(p).stat().st_size for p, _ in files)
+    with Parsers(endpoint, spill_dir, expected_bytes=total) as fresh:
+        return fresh.finish(files)
 
 
-def _job(share: list[Segment], endpoint: str, path: str) -> str:
-    """The job file of a helper parsing ``share`` into ``path``: ``path`` + ``.json``."""
-    job = Path(f"{path}.json")
-    job.write_text(json.dumps({"segments": share, "endpoint": endpoint, "path": path}))
-    return str(job)
-
-
-def _spawn(job: str) -> subprocess.Popen[bytes]:
-    """A fresh interpreter doing ``job``, or with ``-`` waiting for it on its standard input
-    (started with ``-m``, so the caller's main module is never run again, with this package on
-    its path)."""
+def _spawn() -> subprocess.Popen[bytes]:
+    """A fresh interpreter that parses the segments it is given on its standard input (started
+    with ``-m``, so the caller's main module is never run again, with this package on its path)."""
     package_root = str(Path(__file__).resolve().parents[2])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([package_root, *sys.path])}
     return subprocess.Popen(
-        [sys.executable, "-m", __name__, job],
-        stdin=subprocess.PIPE if job == "-" else subprocess.DEVNULL,
+        [sys.executable, "-m", __name__],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env,
     )
-
-
-def _give(helper: subprocess.Popen[bytes], job: str) -> subprocess.Popen[bytes]:
-    """Hand a waiting helper its job."""
-    stdin, helper.stdin = helper.stdin, None  # closed here, so communicate() leaves it alone
-    assert stdin is not None
-    try:
-        stdin.write(f"{job}\n".encode())
-        stdin.close()
-    except BrokenPipeError:  # it died while waiting: finishing it says how
-        pass
-    return helper
-
-
-def _dismiss(helper: subprocess.Popen[bytes]) -> None:
-    """A waiting helper given no job exits at the end of its standard input."""
-    helper.communicate()
-
-
-def _finish_helper(helper: subprocess.Popen[bytes]) -> SpillFile:
-    out, err = helper.communicate()
-    message = err.decode(errors="replace").strip()
-    if helper.returncode == _BAD_LINE_EXIT:
-        raise ResultLineError(message)
-    if helper.returncode != 0:
-        raise ParseProcessError(
-            f"a process parsing result lines failed (exit code {helper.returncode}): "
-            f"{message[-2000:]}"
-        )
-    path, batch_rows, several_inputs = json.loads(out)
-    return SpillFile(path, batch_rows, several_inputs)
 
 
 class _WithoutPandas(importlib.abc.MetaPathFinder):
@@ -597,22 +627,20 @@ class _WithoutPandas(importlib.abc.MetaPathFinder):
 
 
 def _main() -> None:
-    """A helper process: parse the share of the job file given, print the spill file written."""
+    """A helper process: for each job line on standard input (a segment, the endpoint, a spill
+    file path), parse the segment into the spill file and answer one line, until the input ends."""
     sys.meta_path.insert(0, _WithoutPandas())
-    job_path = sys.argv[1]
-    if job_path == "-":  # started ahead: ready to convert, then wait for the job
-        pa.array(["ready"])
-        job_path = sys.stdin.readline().strip()
-        if not job_path:
-            return
-    job = json.loads(Path(job_path).read_text())
-    segments = [Segment(*segment) for segment in job["segments"]]
-    try:
-        spill = parse_segments(segments, job["endpoint"], job["path"])
-    except ResultLineError as error:
-        print(error, file=sys.stderr)
-        sys.exit(_BAD_LINE_EXIT)
-    sys.stdout.write(json.dumps(spill))
+    pa.array(["ready"])  # converting once loads what conversions need, before the first job
+    for line in sys.stdin:
+        job = json.loads(line)
+        try:
+            spill = parse_segments([Segment(*job["segment"])], job["endpoint"], job["path"])
+        except ResultLineError as error:
+            answer: dict[str, Any] = {"bad_line": str(error)}
+        else:
+            answer = {"spill": spill}
+        sys.stdout.write(json.dumps(answer) + "\n")
+        sys.stdout.flush()
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from ..core.input_file import (
 from ..core.input_validation import BatchInputError
 from ..core.queue_budget import QUEUE_WINDOW_SECONDS, QueueBudgetError, token_limit_of
 from ..core.resubmit import build_resubmission, merge_results
-from ..core.result_lines import Parsers
+from ..core.result_lines import LOW_LINE_BYTES, Parsers
 from ..core.results import NOT_SUBMITTED, ResultsSummary, collect_results, sent_requests
 from ..core.storage import BatchResults, download_file, join_uri, read_table, resolve, upload_file
 from ..core.templates import RequestTemplate
@@ -713,9 +713,10 @@ def materialize_results(
                 f"Batches still running: {', '.join(unfinished)}. The openai_batch_sensor "
                 "materializes results when they finish."
             )
-        # Helpers that parse result lines start now: their start-up overlaps the downloads.
-        with Parsers(requests=_request_counts(batches)[0]) as parsers:
-            outputs, errors = _download_results(stage, client, batches, tmp)
+        # Helpers that parse result lines start now, and parse each file once it is downloaded.
+        expected = LOW_LINE_BYTES * _request_counts(batches)[0]
+        with Parsers(stage.endpoint, tmp, expected_bytes=expected) as parsers:
+            outputs, errors = _download_results(stage, client, batches, tmp, parsers.add)
             followup_of = job.followup_of
             dest = join_uri(stage.storage_root, "results", f"{'-'.join(ids)[:80]}.parquet")
             if followup_of:  # rows: the resubmitted requests found in the result files
@@ -775,11 +776,18 @@ def materialize_results(
 
 
 def _download_results(
-    stage: StageContext, client: Any, batches: list[Batch], tmp: Path
+    stage: StageContext,
+    client: Any,
+    batches: list[Batch],
+    tmp: Path,
+    on_file: Callable[[Path, str], None],
 ) -> tuple[list[Path], list[Path]]:
-    """The batches' result files on disk; a clear failure when the service no longer has one."""
+    """The batches' result files on disk (each given to ``on_file`` once complete); a clear
+    failure when the service no longer has one."""
     try:
-        downloaded: tuple[list[Path], list[Path]] = client.download_results(batches, tmp)
+        downloaded: tuple[list[Path], list[Path]] = client.download_results(
+            batches, tmp, on_file=on_file
+        )
     except openai.NotFoundError as error:
         ids = [b.id for b in batches]
         earlier = latest_record(

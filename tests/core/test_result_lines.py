@@ -6,6 +6,7 @@ that decide when to start them are lowered so that files of a few KB get several
 """
 
 import random
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,6 @@ from dagster_openai_batch.core.result_lines import (
     Parsers,
     ResultLineError,
     parse_results,
-    parse_segments,
-    shares,
 )
 from dagster_openai_batch.core.results import _part_ids, _sent_custom_id
 
@@ -86,14 +85,31 @@ def _batches() -> list[Batch]:
 
 
 @pytest.fixture
-def tiny_shares(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Helpers for shares of a few bytes, started without a head start."""
-    monkeypatch.setattr(result_lines, "_STARTUP_BYTES", 0)
+def tiny_segments(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Segments of 1 KB, and a helper for every byte expected: files of a few KB get several."""
+    monkeypatch.setattr(result_lines, "_SEGMENT_BYTES", 1024)
     monkeypatch.setattr(result_lines, "_MIN_SHARE_BYTES", 1)
 
 
+def _ids_read(spills: list[result_lines.SpillFile]) -> list[str]:
+    return [
+        cid
+        for spill in spills
+        for cid in pa.ipc.open_file(spill.path).read_all().column("custom_id").to_pylist()
+    ]
+
+
+def _wait_for(condition: Any, what: str) -> None:
+    deadline = time.monotonic() + 60
+    while not condition():
+        assert time.monotonic() < deadline, f"gave up waiting: {what}"
+        time.sleep(0.02)
+
+
 @pytest.mark.parametrize("seed", range(6))
-def test_every_line_is_read_by_exactly_one_share(tmp_path: Path, seed: int, tiny_shares) -> None:
+def test_every_line_is_read_by_exactly_one_segment(
+    tmp_path: Path, seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     files, _ = _files(tmp_path, seed)
     every_line = [
         orjson.loads(raw)["custom_id"]
@@ -101,24 +117,17 @@ def test_every_line_is_read_by_exactly_one_share(tmp_path: Path, seed: int, tiny
         for raw in p.read_bytes().split(b"\n")[:-1]
         if raw.strip()
     ]
-    for processes in (1, 2, 3, 7, 40):
-        cut = shares([(p, None) for p in files], processes)
-        assert len(cut) == processes
-        spills = [
-            parse_segments(share, CHAT, str(tmp_path / f"s-{processes}-{i}.arrow"))
-            for i, share in enumerate(cut)
-        ]
-        read = [
-            cid
-            for spill in spills
-            for cid in pa.ipc.open_file(spill.path).read_all().column("custom_id").to_pylist()
-        ]
-        assert read == every_line, processes
+    monkeypatch.setenv(PROCESSES_ENV, "1")  # this process alone: the segments, not the helpers
+    for size in (500, 4096, 1 << 30):  # most lines cut by a segment end, some, none
+        monkeypatch.setattr(result_lines, "_SEGMENT_BYTES", size)
+        spill_dir = tmp_path / f"spill-{size}"
+        spill_dir.mkdir()
+        assert _ids_read(parse_results([(p, None) for p in files], CHAT, spill_dir)) == every_line
 
 
 @pytest.mark.parametrize("seed", range(4))
 def test_results_are_the_same_on_any_number_of_processes(
-    tmp_path: Path, seed: int, tiny_shares, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, seed: int, tiny_segments, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     files, ids = _files(tmp_path, seed)
     tables = {}
@@ -140,82 +149,65 @@ def test_results_are_the_same_on_any_number_of_processes(
     assert tables[3].equals(tables[1])
 
 
-def test_helpers_really_run_and_write_their_share(tmp_path: Path, tiny_shares, monkeypatch) -> None:
-    files, _ = _files(tmp_path, 11)
-    monkeypatch.setenv(PROCESSES_ENV, "3")
-    spill_dir = tmp_path / "spill"
-    spill_dir.mkdir()
-    spills = parse_results([(p, None) for p in files], CHAT, spill_dir)
-    assert [Path(s.path).name for s in spills] == [
-        "lines-0.arrow",
-        "lines-1.arrow",
-        "lines-2.arrow",
-    ]
-    assert all(sum(s.batch_rows) > 0 for s in spills)
-    assert sorted(p.name for p in spill_dir.glob("*.json")) == [
-        "lines-1.arrow.json",
-        "lines-2.arrow.json",
-    ]
-
-
-def _ids_read(spills: list[result_lines.SpillFile]) -> list[str]:
-    return [
-        cid
-        for spill in spills
-        for cid in pa.ipc.open_file(spill.path).read_all().column("custom_id").to_pylist()
-    ]
-
-
 @pytest.mark.parametrize("seed", range(3))
-def test_helpers_started_ahead_parse_their_shares(
-    tmp_path: Path, seed: int, tiny_shares, monkeypatch
+def test_helpers_parse_files_as_they_are_added(
+    tmp_path: Path, seed: int, tiny_segments, monkeypatch
 ) -> None:
+    """Files added while others would still download are parsed by the helpers alone; finishing
+    then has nothing left but to put the spill files in order."""
     files, _ = _files(tmp_path, seed)
     monkeypatch.setenv(PROCESSES_ENV, "3")
-    cold, warm = tmp_path / "cold", tmp_path / "warm"
-    cold.mkdir()
-    warm.mkdir()
-    expected = _ids_read(parse_results([(p, None) for p in files], CHAT, cold))
-    with Parsers(requests=100) as parsers:
-        started = list(parsers.waiting)
-        assert len(started) == 2
-        spills = parse_results([(p, None) for p in files], CHAT, warm, parsers)
-        assert parsers.waiting == []
-    assert _ids_read(spills) == expected
-    assert [Path(s.path).name for s in spills] == [
-        "lines-0.arrow",
-        "lines-1.arrow",
-        "lines-2.arrow",
-    ]
-    assert [helper.returncode for helper in started] == [0, 0]
-
-
-def test_helpers_started_ahead_and_not_needed_exit(tmp_path: Path, monkeypatch) -> None:
-    files, _ = _files(tmp_path, 3)
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    monkeypatch.setenv(PROCESSES_ENV, "1")
+    expected = _ids_read(parse_results([(p, None) for p in files], CHAT, alone))
     monkeypatch.setenv(PROCESSES_ENV, "3")
-    monkeypatch.setattr(result_lines, "_MIN_SHARE_BYTES", 1)
-    with Parsers(requests=100) as parsers:  # expected big: two helpers wait
-        started = list(parsers.waiting)
-        monkeypatch.setattr(result_lines, "_MIN_SHARE_BYTES", 1 << 40)  # the files: small
-        spills = parse_results([(p, None) for p in files], CHAT, tmp_path, parsers)
-    assert len(spills) == 1 and sum(spills[0].batch_rows) > 0
-    assert [helper.poll() for helper in started] == [0, 0]
-    monkeypatch.setattr(result_lines, "_MIN_SHARE_BYTES", 1)
-    with Parsers(requests=100) as parsers:  # never used: an error before the parse, say
-        unused = list(parsers.waiting)
-    assert [helper.poll() for helper in unused] == [0, 0]
-    monkeypatch.undo()  # the real thresholds: too few lines for any helper
-    assert Parsers(requests=10).waiting == []
+    with Parsers(CHAT, tmp_path, expected_bytes=100) as parsers:
+        assert len(parsers.helpers) == 2
+        for path in reversed(files):  # in any order
+            parsers.add(path, None)
+        segments = sum(-(-p.stat().st_size // 1024) for p in files)
+        _wait_for(lambda: len(parsers.spills) == segments, "the helpers' segments")
+        spills = parsers.finish([(p, None) for p in files])
+    assert _ids_read(spills) == expected
+    assert [helper.returncode for helper in parsers.helpers] == [0, 0]
 
 
-def test_a_bad_line_in_a_helpers_share_says_where(tmp_path: Path, tiny_shares, monkeypatch) -> None:
+def test_helpers_not_needed_are_not_started_and_unused_ones_exit(tmp_path: Path) -> None:
+    files, _ = _files(tmp_path, 3)
+    with Parsers(CHAT, tmp_path, expected_bytes=1000) as parsers:  # too few bytes for a helper
+        assert parsers.helpers == []
+        assert _ids_read(parsers.finish([(p, None) for p in files]))
+    with Parsers(CHAT, tmp_path, expected_bytes=1 << 40) as parsers:  # an error came first, say
+        assert parsers.helpers
+    assert {helper.poll() for helper in parsers.helpers} == {0}
+
+
+def test_a_bad_line_in_a_helpers_segment_says_where(
+    tmp_path: Path, tiny_segments, monkeypatch
+) -> None:
     good = b"".join(orjson.dumps(_line(random.Random(i), f"r{i}")) + b"\n" for i in range(40))
     path = tmp_path / "out.jsonl"
     path.write_bytes(good + b'{"id": "batch_req_x", "custom_id"\n')
-    monkeypatch.setenv(PROCESSES_ENV, "4")
-    assert len(shares([(path, None)], 4)[-1]) == 1  # the last share, a helper's, holds the line
-    with pytest.raises(ResultLineError, match=rf"out.jsonl: byte {len(good)}: not a batch result"):
-        parse_results([(path, None)], CHAT, tmp_path)
+    monkeypatch.setenv(PROCESSES_ENV, "2")
+    with Parsers(CHAT, tmp_path, expected_bytes=100) as parsers:
+        parsers.add(path, None)
+        _wait_for(lambda: parsers.failures, "the helper's answer")
+        with pytest.raises(ResultLineError, match=rf"out.jsonl: byte {len(good)}: not a batch"):
+            parsers.finish([(path, None)])
+    with pytest.raises(ResultLineError, match=rf"out.jsonl: byte {len(good)}: not a batch"):
+        parse_results([(path, None)], CHAT, tmp_path)  # whichever process reads it
+
+
+def test_a_helper_that_fails_otherwise_says_so(tmp_path: Path, tiny_segments, monkeypatch) -> None:
+    files, _ = _files(tmp_path, 5)
+    monkeypatch.setenv(PROCESSES_ENV, "2")
+    with Parsers(CHAT, tmp_path, expected_bytes=100) as parsers:
+        parsers.add(files[0], None)
+        files[0].unlink()  # gone before the helper (still starting) opens it
+        _wait_for(lambda: parsers.failures, "the helper's failure")
+        with pytest.raises(ParseProcessError, match=r"a process parsing result lines failed"):
+            parsers.finish([(files[0], None)])
 
 
 def test_a_bad_process_count_says_what_to_give(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -243,11 +235,3 @@ def test_sent_custom_ids_in_bulk_match_line_by_line(tmp_path: Path, seed: int, m
     )
     expected = [c for c in map(_sent_custom_id, data.splitlines(keepends=True)) if c is not None]
     assert _part_ids(path).to_pylist() == expected
-
-
-def test_a_helper_that_fails_otherwise_says_so(tmp_path: Path, tiny_shares, monkeypatch) -> None:
-    files, _ = _files(tmp_path, 5)
-    monkeypatch.setenv(PROCESSES_ENV, "2")
-    (tmp_path / "lines-1.arrow").mkdir()  # the helper cannot write its spill file
-    with pytest.raises(ParseProcessError, match=r"a process parsing result lines failed \(exit"):
-        parse_results([(p, None) for p in files], CHAT, tmp_path)
