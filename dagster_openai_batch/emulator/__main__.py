@@ -79,6 +79,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--accept-any-model", action="store_true", help="serve any model name")
     p.add_argument(
+        "--validate-on-read",
+        action="store_true",
+        help="validate a batch's input on the first read that needs it, not in the background"
+        " right after it is created",
+    )
+    p.add_argument(
         "--omit-cancelled-lines",
         action="store_true",
         help="write no batch_cancelled lines for a cancelled batch's never-run requests",
@@ -116,6 +122,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         extra_models=_pairs(args.extra_model),
         accept_any_model=args.accept_any_model,
         cancelled_error_lines=not args.omit_cancelled_lines,
+        validate_at_create=not args.validate_on_read,
         azure_deployments=_pairs(args.azure_deployment) or dict(DEFAULT_AZURE_DEPLOYMENTS),
     )
 

@@ -5,8 +5,12 @@ Advancing does a batch's due work lazily: validating its input, writing its resu
 
 from __future__ import annotations
 
+import logging
+import multiprocessing
 import os
+import time
 from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
 
 from .config import EmulatorConfig
@@ -103,6 +107,13 @@ class Batches:
     ) -> None:
         self.store, self.config, self.clock, self.faults = store, config, clock, faults
         self.flavour = FLAVOURS[config.flavour]
+        self._validator = (
+            ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+            if config.validate_at_create
+            else None
+        )
+        """Validates new batches' inputs, in its own process: a thread of this one would hold the
+        GIL for the whole validation and slow every request served meanwhile."""
 
     def _check_creation_rate(self, now: float) -> None:
         """429 past `Faults.batch_creations_per_hour` creations in the last hour."""
@@ -193,7 +204,39 @@ class Batches:
                 },
             }
         )
+        if self._validator is not None:  # the answer does not wait for the validation
+            row = self._load(batch_id)
+            token = self.store.claim(batch_id, "validation")  # taken now: no read validates it
+            if token is not None:
+                self._validator.submit(
+                    _validate_claimed, str(self.store.data_dir), self.config, row, token
+                ).add_done_callback(_log_failure)
+            return self.render(row, view(row, now))
         return self.retrieve(batch_id)
+
+    def _validate(self, row: dict[str, Any], token: str) -> None:
+        """Validate a batch's input under the claim ``token`` and store the outcome."""
+        try:
+            found = (
+                missing_file_result(row["input_file_id"])
+                if row["plan"].get("input_missing")
+                else validate_batch_input(
+                    self.store.blob_path(f"{row['id']}.input"), row["endpoint"], self.config
+                )
+            )
+            found = self._within_token_limit(row, found)
+        except BaseException:
+            self.store.release_claim(row["id"], token)
+            raise
+        outcome = found.model_dump()
+        outcome["failed_positions"] = failed_positions(
+            draw_key(row),
+            row["plan"]["seed"],
+            row["plan"]["request_error_rate"],
+            found.total,
+            found.refused,
+        )
+        self.store.complete_claim(row["id"], token, "validation", outcome)
 
     def _load(self, batch_id: str) -> dict[str, Any]:
         row = self.store.get_batch(batch_id)
@@ -205,27 +248,7 @@ class Batches:
         """Do any work the batch's timeline requires by `now`; return the fresh row and its view."""
         v = view(row, now)
         if v.needs_validation and (token := self.store.claim(row["id"], "validation")):
-            try:
-                found = (
-                    missing_file_result(row["input_file_id"])
-                    if row["plan"].get("input_missing")
-                    else validate_batch_input(
-                        self.store.blob_path(f"{row['id']}.input"), row["endpoint"], self.config
-                    )
-                )
-                found = self._within_token_limit(row, found)
-            except BaseException:
-                self.store.release_claim(row["id"], token)
-                raise
-            outcome = found.model_dump()
-            outcome["failed_positions"] = failed_positions(
-                draw_key(row),
-                row["plan"]["seed"],
-                row["plan"]["request_error_rate"],
-                found.total,
-                found.refused,
-            )
-            self.store.complete_claim(row["id"], token, "validation", outcome)
+            self._validate(row, token)
             row = self._load(row["id"])
             v = view(row, now)
         if v.terminal_at is not None and row["result"] is None:
@@ -353,3 +376,17 @@ class Batches:
         elif v.status not in ("cancelling", "cancelled"):
             raise ApiError(409, f"Cannot cancel a batch with status '{v.status}'.")
         return self.render(row, v)
+
+
+def _validate_claimed(
+    data_dir: str, config: EmulatorConfig, row: dict[str, Any], token: str
+) -> None:
+    """In the validation process: validate a new batch's input under the claim ``token`` (on a
+    failure the claim is given back, and the first read that needs the outcome validates)."""
+    store = Store(data_dir)
+    Batches(store, config, time.time, FaultPlan(config.faults))._validate(row, token)
+
+
+def _log_failure(done: Future[None]) -> None:
+    if (error := done.exception()) is not None:
+        logging.getLogger(__name__).error("validating a batch in the background: %r", error)

@@ -95,3 +95,7 @@ class EmulatorConfig(BaseModel):
     accept_any_model: bool = False
     # A cancelled batch's never-run requests: `batch_cancelled` lines in the error file, or absent.
     cancelled_error_lines: bool = True
+    # Validate a batch's input in a background thread as soon as it is created, as the real
+    # service does: no API call waits for it (the CLI server). Off, the first read of the batch
+    # that needs the outcome validates it: deterministic under a test's fake clock.
+    validate_at_create: bool = False

@@ -16,6 +16,7 @@ from emu_helpers import chat_line, jsonl
 from openai.types import Batch
 
 from dagster_openai_batch.emulator import Emulator, serve
+from dagster_openai_batch.emulator.store import Store
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -118,6 +119,51 @@ def test_two_processes_share_one_data_dir(tmp_path: Path) -> None:
         assert (
             len(remote.files.list(purpose="batch_output").data) == 1
         )  # written once, not once per process
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+
+
+def test_the_cli_server_validates_new_batches_without_a_reader(tmp_path: Path) -> None:
+    """As on the real service, a batch is validated right after it is created, by the server's
+    validation process: no API call (the create's answer, another batch's list) waits for it."""
+    data_dir = tmp_path / "cli"
+    command = ["-m", "dagster_openai_batch.emulator", "--port", "0", "--data-dir", str(data_dir)]
+    proc = subprocess.Popen(
+        [sys.executable, *command],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        client = openai.OpenAI(api_key="sk-test", base_url=proc.stdout.readline().strip())
+        good = client.files.create(
+            file=("in.jsonl", jsonl(chat_line(i) for i in range(2000))), purpose="batch"
+        )
+        bad = client.files.create(file=("bad.jsonl", b'{"custom_id": "x"}\n'), purpose="batch")
+        created = [
+            client.batches.create(
+                input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h"
+            )
+            for f in (good, bad)
+        ]
+        assert {b.status for b in created} == {"validating"}
+        store = Store(data_dir)
+        deadline = time.monotonic() + 30
+        while any(store.get_batch(b.id)["validation"] is None for b in created):  # no API call
+            assert time.monotonic() < deadline, "not validated in the background"
+            time.sleep(0.05)
+        outcomes = [store.get_batch(b.id)["validation"] for b in created]
+        assert outcomes[0]["total"] == 2000
+        assert not outcomes[0]["errors"]
+        assert outcomes[1]["errors"]
+        while (seen := client.batches.retrieve(created[1].id)).status == "validating":
+            assert time.monotonic() < deadline, seen
+            time.sleep(0.05)
+        assert seen.status == "failed"
+        assert seen.errors
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
