@@ -13,8 +13,10 @@ import importlib.abc
 import itertools
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -453,18 +455,19 @@ class Parsers:
     files are downloaded, and parse each file as soon as it is :meth:`add`-ed, while the others
     download; :meth:`finish` then parses what is left here too. Helpers are started only if
     ``expected_bytes`` (a low guess) will keep them busy. On leaving the context, helpers still
-    running are stopped.
+    running are stopped and the spill files deleted.
 
     Example:
-        >>> import tempfile
-        >>> with tempfile.TemporaryDirectory() as spill_dir:
-        ...     with Parsers("/v1/chat/completions", Path(spill_dir), expected_bytes=10) as parsers:
-        ...         parsers.finish([])  # too few bytes for a helper; no files, no spill files
-        []
+        >>> with Parsers("/v1/chat/completions", None, expected_bytes=10) as parsers:
+        ...     parsers.helpers, parsers.finish([])  # too few bytes for a helper; no files
+        ([], [])
     """
 
-    def __init__(self, endpoint: str, spill_dir: Path, *, expected_bytes: int) -> None:
-        self.endpoint, self.spill_dir = endpoint, spill_dir
+    def __init__(self, endpoint: str, work_dir: Path | None, *, expected_bytes: int) -> None:
+        self.endpoint = endpoint
+        self.spill_dir = Path(tempfile.mkdtemp(prefix="result-lines-", dir=work_dir))
+        """The spill files' directory, in ``work_dir`` (the system's temporary directory if
+        None), deleted on :meth:`close`."""
         self.pending: collections.deque[Segment] = collections.deque()
         self.ready = threading.Condition()
         self.closed = False
@@ -475,10 +478,11 @@ class Parsers:
         self.failures: list[OpenAIBatchError] = []
         self.numbers = itertools.count()
         helpers = max(0, min(process_count(), expected_bytes // _MIN_SHARE_BYTES) - 1)
-        self.helpers = [_spawn() for _ in range(helpers)]
+        errors = [self.spill_dir / f"helper-{i}.err" for i in range(helpers)]
+        self.helpers = [_spawn(error) for error in errors]
         self.feeders = [
-            threading.Thread(target=self._feed, args=(helper,), daemon=True)
-            for helper in self.helpers
+            threading.Thread(target=self._feed, args=pair, daemon=True)
+            for pair in zip(self.helpers, errors, strict=True)
         ]
         for feeder in self.feeders:
             feeder.start()
@@ -524,13 +528,15 @@ class Parsers:
         ]
 
     def close(self) -> None:
-        """Stop: segments not started are dropped; helpers finish the one they parse and exit."""
+        """Stop: segments not started are dropped, helpers finish the one they parse and exit,
+        and the spill files are deleted."""
         with self.ready:
             self.closed = True
             self.pending.clear()
             self.ready.notify_all()
         for feeder in self.feeders:
             feeder.join()
+        shutil.rmtree(self.spill_dir, ignore_errors=True)
 
     def _next(self) -> Segment | None:
         """The next segment to parse; None once the files are all added and none is left (or
@@ -545,8 +551,9 @@ class Parsers:
     def _spill_path(self) -> str:
         return str(self.spill_dir / f"lines-{next(self.numbers)}.arrow")
 
-    def _feed(self, helper: subprocess.Popen[bytes]) -> None:
-        """Hand segments to ``helper`` one at a time, until none is left; then let it exit."""
+    def _feed(self, helper: subprocess.Popen[bytes], errors: Path) -> None:
+        """Hand segments to ``helper`` one at a time, until none is left; then let it exit
+        (``errors``: where its standard error goes)."""
         assert helper.stdin is not None
         assert helper.stdout is not None
         try:
@@ -567,8 +574,8 @@ class Parsers:
             self._fail(error)
         except (BrokenPipeError, ValueError):  # it died
             helper.kill()
-            _, err = helper.communicate()
-            message = err.decode(errors="replace").strip()[-2000:]
+            helper.wait()
+            message = errors.read_text(errors="replace").strip()[-2000:]
             self._fail(
                 ParseProcessError(
                     f"a process parsing result lines failed (exit code {helper.returncode}): "
@@ -587,34 +594,20 @@ class Parsers:
             self.ready.notify_all()
 
 
-def parse_results(
-    files: Sequence[tuple[Path, str | None]],
-    endpoint: str,
-    spill_dir: Path,
-    parsers: Parsers | None = None,
-) -> list[SpillFile]:
-    """Parse every line of ``files`` (each with its batch id, if known) into spill files in
-    ``spill_dir``, in file order, on every core: with ``parsers`` (helpers started ahead, some
-    files perhaps parsed already) or new ones."""
-    if parsers is not None:
-        return parsers.finish(files)
-    total = sum(Path(p).stat().st_size for p, _ in files)
-    with Parsers(endpoint, spill_dir, expected_bytes=total) as fresh:
-        return fresh.finish(files)
-
-
-def _spawn() -> subprocess.Popen[bytes]:
-    """A fresh interpreter that parses the segments it is given on its standard input (started
-    with ``-m``, so the caller's main module is never run again, with this package on its path)."""
+def _spawn(errors: Path) -> subprocess.Popen[bytes]:
+    """A fresh interpreter that parses the segments it is given on its standard input, its
+    standard error to the file ``errors`` (a pipe nobody reads could fill up and stop it); started
+    with ``-m``, so the caller's main module is never run again, with this package on its path."""
     package_root = str(Path(__file__).resolve().parents[2])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([package_root, *sys.path])}
-    return subprocess.Popen(
-        [sys.executable, "-m", __name__],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-    )
+    with errors.open("wb") as stderr:
+        return subprocess.Popen(
+            [sys.executable, "-m", __name__],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            env=env,
+        )
 
 
 class _WithoutPandas(importlib.abc.MetaPathFinder):

@@ -12,7 +12,6 @@ rows.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
@@ -34,7 +33,6 @@ from .result_lines import (
     VECTORS,
     Parsers,
     SpillFile,
-    parse_results,
     spill_schema,
 )
 from .storage import atomic_output, resolve
@@ -101,11 +99,10 @@ def result_schema(endpoint: BatchEndpoint | str, several_inputs: bool = False) -
 
 
 class _Spill:
-    """Every result line, parsed once (:func:`parse_results`) into record batches of temporary
-    Arrow files; the custom_ids and success flags stay in memory for the join."""
+    """Every result line, parsed once (:class:`Parsers`) into record batches of temporary Arrow
+    files; the custom_ids and success flags stay in memory for the join."""
 
-    def __init__(self, spill_dir: Path, endpoint: BatchEndpoint) -> None:
-        self.spill_dir = spill_dir
+    def __init__(self, endpoint: BatchEndpoint) -> None:
         self.endpoint = endpoint
         self.embeddings = endpoint == "/v1/embeddings"
         self.schema = spill_schema(endpoint)
@@ -119,14 +116,9 @@ class _Spill:
         self.several_inputs = False
         """Some success embedded several inputs (so answers are lists of vectors)."""
 
-    def read(
-        self, files: list[Path], file_batch: list[str | None], parsers: Parsers | None
-    ) -> None:
-        """Parse every line of ``files`` (``file_batch``: each file's batch id), then keep the
-        custom_ids and success flags of the lines, in order."""
-        self.files = parse_results(
-            list(zip(files, file_batch, strict=True)), self.endpoint, self.spill_dir, parsers
-        )
+    def read(self, spills: list[SpillFile]) -> None:
+        """Keep the custom_ids and success flags of the lines of ``spills`` (in line order)."""
+        self.files = spills
         self.several_inputs = any(f.several_inputs for f in self.files)
         ids: list[pa.Array] = []
         succeeded: list[np.ndarray] = []
@@ -409,10 +401,12 @@ def collect_results(
     ep = as_endpoint(endpoint)
     files = [Path(p) for p in [*output_files, *error_files]]
     by_id = {b.id: b for b in batches}
-    spill_dir = tempfile.TemporaryDirectory(dir=files[0].parent if files else None)
-    with spill_dir as spill_name:
-        spill = _Spill(Path(spill_name), ep)
-        spill.read(files, [_batch_for_file(p, batches) for p in files], parsers)
+    if parsers is None:  # started now: their start-up is part of this call
+        near = files[0].parent if files else None
+        parsers = Parsers(ep, near, expected_bytes=sum(p.stat().st_size for p in files))
+    with parsers:  # its spill files are deleted once the table is written
+        spill = _Spill(ep)
+        spill.read(parsers.finish([(p, _batch_for_file(p, batches)) for p in files]))
         wanted, owners, positions, unmatched = _join(spill, prepared_inputs_path, request_ids)
         spill.forget_ids()
         pa.default_memory_pool().release_unused()  # the join's hash tables
