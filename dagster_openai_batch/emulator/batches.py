@@ -6,12 +6,15 @@ Advancing does a batch's due work lazily: validating its input, writing its resu
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
-import time
+import subprocess
+import sys
+import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor
+from pathlib import Path
 from typing import Any
+
+import orjson
 
 from .config import EmulatorConfig
 from .errors import ApiError, invalid_value
@@ -107,13 +110,11 @@ class Batches:
     ) -> None:
         self.store, self.config, self.clock, self.faults = store, config, clock, faults
         self.flavour = FLAVOURS[config.flavour]
-        self._validator = (
-            ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
-            if config.validate_at_create
-            else None
-        )
-        """Validates new batches' inputs, in its own process: a thread of this one would hold the
-        GIL for the whole validation and slow every request served meanwhile."""
+        self._validator: subprocess.Popen[bytes] | None = None
+        """Validates new batches' inputs (with ``validate_at_create``), in its own process: a
+        thread of this one would hold the GIL for the whole validation and slow every request
+        served meanwhile. Started on the first create."""
+        self._validator_lock = threading.Lock()
 
     def _check_creation_rate(self, now: float) -> None:
         """429 past `Faults.batch_creations_per_hour` creations in the last hour."""
@@ -204,17 +205,35 @@ class Batches:
                 },
             }
         )
-        if self._validator is not None:  # the answer does not wait for the validation
+        if self.config.validate_at_create:  # the answer does not wait for the validation
             row = self._load(batch_id)
             token = self.store.claim(batch_id, "validation")  # taken now: no read validates it
             if token is not None:
-                self._validator.submit(
-                    _validate_claimed, str(self.store.data_dir), self.config, row, token
-                ).add_done_callback(_log_failure)
+                self._validate_elsewhere(row, token)
             return self.render(row, view(row, now))
         return self.retrieve(batch_id)
 
-    def _validate(self, row: dict[str, Any], token: str) -> None:
+    def _validate_elsewhere(self, row: dict[str, Any], token: str) -> None:
+        """Hand a claimed validation to the validation process (started if need be); if it cannot
+        take it, give the claim back: the first read that needs the outcome validates."""
+        job = {
+            "data_dir": str(self.store.data_dir),
+            "config": self.config.model_dump(mode="json"),
+            "row": row,
+            "token": token,
+        }
+        with self._validator_lock:
+            try:
+                if self._validator is None or self._validator.poll() is not None:
+                    self._validator = _start_validator()
+                assert self._validator.stdin is not None
+                self._validator.stdin.write(orjson.dumps(job) + b"\n")
+                self._validator.stdin.flush()
+            except OSError:
+                logging.getLogger(__name__).exception("handing %s to the validator", row["id"])
+                self.store.release_claim(row["id"], token)
+
+    def validate_claimed(self, row: dict[str, Any], token: str) -> None:
         """Validate a batch's input under the claim ``token`` and store the outcome."""
         try:
             found = (
@@ -248,7 +267,7 @@ class Batches:
         """Do any work the batch's timeline requires by `now`; return the fresh row and its view."""
         v = view(row, now)
         if v.needs_validation and (token := self.store.claim(row["id"], "validation")):
-            self._validate(row, token)
+            self.validate_claimed(row, token)
             row = self._load(row["id"])
             v = view(row, now)
         if v.terminal_at is not None and row["result"] is None:
@@ -378,15 +397,14 @@ class Batches:
         return self.render(row, v)
 
 
-def _validate_claimed(
-    data_dir: str, config: EmulatorConfig, row: dict[str, Any], token: str
-) -> None:
-    """In the validation process: validate a new batch's input under the claim ``token`` (on a
-    failure the claim is given back, and the first read that needs the outcome validates)."""
-    store = Store(data_dir)
-    Batches(store, config, time.time, FaultPlan(config.faults))._validate(row, token)
-
-
-def _log_failure(done: Future[None]) -> None:
-    if (error := done.exception()) is not None:
-        logging.getLogger(__name__).error("validating a batch in the background: %r", error)
+def _start_validator() -> subprocess.Popen[bytes]:
+    """The validation process (:mod:`.validator`), one job a line on its standard input. It exits
+    at the end of its input, so also when the server is stopped or killed."""
+    package_root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([package_root, *sys.path])}
+    return subprocess.Popen(
+        [sys.executable, "-m", f"{__package__}.validator"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        env=env,
+    )

@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import openai
+import psutil
 from emu_helpers import chat_line, jsonl
 from openai.types import Batch
 
@@ -71,30 +72,33 @@ def test_async_flow_over_http(emulator: Emulator, clock) -> None:
         asyncio.run(flow(url))
 
 
-def test_two_processes_share_one_data_dir(tmp_path: Path) -> None:
-    data_dir = tmp_path / "shared"
+def _cli_server(data_dir: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
+    """``python -m dagster_openai_batch.emulator`` on a free port, and the base URL it printed."""
     proc = subprocess.Popen(
         [
             sys.executable,
             "-m",
             "dagster_openai_batch.emulator",
-            "--port",
-            "0",
-            "--data-dir",
-            str(data_dir),
-            "--seconds-per-request",
-            "0.001",
+            "--port=0",
+            f"--data-dir={data_dir}",
+            *args,
         ],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+    assert proc.stdout is not None
+    url = proc.stdout.readline().strip()
+    assert url.startswith("http://127.0.0.1:"), proc.stderr.read() if proc.stderr else ""
+    assert url.endswith("/v1"), proc.stderr.read() if proc.stderr else ""
+    return proc, url
+
+
+def test_two_processes_share_one_data_dir(tmp_path: Path) -> None:
+    data_dir = tmp_path / "shared"
+    proc, url = _cli_server(data_dir, "--seconds-per-request", "0.001")
     try:
-        assert proc.stdout is not None
-        url = proc.stdout.readline().strip()
-        assert url.startswith("http://127.0.0.1:"), proc.stderr.read() if proc.stderr else ""
-        assert url.endswith("/v1"), proc.stderr.read() if proc.stderr else ""
         remote = openai.OpenAI(api_key="sk-test", base_url=url, max_retries=0)
         local = Emulator(data_dir).openai_client(max_retries=0)
 
@@ -128,17 +132,9 @@ def test_the_cli_server_validates_new_batches_without_a_reader(tmp_path: Path) -
     """As on the real service, a batch is validated right after it is created, by the server's
     validation process: no API call (the create's answer, another batch's list) waits for it."""
     data_dir = tmp_path / "cli"
-    command = ["-m", "dagster_openai_batch.emulator", "--port", "0", "--data-dir", str(data_dir)]
-    proc = subprocess.Popen(
-        [sys.executable, *command],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc, url = _cli_server(data_dir)
     try:
-        assert proc.stdout is not None
-        client = openai.OpenAI(api_key="sk-test", base_url=proc.stdout.readline().strip())
+        client = openai.OpenAI(api_key="sk-test", base_url=url)
         good = client.files.create(
             file=("in.jsonl", jsonl(chat_line(i) for i in range(2000))), purpose="batch"
         )
@@ -164,9 +160,30 @@ def test_the_cli_server_validates_new_batches_without_a_reader(tmp_path: Path) -
             time.sleep(0.05)
         assert seen.status == "failed"
         assert seen.errors
+        validator = psutil.Process(proc.pid).children()
+        assert len(validator) == 1
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
+    validator[0].wait(timeout=10)  # its input ended with the server (a timeout raises)
+    assert not validator[0].is_running()
+
+
+def test_a_killed_cli_server_leaves_no_validation_process(tmp_path: Path) -> None:
+    proc, url = _cli_server(tmp_path / "cli")
+    client = openai.OpenAI(api_key="sk-test", base_url=url)
+    f = client.files.create(
+        file=("in.jsonl", jsonl(chat_line(i) for i in range(5))), purpose="batch"
+    )
+    client.batches.create(
+        input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
+    validator = psutil.Process(proc.pid).children()
+    assert len(validator) == 1
+    proc.kill()  # kill -9: no shutdown code runs
+    proc.wait(timeout=10)
+    validator[0].wait(timeout=10)  # a timeout raises
+    assert not validator[0].is_running()
 
 
 def test_concurrent_readers_write_results_once(emulator: Emulator, clock) -> None:
