@@ -27,6 +27,7 @@ import orjson
 import pyarrow as pa
 
 from .errors import OpenAIBatchError
+from .success_lines import SuccessLines, tokens
 
 TOKEN_COLUMNS = ("input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens")
 VECTOR = pa.list_(pa.float32())
@@ -133,25 +134,18 @@ def _usage(body: dict[str, Any]) -> tuple[int | None, int | None, int | None, in
     the Responses API's."""
     u = body.get("usage")
     if u.__class__ is not dict:
-        return None, None, None, None
+        return tokens(None, None, None, None)
     inp = u.get("prompt_tokens")
     if inp is None:
         inp = u.get("input_tokens")
     out = u.get("completion_tokens")
     if out is None:
         out = u.get("output_tokens")
-        if out is None and inp is not None:
-            out = 0
     details = u.get("prompt_tokens_details") or u.get("input_tokens_details")
     cached = details.get("cached_tokens") if details else None
     details = u.get("completion_tokens_details") or u.get("output_tokens_details")
     reasoning = details.get("reasoning_tokens") if details else None
-    return (
-        inp,
-        cached or (0 if inp is not None else None),
-        out,
-        reasoning or (0 if out is not None else None),
-    )
+    return tokens(inp, cached, out, reasoning)
 
 
 _SPILL_SCHEMA = [
@@ -246,6 +240,7 @@ class _SpillWriter:
         self.path = path
         self.endpoint = endpoint
         self.embeddings = endpoint == "/v1/embeddings"
+        self.success_lines = SuccessLines.for_endpoint(endpoint)
         self.schema = spill_schema(endpoint)
         self.writer = pa.ipc.new_file(path, self.schema)
         self.columns: dict[str, list[Any]] = {name: [] for name in _PER_LINE}
@@ -268,6 +263,7 @@ class _SpillWriter:
     def read(self, segment: Segment) -> None:
         loads, dumps, usage = orjson.loads, orjson.dumps, _usage
         text_answer = _TEXT_ANSWERS.get(self.endpoint, _no_answer)
+        decode = self.success_lines.decode if self.success_lines is not None else None
         embeddings = self.embeddings
         columns, failures = self.columns, self.failures
         add_id, add_body, add_answer, add_in, add_cached, add_out, add_reasoning, add_rid = (
@@ -276,6 +272,7 @@ class _SpillWriter:
         add_model = columns["model"].append
         ids = columns["custom_id"]
         path, start, end, batch_id = segment
+        answer: str | list[np.ndarray] | None
         with open(path, "rb", buffering=_BUFFER) as f:
             at = start
             if start > 0:  # the line under way at `start` belongs to the share before
@@ -284,52 +281,55 @@ class _SpillWriter:
             for raw in f:
                 if at >= end:
                     break
-                try:
-                    line = loads(raw)
-                    cid = line["custom_id"]
-                except (orjson.JSONDecodeError, KeyError, TypeError) as e:
-                    if raw.isspace():
-                        at += len(raw)
-                        continue
-                    raise ResultLineError(
-                        f"{path}: byte {at}: not a batch result line ({e}); is the file "
-                        "complete? Download it again"
-                    ) from None
-                at += len(raw)
-                response = line.get("response")
-                if response.__class__ is dict and response.get("status_code") == 200:
-                    body = response.get("body")
-                    if body.__class__ is not dict:
-                        body = {}
-                    inp, cached, out, reasoning = usage(body)
-                    if embeddings:
-                        vectors, body = _vectors(body)
-                        add_answer(vectors)
-                        if vectors is not None and len(vectors) > 1:
-                            self.several_inputs = True
-                    else:
-                        add_answer(text_answer(body))
-                    add_body(dumps(body))
-                    add_rid(response.get("request_id"))
-                    add_model(body.get("model"))
+                success = decode(raw) if decode is not None else None
+                if success is not None:  # the usual success of a text endpoint
+                    cid, body_json, answer, inp, cached, out, reasoning, request_id, model = success
                 else:
-                    body_json, request_id, *failure = _failure(line)
-                    failures.append((len(ids), *failure))
-                    inp = cached = out = reasoning = None
-                    add_answer(None)
-                    add_body(body_json)
-                    add_rid(request_id)
-                    add_model(None)
+                    try:
+                        line = loads(raw)
+                        cid = line["custom_id"]
+                    except (orjson.JSONDecodeError, KeyError, TypeError) as e:
+                        if raw.isspace():
+                            at += len(raw)
+                            continue
+                        raise ResultLineError(
+                            f"{path}: byte {at}: not a batch result line ({e}); is the file "
+                            "complete? Download it again"
+                        ) from None
+                    response = line.get("response")
+                    if response.__class__ is dict and response.get("status_code") == 200:
+                        body = response.get("body")
+                        if body.__class__ is not dict:
+                            body = {}
+                        inp, cached, out, reasoning = usage(body)
+                        if embeddings:
+                            answer, body = _vectors(body)
+                            if answer is not None and len(answer) > 1:
+                                self.several_inputs = True
+                        else:
+                            answer = text_answer(body)
+                        body_json = dumps(body)
+                        request_id = response.get("request_id")
+                        model = body.get("model")
+                    else:
+                        body_json, request_id, *failure = _failure(line)
+                        failures.append((len(ids), *failure))
+                        inp = cached = out = reasoning = answer = model = None
+                at += len(raw)
                 add_id(cid)
+                add_body(body_json)
+                add_answer(answer)
                 add_in(inp)
                 add_cached(cached)
                 add_out(out)
                 add_reasoning(reasoning)
+                add_rid(request_id)
+                add_model(model)
                 if len(ids) == _CHUNK_LINES:
-                    self._convert(batch_id)
-        self._convert(batch_id)
+                    self._convert(path, batch_id)
+        self._convert(path, batch_id)
 
-    def _convert(self, batch_id: str | None) -> None:
+    def _convert(self, path: str, batch_id: str | None) -> None:
         """Turn the lines collected into Arrow arrays (response bodies as JSON bytes), then empty
         the lists; write a record batch once :data:`BATCH_ROWS` rows are pending."""
         columns, failures = self.columns, self.failures
@@ -345,8 +345,8 @@ class _SpillWriter:
             column = values[field.name]
             if isinstance(column, pa.Array):
                 arrays.append(column)
-            elif field.name == "response_body":  # orjson writes valid UTF-8: no need to check it
-                arrays.append(pa.array(column, pa.binary()).view(pa.string()))
+            elif field.name == "response_body":
+                arrays.append(_text(path, columns["custom_id"], column))
             elif field.name == "answer" and self.embeddings:
                 arrays.append(_vector_lists(column))
             elif field.name == "custom_id":  # text, even where a service wrote a number
@@ -399,6 +399,24 @@ class _SpillWriter:
         self._write()
         self.writer.close()
         return SpillFile(self.path, self.batch_rows, self.several_inputs)
+
+
+def _text(path: str, custom_ids: list[Any], bodies: list[bytes | None]) -> pa.Array:
+    """Response bodies as a string array, checked to be UTF-8 (bodies kept as the service wrote
+    them were not checked when their line was read)."""
+    array = pa.array(bodies, pa.binary())
+    try:
+        return array.cast(pa.string())
+    except pa.ArrowInvalid:
+        for cid, body in zip(custom_ids, bodies, strict=True):
+            try:
+                (body or b"").decode()
+            except UnicodeDecodeError as e:
+                raise ResultLineError(
+                    f"{path}: the line of custom_id {cid!r} is not UTF-8 text ({e}); is the "
+                    "file complete? Download it again"
+                ) from None
+        raise
 
 
 def _vector_lists(values: Iterable[list[np.ndarray] | None]) -> pa.Array:

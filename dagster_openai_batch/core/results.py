@@ -331,7 +331,7 @@ class _Tally:
     def add(self, rows: pa.Table) -> None:
         for item in pc.value_counts(rows.column("status")).to_pylist():
             self.counts[item["values"]] += item["counts"]
-        answered = rows.filter(
+        answered = rows.select(["model", *TOKEN_COLUMNS]).filter(
             pc.and_(pc.is_valid(rows.column("model")), pc.is_valid(rows.column("input_tokens")))
         )
         if not answered.num_rows:
