@@ -11,6 +11,7 @@ rows.
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -158,11 +159,14 @@ class _Spill:
         found, first = np.unique(numbers, return_index=True)
         ends = [*first[1:], len(ranked)]
         pieces = []
-        for n, a, b in zip(found, first, ends[: len(first)], strict=True):
-            path, number = self.batches[n]
+        spans = zip(found.tolist(), first.tolist(), ends[: len(first)], strict=True)
+        # Record batches of one spill file are consecutive: the file is mapped once for them.
+        for path, group in itertools.groupby(spans, key=lambda span: self.batches[span[0]][0]):
             with pa.memory_map(path) as source:
-                batch = pa.ipc.open_file(source).get_batch(number)
-                pieces.append(batch.take(pa.array(ranked[a:b] - starts[n])))
+                reader = pa.ipc.open_file(source)
+                for n, a, b in group:
+                    rows = pa.array(ranked[a:b] - starts[n])
+                    pieces.append(reader.get_batch(self.batches[n][1]).take(rows))
         table = pa.Table.from_batches(pieces, self.schema).combine_chunks()
         rank = np.empty(len(wanted), np.int64)
         rank[order] = np.arange(len(wanted))
