@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -168,29 +168,42 @@ class BatchClient:
     # ------------------------------------------------------------------ files
 
     def upload(self, part: InputPart, *, reuse: bool = True) -> FileObject:
-        """Upload one part (streamed from disk) with purpose ``batch``.
+        """Upload one part (see :meth:`upload_all`)."""
+        return self.upload_all([part], reuse=reuse)[0]
 
-        With ``reuse``, an already uploaded, unexpired file with the same content-hash name and size
-        is returned instead of uploading again.
+    def upload_all(self, parts: Sequence[InputPart], *, reuse: bool = True) -> list[FileObject]:
+        """Upload parts (each streamed from disk) with purpose ``batch``: their files, in order.
+
+        With ``reuse``, a part whose content-hash name and size match an uploaded, unexpired file
+        is not uploaded again: that file is returned (one listing of the newest files for all the
+        parts).
         """
-        name = upload_filename(part)
-        if reuse:
-            found = self.find_file(name, part.bytes)
-            if found is not None:
-                return found
-        with self._api(f"uploading {part.path.name}"), part.path.open("rb") as f:
-            uploaded: FileObject = self._parse_json(
-                self.openai.files.with_raw_response.create(
-                    file=(name, f, "application/jsonl"),
-                    purpose="batch",
-                    **_expires_after("expires_after", self.input_expires_after),
-                )
-            )
-        return uploaded
+        keys = [(upload_filename(part), part.bytes) for part in parts]
+        found = self.find_files(keys) if reuse and parts else {}
+        files = []
+        for (name, size), part in zip(keys, parts, strict=True):
+            file = found.get((name, size))
+            if file is None:
+                with self._api(f"uploading {part.path.name}"), part.path.open("rb") as f:
+                    file = self._parse_json(
+                        self.openai.files.with_raw_response.create(
+                            file=(name, f, "application/jsonl"),
+                            purpose="batch",
+                            **_expires_after("expires_after", self.input_expires_after),
+                        )
+                    )
+                if reuse:  # a later part of the same content takes this file
+                    found[(name, size)] = file
+            files.append(file)
+        return files
 
-    def find_file(self, filename: str, size: int, *, max_pages: int = 5) -> FileObject | None:
-        """A usable purpose-batch file named ``filename`` of ``size`` bytes among the newest files,
-        or None."""
+    def find_files(
+        self, wanted: Iterable[tuple[str, int]], *, max_pages: int = 5
+    ) -> dict[tuple[str, int], FileObject]:
+        """Usable purpose-batch files among the newest ``max_pages`` pages, by the (filename, size
+        in bytes) of ``wanted`` they match (the newest match of each)."""
+        wanted = set(wanted)
+        found: dict[tuple[str, int], FileObject] = {}
         now = self._clock()
         with self._api("listing files"):
             page = self._parse_json(
@@ -202,16 +215,16 @@ class BatchClient:
                 f: FileObject
                 for f in page.data:
                     if (
-                        f.filename == filename
-                        and f.bytes == size
+                        (f.filename, f.bytes) in wanted
+                        and (f.filename, f.bytes) not in found
                         and f.status != "error"
                         and (f.expires_at is None or f.expires_at > now + 3600)
                     ):
-                        return f
-                if not page.has_next_page():
+                        found[(f.filename, f.bytes)] = f
+                if len(found) == len(wanted) or not page.has_next_page():
                     break
                 page = page.get_next_page()
-        return None
+        return found
 
     def list_files(self, purpose: str) -> Iterator[FileObject]:
         """Every live file of ``purpose`` (``batch``, ``batch_output``), newest first."""

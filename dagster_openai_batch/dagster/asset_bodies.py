@@ -166,7 +166,7 @@ def materialize_input_file(
         stored = _store_input(stage, prepared)
         estimate = _estimate(stage, prepared)
         with stage.resource.get_batch_client() as client:
-            files = [client.upload(part) for part in prepared.parts]
+            files = client.upload_all(prepared.parts)
     stage.context.log.info(
         f"{prepared.requests} requests in {len(files)} file(s) on {stage.resource.backend}: "
         + ", ".join(f.id for f in files)
@@ -659,7 +659,7 @@ def _upload_resubmission(
             endpoint=stage.endpoint,
             profile=stage.resource.service_profile,
         )
-        file_ids = [client.upload(part).id for part in prepared.parts]
+        file_ids = [f.id for f in client.upload_all(prepared.parts)]
         tokens = [
             estimate_part_tokens(p.path, bytes_=p.bytes, requests=p.requests, model=p.model)
             for p in prepared.parts

@@ -261,9 +261,29 @@ def test_wrong_base_url_errors_are_clear_over_http(emu, html_server: str) -> Non
         for base, message in cases.items():
             bc = BatchClient(openai.OpenAI(api_key=KEY, base_url=base, max_retries=0))
             with pytest.raises(BatchClientError, match=message) as e:
-                bc.find_file("x", 1)
+                bc.find_files([("x", 1)])
             assert KEY not in str(e.value)
             assert "pw" not in str(e.value)
+
+
+def test_parts_are_uploaded_after_one_listing_and_reused_the_second_time(
+    bc: BatchClient, counting, tmp_path: Path
+) -> None:
+    rows = [{"id": f"r{i}", "word": f"w{i}"} for i in range(30)]
+    prepared = prepare_rows(rows, TEMPLATE, tmp_path / "in", max_requests=10)
+    twin = prepare_rows(rows[:10], TEMPLATE, tmp_path / "twin")  # the first part's content
+    parts = [*prepared.parts, twin.parts[0]]
+    files = bc.upload_all(parts)
+    assert counting.requests == ["GET /v1/files", *["POST /v1/files"] * 3]
+    assert files[3].id == files[0].id  # same content: one upload
+    assert len({f.id for f in files}) == 3
+    counting.requests.clear()
+    again = bc.upload_all(parts)
+    assert counting.requests == ["GET /v1/files"]
+    assert [f.id for f in again] == [f.id for f in files]
+    counting.requests.clear()
+    assert [f.id for f in bc.upload_all(parts, reuse=False)] != [f.id for f in files]
+    assert counting.requests == ["POST /v1/files"] * 4
 
 
 def test_adoption_never_takes_a_batch_for_other_content_or_endpoint(
@@ -340,7 +360,7 @@ def test_html_page_and_wrong_key_give_clear_errors_on_every_call(
     wrong = BatchClient(locked.openai_client(api_key=KEY, max_retries=0))
     for call in (
         lambda: wrong.retrieve("batch_x"),
-        lambda: wrong.find_file("x", 1),
+        lambda: wrong.find_files([("x", 1)]),
         lambda: wrong.cancel("batch_x"),
     ):
         with pytest.raises(BatchClientError, match=r"rejected the credentials \(401\)") as e:
