@@ -6,14 +6,12 @@ import itertools
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import dagster as dg
 import openai
-import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from dagster._core.definitions.metadata import TableMetadataSet
@@ -715,21 +713,27 @@ def materialize_results(
                 f"Batches still running: {', '.join(unfinished)}. The openai_batch_sensor "
                 "materializes results when they finish."
             )
-        # Helpers that parse result lines start now, and parse each file once it is downloaded;
-        # the rows to join them to are read from storage meanwhile.
+        # Helpers that parse result lines start now, and parse each file once it is downloaded.
         expected = LOW_LINE_BYTES * _request_counts(batches)[0]
-        with (
-            Parsers(stage.endpoint, tmp, expected_bytes=expected) as parsers,
-            ThreadPoolExecutor(1) as background,
-        ):
-            followup_of = job.followup_of
-            rows = None if followup_of else background.submit(_sent_rows, job, ids, tmp)
+        with Parsers(stage.endpoint, tmp, expected_bytes=expected) as parsers:
             outputs, errors = _download_results(stage, client, batches, tmp, parsers.add)
+            followup_of = job.followup_of
             dest = join_uri(stage.storage_root, "results", f"{'-'.join(ids)[:80]}.parquet")
-            if rows is None:  # a follow-up's rows: the resubmitted requests in the result files
+            if followup_of:  # rows: the resubmitted requests found in the result files
                 inputs_local, request_ids, target = None, None, str(tmp / "followup.parquet")
             else:  # rows: every request sent, each with the batch its part went to
-                (inputs_local, request_ids), target = rows.result(), dest
+                sent = [
+                    download_file(u, tmp / f"sent-{i}.jsonl")
+                    for i, u in enumerate(job.part_uri_list)
+                ]
+                # Parts past the batches never became one (cancelled while waiting for the queue).
+                owners = [*ids, *[NOT_SUBMITTED] * (len(sent) - len(ids))]
+                request_ids, target = sent_requests(sent, owners), dest
+                inputs_local = (
+                    download_file(job.inputs_uri, tmp / "inputs.parquet")
+                    if job.inputs_uri
+                    else None
+                )
             summary = collect_results(
                 output_files=outputs,
                 error_files=errors,
@@ -769,16 +773,6 @@ def materialize_results(
         yield delete_spent_files(
             stage, batches, inputs=delete_input_files, results=delete_result_files
         )
-
-
-def _sent_rows(job: BatchJobRecord, ids: list[str], tmp: Path) -> tuple[Path | None, pa.Table]:
-    """The set's inputs table (if recorded) and the custom_id and batch of every request sent, read
-    from storage: part i went to batch i, parts past the batches never became one (cancelled while
-    waiting for the queue)."""
-    sent = [download_file(u, tmp / f"sent-{i}.jsonl") for i, u in enumerate(job.part_uri_list)]
-    owners = [*ids, *[NOT_SUBMITTED] * (len(sent) - len(ids))]
-    inputs = download_file(job.inputs_uri, tmp / "inputs.parquet") if job.inputs_uri else None
-    return inputs, sent_requests(sent, owners)
 
 
 def _download_results(
