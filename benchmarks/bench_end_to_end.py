@@ -306,6 +306,7 @@ def run_library(kind: str, rows: list[dict[str, Any]], args: argparse.Namespace,
     t.wrap(BatchClient, "create_or_adopt", "upload + create")
     t.wrap(BatchClient, "download_results", "download")
     t.wrap(asset_bodies, "download_file", "lib: read input back from storage")
+    t.wrap(asset_bodies, "readable_path", "lib: read input back from storage")
     t.wrap(asset_bodies, "collect_results", "results hot path")
     # The asset bodies as a whole: the library's code in the steps, Dagster's per-step work aside.
     for body in ("materialize_input_file", "materialize_batch_job", "materialize_results"):

@@ -183,6 +183,17 @@ def download_file(uri: str, local: str | os.PathLike[str]) -> Path:
     return local
 
 
+def readable_path(uri: str, local: str | os.PathLike[str]) -> Path:
+    """A local path to read ``uri`` from: the stored file itself where the storage is this
+    machine's file system, else a copy at ``local`` (see :func:`download_file`)."""
+    fs, path = resolve(uri)
+    if not isinstance(fs, pafs.LocalFileSystem):
+        return download_file(uri, local)
+    if not Path(path).is_file():
+        raise _missing(uri)
+    return Path(path)
+
+
 def read_table(uri: str | os.PathLike[str], columns: list[str] | None = None) -> pa.Table:
     """Read a Parquet table (optionally only ``columns``) from a local path or URI."""
     fs, path = resolve(uri)

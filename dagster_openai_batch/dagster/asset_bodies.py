@@ -30,7 +30,15 @@ from ..core.queue_budget import QUEUE_WINDOW_SECONDS, QueueBudgetError, token_li
 from ..core.resubmit import build_resubmission, merge_results
 from ..core.result_lines import LOW_LINE_BYTES, Parsers
 from ..core.results import NOT_SUBMITTED, ResultsSummary, collect_results, sent_requests
-from ..core.storage import BatchResults, download_file, join_uri, read_table, resolve, upload_file
+from ..core.storage import (
+    BatchResults,
+    download_file,
+    join_uri,
+    read_table,
+    readable_path,
+    resolve,
+    upload_file,
+)
 from ..core.templates import RequestTemplate
 from ..core.token_estimate import (
     COST_NOTE,
@@ -636,10 +644,10 @@ def _upload_resubmission(
     results_uri = previous.results_uri
     with _work_dir() as tmp, stage.resource.get_batch_client() as client:
         local_parts = [
-            download_file(uri, Path(tmp) / f"sent-{i}.jsonl")
+            readable_path(uri, Path(tmp) / f"sent-{i}.jsonl")
             for i, uri in enumerate(source.part_uri_list)
         ]
-        local_results = download_file(results_uri, Path(tmp) / "results.parquet")
+        local_results = readable_path(results_uri, Path(tmp) / "results.parquet")
         requests = iter(
             build_resubmission(
                 local_results, local_parts, include_permanent_failures=include_permanent_failures
@@ -723,14 +731,14 @@ def materialize_results(
                 inputs_local, request_ids, target = None, None, str(tmp / "followup.parquet")
             else:  # rows: every request sent, each with the batch its part went to
                 sent = [
-                    download_file(u, tmp / f"sent-{i}.jsonl")
+                    readable_path(u, tmp / f"sent-{i}.jsonl")
                     for i, u in enumerate(job.part_uri_list)
                 ]
                 # Parts past the batches never became one (cancelled while waiting for the queue).
                 owners = [*ids, *[NOT_SUBMITTED] * (len(sent) - len(ids))]
                 request_ids, target = sent_requests(sent, owners), dest
                 inputs_local = (
-                    download_file(job.inputs_uri, tmp / "inputs.parquet")
+                    readable_path(job.inputs_uri, tmp / "inputs.parquet")
                     if job.inputs_uri
                     else None
                 )

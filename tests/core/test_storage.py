@@ -9,7 +9,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from dagster_openai_batch.core import download_file, join_uri, read_table, safe_segment
-from dagster_openai_batch.core.storage import StorageError, atomic_output, open_output
+from dagster_openai_batch.core.storage import (
+    StorageError,
+    atomic_output,
+    open_output,
+    readable_path,
+)
 
 
 def test_safe_segment_keeps_safe_keys_unchanged() -> None:
@@ -59,3 +64,20 @@ def test_a_stored_file_missing_here_names_the_local_path_cause(tmp_path: Path) -
         read_table(gone)
     with pytest.raises(StorageError, match="set the pipeline's storage="):
         download_file(gone, tmp_path / "copy.parquet")
+    with pytest.raises(StorageError, match="set the pipeline's storage="):
+        readable_path(gone, tmp_path / "copy.parquet")
+
+
+def test_a_local_stored_file_is_read_in_place_and_a_remote_one_copied(tmp_path: Path) -> None:
+    stored = tmp_path / "storage" / "part-0.jsonl"
+    stored.parent.mkdir()
+    stored.write_bytes(b'{"custom_id": "a"}\n')
+    for uri in (str(stored), stored.as_uri()):
+        assert readable_path(uri, tmp_path / "copy.jsonl") == stored
+    assert not (tmp_path / "copy.jsonl").exists()
+    remote = join_uri("memory://storage-test", "inputs", "part-0.jsonl")
+    with atomic_output(remote) as (fs, tmp), fs.open_output_stream(tmp) as out:
+        out.write(b'{"custom_id": "b"}\n')
+    local = readable_path(remote, tmp_path / "copy.jsonl")
+    assert local == tmp_path / "copy.jsonl"
+    assert local.read_bytes() == b'{"custom_id": "b"}\n'
