@@ -291,10 +291,8 @@ def _requests(
         return None
     if isinstance(request_ids, pa.Table):
         owner = request_ids.column("batch_id") if "batch_id" in request_ids.column_names else None
-        ids = request_ids.column("custom_id").combine_chunks().cast(pa.string())
-        return ids, (
-            owner.combine_chunks() if owner is not None else pa.nulls(len(ids), pa.string())
-        )
+        ids = _one_array(request_ids.column("custom_id")).cast(pa.string())
+        return ids, (_one_array(owner) if owner is not None else pa.nulls(len(ids), pa.string()))
     cids: list[str] = []
     owners: list[str | None] = []
     for item in request_ids:
@@ -304,12 +302,18 @@ def _requests(
     return pa.array(cids, pa.string()), pa.array(owners, pa.string())
 
 
-def _first_positions(ids: pa.Array, succeeded: np.ndarray) -> tuple[pa.Array, np.ndarray]:
+def _one_array(column: pa.ChunkedArray) -> pa.Array:
+    """The column as one array: its only chunk as it is (``combine_chunks`` copies even that)."""
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+
+
+def _first_positions(ids: pa.Array, succeeded: np.ndarray) -> tuple[pa.Array, np.ndarray | None]:
     """The result ids with successes first (in file order, then the rest), and their positions in
-    the spill: a lookup finds each custom_id's success before any other line of it."""
-    order = np.concatenate([np.flatnonzero(succeeded), np.flatnonzero(~succeeded)])
+    the spill (None where that is their own order: every line a success): a lookup finds each
+    custom_id's success before any other line of it."""
     if succeeded.all():
-        return ids, order
+        return ids, None
+    order = np.concatenate([np.flatnonzero(succeeded), np.flatnonzero(~succeeded)])
     return ids.take(pa.array(order)), order
 
 
@@ -318,15 +322,15 @@ _LOOKUP_ROWS = 1 << 18
 at its peak, four of a quarter ~20 MB, in the same time."""
 
 
-def _positions(wanted: pa.Array, ids: pa.Array, order: np.ndarray) -> np.ndarray:
+def _positions(wanted: pa.Array, ids: pa.Array, order: np.ndarray | None) -> np.ndarray:
     """Spill position of each ``wanted`` custom_id's preferred line (its first in ``ids``), -1
-    where it has none."""
+    where it has none; ``order``: the spill position of each of ``ids`` (None: its own)."""
     positions = np.full(len(wanted), -1, np.int64)
     for start in range(0, len(ids), _LOOKUP_ROWS):
-        found = pc.index_in(wanted, value_set=ids.slice(start, _LOOKUP_ROWS))
-        at = pc.fill_null(found, -1).to_numpy()
+        at = pc.index_in(wanted, value_set=ids.slice(start, _LOOKUP_ROWS)).fill_null(-1).to_numpy()
         new = (at >= 0) & (positions < 0)
-        positions[new] = order[at[new].astype(np.int64) + start]
+        found = at[new].astype(np.int64) + start
+        positions[new] = found if order is None else order[found]
     return positions
 
 
@@ -441,7 +445,7 @@ def _join(
     requests = _requests(request_ids)
     if prepared_inputs_path is not None:
         wanted = pq.read_table(prepared_inputs_path, columns=["custom_id"]).column(0)
-        wanted = wanted.combine_chunks().cast(pa.string())
+        wanted = _one_array(wanted).cast(pa.string())
     elif requests is not None:
         wanted = requests[0]
     else:  # each custom_id of the result files, in order of first appearance
@@ -449,7 +453,7 @@ def _join(
         wanted = result_ids.filter(pa.array(first == np.arange(len(result_ids))))
     owners = pa.nulls(len(wanted), pa.string())
     if requests is not None and requests[0].equals(wanted):
-        owners = requests[1]
+        wanted, owners = requests  # one copy of the custom_ids kept, not two
     elif requests is not None:
         owners = requests[1].take(pc.index_in(wanted, value_set=requests[0]))
     positions = _positions(wanted, ids, order)
@@ -458,7 +462,8 @@ def _join(
     # Lines not used: repeats of a used custom_id, or custom_ids not among the rows (unmatched).
     rest = result_ids.filter(pa.array(~used))
     if len(rest):
-        preferred = order[pc.index_in(rest, value_set=ids).to_numpy()]
+        first = pc.index_in(rest, value_set=ids).to_numpy()
+        preferred = first if order is None else order[first]
         rest = rest.filter(pa.array(~used[preferred]))
     unmatched = pc.count_distinct(rest).as_py() if len(rest) else 0
     return wanted, owners, positions, unmatched

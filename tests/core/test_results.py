@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import random
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 from openai.types import Batch
 
 from dagster_openai_batch.core import collect_results, cost_usd, price_for, write_batch_input
+from dagster_openai_batch.core import results as results_module
 
 CHAT = "/v1/chat/completions"
 
@@ -389,3 +391,61 @@ def test_pricing_table() -> None:
     assert cost_usd(
         "gpt-5", input_tokens=10**6, cached_tokens=10**6, output_tokens=10**6
     ) == pytest.approx(0.0625 + 5)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_join_keeps_each_requests_first_success_else_first_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int
+) -> None:
+    """Seeded result files (repeats, failures, ids never sent, requests with no line; every line a
+    success in half the seeds) read as a plain reading of the rules says, with the result ids
+    hashed a few at a time."""
+    rng = random.Random(seed)
+    monkeypatch.setattr(results_module, "_LOOKUP_ROWS", rng.choice([1, 7, 64, 1 << 18]))
+    only_successes = seed % 2 == 0
+    wanted = [f"r{i}" for i in range(rng.randint(50, 300))]
+    lines: list[dict[str, Any]] = []
+    for cid in [*wanted, *[f"stray{i}" for i in range(rng.randint(0, 5))]]:
+        for k in range(rng.choice([0, 1, 1, 1, 2, 3])):
+            if only_successes or rng.random() < 0.5:
+                lines.append(ok(cid, chat_body(f"{cid}#{k}")))
+            else:
+                lines.append(other_error(cid, f"{cid}#{k}"))
+    rng.shuffle(lines)
+    cut = rng.randint(0, len(lines))
+    files = [jsonl(tmp_path / "file-out.jsonl", lines[:cut])]
+    files.append(jsonl(tmp_path / "file-err.jsonl", lines[cut:]))
+    sent = pa.table(
+        {
+            "custom_id": pa.array(wanted),
+            "batch_id": pa.DictionaryArray.from_arrays(
+                np.zeros(len(wanted), np.int32), pa.array(["batch_1"])
+            ),
+        }
+    )
+    summary = collect_results(
+        output_files=files[:1],
+        error_files=files[1:],
+        prepared_inputs_path=None,
+        request_ids=sent,
+        batches=[batch()],
+        endpoint=CHAT,
+        dest=tmp_path / "r.parquet",
+    )
+
+    def mark(line: dict[str, Any]) -> str:
+        if line["response"] is not None:
+            return str(line["response"]["body"]["choices"][0]["message"]["content"])
+        return str(line["error"]["code"])
+
+    expected = {}
+    for cid in wanted:
+        mine = [line for line in lines if line["custom_id"] == cid]
+        chosen = [line for line in mine if line["response"] is not None] or mine
+        expected[cid] = mark(chosen[0]) if chosen else "missing"
+    got = pq.read_table(summary.path).to_pylist()
+    assert [r["custom_id"] for r in got] == wanted
+    assert {r["custom_id"]: r["answer"] or r["error_code"] or r["status"] for r in got} == expected
+    sent_ids = set(wanted)
+    assert summary.unmatched_lines == len({x["custom_id"] for x in lines} - sent_ids)
+    assert summary.counts["missing"] == sum(v == "missing" for v in expected.values())
