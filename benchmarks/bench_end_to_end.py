@@ -301,7 +301,7 @@ def run_library(kind: str, rows: list[dict[str, Any]], args: argparse.Namespace,
     # Where the time goes inside the steps (the rest of a step is Dagster's per-step work).
     t.wrap(asset_bodies, "prepare_rows", "input hot path")
     t.wrap(asset_bodies, "_store_input", "lib: copy input to storage")
-    t.wrap(BatchClient, "upload", "upload + create")
+    t.wrap(BatchClient, "upload_all", "upload + create")
     t.wrap(asset_bodies, "_current_set", "upload + create")
     t.wrap(BatchClient, "create_or_adopt", "upload + create")
     t.wrap(BatchClient, "download_results", "download")

@@ -16,7 +16,7 @@ import os
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NamedTuple, TypeAlias
 
 import numpy as np
 import orjson
@@ -283,12 +283,25 @@ def sent_requests(parts: list[Path], batch_ids: list[str]) -> pa.Table:
     )
 
 
-def _requests(
-    request_ids: Iterable[str | tuple[str, str]] | pa.Table | None,
-) -> tuple[pa.Array, pa.Array] | None:
+class SentParts(NamedTuple):
+    """The parts sent (JSONL request files) and the batch each went to: ``request_ids`` of
+    :func:`collect_results` read (by :func:`sent_requests`) only if the join needs to know which
+    batch a request went to, as when some request has no result line."""
+
+    paths: list[Path]
+    batch_ids: list[str]
+
+
+RequestIds: TypeAlias = Iterable[str | tuple[str, str]] | pa.Table | SentParts | None
+"""The ``request_ids`` of :func:`collect_results`."""
+
+
+def _requests(request_ids: RequestIds) -> tuple[pa.Array, pa.Array] | None:
     """(custom_ids, owning batch ids or nulls) of ``request_ids``."""
     if request_ids is None:
         return None
+    if isinstance(request_ids, SentParts):
+        request_ids = sent_requests(*request_ids)
     if isinstance(request_ids, pa.Table):
         owner = request_ids.column("batch_id") if "batch_id" in request_ids.column_names else None
         ids = _one_array(request_ids.column("custom_id")).cast(pa.string())
@@ -392,7 +405,7 @@ def collect_results(
     output_files: list[Path],
     error_files: list[Path],
     prepared_inputs_path: Path | None,
-    request_ids: Iterable[str | tuple[str, str]] | pa.Table | None,
+    request_ids: RequestIds,
     batches: list[Batch],
     endpoint: BatchEndpoint | str,
     dest: str | os.PathLike[str],
@@ -404,7 +417,8 @@ def collect_results(
     Rows come from ``prepared_inputs_path`` (``inputs.parquet``, input columns kept), else
     ``request_ids``, else (with neither, e.g. for a follow-up merged later) the custom_ids found in
     the result files. ``request_ids`` items may be ``(custom_id, batch_id)`` pairs, telling which
-    batch each request went to (or a table of ``custom_id`` and ``batch_id`` columns); result files
+    batch each request went to (or a table of ``custom_id`` and ``batch_id`` columns, or the
+    :class:`SentParts`, read only if some request has no result line); result files
     are matched to batches by the file id in their name (as :meth:`BatchClient.download_results`
     names them; a batch id in the name works too). Embedding vectors go to ``answer`` (float32; a
     list of vectors per row, one per input, when some request embedded several inputs) and are not
@@ -419,8 +433,14 @@ def collect_results(
         parsers = Parsers(ep, near, expected_bytes=sum(p.stat().st_size for p in files))
     with parsers:  # its spill files are deleted once the table is written
         spill = _Spill(ep)
-        spill.read(parsers.finish([(p, _batch_for_file(p, batches)) for p in files]))
-        wanted, owners, positions, unmatched = _join(spill, prepared_inputs_path, request_ids)
+        file_batches = [(p, _batch_for_file(p, batches)) for p in files]
+        spill.read(parsers.finish(file_batches))
+        wanted, owners, positions, unmatched = _join(
+            spill,
+            prepared_inputs_path,
+            request_ids,
+            lines_of_unknown_batch=any(batch_id is None for _, batch_id in file_batches),
+        )
         spill.forget_ids()
         pa.default_memory_pool().release_unused()  # the join's hash tables
         absent = {
@@ -435,14 +455,21 @@ def collect_results(
 def _join(
     spill: _Spill,
     prepared_inputs_path: Path | None,
-    request_ids: Iterable[str | tuple[str, str]] | pa.Table | None,
+    request_ids: RequestIds,
+    *,
+    lines_of_unknown_batch: bool,
 ) -> tuple[pa.Array, pa.Array, np.ndarray, int]:
     """The custom_ids of the rows (see :func:`collect_results`), their owning batch ids (or
     nulls), the spill position of each one's line (-1 where it has none) and the number of result
-    custom_ids that are not among them."""
+    custom_ids that are not among them.
+
+    A row's owning batch tells its status where it has no line, and its batch id where its line's
+    file belongs to no known batch: :class:`SentParts` beside an inputs table are read only then.
+    """
     result_ids = spill.ids
     ids, order = _first_positions(result_ids, spill.succeeded)
-    requests = _requests(request_ids)
+    later = isinstance(request_ids, SentParts) and prepared_inputs_path is not None
+    requests = None if later else _requests(request_ids)
     if prepared_inputs_path is not None:
         wanted = pq.read_table(prepared_inputs_path, columns=["custom_id"]).column(0)
         wanted = _one_array(wanted).cast(pa.string())
@@ -451,12 +478,14 @@ def _join(
     else:  # each custom_id of the result files, in order of first appearance
         first = pc.index_in(result_ids, value_set=result_ids).to_numpy(zero_copy_only=False)
         wanted = result_ids.filter(pa.array(first == np.arange(len(result_ids))))
+    positions = _positions(wanted, ids, order)
+    if later and (lines_of_unknown_batch or bool((positions < 0).any())):
+        requests = _requests(request_ids)
     owners = pa.nulls(len(wanted), pa.string())
     if requests is not None and requests[0].equals(wanted):
         wanted, owners = requests  # one copy of the custom_ids kept, not two
     elif requests is not None:
         owners = requests[1].take(pc.index_in(wanted, value_set=requests[0]))
-    positions = _positions(wanted, ids, order)
     used = np.zeros(len(result_ids), bool)
     used[positions[positions >= 0]] = True
     # Lines not used: repeats of a used custom_id, or custom_ids not among the rows (unmatched).

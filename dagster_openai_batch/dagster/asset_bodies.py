@@ -29,7 +29,7 @@ from ..core.input_validation import BatchInputError
 from ..core.queue_budget import QUEUE_WINDOW_SECONDS, QueueBudgetError, token_limit_of
 from ..core.resubmit import build_resubmission, merge_results
 from ..core.result_lines import LOW_LINE_BYTES, Parsers
-from ..core.results import NOT_SUBMITTED, ResultsSummary, collect_results, sent_requests
+from ..core.results import NOT_SUBMITTED, ResultsSummary, SentParts, collect_results
 from ..core.storage import (
     BatchResults,
     download_file,
@@ -736,7 +736,7 @@ def materialize_results(
                 ]
                 # Parts past the batches never became one (cancelled while waiting for the queue).
                 owners = [*ids, *[NOT_SUBMITTED] * (len(sent) - len(ids))]
-                request_ids, target = sent_requests(sent, owners), dest
+                request_ids, target = SentParts(sent, owners), dest
                 inputs_local = (
                     readable_path(job.inputs_uri, tmp / "inputs.parquet")
                     if job.inputs_uri

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import random
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from openai.types import Batch
 
 from dagster_openai_batch.core import collect_results, cost_usd, price_for, write_batch_input
 from dagster_openai_batch.core import results as results_module
+from dagster_openai_batch.core.results import SentParts
 
 CHAT = "/v1/chat/completions"
 
@@ -449,3 +451,71 @@ def test_join_keeps_each_requests_first_success_else_first_line(
     sent_ids = set(wanted)
     assert summary.unmatched_lines == len({x["custom_id"] for x in lines} - sent_ids)
     assert summary.counts["missing"] == sum(v == "missing" for v in expected.values())
+
+
+def test_sent_parts_are_read_only_when_a_request_has_no_line(tmp_path: Path) -> None:
+    """Beside the inputs table, the parts sent tell only the status of requests without a line (by
+    the batch their part went to), so they are not read when every request has one."""
+    requests = [
+        {"custom_id": c, "url": CHAT, "body": {"model": "gpt-4o-mini", "messages": []}}
+        for c in "abcd"
+    ]
+    rows = [{"question": c.upper()} for c in "abcd"]
+    prepared = write_batch_input(
+        requests, tmp_path / "in", endpoint=CHAT, rows=rows, max_requests=2
+    )
+    sent = SentParts([p.path for p in prepared.parts], ["batch_1", "batch_2"])
+    b1, b2 = (
+        batch("expired", "batch_1", "file-o1", None),
+        batch("completed", "batch_2", "file-o2", None),
+    )
+
+    def collect(lines: list[dict[str, Any]], parts: SentParts) -> dict[str, tuple[str, str]]:
+        out1 = jsonl(tmp_path / "file-o1.jsonl", [x for x in lines if x["custom_id"] in "ab"])
+        out2 = jsonl(tmp_path / "file-o2.jsonl", [x for x in lines if x["custom_id"] in "cd"])
+        summary = collect_results(
+            output_files=[out1, out2],
+            error_files=[],
+            prepared_inputs_path=prepared.inputs_path,
+            request_ids=parts,
+            batches=[b1, b2],
+            endpoint=CHAT,
+            dest=tmp_path / "r.parquet",
+        )
+        table = pq.read_table(summary.path).to_pylist()
+        return {r["custom_id"]: (r["status"], r["batch_id"]) for r in table}
+
+    every = [ok(c, chat_body(c)) for c in "abcd"]
+    unread = SentParts([tmp_path / "gone-1.jsonl", tmp_path / "gone-2.jsonl"], sent.batch_ids)
+    expected = {"a": ("succeeded", "batch_1"), "b": ("succeeded", "batch_1")}
+    expected |= {"c": ("succeeded", "batch_2"), "d": ("succeeded", "batch_2")}
+    assert collect(every, unread) == expected
+    assert collect(every, sent) == expected
+    some = [ok("a", chat_body("a")), ok("c", chat_body("c"))]
+    with pytest.raises(FileNotFoundError, match="gone-1"):
+        collect(some, unread)
+    assert collect(some, sent) == {
+        "a": ("succeeded", "batch_1"),
+        "b": ("expired", "batch_1"),
+        "c": ("succeeded", "batch_2"),
+        "d": ("missing", "batch_2"),
+    }
+    # Lines in a file of no known batch: the parts tell each row's batch.
+    other = jsonl(tmp_path / "downloaded.jsonl", every)
+    for parts in (unread, sent):
+        with pytest.raises(FileNotFoundError) if parts is unread else contextlib.nullcontext():
+            summary = collect_results(
+                output_files=[other],
+                error_files=[],
+                prepared_inputs_path=prepared.inputs_path,
+                request_ids=parts,
+                batches=[b1, b2],
+                endpoint=CHAT,
+                dest=tmp_path / "r.parquet",
+            )
+    assert pq.read_table(summary.path).column("batch_id").to_pylist() == [
+        "batch_1",
+        "batch_1",
+        "batch_2",
+        "batch_2",
+    ]
