@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import contextlib
 import random
 from pathlib import Path
 from typing import Any
@@ -470,11 +469,20 @@ def test_sent_parts_are_read_only_when_a_request_has_no_line(tmp_path: Path) -> 
         batch("completed", "batch_2", "file-o2", None),
     )
 
-    def collect(lines: list[dict[str, Any]], parts: SentParts) -> dict[str, tuple[str, str]]:
-        out1 = jsonl(tmp_path / "file-o1.jsonl", [x for x in lines if x["custom_id"] in "ab"])
-        out2 = jsonl(tmp_path / "file-o2.jsonl", [x for x in lines if x["custom_id"] in "cd"])
+    def collect(
+        lines: list[dict[str, Any]], parts: SentParts, *, one_file: bool = False
+    ) -> dict[str, tuple[str, str]]:
+        """Rows' (status, batch_id): the lines in their batches' output files, or in one file
+        of no known batch."""
+        if one_file:
+            files = [jsonl(tmp_path / "downloaded.jsonl", lines)]
+        else:
+            files = [
+                jsonl(tmp_path / f"file-o{n}.jsonl", [x for x in lines if x["custom_id"] in ids])
+                for n, ids in ((1, "ab"), (2, "cd"))
+            ]
         summary = collect_results(
-            output_files=[out1, out2],
+            output_files=files,
             error_files=[],
             prepared_inputs_path=prepared.inputs_path,
             request_ids=parts,
@@ -501,21 +509,6 @@ def test_sent_parts_are_read_only_when_a_request_has_no_line(tmp_path: Path) -> 
         "d": ("missing", "batch_2"),
     }
     # Lines in a file of no known batch: the parts tell each row's batch.
-    other = jsonl(tmp_path / "downloaded.jsonl", every)
-    for parts in (unread, sent):
-        with pytest.raises(FileNotFoundError) if parts is unread else contextlib.nullcontext():
-            summary = collect_results(
-                output_files=[other],
-                error_files=[],
-                prepared_inputs_path=prepared.inputs_path,
-                request_ids=parts,
-                batches=[b1, b2],
-                endpoint=CHAT,
-                dest=tmp_path / "r.parquet",
-            )
-    assert pq.read_table(summary.path).column("batch_id").to_pylist() == [
-        "batch_1",
-        "batch_1",
-        "batch_2",
-        "batch_2",
-    ]
+    with pytest.raises(FileNotFoundError, match="gone-1"):
+        collect(every, unread, one_file=True)
+    assert collect(every, sent, one_file=True) == expected
