@@ -394,15 +394,24 @@ def test_pricing_table() -> None:
     ) == pytest.approx(0.0625 + 5)
 
 
+def _no_jemalloc() -> pa.MemoryPool:
+    raise NotImplementedError("this pyarrow was built without jemalloc")
+
+
+@pytest.mark.parametrize("jemalloc", [True, False], ids=["jemalloc", "no-jemalloc"])
 @pytest.mark.parametrize("seed", range(6))
 def test_join_keeps_each_requests_first_success_else_first_line(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int, jemalloc: bool
 ) -> None:
     """Seeded result files (repeats, failures, ids never sent, requests with no line; every line a
     success in half the seeds) read as a plain reading of the rules says, with the result ids
-    hashed a few at a time."""
+    hashed a few at a time and the table written a few rows at a time, in Arrow's jemalloc or,
+    where pyarrow has none, its default pool."""
     rng = random.Random(seed)
     monkeypatch.setattr(results_module, "_LOOKUP_ROWS", rng.choice([1, 7, 64, 1 << 18]))
+    monkeypatch.setattr(results_module, "JOIN_BATCH_ROWS", rng.choice([1, 16, 100, 8192]))
+    if not jemalloc:
+        monkeypatch.setattr(pa, "jemalloc_memory_pool", _no_jemalloc)
     only_successes = seed % 2 == 0
     wanted = [f"r{i}" for i in range(rng.randint(50, 300))]
     lines: list[dict[str, Any]] = []
@@ -450,6 +459,8 @@ def test_join_keeps_each_requests_first_success_else_first_line(
     sent_ids = set(wanted)
     assert summary.unmatched_lines == len({x["custom_id"] for x in lines} - sent_ids)
     assert summary.counts["missing"] == sum(v == "missing" for v in expected.values())
+    if jemalloc:  # nothing made in it outlives the call
+        assert pa.jemalloc_memory_pool().bytes_allocated() == 0
 
 
 def test_sent_parts_are_read_only_when_a_request_has_no_line(tmp_path: Path) -> None:
