@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import resource
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,7 +23,9 @@ import psutil
 @contextmanager
 def emulator_over_http(*args: str) -> Iterator[tuple[str, Path]]:
     """Start ``python -m dagster_openai_batch.emulator`` (extra CLI ``args``); yield its base URL
-    and data dir."""
+    and data dir. A SIGTERM to this process (``kill``, ``timeout``) stops the emulator too."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
