@@ -545,7 +545,7 @@ def _chunk_pool() -> pa.MemoryPool:
     Each chunk takes ~30 MB of new buffers, handed back after it is written so memory stays flat.
     The default pool on Linux (mimalloc) then faults each chunk's pages in again (0.43 page faults
     a row against jemalloc's 0.14, at ~2.5 µs a fault on a virtual machine): writing 1,000,000
-    rows took 4.6-5.0 µs a row in it against 3.4 in jemalloc, with the same peak memory.
+    rows took 3.8-5.0 µs a row in it against 2.6-3.4 in jemalloc, with the same peak memory.
     """
     try:
         return pa.jemalloc_memory_pool()
