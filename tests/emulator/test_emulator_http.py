@@ -169,6 +169,52 @@ def test_the_cli_server_validates_new_batches_without_a_reader(tmp_path: Path) -
     assert not validator[0].is_running()
 
 
+def test_creates_answer_at_once_while_the_validation_process_is_busy(tmp_path: Path) -> None:
+    """Creates hand their validation on without waiting for the validation process: with it
+    stopped (as busy as can be), creates whose jobs would overfill its input pipe still answer at
+    once, and every batch is validated once it runs again."""
+    data_dir = tmp_path / "cli"
+    proc, url = _cli_server(data_dir)
+    # No retries and a short timeout: a create that waits for the validator fails the test.
+    client = openai.OpenAI(api_key="sk-test", base_url=url, max_retries=0, timeout=10)
+    # 16 keys of 500 characters: ~9 KB of job per batch, 20 of them overfill a 64 KB pipe.
+    metadata = {f"key{i}": "x" * 500 for i in range(16)}
+    try:
+        f = client.files.create(
+            file=("in.jsonl", jsonl(chat_line(i) for i in range(5))), purpose="batch"
+        )
+        created = [
+            client.batches.create(
+                input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h"
+            )
+        ]
+        (validator,) = psutil.Process(proc.pid).children()
+        validator.suspend()
+        try:
+            created += [
+                client.batches.create(
+                    input_file_id=f.id,
+                    endpoint="/v1/chat/completions",
+                    completion_window="24h",
+                    metadata=metadata,
+                )
+                for _ in range(20)
+            ]
+        finally:
+            validator.resume()
+        assert {b.status for b in created[1:]} == {"validating"}
+        store = Store(data_dir)
+        deadline = time.monotonic() + 60
+        while any(store.get_batch(b.id)["validation"] is None for b in created):  # no API call
+            assert time.monotonic() < deadline, "not all validated in the background"
+            time.sleep(0.05)
+        assert {store.get_batch(b.id)["validation"]["total"] for b in created} == {5}
+        assert psutil.Process(proc.pid).children() == [validator]  # one process, not restarted
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+
+
 def test_a_killed_cli_server_leaves_no_validation_process(tmp_path: Path) -> None:
     proc, url = _cli_server(tmp_path / "cli")
     client = openai.OpenAI(api_key="sk-test", base_url=url)
