@@ -224,7 +224,12 @@ class Batches:
         exists once a create has answered; after that only :meth:`_hand_on` touches it)."""
         with self._validator_lock:
             if self._validator is None:
-                self._validator = _start_validator()
+                try:
+                    self._validator = _start_validator()
+                except OSError:  # the batch exists: its first read that needs the outcome validates
+                    logging.getLogger(__name__).exception("starting the validator")
+                    self.store.release_claim(row["id"], token)
+                    return
                 threading.Thread(target=self._hand_on, daemon=True, name="validations").start()
         self._validations.put((row, token))
 

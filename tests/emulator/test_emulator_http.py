@@ -17,6 +17,8 @@ from emu_helpers import chat_line, jsonl
 from openai.types import Batch
 
 from dagster_openai_batch.emulator import Emulator, serve
+from dagster_openai_batch.emulator import batches as emulator_batches
+from dagster_openai_batch.emulator.config import EmulatorConfig
 from dagster_openai_batch.emulator.store import Store
 
 REPO = Path(__file__).resolve().parents[2]
@@ -213,6 +215,32 @@ def test_creates_answer_at_once_while_the_validation_process_is_busy(tmp_path: P
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
+
+
+def test_a_validation_process_that_cannot_start_leaves_validation_to_the_first_read(
+    tmp_path: Path, clock, monkeypatch
+) -> None:
+    """The create still answers (the batch exists), and the first read that needs the outcome
+    validates it."""
+
+    def cannot_start() -> None:
+        raise OSError("no process left")
+
+    monkeypatch.setattr(emulator_batches, "_start_validator", cannot_start)
+    config = EmulatorConfig(validate_at_create=True)
+    client = Emulator(tmp_path / "emu", config, clock=clock).openai_client(max_retries=0)
+    f = client.files.create(
+        file=("in.jsonl", jsonl(chat_line(i) for i in range(5))), purpose="batch"
+    )
+    batch = client.batches.create(
+        input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
+    assert batch.status == "validating"
+    clock.advance(60)
+    seen = client.batches.retrieve(batch.id)
+    assert seen.status != "validating", seen
+    assert seen.request_counts is not None
+    assert seen.request_counts.total == 5
 
 
 def test_a_killed_cli_server_leaves_no_validation_process(tmp_path: Path) -> None:
