@@ -470,10 +470,11 @@ class Parsers:
 
     Files are cut into segments of about :data:`_SEGMENT_BYTES`, each parsed into its own spill
     file by whichever process is free. Helpers start when this object is made, before the result
-    files are downloaded, and parse each file as soon as it is :meth:`add`-ed, while the others
-    download; :meth:`finish` then parses what is left here too. Helpers are started only if
-    ``expected_bytes`` (a low guess) will keep them busy. On leaving the context, helpers still
-    running are stopped and the spill files deleted.
+    files are downloaded, and, once ready (imports done), parse each file as soon as it is
+    :meth:`add`-ed, while the others download; :meth:`finish` then parses what is left here too,
+    and waits only for the segments helpers are parsing, not for a helper still starting. Helpers
+    are started only if ``expected_bytes`` (a low guess) will keep them busy. On leaving the
+    context, helpers still running are stopped and the spill files deleted.
 
     Example:
         >>> with Parsers("/v1/chat/completions", None, expected_bytes=10) as parsers:
@@ -494,6 +495,8 @@ class Parsers:
         self.spills: dict[tuple[str, int], SpillFile] = {}
         """The spill file of each segment parsed, by (path, start)."""
         self.failures: list[OpenAIBatchError] = []
+        self.in_flight = 0
+        """Segments handed to helpers and not answered yet."""
         self.numbers = itertools.count()
         helpers = max(0, min(process_count(), expected_bytes // _MIN_SHARE_BYTES) - 1)
         errors = [self.spill_dir / f"helper-{i}.err" for i in range(helpers)]
@@ -535,8 +538,9 @@ class Parsers:
             self.spills[segment.path, segment.start] = parse_segments(
                 [segment], self.endpoint, self._spill_path()
             )
-        for feeder in self.feeders:
-            feeder.join()
+        with self.ready:  # the segments helpers are parsing; not a helper still starting
+            while self.in_flight and not self.failures:
+                self.ready.wait()
         if self.failures:
             raise self.failures[0]
         return [
@@ -556,26 +560,30 @@ class Parsers:
             feeder.join()
         shutil.rmtree(self.spill_dir, ignore_errors=True)
 
-    def _next(self) -> Segment | None:
-        """The next segment to parse; None once the files are all added and none is left (or
-        after a failure)."""
+    def _next(self, *, helper: bool = False) -> Segment | None:
+        """The next segment to parse (by a ``helper``: counted in flight until answered); None
+        once the files are all added and none is left (or after a failure)."""
         with self.ready:
             while not self.pending and not self.closed:
                 self.ready.wait()
             if self.failures or not self.pending:
                 return None
+            self.in_flight += helper
             return self.pending.popleft()
 
     def _spill_path(self) -> str:
         return str(self.spill_dir / f"lines-{next(self.numbers)}.arrow")
 
     def _feed(self, helper: subprocess.Popen[bytes], errors: Path) -> None:
-        """Hand segments to ``helper`` one at a time, until none is left; then let it exit
-        (``errors``: where its standard error goes)."""
+        """Hand segments to ``helper`` one at a time once it is ready, until none is left; then
+        stop it (``errors``: where its standard error goes). A helper still starting takes no
+        segment: this process parses them meanwhile."""
         assert helper.stdin is not None
         assert helper.stdout is not None
         try:
-            while segment := self._next():
+            if not helper.stdout.readline():  # its "ready" line
+                raise BrokenPipeError
+            while segment := self._next(helper=True):
                 job = {"segment": segment, "endpoint": self.endpoint, "path": self._spill_path()}
                 helper.stdin.write(json.dumps(job).encode() + b"\n")
                 helper.stdin.flush()
@@ -586,6 +594,9 @@ class Parsers:
                 if "bad_line" in answer:
                     raise ResultLineError(answer["bad_line"])
                 self.spills[segment.path, segment.start] = SpillFile(*answer["spill"])
+                with self.ready:
+                    self.in_flight -= 1
+                    self.ready.notify_all()
             helper.stdin.close()
             helper.wait()
         except ResultLineError as error:
@@ -642,6 +653,8 @@ def _main() -> None:
     file path), parse the segment into the spill file and answer one line, until the input ends."""
     sys.meta_path.insert(0, _WithoutPandas())
     pa.array(["ready"])  # converting once loads what conversions need, before the first job
+    sys.stdout.write('{"ready": true}\n')
+    sys.stdout.flush()
     for line in sys.stdin:
         job = json.loads(line)
         try:
@@ -652,6 +665,7 @@ def _main() -> None:
             answer = {"spill": spill}
         sys.stdout.write(json.dumps(answer) + "\n")
         sys.stdout.flush()
+    os._exit(0)  # every answer is flushed and every spill file closed: no teardown (~30 ms)
 
 
 if __name__ == "__main__":

@@ -6,11 +6,13 @@ that decide when to start them are lowered so that files of a few KB get several
 """
 
 import random
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import orjson
+import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -172,6 +174,34 @@ def test_helpers_parse_files_as_they_are_added(
         assert _ids_read(parsers.finish([(p, None) for p in files])) == expected
     assert [helper.returncode for helper in parsers.helpers] == [0, 0]
     assert not parsers.spill_dir.exists()  # deleted with its spill files
+
+
+def test_a_helper_still_starting_takes_no_segment(
+    tmp_path: Path, tiny_segments, monkeypatch
+) -> None:
+    """No segment waits for a helper that is not ready yet: this process parses them all, and
+    finishing does not wait for the helper (here stopped while it starts), which exits once
+    it runs again."""
+    files, _ = _files(tmp_path, 5)
+    monkeypatch.setenv(PROCESSES_ENV, "1")
+    expected = _parse(files, tmp_path)
+    monkeypatch.setenv(PROCESSES_ENV, "2")
+    with Parsers(CHAT, tmp_path, expected_bytes=100) as parsers:
+        (helper,) = parsers.helpers
+        starting = psutil.Process(helper.pid)
+        starting.suspend()  # its imports take far longer than this
+        try:
+            spills: list[list[result_lines.SpillFile]] = []
+            finishing = threading.Thread(
+                target=lambda: spills.append(parsers.finish([(p, None) for p in files]))
+            )
+            finishing.start()
+            finishing.join(timeout=60)
+            assert not finishing.is_alive(), "finish waited for a helper that is not ready"
+        finally:
+            starting.resume()
+        assert _ids_read(spills[0]) == expected
+    assert helper.returncode == 0
 
 
 def test_helpers_not_needed_are_not_started_and_unused_ones_exit(tmp_path: Path) -> None:
