@@ -134,6 +134,11 @@ def test_end_to_end_sensor_materializes_results_once(instance, resource):
     assert len(checks) == 3
     for execution in checks.values():
         assert execution.status.value == "SUCCEEDED"
+    accounted = checks[dg.AssetCheckKey(pipeline.results.key, "every_request_accounted_once")]
+    assert accounted.event is not None
+    assert accounted.event.dagster_event is not None
+    metadata = accounted.event.dagster_event.event_specific_data.metadata
+    assert metadata["unique_custom_ids"].value == metadata["rows"].value == 25
 
     # Progress was observed on batch_job for the UI.
     observations = instance.fetch_observations(pipeline.batch_job.key, limit=10).records
