@@ -126,17 +126,23 @@ class _Spill:
         for spill in self.files:
             with pa.memory_map(spill.path) as source:
                 reader = pa.ipc.open_file(source)
-                for number, rows in enumerate(spill.batch_rows):
-                    batch = reader.get_batch(number)
-                    ids.append(batch.column(0))
-                    status = batch.column(1)
-                    succeeded.append(pc.equal(status, "succeeded").to_numpy(zero_copy_only=False))
-                    self.batches.append((spill.path, number))
-                    self.starts.append(self.starts[-1] + rows)
-                # A copy, made while the file is mapped: the mapping is let go.
-                self.ids = pa.concat_arrays([self.ids, *ids])
-                ids.clear()
+                batches = [reader.get_batch(n) for n in range(len(spill.batch_rows))]
+                if batches:
+                    # A copy of the file's ids, made while it is mapped: the mapping is let go
+                    # (and each id is copied once here, not again for every later file).
+                    ids.append(pa.concat_arrays([batch.column(0) for batch in batches]))
+                succeeded.extend(
+                    pc.equal(batch.column(1), "succeeded").to_numpy(zero_copy_only=False)
+                    for batch in batches
+                )
+                del batches
+            for number, rows in enumerate(spill.batch_rows):
+                self.batches.append((spill.path, number))
+                self.starts.append(self.starts[-1] + rows)
+        self.ids = pa.concat_arrays([self.ids, *ids])
+        del ids
         self.succeeded = np.concatenate([self.succeeded, *succeeded])
+        pa.default_memory_pool().release_unused()  # the copies made on the way
 
     def forget_ids(self) -> None:
         """Let go of the custom_ids and success flags once the join has used them."""
@@ -389,17 +395,31 @@ class _Tally:
 def _input_chunks(
     prepared_inputs_path: Path | None, ids: pa.Array
 ) -> Iterator[tuple[pa.Table | None, int, int]]:
-    """(input columns or None, first row, end row) in chunks, in input order."""
-    if prepared_inputs_path is None:
+    """(input columns or None, first row, end row) in chunks of :data:`JOIN_BATCH_ROWS` rows, in
+    input order.
+
+    The inputs table is read a row group at a time, the rows past the last whole chunk carried
+    to the next (reading it with ``iter_batches`` held ~30 MB more at 1,000,000 rows).
+    """
+    file = pq.ParquetFile(prepared_inputs_path) if prepared_inputs_path is not None else None
+    columns = [c for c in file.schema_arrow.names if c != "custom_id"] if file is not None else []
+    if file is None or not columns:
         for start in range(0, len(ids), JOIN_BATCH_ROWS):
             yield None, start, min(start + JOIN_BATCH_ROWS, len(ids))
         return
     start = 0
-    file = pq.ParquetFile(prepared_inputs_path)
-    columns = [c for c in file.schema_arrow.names if c != "custom_id"]
-    for rb in file.iter_batches(batch_size=JOIN_BATCH_ROWS, columns=columns):
-        yield pa.Table.from_batches([rb]), start, start + rb.num_rows
-        start += rb.num_rows
+    rest = None
+    for group in range(file.num_row_groups):
+        table = file.read_row_group(group, columns=columns, use_threads=False)
+        if rest is not None:
+            table = pa.concat_tables([rest, table])
+        whole = table.num_rows - table.num_rows % JOIN_BATCH_ROWS
+        for offset in range(0, whole, JOIN_BATCH_ROWS):
+            yield table.slice(offset, JOIN_BATCH_ROWS), start, start + JOIN_BATCH_ROWS
+            start += JOIN_BATCH_ROWS
+        rest = table.slice(whole)
+    if rest is not None and rest.num_rows:
+        yield rest, start, start + rest.num_rows
 
 
 def collect_results(
@@ -449,9 +469,11 @@ def collect_results(
             owner: _absent_status(owner, by_id, batches)
             for owner in [None, *pc.unique(owners).to_pylist()]
         }
-        return _write(
+        summary = _write(
             dest, ep, spill, prepared_inputs_path, wanted, owners, positions, absent, unmatched
         )
+    pa.default_memory_pool().release_unused()  # what the join and the write let go (~20 MB)
+    return summary
 
 
 def _join(

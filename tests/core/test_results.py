@@ -15,6 +15,7 @@ import pytest
 from openai.types import Batch
 
 from dagster_openai_batch.core import collect_results, cost_usd, price_for, write_batch_input
+from dagster_openai_batch.core import inputs_table as inputs_table_module
 from dagster_openai_batch.core import results as results_module
 from dagster_openai_batch.core.results import SentParts
 
@@ -461,6 +462,40 @@ def test_join_keeps_each_requests_first_success_else_first_line(
     assert summary.counts["missing"] == sum(v == "missing" for v in expected.values())
     if jemalloc:  # nothing made in it outlives the call
         assert pa.jemalloc_memory_pool().bytes_allocated() == 0
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_input_columns_line_up_across_row_groups_and_chunks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int
+) -> None:
+    """An inputs table of many row groups, joined in chunks that do not divide them: each row's
+    input columns stay beside its custom_id, in input order."""
+    rng = random.Random(seed)
+    monkeypatch.setattr(inputs_table_module, "PARQUET_ROWS", rng.choice([1, 3, 7, 16]))
+    monkeypatch.setattr(results_module, "JOIN_BATCH_ROWS", rng.choice([1, 4, 16, 8192]))
+    ids = [f"r{i}" for i in range(rng.randint(20, 120))]
+    requests = [
+        {"custom_id": c, "url": CHAT, "body": {"model": "gpt-4o-mini", "messages": []}} for c in ids
+    ]
+    rows = [{"question": f"Q of {c}", "n": i} for i, c in enumerate(ids)]
+    prepared = write_batch_input(requests, tmp_path / "in", endpoint=CHAT, rows=rows)
+    assert prepared.inputs_path is not None
+    assert pq.ParquetFile(prepared.inputs_path).num_row_groups > 1
+    answered = rng.sample(ids, len(ids) // 2)
+    out = jsonl(tmp_path / "file-out.jsonl", [ok(c, chat_body(f"A of {c}")) for c in answered])
+    summary = collect_results(
+        output_files=[out],
+        error_files=[],
+        prepared_inputs_path=prepared.inputs_path,
+        request_ids=None,
+        batches=[batch()],
+        endpoint=CHAT,
+        dest=tmp_path / "r.parquet",
+    )
+    got = pq.read_table(summary.path).to_pylist()
+    assert [r["custom_id"] for r in got] == ids
+    assert [(r["question"], r["n"]) for r in got] == [(f"Q of {c}", i) for i, c in enumerate(ids)]
+    assert {r["custom_id"] for r in got if r["answer"] == f"A of {r['custom_id']}"} == set(answered)
 
 
 def test_sent_parts_are_read_only_when_a_request_has_no_line(tmp_path: Path) -> None:
