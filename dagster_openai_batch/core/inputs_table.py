@@ -139,7 +139,7 @@ class InputsTableWriter:
                     segment.unlink()
         self._segments = []
         # Arrow's allocator keeps what the row tables let go for reuse: hand it back (1,000,000
-        # rows: ~20 MB), the process may run on for hours.
+        # rows: ~17 MB), as the process may run on for hours.
         pa.default_memory_pool().release_unused()
         return self.path
 
