@@ -17,6 +17,10 @@ Waiting for the service to finish the batches is excluded (and reported apart). 
 are split by wrapping its functions with timers (negligible overhead) and by the step durations in
 the run's event log; "Dagster run overhead" is a run's wall time minus its steps'.
 
+Before and after each variant its process times a fixed loop (:func:`machine_check`), and the report
+prints those times: on a shared machine they show how fast it was at the time, so a ratio between
+variants run minutes apart can be read against the noise.
+
 Peak RSS growth is the peak of the process's RSS plus the private memory of the library's
 result-line helper processes (sampled every 20 ms), minus the process's RSS after imports and after
 building the rows (the user's own object), as the issue asks.
@@ -406,6 +410,30 @@ def step_seconds(instance: Any, run_id: str) -> dict[str, float]:
     return out
 
 
+_CHECK_LINE = (
+    b'{"id": "batch_req_1", "custom_id": "q1", "response": {"status_code": 200, "body": '
+    b'{"model": "gpt-4o-mini", "choices": [{"message": {"content": "Two."}}], '
+    b'"usage": {"prompt_tokens": 16, "completion_tokens": 2}}}, "error": null}'
+)
+
+
+def machine_check() -> float:
+    """Milliseconds for a fixed piece of work (20,000 orjson round trips of a result line with some
+    Python around them), best of three: run before and after each variant, it shows how fast the
+    machine was at the time, so a ratio between variants can be read against the noise."""
+    import orjson
+
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        for i in range(20_000):
+            line = orjson.loads(_CHECK_LINE)
+            line["custom_id"] = f"q{i}"
+            orjson.dumps(line)
+        best = min(best, time.perf_counter() - started)
+    return best * 1000
+
+
 def child(args: argparse.Namespace) -> None:
     runner: Callable[..., dict] = {"floor": run_floor, "bare": run_bare, "library": run_library}[
         args.variant
@@ -435,12 +463,14 @@ def child(args: argparse.Namespace) -> None:
                     (time.perf_counter(), int(statm.read().split()[1]) * page + children_rss(page))
                 )
 
+    check_before = machine_check()
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     with timers.stage("process: variant wall (incl. setup and wait)"):
         extra = runner(args.kind, rows, args, timers)  # sets timers.seconds["total"]
     stop.set()
     sampler.join()
+    check_after = machine_check()
     peak = max(
         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         max((rss for _, rss in samples), default=0),
@@ -453,6 +483,7 @@ def child(args: argparse.Namespace) -> None:
                 "rss_growth": max(peak - before, 0),
                 "slowest_retrieve": SLOWEST_RETRIEVE[0],
                 "stage_rss_growth": timers.peak_rss(samples, before),
+                "machine_check_ms": [check_before, check_after],
                 **extra,
             }
         )
@@ -545,6 +576,11 @@ def report(kind: str, n: int, results: dict[str, dict[str, Any]]) -> None:
                 + ", ".join(f"{k} {by_stage[k] / MB:.0f} MB" for k in shown)
             )
     print(f"peak RSS growth beyond rows (RSS after imports+rows ~{rows_mb:.0f} MB): {rss}")
+    checks = {v: results[v]["machine_check_ms"] for v in results}
+    print(
+        "machine check (a fixed loop, ms, before -> after each variant; higher is slower): "
+        + ", ".join(f"{v} {before:.0f} -> {after:.0f}" for v, (before, after) in checks.items())
+    )
     print(
         "process wall (incl. imports, rows, wait): "
         + ", ".join(f"{v} {results[v]['process_seconds']:.0f}s" for v in results),
@@ -554,6 +590,17 @@ def report(kind: str, n: int, results: dict[str, dict[str, Any]]) -> None:
 
 def verdict(all_results: dict[tuple[str, int], dict[str, dict[str, Any]]]) -> None:
     print("\n== issue 11 targets ==")
+    checks = [
+        ms
+        for results in all_results.values()
+        for r in results.values()
+        for ms in r["machine_check_ms"]
+    ]
+    if checks:
+        print(
+            f"(the machine's fixed loop took {min(checks):.0f}-{max(checks):.0f} ms in this run: "
+            f"its speed varied {max(checks) / min(checks):.2f}x)"
+        )
 
     def sec(key: tuple[str, int], v: str, stage: str) -> float | None:
         return all_results.get(key, {}).get(v, {}).get("seconds", {}).get(stage)
