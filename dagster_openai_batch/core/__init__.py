@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from .client import (
         BatchClient,
         BatchClientError,
+        BatchToCreate,
         DownloadError,
         check_metadata,
         upload_filename,
@@ -56,6 +57,7 @@ _MODULES = {
     ".client": [
         "BatchClient",
         "BatchClientError",
+        "BatchToCreate",
         "DownloadError",
         "check_metadata",
         "upload_filename",
@@ -114,6 +116,7 @@ __all__ = [
     "BatchRequest",
     "BatchResults",
     "BatchStatus",
+    "BatchToCreate",
     "DownloadError",
     "InputPart",
     "InputProblem",

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx2
@@ -42,7 +42,20 @@ organization)."""
 SETTLE_WINDOW_SECONDS = 600
 """Batches created this long before a create may be racing duplicates of it (generous for clock
 skew)."""
+LISTING_REUSE_SECONDS = 60
+"""How long one listing of the newest batches is searched before creating each of several batches
+(well inside :data:`SETTLE_WINDOW_SECONDS`, so a batch created after the listing is still seen by
+the search that settles a create)."""
 UPLOAD_PREFIX = "dagster-openai-batch-"
+
+
+class BatchToCreate(NamedTuple):
+    """One batch for :meth:`BatchClient.create_or_adopt_many`: its input file, idempotency key and
+    metadata."""
+
+    input_file_id: str
+    idempotency_key: str
+    metadata: dict[str, str]
 
 
 class BatchClientError(OpenAIBatchError, RuntimeError):
@@ -367,26 +380,53 @@ class BatchClient:
         creating, a second search settles a race with another process: the oldest live batch of the
         key wins and a younger duplicate is cancelled before it runs.
         """
+        request = BatchToCreate(input_file_id, idempotency_key, metadata or {})
+        return self.create_or_adopt_many([request], endpoint=endpoint, search_pages=search_pages)[0]
+
+    def create_or_adopt_many(
+        self,
+        requests: Sequence[BatchToCreate],
+        *,
+        endpoint: BatchEndpoint | str,
+        search_pages: int = 5,
+    ) -> list[tuple[Batch, bool]]:
+        """:meth:`create_or_adopt` each of ``requests`` in turn, searching one listing of the newest
+        ``search_pages`` pages for all of them instead of one per request (a busy organization's
+        five pages are five calls). Each create is still settled at once by its own search. The
+        listing is made again if it is older than :data:`LISTING_REUSE_SECONDS` (as after waiting
+        out the hourly creation cap)."""
         ep = as_endpoint(endpoint)
-        meta = {**(metadata or {}), IDEMPOTENCY_KEY: idempotency_key}
-        check_metadata(meta)
-        existing = self.find_batch(
-            idempotency_key, max_pages=search_pages, input_file_id=input_file_id, endpoint=ep
-        )
-        if existing is not None:
-            return existing, True
-        batch, adopted = self._create_once(input_file_id, ep, idempotency_key, meta)
-        # Only batches created since a little before ours can be racing duplicates: older ones were
-        # searched.
-        settled = self.find_batch(
-            idempotency_key,
-            since=_created(batch) - SETTLE_WINDOW_SECONDS,
-            input_file_id=input_file_id,
-            endpoint=ep,
-        )
-        if settled is None or settled.id == batch.id:
-            return batch, adopted
-        return settled, True
+        metas = []
+        for request in requests:
+            meta = {**request.metadata, IDEMPOTENCY_KEY: request.idempotency_key}
+            check_metadata(meta)
+            metas.append(meta)
+        listing: list[Batch] = []
+        listed_at = -float("inf")
+        answers = []
+        for request, meta in zip(requests, metas, strict=True):
+            if self._clock() - listed_at > LISTING_REUSE_SECONDS:
+                listed_at = self._clock()
+                listing = list(self._recent_batches(search_pages))
+            key, file_id = request.idempotency_key, request.input_file_id
+            existing = self.find_batch(key, input_file_id=file_id, endpoint=ep, among=listing)
+            if existing is not None:
+                answers.append((existing, True))
+                continue
+            batch, adopted = self._create_once(file_id, ep, key, meta)
+            # Only batches created since a little before ours can be racing duplicates: older ones
+            # were in the listing searched (made at most LISTING_REUSE_SECONDS before).
+            settled = self.find_batch(
+                key,
+                since=_created(batch) - SETTLE_WINDOW_SECONDS,
+                input_file_id=file_id,
+                endpoint=ep,
+            )
+            if settled is None or settled.id == batch.id:
+                answers.append((batch, adopted))
+            else:
+                answers.append((settled, True))
+        return answers
 
     def _create_once(
         self, input_file_id: str, endpoint: BatchEndpoint, key: str, meta: dict[str, str]
@@ -468,12 +508,14 @@ class BatchClient:
         input_file_id: str | None = None,
         endpoint: BatchEndpoint | str | None = None,
         since: float | None = None,
+        among: Iterable[Batch] | None = None,
     ) -> Batch | None:
         """The live batch carrying ``idempotency_key`` (and, if given, for ``endpoint`` and the
         content of ``input_file_id``), or None.
 
         Searches the newest ``max_pages`` pages, or with ``since`` (unix seconds) every page until
-        one holds only batches created before it. If several live batches carry the key (a race, or
+        one holds only batches created before it, or the batches ``among`` (as listed a moment
+        ago). If several live batches carry the key (a race, or
         a create whose response was lost), the oldest is the one to use: the younger ones still
         waiting to run are cancelled, so they cost nothing.
         """
@@ -481,7 +523,11 @@ class BatchClient:
         matches = [
             (_created(batch), -position, batch)
             for position, batch in enumerate(
-                self._recent_batches(max_pages if since is None else MAX_SCAN_PAGES, since=since)
+                among
+                if among is not None
+                else self._recent_batches(
+                    max_pages if since is None else MAX_SCAN_PAGES, since=since
+                )
             )
             if (batch.metadata or {}).get(IDEMPOTENCY_KEY) == idempotency_key
             and batch.status in ADOPTABLE_STATUSES

@@ -17,7 +17,7 @@ from typing import Any
 import dagster as dg
 from openai.types import Batch
 
-from ..core.client import IDEMPOTENCY_KEY, BatchClient
+from ..core.client import IDEMPOTENCY_KEY, BatchClient, BatchToCreate
 from ..core.queue_budget import (
     QUEUE_WINDOW_SECONDS,
     BatchQueue,
@@ -99,7 +99,8 @@ class Submission:
         many batches were created or adopted; ``waiting`` says what still waits and why."""
         reasons: list[str] = []
         retry = 0
-        changed = 0
+        admitted: list[tuple[int, int]] = []
+        """(part, attempt) of each batch to create or adopt, in order."""
         for index, batch in enumerate(self.batches):
             limit = token_limit_of(batch)
             if limit is None or not self._retryable(index, limit, queue.room):
@@ -110,9 +111,7 @@ class Submission:
                 retry += 1
                 reasons.append(why)
                 continue
-            self.batches[index] = self._create(client, index, attempt)
-            self.attempts[index] = attempt
-            changed += 1
+            admitted.append((index, attempt))
         waiting = 0
         for index in range(len(self.batches), len(self.file_ids)):
             attempt = self._live_attempt(index, queue) or 1
@@ -121,11 +120,25 @@ class Submission:
                 waiting = len(self.file_ids) - index
                 reasons.append(why)
                 break
-            self.batches.append(self._create(client, index, attempt))
-            self.attempts.append(attempt)
-            changed += 1
+            admitted.append((index, attempt))
+        requests = [
+            BatchToCreate(
+                self.file_ids[index],
+                self.key(index, attempt),
+                {**self.metadata, **queue_metadata(self.model, self.part_tokens[index])},
+            )
+            for index, attempt in admitted
+        ]
+        answers = client.create_or_adopt_many(requests, endpoint=self.endpoint) if requests else []
+        for (index, attempt), (batch, adopted) in zip(admitted, answers, strict=True):
+            if index < len(self.batches):  # a new attempt of a part
+                self.batches[index], self.attempts[index] = batch, attempt
+            else:
+                self.batches.append(batch)
+                self.attempts.append(attempt)
+            self.adopted += adopted
         self.waiting = self._describe(waiting, retry, reasons)
-        return changed
+        return len(admitted)
 
     def _retryable(self, index: int, limit: int, room: BatchQueue) -> bool:
         """Whether a part whose batch failed with ``token_limit_exceeded`` (at ``limit``, 0 when
@@ -145,16 +158,6 @@ class Submission:
 
     def _admit(self, index: int, queue: LiveQueue) -> str | None:
         return queue.room.admit(self.model, self.part_tokens[index])
-
-    def _create(self, client: BatchClient, index: int, attempt: int) -> Batch:
-        batch, adopted = client.create_or_adopt(
-            input_file_id=self.file_ids[index],
-            endpoint=self.endpoint,
-            idempotency_key=self.key(index, attempt),
-            metadata={**self.metadata, **queue_metadata(self.model, self.part_tokens[index])},
-        )
-        self.adopted += adopted
-        return batch
 
     def _describe(self, waiting: int, retry: int, reasons: list[str]) -> str:
         words = []

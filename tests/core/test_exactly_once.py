@@ -15,7 +15,13 @@ import httpx2
 import openai
 import pytest
 
-from dagster_openai_batch.core import BatchClient, BatchClientError, RequestTemplate, prepare_rows
+from dagster_openai_batch.core import (
+    BatchClient,
+    BatchClientError,
+    BatchToCreate,
+    RequestTemplate,
+    prepare_rows,
+)
 from dagster_openai_batch.emulator import EMULATOR_BASE_URL, Emulator, EmulatorConfig, Faults, serve
 
 CHAT = "/v1/chat/completions"
@@ -190,6 +196,82 @@ def test_two_racing_submissions_keep_the_oldest_batch_and_cancel_the_younger(
     assert (
         cancelled.request_counts is None or cancelled.request_counts.completed == 0
     )  # cancelled before it ran
+
+
+def test_several_creates_search_one_listing_and_settle_each(
+    bc: BatchClient, counting: Any, tmp_path: Path
+) -> None:
+    """The parts of a submission: one listing searched before all the creates (five pages are
+    five calls in a busy organization), each create settled by its own search; run again, every
+    batch is adopted from one listing, nothing created."""
+    requests = [
+        BatchToCreate(upload(bc, tmp_path, n=3 + i, name=f"p{i}"), f"part:{i}", {"part": str(i)})
+        for i in range(4)
+    ]
+    counting.requests.clear()
+    first = bc.create_or_adopt_many(requests, endpoint=CHAT)
+    assert [adopted for _, adopted in first] == [False] * 4
+    assert counting.requests.count("POST /v1/batches") == 4
+    assert counting.requests.count("GET /v1/batches") == 1 + 4  # one search, then one per create
+    counting.requests.clear()
+    again = bc.create_or_adopt_many(requests, endpoint=CHAT)
+    assert [(b.id, adopted) for b, adopted in again] == [(b.id, True) for b, _ in first]
+    assert counting.requests == ["GET /v1/batches"]
+    for i, (batch, _) in enumerate(first):
+        assert batch.metadata == {"part": str(i), KEY_META: f"part:{i}"}
+
+
+def test_a_part_created_by_a_racer_after_the_shared_listing_is_settled_to_one_batch(
+    emu: Emulator, clock: Any, tmp_path: Path
+) -> None:
+    """Another process creates part 1 after our listing, while we create part 0: our create of
+    part 1 is then a duplicate, and its settling search keeps the racer's (older) batch and
+    cancels ours before it runs."""
+    racer = BatchClient(emu.openai_client(max_retries=0), sleep=clock.sleep, clock=clock)
+    files = [upload(racer, tmp_path, n=4, name=f"r{i}") for i in range(2)]
+    raced: list[openai.types.Batch] = []
+
+    def race(request: httpx2.Request) -> None:
+        if request.method == "POST" and request.url.path.endswith("/batches") and not raced:
+            clock.sleep(1)  # a second later than our listing
+            raced.append(
+                racer.create_or_adopt(input_file_id=files[1], endpoint=CHAT, idempotency_key="k1")[
+                    0
+                ]
+            )
+            clock.sleep(1)
+
+    http = httpx2.Client(transport=emu.transport(), event_hooks={"request": [race]})
+    ours = BatchClient(
+        openai.OpenAI(api_key="sk-test", base_url=EMULATOR_BASE_URL, http_client=http),
+        sleep=clock.sleep,
+        clock=clock,
+        backoff=0.01,
+    )
+    answers = ours.create_or_adopt_many(
+        [BatchToCreate(files[0], "k0", {}), BatchToCreate(files[1], "k1", {})], endpoint=CHAT
+    )
+    assert [adopted for _, adopted in answers] == [False, True]
+    assert answers[1][0].id == raced[0].id
+    both = batches_with_key(emu, "k1")
+    assert len(both) == 2  # our create went through: the race really happened
+    assert [b.id for b in live(both)] == [raced[0].id]
+    assert len(live(batches_with_key(emu, "k0"))) == 1
+
+
+def test_a_listing_older_than_a_minute_is_made_again_before_the_next_create(
+    emu: Emulator, counting: Any, clock: Any, tmp_path: Path
+) -> None:
+    """A create that waited (here a 429 and a two-minute pause) is followed by a fresh listing
+    before the next part's search, so the settling window still covers every batch since."""
+    slow = BatchClient(counting.openai, sleep=lambda s: clock.sleep(120), clock=clock)
+    requests = [BatchToCreate(upload(slow, tmp_path, name=f"s{i}"), f"s{i}", {}) for i in range(3)]
+    counting.requests.clear()
+    emu.inject(429, times=1, operation="batches.create")
+    answers = slow.create_or_adopt_many(requests, endpoint=CHAT)
+    assert [adopted for _, adopted in answers] == [False] * 3
+    lists = counting.requests.count("GET /v1/batches")
+    assert lists == 1 + 3 + 1  # the first listing, one settle per create, one listing again
 
 
 def test_cancel_of_a_finished_batch_answers_at_once(
