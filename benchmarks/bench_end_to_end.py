@@ -307,7 +307,7 @@ def run_library(kind: str, rows: list[dict[str, Any]], args: argparse.Namespace,
     t.wrap(asset_bodies, "_store_input", "lib: copy input to storage")
     t.wrap(BatchClient, "upload_all", "upload + create")
     t.wrap(asset_bodies, "_current_set", "upload + create")
-    t.wrap(BatchClient, "create_or_adopt", "upload + create")
+    t.wrap(BatchClient, "create_or_adopt_many", "upload + create")
     t.wrap(BatchClient, "download_results", "download")
     t.wrap(asset_bodies, "download_file", "lib: read input back from storage")
     t.wrap(asset_bodies, "readable_path", "lib: read input back from storage")
