@@ -515,9 +515,9 @@ class BatchClient:
 
         Searches the newest ``max_pages`` pages, or with ``since`` (unix seconds) every page until
         one holds only batches created before it, or the batches ``among`` (as listed a moment
-        ago). If several live batches carry the key (a race, or
-        a create whose response was lost), the oldest is the one to use: the younger ones still
-        waiting to run are cancelled, so they cost nothing.
+        ago). If several live batches carry the key (a race, or a create whose response was lost),
+        the oldest is the one to use: the younger ones still waiting to run are cancelled, so they
+        cost nothing.
         """
         ep = None if endpoint is None else as_endpoint(endpoint)
         matches = [
