@@ -30,6 +30,13 @@ Usage (from the repository root):
     PYTHONPATH=$PWD .venv/bin/python benchmarks/bench_end_to_end.py            # all sizes
     PYTHONPATH=$PWD .venv/bin/python benchmarks/bench_end_to_end.py --quick    # 2,000 and 20,000
     PYTHONPATH=$PWD .venv/bin/python benchmarks/bench_end_to_end.py --sizes chat:200000,emb:200000
+    PYTHONPATH=$PWD .venv/bin/python benchmarks/bench_end_to_end.py --runs 3   # the issue's verdict
+
+With ``--runs N`` everything runs N times, the bare SDK and the library in alternate order (a drift
+in the machine's speed over a size then favours neither), and the report ends with each target in
+every run, its median and the verdict on the median: on a shared machine whose speed swings about
+twofold within minutes, one run's ratio of two variants measured minutes apart is one draw of that
+noise.
 
 Sizes are ``kind:rows`` with kind ``chat`` or ``emb`` (a bare number means chat). The default is
 chat at 2,000 (for the library's own share of a small run), 50,000, 200,000 and 1,000,000 and
@@ -44,6 +51,7 @@ import contextlib
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -53,7 +61,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import psutil
 from harness import emulator_over_http
@@ -588,57 +596,99 @@ def report(kind: str, n: int, results: dict[str, dict[str, Any]]) -> None:
     )
 
 
-def verdict(all_results: dict[tuple[str, int], dict[str, dict[str, Any]]]) -> None:
-    print("\n== issue 11 targets ==")
-    checks = [
-        ms
-        for results in all_results.values()
-        for r in results.values()
-        for ms in r["machine_check_ms"]
-    ]
-    if checks:
-        print(
-            f"(the machine's fixed loop took {min(checks):.0f}-{max(checks):.0f} ms in this run: "
-            f"its speed varied {max(checks) / min(checks):.2f}x)"
-        )
+class Target(NamedTuple):
+    """One issue-11 target as a run measured it (``value`` None: not measured)."""
+
+    label: str
+    value: float | None
+    limit: float
+    unit: str
+
+    def met(self) -> bool:
+        return self.value is not None and self.value <= self.limit
+
+
+def targets(all_results: dict[tuple[str, int], dict[str, dict[str, Any]]]) -> list[Target]:
+    """The issue-11 targets as one run measured them."""
 
     def sec(key: tuple[str, int], v: str, stage: str) -> float | None:
         return all_results.get(key, {}).get(v, {}).get("seconds", {}).get(stage)
 
-    def line(label: str, value: float | None, limit: float, unit: str = "x") -> None:
-        if value is None:
-            print(f"- {label}: not measured")
-        else:
-            ok = "MET" if value <= limit else "NOT met"
-            print(f"- {label}: {value:.2f}{unit} (target <= {limit}{unit}): {ok}")
+    def quotient(a: float | None, b: float | None) -> float | None:
+        return a / b if a and b else None
 
-    for n, limit in ((200_000, 1.0), (1_000_000, 0.7)):
-        lib, bare = sec(("chat", n), "library", "total"), sec(("chat", n), "bare", "total")
-        line(f"library/bare SDK at {n:,} chat rows", lib / bare if lib and bare else None, limit)
-    for key in sorted(all_results):
-        if key[1] < 50_000:
-            continue
-        for stage in ("input hot path", "results hot path"):
-            lib, floor = sec(key, "library", stage), sec(key, "floor", stage)
-            line(
-                f"{stage} vs floor, {key[0]} {key[1]:,}",
-                lib / floor if lib and floor else None,
-                3.0,
-            )
+    out = [
+        Target(
+            f"library/bare SDK at {n:,} chat rows",
+            quotient(sec(("chat", n), "library", "total"), sec(("chat", n), "bare", "total")),
+            limit,
+            "x",
+        )
+        for n, limit in ((200_000, 1.0), (1_000_000, 0.7))
+    ]
+    out += [
+        Target(
+            f"{stage} vs floor, {key[0]} {key[1]:,}",
+            quotient(sec(key, "library", stage), sec(key, "floor", stage)),
+            3.0,
+            "x",
+        )
+        for key in sorted(all_results)
+        if key[1] >= 50_000
+        for stage in ("input hot path", "results hot path")
+    ]
     big = all_results.get(("chat", 1_000_000), {}).get("library")
-    line(
-        "library peak RSS growth at 1,000,000 chat rows",
-        big["rss_growth"] / MB if big else None,
-        250,
-        " MB",
+    out.append(
+        Target(
+            "library peak RSS growth at 1,000,000 chat rows",
+            big["rss_growth"] / MB if big else None,
+            250,
+            " MB",
+        )
     )
     small = all_results.get(("chat", 2000), {}).get("library")
-    if small is None:
-        line("library's own share of a 2,000-row run", None, 0.5, " s")
-    else:
+    own = None
+    if small is not None:
+        own = small["seconds"].get("lib: asset bodies", 0.0) + small["seconds"].get(
+            "sensor tick", 0.0
+        )
+    out.append(
+        Target(
+            "library's own share of a 2,000-row run (asset bodies + sensor tick)", own, 0.5, " s"
+        )
+    )
+    return out
+
+
+def machine_spread(runs: list[dict[tuple[str, int], dict[str, dict[str, Any]]]]) -> str:
+    """How much the machine's fixed loop varied over ``runs``."""
+    checks = [
+        ms
+        for all_results in runs
+        for results in all_results.values()
+        for r in results.values()
+        for ms in r["machine_check_ms"]
+    ]
+    if not checks:
+        return ""
+    return (
+        f"(the machine's fixed loop took {min(checks):.0f}-{max(checks):.0f} ms: its speed varied "
+        f"{max(checks) / min(checks):.2f}x)"
+    )
+
+
+def verdict(all_results: dict[tuple[str, int], dict[str, dict[str, Any]]]) -> None:
+    print("\n== issue 11 targets ==")
+    print(machine_spread([all_results]))
+    for t in targets(all_results):
+        if t.value is None:
+            print(f"- {t.label}: not measured")
+        else:
+            ok = "MET" if t.met() else "NOT met"
+            print(f"- {t.label}: {t.value:.2f}{t.unit} (target <= {t.limit}{t.unit}): {ok}")
+    small = all_results.get(("chat", 2000), {}).get("library")
+    if small is not None:
         s = small["seconds"]
-        own = s.get("lib: asset bodies", 0.0) + s.get("sensor tick", 0.0)
-        line("library's own share of a 2,000-row run (asset bodies + sensor tick)", own, 0.5, " s")
         steps = sum(v for k, v in s.items() if k.startswith("step: ") and "bench_rows" not in k)
         steps += s.get("sensor tick", 0.0)
         print(f"  (its steps as Dagster times them, plus the sensor tick: {steps:.2f} s)")
@@ -651,6 +701,27 @@ def verdict(all_results: dict[tuple[str, int], dict[str, dict[str, Any]]]) -> No
             )
         )
         print(f"  (of which inside the library's own functions, timed by wrappers: {hot:.2f} s)")
+
+
+def summary(runs: list[dict[tuple[str, int], dict[str, dict[str, Any]]]]) -> None:
+    """Each target in every run, its median over the runs and the verdict on that median."""
+    print(f"\n== issue 11 targets over {len(runs)} runs (verdict on the median) ==")
+    print(machine_spread(runs))
+    per_run = [targets(all_results) for all_results in runs]
+    for measured in zip(*per_run, strict=True):
+        first = measured[0]
+        values = [t.value for t in measured if t.value is not None]
+        if not values:
+            print(f"- {first.label}: not measured")
+            continue
+        middle = statistics.median(values)
+        shown = ", ".join(f"{v:.2f}" for v in values)
+        met = sum(t.met() for t in measured)
+        ok = "MET" if middle <= first.limit else "NOT met"
+        print(
+            f"- {first.label}: {shown} -> median {middle:.2f}{first.unit} "
+            f"(target <= {first.limit}{first.unit}; met in {met} of {len(measured)}): {ok}"
+        )
 
 
 def parse_sizes(text: str) -> list[tuple[str, int]]:
@@ -669,6 +740,13 @@ def main() -> None:
     parser.add_argument("--sizes", help=f"kind:rows,... (default {DEFAULT_SIZES})")
     parser.add_argument("--quick", action="store_true", help=f"only {QUICK_SIZES}")
     parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument(
+        "--runs",
+        type=int,
+        default=1,
+        help="run everything this many times, the bare SDK and the library in alternate order, "
+        "then print each target per run and the verdict on its median",
+    )
     # child-process arguments
     parser.add_argument("--variant", help=argparse.SUPPRESS)
     parser.add_argument("--kind", help=argparse.SUPPRESS)
@@ -679,27 +757,45 @@ def main() -> None:
     args = parser.parse_args()
     if args.variant:
         return child(args)
+    if args.runs < 1:
+        raise SystemExit("--runs: give 1 or more")
     sizes = parse_sizes(args.sizes or (QUICK_SIZES if args.quick else DEFAULT_SIZES))
     variants = [v for v in VARIANTS if v in args.variants.split(",")]
     if "floor" in variants and "bare" not in variants:
         raise SystemExit("the floor parses the bare variant's output files: include bare")
-    all_results: dict[tuple[str, int], dict[str, dict[str, Any]]] = {}
+    runs: list[dict[tuple[str, int], dict[str, dict[str, Any]]]] = []
     began = time.perf_counter()
-    for kind, n in sizes:
-        started = time.perf_counter()
-        results: dict[str, dict[str, Any]] = {}
-        with emulator_over_http("--pace", "fast") as (base, _), tempfile.TemporaryDirectory() as w:
-            for variant in variants:
-                extra = []
-                if variant == "floor":
-                    extra = ["--output-file-ids", json.dumps(results["bare"]["output_file_ids"])]
-                work = Path(w) / variant
-                work.mkdir()
-                results[variant] = run_variant(variant, kind, n, base, work, extra)
-        all_results[(kind, n)] = results
-        report(kind, n, results)
-        print(f"({kind} {n:,}: {time.perf_counter() - started:.0f}s for this size)", flush=True)
-    verdict(all_results)
+    for run in range(args.runs):
+        # Alternate runs start with the library, so a drift in the machine's speed over a size
+        # favours neither the bare SDK nor the library (the floor reads the bare SDK's files).
+        order = (
+            variants if run % 2 == 0 else sorted(variants, key=("library", "bare", "floor").index)
+        )
+        if args.runs > 1:
+            print(f"\n######## run {run + 1} of {args.runs} ({', '.join(order)})", flush=True)
+        all_results: dict[tuple[str, int], dict[str, dict[str, Any]]] = {}
+        for kind, n in sizes:
+            started = time.perf_counter()
+            results: dict[str, dict[str, Any]] = {}
+            with (
+                emulator_over_http("--pace", "fast") as (base, _),
+                tempfile.TemporaryDirectory() as w,
+            ):
+                for variant in order:
+                    extra = []
+                    if variant == "floor":
+                        ids = results["bare"]["output_file_ids"]
+                        extra = ["--output-file-ids", json.dumps(ids)]
+                    work = Path(w) / variant
+                    work.mkdir()
+                    results[variant] = run_variant(variant, kind, n, base, work, extra)
+            all_results[(kind, n)] = results
+            report(kind, n, results)
+            print(f"({kind} {n:,}: {time.perf_counter() - started:.0f}s for this size)", flush=True)
+        verdict(all_results)
+        runs.append(all_results)
+    if args.runs > 1:
+        summary(runs)
     print(f"\nwhole benchmark: {time.perf_counter() - began:.0f}s (cores: {os.cpu_count()})")
 
 
