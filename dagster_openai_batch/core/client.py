@@ -184,31 +184,43 @@ class BatchClient:
         """Upload one part (see :meth:`upload_all`)."""
         return self.upload_all([part], reuse=reuse)[0]
 
-    def upload_all(self, parts: Sequence[InputPart], *, reuse: bool = True) -> list[FileObject]:
-        """Upload parts (each streamed from disk) with purpose ``batch``: their files, in order.
+    def upload_all(
+        self, parts: Sequence[InputPart], *, reuse: bool = True, at_once: int = 4
+    ) -> list[FileObject]:
+        """Upload parts (each streamed from disk) with purpose ``batch``, ``at_once`` at a time (one
+        upload seldom fills a link to the service, and the SDK's client is safe to share between
+        threads): their files, in order.
 
         With ``reuse``, a part whose content-hash name and size match an uploaded, unexpired file
         is not uploaded again: that file is returned (one listing of the newest files for all the
-        parts).
+        parts), and parts of the same content are uploaded once.
         """
         keys = [(upload_filename(part), part.bytes) for part in parts]
         found = self.find_files(keys) if reuse and parts else {}
-        files = []
-        for (name, size), part in zip(keys, parts, strict=True):
-            file = found.get((name, size))
-            if file is None:
-                with self._api(f"uploading {part.path.name}"), part.path.open("rb") as f:
-                    file = self._parse_json(
-                        self.openai.files.with_raw_response.create(
-                            file=(name, f, "application/jsonl"),
-                            purpose="batch",
-                            **_expires_after("expires_after", self.input_expires_after),
-                        )
+        if reuse:
+            pending = {key: part for key, part in zip(keys, parts, strict=True) if key not in found}
+            jobs = list(pending.items())
+        else:
+            jobs = list(zip(keys, parts, strict=True))
+
+        def send(job: tuple[tuple[str, int], InputPart]) -> FileObject:
+            (name, _), part = job
+            with self._api(f"uploading {part.path.name}"), part.path.open("rb") as f:
+                file: FileObject = self._parse_json(
+                    self.openai.files.with_raw_response.create(
+                        file=(name, f, "application/jsonl"),
+                        purpose="batch",
+                        **_expires_after("expires_after", self.input_expires_after),
                     )
-                if reuse:  # a later part of the same content takes this file
-                    found[(name, size)] = file
-            files.append(file)
-        return files
+                )
+            return file
+
+        with ThreadPoolExecutor(max(1, min(at_once, len(jobs)))) as pool:
+            sent = list(pool.map(send, jobs))
+        if not reuse:
+            return sent
+        found.update((key, file) for (key, _), file in zip(jobs, sent, strict=True))
+        return [found[key] for key in keys]
 
     def find_files(
         self, wanted: Iterable[tuple[str, int]], *, max_pages: int = 5

@@ -6,7 +6,9 @@ import http.server
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx2
 import openai
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -24,7 +26,8 @@ from dagster_openai_batch.core import (
     prepare_rows,
     write_batch_input,
 )
-from dagster_openai_batch.emulator import serve
+from dagster_openai_batch.core.client import upload_filename
+from dagster_openai_batch.emulator import EMULATOR_BASE_URL, Emulator, serve
 
 CHAT = "/v1/chat/completions"
 KEY = "sk-secret-test-key-123"
@@ -284,6 +287,34 @@ def test_parts_are_uploaded_after_one_listing_and_reused_the_second_time(
     counting.requests.clear()
     assert [f.id for f in bc.upload_all(parts, reuse=False)] != [f.id for f in files]
     assert counting.requests == ["POST /v1/files"] * 4
+
+
+def test_parts_are_uploaded_four_at_a_time_and_come_back_in_order(
+    emu: Emulator, clock: Any, tmp_path: Path
+) -> None:
+    """An upload is let through only once four are in flight, so uploads one after another would
+    time out; the files still come back in part order, the identical last part uploaded once."""
+    together = threading.Barrier(4, timeout=10)
+    inner = emu.transport()
+
+    class FourTogether(httpx2.BaseTransport):
+        def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+            if request.method == "POST" and request.url.path.endswith("/files"):
+                together.wait()
+            return inner.handle_request(request)
+
+    http = httpx2.Client(transport=FourTogether())
+    sdk = openai.OpenAI(api_key=KEY, base_url=EMULATOR_BASE_URL, http_client=http, max_retries=0)
+    bc = BatchClient(sdk, sleep=clock.sleep, clock=clock)
+    rows = [{"id": f"r{i}", "word": f"w{i}"} for i in range(40)]
+    parts = prepare_rows(rows, TEMPLATE, tmp_path / "in", max_requests=10).parts
+    parts = [*parts, prepare_rows(rows[30:], TEMPLATE, tmp_path / "twin").parts[0]]
+    files = bc.upload_all(parts)
+    assert [(f.filename, f.bytes) for f in files] == [(upload_filename(p), p.bytes) for p in parts]
+    assert files[4].id == files[3].id
+    assert len({f.id for f in files}) == 4
+    for file, part in zip(files, parts, strict=True):
+        assert sdk.files.content(file.id).read() == part.path.read_bytes()
 
 
 def test_adoption_never_takes_a_batch_for_other_content_or_endpoint(
